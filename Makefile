@@ -1,0 +1,40 @@
+# netshrink: `make book` (set up, run every chapter, build the HTML) and `make test`.
+PROFILE ?= quick
+CHAPTERS ?=
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup book chapters html test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (netshrink)"
+	touch $(STAMP)
+
+book: setup  ## run the chapters of PROFILE (and CHAPTERS) and build _build/html
+	$(PY) -m netshrink.runner --profile $(PROFILE) --chapters "$(CHAPTERS)"
+
+chapters: setup  ## run the chapters only
+	$(PY) -m netshrink.runner --profile $(PROFILE) --chapters "$(CHAPTERS)" --no-build
+
+html: setup  ## build _build/html from the finished runs of PROFILE
+	$(PY) -m netshrink.runner --profile $(PROFILE) --build-only
+
+lint: setup
+	$(PY) -m ruff check src tests chapters
+
+test: setup lint  ## unit tests, every chapter in the smoke profile, the book build
+	$(PY) -m pytest
+
+bench: setup  ## the benchmarks, with timings
+	$(PY) -m pytest tests -m benchmark --benchmark-enable
+
+clean:
+	rm -rf _build results

@@ -1,0 +1,117 @@
+"""The seeds' baseline networks (seed 000 on MNIST, seed 003 on CIFAR-10) as training configurations,
+with the numbers the seeds report, and the table that puts ours beside theirs (item B-T1)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from netshrink.train import TrainConfig, TrainResult
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline run: its configuration and what the seed reported for it.
+
+    `seed_acc` is the seed's test accuracy (None where the seed gives none) and
+    `seed_epoch` the epoch it was read at.
+    """
+
+    key: str
+    item: str
+    title: str
+    config: TrainConfig
+    seed: str
+    seed_acc: float | None = None
+    seed_epoch: int | None = None
+    seed_note: str = ""
+
+    @property
+    def optimiser(self) -> str:
+        c = self.config
+        text = f"{c.optimizer.upper() if c.optimizer == 'sgd' else 'Adam'} lr {c.lr:g}"
+        if c.momentum:
+            text += f", momentum {c.momentum:g}"
+        if c.weight_decay:
+            text += f", weight decay {c.weight_decay:g}"
+        return text
+
+
+def baseline_runs(
+    *,
+    seed: int = 0,
+    val_size: int = 5000,
+    mnist_train_size: int | None = None,
+    mnist_test_size: int | None = None,
+    mlp_epochs: int = 10,
+    one_conv_epochs: int = 10,
+    two_conv_epochs: int = 10,
+    cifar_train_size: int | None = None,
+    cifar_test_size: int | None = None,
+    cifar_epochs: int = 15,
+    cifar_aug_epochs: int = 50,
+) -> list[Baseline]:
+    """The eight baseline runs of the Baselines chapter, in the order of items B-F1..B-F7."""
+    mnist = {"val_size": val_size, "train_size": mnist_train_size, "test_size": mnist_test_size, "seed": seed}
+    cifar = {"val_size": val_size, "train_size": cifar_train_size, "test_size": cifar_test_size, "seed": seed}
+
+    def cnn(lr: float, pool: bool = False, augment: bool = False, epochs: int = cifar_epochs) -> TrainConfig:
+        return TrainConfig("cifar_cnn", "cifar10", {"pool": pool}, {**cifar, "augment": augment},
+                           optimizer="adam", lr=lr, epochs=epochs, batch_size=64, seed=seed)
+
+    return [
+        Baseline("mlp", "B-F1", "MLP 2x512, dropout 0.4",
+                 TrainConfig("mlp", "mnist", {"hidden": [512, 512], "dropout": 0.4}, mnist, optimizer="sgd",
+                             lr=0.01, momentum=0.9, epochs=mlp_epochs, batch_size=64, seed=seed),
+                 "000", seed_note="no accuracy given"),
+        Baseline("one_conv", "B-F2", "one conv layer + dense 100",
+                 TrainConfig("one_conv", "mnist", {}, mnist, optimizer="adam", lr=1e-4, weight_decay=0.1,
+                             epochs=one_conv_epochs, batch_size=64, seed=seed),
+                 "000", 0.801, seed_note="80.1 %"),
+        Baseline("two_conv", "B-F3", "two conv layers, 2x2 max-pool",
+                 TrainConfig("two_conv", "mnist", {}, mnist, optimizer="adam", lr=1e-3, weight_decay=0.1,
+                             epochs=two_conv_epochs, batch_size=1000, seed=seed),
+                 "000", 0.971, seed_note="97.1 %"),
+        Baseline("cnn_lr0.001", "B-F4", "CIFAR-10 CNN, lr 0.001", cnn(1e-3), "003", 0.59, 15,
+                 "59 % after 15 epochs"),
+        Baseline("cnn_lr0.1", "B-F5", "CIFAR-10 CNN, lr 0.1", cnn(0.1), "003", None, None, "fails to train"),
+        Baseline("cnn_lr1", "B-F5", "CIFAR-10 CNN, lr 1", cnn(1.0), "003", None, None, "fails to train"),
+        Baseline("cnn_pool", "B-F6", "CIFAR-10 CNN with max-pooling", cnn(1e-3, pool=True), "003", 0.60, 10,
+                 "> 60 % at epoch 10"),
+        Baseline("cnn_pool_aug", "B-F7", "CIFAR-10 CNN with max-pooling and augmentation",
+                 cnn(1e-3, pool=True, augment=True, epochs=cifar_aug_epochs), "003", 0.68, 50,
+                 "about 68 % at 50 epochs"),
+    ]
+
+
+def accuracy_at_epoch(history: pd.DataFrame, epoch: int | None) -> float:
+    """Test accuracy after `epoch` epochs, NaN when the run is shorter or no epoch is given."""
+    if epoch is None:
+        return math.nan
+    row = history.loc[history["epoch"] == epoch, "test_acc"]
+    return float(row.iloc[0]) if len(row) else math.nan
+
+
+def baseline_table(runs: list[Baseline], results: Mapping[str, TrainResult]) -> pd.DataFrame:
+    """Item B-T1: one row per run, our test accuracy beside the seed's."""
+    rows = []
+    for run in runs:
+        res = results[run.key]
+        rows.append({
+            "item": run.item,
+            "model": run.title,
+            "data set": res.dataset_label,
+            "parameters": res.n_parameters,
+            "optimiser": run.optimiser,
+            "batch": run.config.batch_size,
+            "epochs": run.config.epochs,
+            "test acc (ours)": res.test["acc"],
+            "test acc at seed's epoch (ours)": accuracy_at_epoch(res.history, run.seed_epoch),
+            "seed's test acc": run.seed_acc if run.seed_acc is not None else math.nan,
+            "seed's report": f"{run.seed_note} (seed {run.seed})",
+            "train seconds": float(res.history["seconds"].sum()),
+        })
+    return pd.DataFrame(rows).set_index("item")

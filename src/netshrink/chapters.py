@@ -1,0 +1,81 @@
+"""The book's chapters: notebook, report items, and the parameters of each profile.
+
+Profiles:
+- `smoke`: seconds a chapter, tiny subsets; for the tests.
+- `quick`: the default; the whole book in minutes on a 2-core CPU, on subsets and few epochs.
+- `full`: the seeds' settings.
+
+A chapter notebook's `parameters` cell holds the `quick` values (a test checks it);
+the runner injects the chosen profile's values with papermill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netshrink.report import check_profile
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter: `name` (its results folder), `notebook` (path from the project root),
+    the report `items` it must produce, and its parameters per profile."""
+
+    name: str
+    notebook: str
+    title: str
+    items: tuple[str, ...]
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def parameters(self, profile: str) -> dict[str, Any]:
+        """The papermill parameters of this chapter in `profile` (`profile` included)."""
+        check_profile(profile)
+        return {"profile": profile, **self.profiles[profile]}
+
+    def collect(self, namespace: dict[str, Any]) -> dict[str, Any]:
+        """The values of this chapter's parameters in `namespace` (a notebook's `globals()`)."""
+        return {name: namespace[name] for name in self.parameters("quick")}
+
+    @property
+    def stem(self) -> str:
+        return Path(self.notebook).stem
+
+
+_BASELINE_FULL = {
+    "seed": 0, "val_size": 5000,
+    "mnist_train_size": None, "mnist_test_size": None,
+    "mlp_epochs": 20, "one_conv_epochs": 10, "two_conv_epochs": 20,
+    "cifar_train_size": None, "cifar_test_size": None,
+    "cifar_epochs": 15, "cifar_aug_epochs": 50,
+}  # fmt: skip
+
+BASELINES = Chapter(
+    name="baselines",
+    notebook="chapters/01_baselines.ipynb",
+    title="Baselines",
+    items=("B-T1", "B-F1", "B-F2", "B-F3", "B-F4", "B-F5", "B-F6", "B-F7"),
+    profiles={
+        "smoke": {**_BASELINE_FULL, "val_size": 500, "mnist_train_size": 2000, "mnist_test_size": 1000,
+                  "mlp_epochs": 2, "one_conv_epochs": 1, "two_conv_epochs": 2,
+                  "cifar_train_size": 1000, "cifar_test_size": 500, "cifar_epochs": 2, "cifar_aug_epochs": 2},
+        "quick": {**_BASELINE_FULL, "mnist_train_size": 20000, "mlp_epochs": 5, "one_conv_epochs": 2,
+                  "two_conv_epochs": 4, "cifar_train_size": 8000, "cifar_epochs": 4, "cifar_aug_epochs": 6},
+        "full": _BASELINE_FULL,
+    },
+)
+
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in (BASELINES,)}
+
+
+def select(names: str | list[str] | None) -> list[Chapter]:
+    """Chapters by name (a list, or a comma/space separated string); all when empty."""
+    if not names:
+        return list(CHAPTERS.values())
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    unknown = [n for n in names if n not in CHAPTERS]
+    if unknown:
+        raise ValueError(f"chapters={unknown} not known; allowed values: {', '.join(CHAPTERS)}")
+    return [CHAPTERS[n] for n in names]

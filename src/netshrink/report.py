@@ -1,0 +1,171 @@
+"""Show a chapter's tables and figures, write them to disk, and record them in the manifest.
+
+Layout of a run (`results/` or `$NETSHRINK_RESULTS`):
+
+    results/<profile>/manifest.json              item ID -> files, caption, parameters
+    results/<profile>/<chapter>/parameters.json  the parameters the chapter ran with
+    results/<profile>/<chapter>/<ID>[-name].csv  every table
+    results/<profile>/<chapter>/<ID>[-name].png/.svg  every figure
+    results/<profile>/<chapter>/glue.json        every number the prose quotes
+
+Every file is written atomically; the manifest is updated under a file lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from netshrink import paths
+from netshrink.io import atomic_path, write_json, write_text
+
+PROFILES = ("smoke", "quick", "full")
+ITEM_ID = re.compile(r"^[A-Z]-[A-Z]+\d+$")
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not known; allowed values: {', '.join(PROFILES)}")
+    return profile
+
+
+def _display(obj: Any) -> None:
+    try:
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython comes with the notebook stack
+        return
+    display(obj)
+
+
+def _display_caption(item: str, caption: str) -> None:
+    try:
+        from IPython.display import Markdown
+    except ImportError:  # pragma: no cover
+        return
+    _display(Markdown(f"**{item}.** {caption}"))
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_manifest(profile: str, root: Path | None = None) -> dict[str, Any]:
+    """The manifest of `profile`: {"profile", "items": {ID: {...}}}; empty when none yet."""
+    path = (root or paths.results_root()) / profile / "manifest.json"
+    if not path.is_file():
+        return {"profile": profile, "items": {}}
+    return json.loads(path.read_text())
+
+
+class Report:
+    """Writes one chapter's items under `results/<profile>/<chapter>/`.
+
+    Creating it records the parameters and forgets the chapter's previous manifest
+    entries, so the manifest lists only what this run made.
+    """
+
+    def __init__(self, chapter: str, profile: str, params: dict[str, Any], root: Path | None = None,
+                 display: bool = True):
+        self.chapter = chapter
+        self.profile = check_profile(profile)
+        self.params = dict(params)
+        self.root = Path(root) if root is not None else paths.results_root()
+        self.run_dir = self.root / profile
+        self.dir = self.run_dir / chapter
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.display = display
+        self.glued: dict[str, Any] = {}
+        write_json(self.dir / "parameters.json", {"chapter": chapter, "profile": profile, **self.params})
+        with _locked(self.manifest_path):
+            manifest = read_manifest(profile, self.root)
+            manifest["items"] = {k: v for k, v in manifest["items"].items() if v.get("chapter") != chapter}
+            write_json(self.manifest_path, manifest)
+        sns.set_theme(context="notebook", style="whitegrid")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / "manifest.json"
+
+    def _stem(self, item: str, name: str | None) -> str:
+        if not ITEM_ID.match(item):
+            raise ValueError(f"item={item!r} is not an item ID like 'B-T1' or 'D-F10'")
+        return f"{item}-{name}" if name else item
+
+    def _record(self, item: str, files: list[Path], caption: str, kind: str) -> None:
+        rel = [str(f.relative_to(self.run_dir)) for f in files]
+        with _locked(self.manifest_path):
+            manifest = read_manifest(self.profile, self.root)
+            entry = manifest["items"].get(item)
+            if entry is None or entry.get("chapter") != self.chapter:
+                entry = {"chapter": self.chapter, "kind": kind, "files": [], "captions": []}
+            entry["files"] = sorted(set(entry["files"]) | set(rel))
+            if caption not in entry["captions"]:
+                entry["captions"].append(caption)
+            entry["params"] = self.params
+            entry["written"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            manifest["items"][item] = entry
+            write_json(self.manifest_path, manifest)
+
+    def table(self, item: str, df: pd.DataFrame, caption: str, name: str | None = None,
+              precision: int = 4) -> pd.DataFrame:
+        """Write `df` as `<ID>[-name].csv`, record it, and show it with `caption`."""
+        path = self.dir / f"{self._stem(item, name)}.csv"
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=True)
+        self._record(item, [path], caption, "table")
+        if self.display:
+            _display(df.style.format(precision=precision, na_rep="–").set_caption(caption))
+        return df
+
+    def figure(self, item: str, fig: plt.Figure, caption: str, name: str | None = None) -> Path:
+        """Write `fig` as `<ID>[-name].png` and `.svg`, record it, show it, and close it."""
+        stem = self._stem(item, name)
+        files = []
+        for ext in ("png", "svg"):
+            path = self.dir / f"{stem}.{ext}"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            files.append(path)
+        self._record(item, files, caption, "figure")
+        if self.display:
+            _display(fig)
+            _display_caption(item, caption)
+        plt.close(fig)
+        return files[0]
+
+    def text(self, item: str, text: str, caption: str, name: str | None = None) -> Path:
+        """Write a listing (for example a printed model) as `<ID>[-name].txt` and record it."""
+        path = self.dir / f"{self._stem(item, name)}.txt"
+        write_text(path, text)
+        self._record(item, [path], caption, "listing")
+        if self.display:
+            print(text)
+        return path
+
+    def glue(self, name: str, value: Any, display: bool = False) -> Any:
+        """`myst_nb.glue` a number for the prose, and keep it in `glue.json`."""
+        self.glued[name] = value
+        write_json(self.dir / "glue.json", self.glued)
+        try:
+            from myst_nb import glue
+        except ImportError:  # pragma: no cover
+            return value
+        glue(name, value, display=display)
+        return value

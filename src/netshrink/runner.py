@@ -1,0 +1,153 @@
+"""Run the book's chapters with papermill and build the HTML book.
+
+    python -m netshrink.runner --profile quick [--chapters baselines] [--no-build]
+
+Each chapter notebook runs with its profile's parameters into
+`results/<profile>/notebooks/<notebook>.ipynb` (written only when the run succeeds);
+a failing chapter stops the run and prints the failing cell. The book is then built from
+a staging copy of the sources (`_build/source`) in which each chapter is its executed
+notebook, so the committed notebooks stay free of outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import papermill as pm
+
+from netshrink import paths
+from netshrink.chapters import Chapter, select
+from netshrink.io import atomic_path
+from netshrink.report import check_profile
+
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter notebook raised; the message holds the failing cell and its traceback."""
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and default values of the notebook's `parameters` cell."""
+    return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
+
+
+def check_parameters(chapter: Chapter, params: dict[str, Any], root: Path) -> None:
+    """Raise a ValueError for a parameter the chapter's parameters cell does not declare."""
+    known = notebook_parameters(root / chapter.notebook)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"parameters {unknown} are not in {chapter.notebook}'s parameters cell; "
+                         f"allowed: {', '.join(sorted(known))}")
+
+
+def run_chapter(chapter: Chapter, profile: str, *, root: Path | None = None,
+                results: Path | None = None, overrides: dict[str, Any] | None = None,
+                progress: bool = True) -> Path:
+    """Execute one chapter; return the executed notebook's path."""
+    root = root or paths.project_root()
+    results = results or paths.results_root()
+    params = {**chapter.parameters(profile), **(overrides or {})}
+    check_parameters(chapter, params, root)
+    out = results / profile / "notebooks" / f"{chapter.stem}.ipynb"
+    failed = out.with_suffix(".failed.ipynb")
+    failed.unlink(missing_ok=True)
+    with atomic_path(out) as tmp:
+        try:
+            pm.execute_notebook(str(root / chapter.notebook), str(tmp), parameters=params,
+                                cwd=str(root), kernel_name="python3", progress_bar=progress,
+                                report_mode=False)
+        except pm.PapermillExecutionError as err:
+            shutil.copy(tmp, failed)
+            raise ChapterFailed(
+                f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
+                f"Failing cell:\n{err.source}\n\nTraceback:\n" + "\n".join(err.traceback)
+                + f"\n\nThe executed notebook is at {failed}"
+            ) from err
+    return out
+
+
+def stage_book(profile: str, *, root: Path | None = None, results: Path | None = None) -> Path:
+    """Copy the book sources to `_build/source/`, with each chapter's executed notebook for
+    `profile` where one exists (the committed, unexecuted one otherwise)."""
+    root = root or paths.project_root()
+    results = results or paths.results_root()
+    stage = root / "_build" / "source"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in BOOK_SOURCES:
+        src = root / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, stage / name)
+    (stage / "chapters").mkdir()
+    for nb in sorted((root / "chapters").glob("*.ipynb")):
+        executed = results / profile / "notebooks" / nb.name
+        shutil.copy(executed if executed.is_file() else nb, stage / "chapters" / nb.name)
+    return stage
+
+
+def build_book(profile: str, *, root: Path | None = None, results: Path | None = None,
+               strict: bool = False) -> subprocess.CompletedProcess:
+    """Build the HTML book of `profile` into `<root>/_build/html`; return the finished process
+    (its `stdout` holds Sphinx's warnings). `strict` turns warnings into errors."""
+    root = root or paths.project_root()
+    stage = stage_book(profile, root=root, results=results)
+    jb = Path(sys.executable).parent / "jupyter-book"  # the CLI installed beside this interpreter
+    cmd = [str(jb), "build", str(stage),
+           "--path-output", str(root), "--builder", "html"]
+    if strict:
+        cmd += ["--warningiserror", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n"
+                           f"{proc.stderr[-5000:]}")
+    return proc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
+    parser.add_argument("--chapters", default="", help="chapter names, comma separated (default: all)")
+    parser.add_argument("--no-build", action="store_true", help="run the chapters, skip the HTML build")
+    parser.add_argument("--build-only", action="store_true", help="build the HTML book from finished runs")
+    args = parser.parse_args(argv)
+    try:
+        profile = check_profile(args.profile)
+        chapters = select(args.chapters)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    if not args.build_only:
+        for chapter in chapters:
+            t0 = time.perf_counter()
+            print(f"== chapter {chapter.name} ({profile})", flush=True)
+            try:
+                out = run_chapter(chapter, profile)
+            except (ChapterFailed, ValueError) as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+            print(f"   done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
+    if not args.no_build:
+        print("== building the book", flush=True)
+        try:
+            proc = build_book(profile)
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line]
+        for line in warnings:
+            print(f"   {line}")
+        print(f"   {len(warnings)} Sphinx warnings; book at {paths.project_root() / '_build' / 'html' / 'index.html'}")
+    print(f"== finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

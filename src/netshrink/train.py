@@ -1,0 +1,259 @@
+"""Training and evaluation, with trained models cached by a hash of their configuration.
+
+`fit` is the plain loop (no files); `train_cached` wraps it: it looks the configuration
+up under `<data root>/models/<key>/`, loads a finished model instead of training, resumes
+an interrupted run from its last finished epoch, and writes every file atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from netshrink import data, models, paths
+from netshrink.io import torch_save, write_json
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "cosine")
+CACHE_VERSION = 1  # bump when a change of the training code invalidates cached models
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a trained model; its hash keys the cache.
+
+    `data_kwargs` go to `data.load_dataset` (val_size, train_size, test_size, classes,
+    augment, seed); `model_kwargs` to `models.build_model`.
+    """
+
+    model: str
+    dataset: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    epochs: int = 5
+    batch_size: int = 32
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        """Raise a ValueError naming the first bad parameter and its allowed values."""
+        data.check_dataset(self.dataset)
+        if self.model not in models.MODELS:
+            raise ValueError(f"model={self.model!r} is not known; allowed values: {', '.join(models.MODELS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not known; allowed values: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is not known; allowed values: {', '.join(SCHEDULES)}")
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs={self.epochs} must be a non-negative integer")
+        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise ValueError(f"batch_size={self.batch_size} must be a positive integer")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be positive")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ValueError(f"momentum={self.momentum} and weight_decay={self.weight_decay} must be >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), sort_keys=True))  # tuples -> lists, a canonical form
+
+    def key(self) -> str:
+        """16 hex digits of the SHA-256 of the canonical JSON of the configuration."""
+        blob = json.dumps({"v": CACHE_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | None = None) -> dict[str, float]:
+    """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return {"loss": total_loss / max(n, 1), "acc": correct / max(n, 1)}
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    """SGD with momentum, Adam (L2 weight decay, as the seeds' Keras/PyTorch code) or AdamW."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch  # one seed per epoch: a resumed run shuffles as an unbroken one
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: DataLoader,
+    epochs: int,
+    *,
+    val_loader: DataLoader | None = None,
+    test_loader: DataLoader | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    seed: int = 0,
+    start_epoch: int = 0,
+    history: list[dict[str, float]] | None = None,
+    on_epoch_end: Callable[[int, list[dict[str, float]]], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train for `epochs` epochs (from `start_epoch`), one history row per epoch.
+
+    A row holds `epoch`, `train_loss`, `train_acc` (running over the epoch), `val_*` and
+    `test_*` (when those loaders are given), `lr` and `seconds`. `on_epoch_end(epoch, history)`
+    is called after every epoch (the cache uses it to checkpoint).
+    """
+    device = next(model.parameters()).device
+    history = list(history or [])
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, initial=start_epoch,
+               total=epochs, leave=False)
+    for epoch in bar:
+        torch.manual_seed(_epoch_seed(seed, epoch))
+        if train_loader.generator is not None:
+            train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
+        model.train()
+        start = time.perf_counter()
+        total_loss, correct, n = 0.0, 0, 0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+        row = {"epoch": epoch + 1, "train_loss": total_loss / n, "train_acc": correct / n,
+               "lr": optimizer.param_groups[0]["lr"]}
+        if scheduler is not None:
+            scheduler.step()
+        for split, loader in (("val", val_loader), ("test", test_loader)):
+            if loader is not None:
+                metrics = evaluate(model, loader, device)
+                row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc")})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history)
+    return history
+
+
+@dataclass
+class TrainResult:
+    """A trained model with its history (one row per epoch) and final test metrics."""
+
+    model: nn.Module
+    config: TrainConfig
+    history: pd.DataFrame
+    test: dict[str, float]
+    val: dict[str, float]
+    key: str
+    cached: bool
+    dataset_label: str
+
+    @property
+    def n_parameters(self) -> int:
+        return models.count_parameters(self.model)
+
+
+def model_dir(config: TrainConfig, root: Path | None = None) -> Path:
+    """`<data root>/models/<config key>/`."""
+    return (Path(root) if root is not None else paths.data_root()) / "models" / config.key()
+
+
+def train_cached(
+    config: TrainConfig,
+    *,
+    splits: data.DataSplits | None = None,
+    root: Path | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    eval_batch_size: int = 1000,
+) -> TrainResult:
+    """Train `config` or load it from the cache; resume an interrupted run.
+
+    Files under `model_dir(config)`: `config.json`, `checkpoint.pt` (after each epoch while
+    training), `model.pt` (state dict, history and metrics, written once training ends).
+    """
+    config.validate()
+    device = device or default_device()
+    folder = model_dir(config, root)
+    final, ckpt_path = folder / "model.pt", folder / "checkpoint.pt"
+    splits = splits or data.load_dataset(config.dataset, root=root, **config.data_kwargs)
+    torch.manual_seed(config.seed)
+    model = models.build_model(config.model, **config.model_kwargs).to(device)
+    if final.is_file():
+        saved = torch.load(final, map_location=device, weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        model.eval()
+        return TrainResult(model, config, pd.DataFrame(saved["history"]), saved["test"], saved["val"],
+                           config.key(), True, splits.label)
+
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+                 if config.schedule == "cosine" else None)
+    start_epoch, history = 0, []
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history = ckpt["epoch"], ckpt["history"]
+    write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
+
+    def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
+        torch_save(ckpt_path, {
+            "epoch": epoch, "history": hist, "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        })
+
+    train_loader = data.make_loader(splits.train, config.batch_size, shuffle=True, seed=config.seed)
+    val_loader = data.make_loader(splits.val, eval_batch_size) if len(splits.val) else None
+    test_loader = data.make_loader(splits.test, eval_batch_size)
+    history = fit(model, optimizer, train_loader, config.epochs, val_loader=val_loader,
+                  test_loader=test_loader, scheduler=scheduler, seed=config.seed,
+                  start_epoch=start_epoch, history=history, on_epoch_end=checkpoint,
+                  progress=progress, desc=f"{config.model} on {splits.label}")
+    model.eval()
+    test = evaluate(model, test_loader, device)
+    val = evaluate(model, val_loader, device) if val_loader else {"loss": math.nan, "acc": math.nan}
+    torch_save(final, {"state_dict": model.state_dict(), "history": history, "test": test, "val": val,
+                       "config": config.to_dict()})
+    ckpt_path.unlink(missing_ok=True)
+    return TrainResult(model, config, pd.DataFrame(history), test, val, config.key(), False, splits.label)
