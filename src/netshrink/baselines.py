@@ -7,8 +7,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from netshrink import plots
 from netshrink.train import TrainConfig, TrainResult
 
 
@@ -31,12 +33,14 @@ class Baseline:
 
     @property
     def optimiser(self) -> str:
+        """The optimiser in words; Adam's `weight_decay` is an L2 penalty, AdamW's is decoupled."""
         c = self.config
-        text = f"{c.optimizer.upper() if c.optimizer == 'sgd' else 'Adam'} lr {c.lr:g}"
+        text = f"{ {'sgd': 'SGD', 'adam': 'Adam', 'adamw': 'AdamW'}[c.optimizer] } lr {c.lr:g}"
         if c.momentum:
             text += f", momentum {c.momentum:g}"
         if c.weight_decay:
-            text += f", weight decay {c.weight_decay:g}"
+            kind = "L2 penalty" if c.optimizer in ("sgd", "adam") else "weight decay"
+            text += f", {kind} {c.weight_decay:g}"
         return text
 
 
@@ -54,36 +58,126 @@ def baseline_runs(
     cifar_epochs: int = 15,
     cifar_aug_epochs: int = 50,
 ) -> list[Baseline]:
-    """The eight baseline runs of the Baselines chapter, in the order of items B-F1..B-F7."""
+    """The ten baseline runs of the Baselines chapter, in the order of items B-F1..B-F7."""
     mnist = {"val_size": val_size, "train_size": mnist_train_size, "test_size": mnist_test_size, "seed": seed}
     cifar = {"val_size": val_size, "train_size": cifar_train_size, "test_size": cifar_test_size, "seed": seed}
 
+    def conv_net(model: str, optimizer: str, lr: float, epochs: int, batch_size: int) -> TrainConfig:
+        # seed 000 states "weight decay 0.1": read as AdamW's decoupled decay, and as Adam's L2 penalty
+        return TrainConfig(
+            model,
+            "mnist",
+            {},
+            mnist,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=0.1,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+        )
+
     def cnn(lr: float, pool: bool = False, augment: bool = False, epochs: int = cifar_epochs) -> TrainConfig:
-        return TrainConfig("cifar_cnn", "cifar10", {"pool": pool}, {**cifar, "augment": augment},
-                           optimizer="adam", lr=lr, epochs=epochs, batch_size=64, seed=seed)
+        return TrainConfig(
+            "cifar_cnn",
+            "cifar10",
+            {"pool": pool},
+            {**cifar, "augment": augment},
+            optimizer="adam",
+            lr=lr,
+            epochs=epochs,
+            batch_size=64,
+            seed=seed,
+        )
 
     return [
-        Baseline("mlp", "B-F1", "MLP 2x512, dropout 0.4",
-                 TrainConfig("mlp", "mnist", {"hidden": [512, 512], "dropout": 0.4}, mnist, optimizer="sgd",
-                             lr=0.01, momentum=0.9, epochs=mlp_epochs, batch_size=64, seed=seed),
-                 "000", seed_note="no accuracy given"),
-        Baseline("one_conv", "B-F2", "one conv layer + dense 100",
-                 TrainConfig("one_conv", "mnist", {}, mnist, optimizer="adam", lr=1e-4, weight_decay=0.1,
-                             epochs=one_conv_epochs, batch_size=64, seed=seed),
-                 "000", 0.801, seed_note="80.1 %"),
-        Baseline("two_conv", "B-F3", "two conv layers, 2x2 max-pool",
-                 TrainConfig("two_conv", "mnist", {}, mnist, optimizer="adam", lr=1e-3, weight_decay=0.1,
-                             epochs=two_conv_epochs, batch_size=1000, seed=seed),
-                 "000", 0.971, seed_note="97.1 %"),
-        Baseline("cnn_lr0.001", "B-F4", "CIFAR-10 CNN, lr 0.001", cnn(1e-3), "003", 0.59, 15,
-                 "59 % after 15 epochs"),
+        Baseline(
+            "mlp",
+            "B-F1",
+            "MLP 2x512, dropout 0.4",
+            TrainConfig(
+                "mlp",
+                "mnist",
+                {"hidden": [512, 512], "dropout": 0.4},
+                mnist,
+                optimizer="sgd",
+                lr=0.01,
+                momentum=0.9,
+                epochs=mlp_epochs,
+                batch_size=64,
+                seed=seed,
+            ),
+            "000",
+            seed_note="no accuracy given",
+        ),
+        Baseline(
+            "one_conv",
+            "B-F2",
+            "one conv layer + dense 100",
+            conv_net("one_conv", "adamw", 1e-4, one_conv_epochs, 64),
+            "000",
+            0.801,
+            seed_note="80.1 %",
+        ),
+        Baseline(
+            "one_conv_l2",
+            "B-F2",
+            "one conv layer + dense 100, L2 reading",
+            conv_net("one_conv", "adam", 1e-4, one_conv_epochs, 64),
+            "000",
+            0.801,
+            seed_note="80.1 %",
+        ),
+        Baseline(
+            "two_conv",
+            "B-F3",
+            "two conv layers, 2x2 max-pool",
+            conv_net("two_conv", "adamw", 1e-3, two_conv_epochs, 1000),
+            "000",
+            0.971,
+            seed_note="97.1 %",
+        ),
+        Baseline(
+            "two_conv_l2",
+            "B-F3",
+            "two conv layers, 2x2 max-pool, L2 reading",
+            conv_net("two_conv", "adam", 1e-3, two_conv_epochs, 1000),
+            "000",
+            0.971,
+            seed_note="97.1 %",
+        ),
+        Baseline(
+            "cnn_lr0.001",
+            "B-F4",
+            "CIFAR-10 CNN, lr 0.001",
+            cnn(1e-3),
+            "003",
+            0.59,
+            15,
+            "59 % after 15 epochs",
+        ),
         Baseline("cnn_lr0.1", "B-F5", "CIFAR-10 CNN, lr 0.1", cnn(0.1), "003", None, None, "fails to train"),
         Baseline("cnn_lr1", "B-F5", "CIFAR-10 CNN, lr 1", cnn(1.0), "003", None, None, "fails to train"),
-        Baseline("cnn_pool", "B-F6", "CIFAR-10 CNN with max-pooling", cnn(1e-3, pool=True), "003", 0.60, 10,
-                 "> 60 % at epoch 10"),
-        Baseline("cnn_pool_aug", "B-F7", "CIFAR-10 CNN with max-pooling and augmentation",
-                 cnn(1e-3, pool=True, augment=True, epochs=cifar_aug_epochs), "003", 0.68, 50,
-                 "about 68 % at 50 epochs"),
+        Baseline(
+            "cnn_pool",
+            "B-F6",
+            "CIFAR-10 CNN with max-pooling",
+            cnn(1e-3, pool=True),
+            "003",
+            0.60,
+            10,
+            "> 60 % at epoch 10",
+        ),
+        Baseline(
+            "cnn_pool_aug",
+            "B-F7",
+            "CIFAR-10 CNN with max-pooling and augmentation",
+            cnn(1e-3, pool=True, augment=True, epochs=cifar_aug_epochs),
+            "003",
+            0.68,
+            50,
+            "about 68 % at 50 epochs",
+        ),
     ]
 
 
@@ -100,18 +194,61 @@ def baseline_table(runs: list[Baseline], results: Mapping[str, TrainResult]) -> 
     rows = []
     for run in runs:
         res = results[run.key]
-        rows.append({
-            "item": run.item,
-            "model": run.title,
-            "data set": res.dataset_label,
-            "parameters": res.n_parameters,
-            "optimiser": run.optimiser,
-            "batch": run.config.batch_size,
-            "epochs": run.config.epochs,
-            "test acc (ours)": res.test["acc"],
-            "test acc at seed's epoch (ours)": accuracy_at_epoch(res.history, run.seed_epoch),
-            "seed's test acc": run.seed_acc if run.seed_acc is not None else math.nan,
-            "seed's report": f"{run.seed_note} (seed {run.seed})",
-            "train seconds": float(res.history["seconds"].sum()),
-        })
-    return pd.DataFrame(rows).set_index("item")
+        rows.append(
+            {
+                "run": run.key,
+                "item": run.item,
+                "model": run.title,
+                "data set": res.dataset_label,
+                "parameters": res.n_parameters,
+                "optimiser": run.optimiser,
+                "batch": run.config.batch_size,
+                "epochs": run.config.epochs,
+                "test acc (ours)": res.test["acc"],
+                "test acc at seed's epoch (ours)": accuracy_at_epoch(res.history, run.seed_epoch),
+                "seed's test acc": run.seed_acc if run.seed_acc is not None else math.nan,
+                "seed's report": f"{run.seed_note} (seed {run.seed})",
+                "train seconds": float(res.history["seconds"].sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("run")
+
+
+def glue_name(key: str) -> str:
+    """The glue name of a run's test accuracy: `acc_<key>` without dots (`acc_cnn_lr0001`)."""
+    return "acc_" + key.replace(".", "")
+
+
+def item_figure(
+    item: str, runs: list[Baseline], results: Mapping[str, TrainResult], profile: str
+) -> tuple[plt.Figure, str]:
+    """The learning curves of item `item` (every run that belongs to it) and their caption."""
+    chosen = [r for r in runs if r.item == item]
+    if not chosen:
+        raise ValueError(f"item={item!r} has no baseline run; allowed: {sorted({r.item for r in runs})}")
+    if item == "B-F6":  # the pooling figure compares against the strided network
+        chosen = [r for r in runs if r.key == "cnn_lr0.001"] + chosen
+    if item == "B-F7":  # the augmentation figure compares against the same network without it
+        chosen = [r for r in runs if r.key == "cnn_pool"] + chosen
+    label = results[chosen[0].key].dataset_label
+    cifar = chosen[0].config.dataset == "cifar10"
+    marks = {}
+    for r in chosen:
+        if r.seed_acc is not None:
+            marks[r.title] = (r.seed_epoch or len(results[r.key].history), r.seed_acc)
+    fig = plots.learning_curves(
+        {r.title: results[r.key].history for r in chosen},
+        title=f"{item}: {' vs '.join(r.title for r in chosen)}",
+        splits=("train", "test") if cifar else ("train", "val", "test"),
+        seed_marks=marks,
+    )
+    runs_text = "; ".join(
+        f"{r.title} ({r.optimiser}, batch {r.config.batch_size}, {len(results[r.key].history)} epochs)"
+        for r in chosen
+    )
+    seed_text = "; ".join(f"{r.title}: {r.seed_note}" for r in chosen if r.item == item)
+    caption = (
+        f"Loss and accuracy per epoch on {label}, profile `{profile}`: {runs_text}. "
+        f"Seed {chosen[-1].seed} reports: {seed_text} (stars)."
+    )
+    return fig, caption

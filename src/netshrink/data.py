@@ -109,7 +109,9 @@ def verify_mirror_file(mirror: Path, relpath: str) -> Path:
 
 
 def _not_found(name: str, root: Path, mirror: Path | None, layout: str, err: Exception) -> DataNotFoundError:
-    where = f"mirror {mirror}" if mirror else "no mirror (NETSHRINK_DATA_MIRROR unset and ../shared/data absent)"
+    where = (
+        f"mirror {mirror}" if mirror else "no mirror (NETSHRINK_DATA_MIRROR unset and ../shared/data absent)"
+    )
     return DataNotFoundError(
         f"{name} not found: not in the data root {root}, {where}, and torchvision's download failed "
         f"({type(err).__name__}: {err}). To get it, put {layout} under {root}, or set "
@@ -139,7 +141,9 @@ def _mnist_like(name: str, root: Path, mirror: Path | None, download: bool) -> R
                 ) from err
             source = "torchvision download"
         else:
-            raise _not_found(folder, root, mirror, f"{folder}/raw/<IDX files>", RuntimeError("download=False"))
+            raise _not_found(
+                folder, root, mirror, f"{folder}/raw/<IDX files>", RuntimeError("download=False")
+            )
     train = _TORCHVISION[name](root, train=True, download=False)
     test = _TORCHVISION[name](root, train=False, download=False)
     classes = tuple(str(i) for i in range(10)) if name == "mnist" else FASHION_CLASSES
@@ -195,8 +199,11 @@ def _cifar10(root: Path, mirror: Path | None, download: bool) -> RawData:
                 return _cifar10_original(root, "torchvision download", download=True)
             except Exception as err:  # noqa: BLE001 - any failure of the download means offline
                 raise _not_found(
-                    "CIFAR-10", root, mirror,
-                    f"the original cifar-10-batches-py/ or the JPEG copy {CIFAR_JPEG_TAR}", err,
+                    "CIFAR-10",
+                    root,
+                    mirror,
+                    f"the original cifar-10-batches-py/ or the JPEG copy {CIFAR_JPEG_TAR}",
+                    err,
                 ) from err
         else:
             raise _not_found("CIFAR-10", root, mirror, CIFAR_JPEG_TAR, RuntimeError("download=False"))
@@ -217,12 +224,20 @@ def _cifar10(root: Path, mirror: Path | None, download: bool) -> RawData:
 def _cifar10_original(root: Path, source: str, download: bool = False) -> RawData:
     train = torchvision.datasets.CIFAR10(root, train=True, download=download)
     test = torchvision.datasets.CIFAR10(root, train=False, download=download)
-    return RawData("CIFAR-10", CIFAR10_CLASSES, chw(train.data), torch.tensor(train.targets),
-                   chw(test.data), torch.tensor(test.targets), source)
+    return RawData(
+        "CIFAR-10",
+        CIFAR10_CLASSES,
+        chw(train.data),
+        torch.tensor(train.targets),
+        chw(test.data),
+        torch.tensor(test.targets),
+        source,
+    )
 
 
-def load_raw(name: str, root: Path | None = None, mirror: Path | None = None,
-             download: bool = True) -> RawData:
+def load_raw(
+    name: str, root: Path | None = None, mirror: Path | None = None, download: bool = True
+) -> RawData:
     """Find data set `name` (see the module docstring for the order) and return it as uint8."""
     name = check_dataset(name)
     root = Path(root) if root is not None else paths.data_root()
@@ -240,8 +255,12 @@ class ImageDataset(Dataset):
     operation instead of N `__getitem__` calls (several times faster for MNIST-sized nets).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         if len(images) != len(labels):
             raise ValueError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
         self.images = images
@@ -361,17 +380,23 @@ def load_dataset(
         train=ImageDataset(to_float(x_train[train_idx]), y_train[train_idx], transform),
         val=ImageDataset(to_float(x_train[val_idx]), y_train[val_idx]),
         test=ImageDataset(to_float(x_test[test_idx]), y_test[test_idx]),
-        info={"source": raw.source, "n_train": len(train_idx), "n_val": val_size,
-              "n_test": len(test_idx), "classes": list(classes) if classes else None,
-              "augment": augment, "seed": seed},
+        info={
+            "source": raw.source,
+            "n_train": len(train_idx),
+            "n_val": val_size,
+            "n_test": len(test_idx),
+            "classes": list(classes) if classes else None,
+            "augment": augment,
+            "seed": seed,
+        },
     )
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool = False,
-                seed: int = 0) -> DataLoader:
+def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
     """A DataLoader that fetches whole batches; shuffling is seeded by `seed`."""
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size} must be a positive integer")
     gen = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      collate_fn=_batch_collate)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_batch_collate
+    )

@@ -27,8 +27,13 @@ class MLP(nn.Module):
     `hidden.0`, `hidden.1`, ... and the output layer is `out`.
     """
 
-    def __init__(self, in_features: int = 784, hidden: Sequence[int] = (128,), n_classes: int = 10,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int = 784,
+        hidden: Sequence[int] = (128,),
+        n_classes: int = 10,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if not hidden or any(h <= 0 for h in hidden):
             raise ValueError(f"hidden={tuple(hidden)} must be a non-empty list of positive widths")
@@ -139,8 +144,14 @@ class Conv4Net(nn.Module):
     Conv layers are `conv1`..`conv4` (channels `widths`), the dense layer `fc`, output `out`.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, widths: Sequence[int] = (32, 32, 64, 64),
-                 hidden: int = 128, n_classes: int = 10):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        widths: Sequence[int] = (32, 32, 64, 64),
+        hidden: int = 128,
+        n_classes: int = 10,
+    ):
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"widths={tuple(widths)} must give 4 conv widths")
@@ -169,8 +180,9 @@ def vgg16(n_classes: int = 10, width: float = 1.0, batch_norm: bool = True) -> t
     if width <= 0:
         raise ValueError(f"width={width} must be positive")
     cfg = [v if v == "M" else max(1, round(v * width)) for v in tv_vgg.cfgs["D"]]
-    model = tv_vgg.VGG(tv_vgg.make_layers(cfg, batch_norm=batch_norm), num_classes=n_classes,
-                       init_weights=True)
+    model = tv_vgg.VGG(
+        tv_vgg.make_layers(cfg, batch_norm=batch_norm), num_classes=n_classes, init_weights=True
+    )
     last = cfg[-2]
     model.avgpool = nn.AdaptiveAvgPool2d(1)
     model.classifier = nn.Sequential(

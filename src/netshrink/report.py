@@ -25,6 +25,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from IPython.display import Image, Markdown, display
+from myst_nb import glue
 
 from netshrink import paths
 from netshrink.io import atomic_path, write_json, write_text
@@ -39,20 +41,8 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def _display(obj: Any) -> None:
-    try:
-        from IPython.display import display
-    except ImportError:  # pragma: no cover - IPython comes with the notebook stack
-        return
-    display(obj)
-
-
 def _display_caption(item: str, caption: str) -> None:
-    try:
-        from IPython.display import Markdown
-    except ImportError:  # pragma: no cover
-        return
-    _display(Markdown(f"**{item}.** {caption}"))
+    display(Markdown(f"**{item}.** {caption}"))
 
 
 @contextmanager
@@ -81,8 +71,14 @@ class Report:
     entries, so the manifest lists only what this run made.
     """
 
-    def __init__(self, chapter: str, profile: str, params: dict[str, Any], root: Path | None = None,
-                 display: bool = True):
+    def __init__(
+        self,
+        chapter: str,
+        profile: str,
+        params: dict[str, Any],
+        root: Path | None = None,
+        display: bool = True,
+    ):
         self.chapter = chapter
         self.profile = check_profile(profile)
         self.params = dict(params)
@@ -90,7 +86,7 @@ class Report:
         self.run_dir = self.root / profile
         self.dir = self.run_dir / chapter
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.display = display
+        self.show = display
         self.glued: dict[str, Any] = {}
         write_json(self.dir / "parameters.json", {"chapter": chapter, "profile": profile, **self.params})
         with _locked(self.manifest_path):
@@ -123,15 +119,16 @@ class Report:
             manifest["items"][item] = entry
             write_json(self.manifest_path, manifest)
 
-    def table(self, item: str, df: pd.DataFrame, caption: str, name: str | None = None,
-              precision: int = 4) -> pd.DataFrame:
+    def table(
+        self, item: str, df: pd.DataFrame, caption: str, name: str | None = None, precision: int = 4
+    ) -> pd.DataFrame:
         """Write `df` as `<ID>[-name].csv`, record it, and show it with `caption`."""
         path = self.dir / f"{self._stem(item, name)}.csv"
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=True)
         self._record(item, [path], caption, "table")
-        if self.display:
-            _display(df.style.format(precision=precision, na_rep="–").set_caption(caption))
+        if self.show:
+            display(df.style.format(precision=precision, na_rep="–").set_caption(caption))
         return df
 
     def figure(self, item: str, fig: plt.Figure, caption: str, name: str | None = None) -> Path:
@@ -144,8 +141,8 @@ class Report:
                 fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
             files.append(path)
         self._record(item, files, caption, "figure")
-        if self.display:
-            _display(fig)
+        if self.show:  # show the file written, whatever matplotlib backend the kernel has
+            display(Image(filename=str(files[0])))
             _display_caption(item, caption)
         plt.close(fig)
         return files[0]
@@ -155,17 +152,12 @@ class Report:
         path = self.dir / f"{self._stem(item, name)}.txt"
         write_text(path, text)
         self._record(item, [path], caption, "listing")
-        if self.display:
+        if self.show:
             print(text)
         return path
 
-    def glue(self, name: str, value: Any, display: bool = False) -> Any:
+    def glue(self, name: str, value: Any, display: bool = False) -> None:
         """`myst_nb.glue` a number for the prose, and keep it in `glue.json`."""
         self.glued[name] = value
         write_json(self.dir / "glue.json", self.glued)
-        try:
-            from myst_nb import glue
-        except ImportError:  # pragma: no cover
-            return value
         glue(name, value, display=display)
-        return value

@@ -12,10 +12,13 @@ notebook, so the committed notebooks stay free of outputs.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +46,36 @@ def check_parameters(chapter: Chapter, params: dict[str, Any], root: Path) -> No
     known = notebook_parameters(root / chapter.notebook)
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ValueError(f"parameters {unknown} are not in {chapter.notebook}'s parameters cell; "
-                         f"allowed: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"parameters {unknown} are not in {chapter.notebook}'s parameters cell; "
+            f"allowed: {', '.join(sorted(known))}"
+        )
 
 
-def run_chapter(chapter: Chapter, profile: str, *, root: Path | None = None,
-                results: Path | None = None, overrides: dict[str, Any] | None = None,
-                progress: bool = True) -> Path:
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables (which the kernel inherits) for the duration of the block."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_chapter(
+    chapter: Chapter,
+    profile: str,
+    *,
+    root: Path | None = None,
+    results: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
     """Execute one chapter; return the executed notebook's path."""
     root = root or paths.project_root()
     results = results or paths.results_root()
@@ -58,16 +84,23 @@ def run_chapter(chapter: Chapter, profile: str, *, root: Path | None = None,
     out = results / profile / "notebooks" / f"{chapter.stem}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
     failed.unlink(missing_ok=True)
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, _environment(NETSHRINK_RESULTS=str(results)):
         try:
-            pm.execute_notebook(str(root / chapter.notebook), str(tmp), parameters=params,
-                                cwd=str(root), kernel_name="python3", progress_bar=progress,
-                                report_mode=False)
+            pm.execute_notebook(
+                str(root / chapter.notebook),
+                str(tmp),
+                parameters=params,
+                cwd=str(root),
+                kernel_name="python3",
+                progress_bar=progress,
+                report_mode=False,
+            )
         except pm.PapermillExecutionError as err:
             shutil.copy(tmp, failed)
             raise ChapterFailed(
                 f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-                f"Failing cell:\n{err.source}\n\nTraceback:\n" + "\n".join(err.traceback)
+                f"Failing cell:\n{err.source}\n\nTraceback:\n"
+                + "\n".join(err.traceback)
                 + f"\n\nThe executed notebook is at {failed}"
             ) from err
     return out
@@ -92,26 +125,29 @@ def stage_book(profile: str, *, root: Path | None = None, results: Path | None =
     return stage
 
 
-def build_book(profile: str, *, root: Path | None = None, results: Path | None = None,
-               strict: bool = False) -> subprocess.CompletedProcess:
+def build_book(
+    profile: str, *, root: Path | None = None, results: Path | None = None, strict: bool = False
+) -> subprocess.CompletedProcess:
     """Build the HTML book of `profile` into `<root>/_build/html`; return the finished process
     (its `stdout` holds Sphinx's warnings). `strict` turns warnings into errors."""
     root = root or paths.project_root()
     stage = stage_book(profile, root=root, results=results)
     jb = Path(sys.executable).parent / "jupyter-book"  # the CLI installed beside this interpreter
-    cmd = [str(jb), "build", str(stage),
-           "--path-output", str(root), "--builder", "html"]
+    cmd = [str(jb), "build", str(stage), "--path-output", str(root), "--builder", "html"]
     if strict:
         cmd += ["--warningiserror", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n"
-                           f"{proc.stderr[-5000:]}")
+        raise RuntimeError(
+            f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
     parser.add_argument("--chapters", default="", help="chapter names, comma separated (default: all)")
     parser.add_argument("--no-build", action="store_true", help="run the chapters, skip the HTML build")
@@ -144,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line]
         for line in warnings:
             print(f"   {line}")
-        print(f"   {len(warnings)} Sphinx warnings; book at {paths.project_root() / '_build' / 'html' / 'index.html'}")
+        index = paths.project_root() / "_build" / "html" / "index.html"
+        print(f"   {len(warnings)} Sphinx warnings; book at {index}")
     print(f"== finished in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -62,9 +62,13 @@ class TrainConfig:
         if self.model not in models.MODELS:
             raise ValueError(f"model={self.model!r} is not known; allowed values: {', '.join(models.MODELS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not known; allowed values: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"optimizer={self.optimizer!r} is not known; allowed values: {', '.join(OPTIMIZERS)}"
+            )
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r} is not known; allowed values: {', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"schedule={self.schedule!r} is not known; allowed values: {', '.join(SCHEDULES)}"
+            )
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ValueError(f"epochs={self.epochs} must be a non-negative integer")
         if not isinstance(self.batch_size, int) or self.batch_size <= 0:
@@ -104,7 +108,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | None =
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     """SGD with momentum, Adam (L2 weight decay, as the seeds' Keras/PyTorch code) or AdamW."""
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -137,8 +143,14 @@ def fit(
     """
     device = next(model.parameters()).device
     history = list(history or [])
-    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, initial=start_epoch,
-               total=epochs, leave=False)
+    bar = tqdm(
+        range(start_epoch, epochs),
+        desc=desc,
+        disable=not progress,
+        initial=start_epoch,
+        total=epochs,
+        leave=False,
+    )
     for epoch in bar:
         torch.manual_seed(_epoch_seed(seed, epoch))
         if train_loader.generator is not None:
@@ -156,8 +168,12 @@ def fit(
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
-        row = {"epoch": epoch + 1, "train_loss": total_loss / n, "train_acc": correct / n,
-               "lr": optimizer.param_groups[0]["lr"]}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / n,
+            "train_acc": correct / n,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         if scheduler is not None:
             scheduler.step()
         for split, loader in (("val", val_loader), ("test", test_loader)):
@@ -220,12 +236,23 @@ def train_cached(
         saved = torch.load(final, map_location=device, weights_only=False)
         model.load_state_dict(saved["state_dict"])
         model.eval()
-        return TrainResult(model, config, pd.DataFrame(saved["history"]), saved["test"], saved["val"],
-                           config.key(), True, splits.label)
+        return TrainResult(
+            model,
+            config,
+            pd.DataFrame(saved["history"]),
+            saved["test"],
+            saved["val"],
+            config.key(),
+            True,
+            splits.label,
+        )
 
     optimizer = make_optimizer(config, model.parameters())
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
-                 if config.schedule == "cosine" else None)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+        if config.schedule == "cosine"
+        else None
+    )
     start_epoch, history = 0, []
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -237,23 +264,47 @@ def train_cached(
     write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
 
     def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
-        torch_save(ckpt_path, {
-            "epoch": epoch, "history": hist, "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        })
+        torch_save(
+            ckpt_path,
+            {
+                "epoch": epoch,
+                "history": hist,
+                "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            },
+        )
 
     train_loader = data.make_loader(splits.train, config.batch_size, shuffle=True, seed=config.seed)
     val_loader = data.make_loader(splits.val, eval_batch_size) if len(splits.val) else None
     test_loader = data.make_loader(splits.test, eval_batch_size)
-    history = fit(model, optimizer, train_loader, config.epochs, val_loader=val_loader,
-                  test_loader=test_loader, scheduler=scheduler, seed=config.seed,
-                  start_epoch=start_epoch, history=history, on_epoch_end=checkpoint,
-                  progress=progress, desc=f"{config.model} on {splits.label}")
+    history = fit(
+        model,
+        optimizer,
+        train_loader,
+        config.epochs,
+        val_loader=val_loader,
+        test_loader=test_loader,
+        scheduler=scheduler,
+        seed=config.seed,
+        start_epoch=start_epoch,
+        history=history,
+        on_epoch_end=checkpoint,
+        progress=progress,
+        desc=f"{config.model} on {splits.label}",
+    )
     model.eval()
     test = evaluate(model, test_loader, device)
     val = evaluate(model, val_loader, device) if val_loader else {"loss": math.nan, "acc": math.nan}
-    torch_save(final, {"state_dict": model.state_dict(), "history": history, "test": test, "val": val,
-                       "config": config.to_dict()})
+    torch_save(
+        final,
+        {
+            "state_dict": model.state_dict(),
+            "history": history,
+            "test": test,
+            "val": val,
+            "config": config.to_dict(),
+        },
+    )
     ckpt_path.unlink(missing_ok=True)
     return TrainResult(model, config, pd.DataFrame(history), test, val, config.key(), False, splits.label)

@@ -1,0 +1,75 @@
+"""Every chapter, run end to end by papermill in the smoke profile, then the book built from it."""
+
+import json
+import math
+import shutil
+
+import pandas as pd
+import pytest
+
+from netshrink import chapters, report, runner
+
+pytestmark = pytest.mark.chapter
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    executed = {
+        c.name: runner.run_chapter(c, "smoke", results=results, progress=False)
+        for c in chapters.CHAPTERS.values()
+    }
+    return results, executed
+
+
+@pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
+def test_chapter_produces_every_item(smoke_run, chapter):
+    results, executed = smoke_run
+    assert executed[chapter.name].is_file()
+    items = report.read_manifest("smoke", results)["items"]
+    missing = [i for i in chapter.items if i not in items]
+    assert not missing, f"{chapter.name} did not produce {missing}"
+    for item in chapter.items:
+        entry = items[item]
+        assert entry["chapter"] == chapter.name and entry["params"]["profile"] == "smoke"
+        for rel in entry["files"]:
+            path = results / "smoke" / rel
+            assert path.is_file() and path.stat().st_size > 0, path
+        if entry["kind"] == "figure":
+            assert {p.rsplit(".", 1)[1] for p in entry["files"]} >= {"png", "svg"}
+
+
+def test_baselines_are_sane(smoke_run):
+    results, _ = smoke_run
+    table = pd.read_csv(results / "smoke" / "baselines" / "B-T1.csv", index_col=0)
+    assert len(table) == 10
+    acc = table["test acc (ours)"]
+    assert acc.between(0, 1).all()
+    # the runs the seeds expect to learn do learn, even on the smoke subsets (chance: 0.1)
+    assert (acc[["mlp", "one_conv", "two_conv"]] > 0.5).all(), acc
+    assert (acc[["cnn_lr0.001", "cnn_pool"]] > 0.15).all(), acc
+    assert table.loc["two_conv", "parameters"] > 0
+    assert table.loc["two_conv", "seed's test acc"] == pytest.approx(0.971)
+    glued = json.loads((results / "smoke" / "baselines" / "glue.json").read_text())
+    assert glued["cifar_label"].startswith("CIFAR-10")
+    accs = {k: v for k, v in glued.items() if k.startswith("acc_")}
+    assert len(accs) == 10 and all(math.isfinite(v) and 0 <= v <= 100 for v in accs.values())
+
+
+@pytest.mark.book
+def test_book_builds_from_the_smoke_run(smoke_run, project_root, tmp_path):
+    results, _ = smoke_run
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml", "book", "chapters"):
+        src = project_root / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    proc = runner.build_book("smoke", root=root, results=results)
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line]
+    assert not warnings, "Sphinx warnings:\n" + "\n".join(warnings)
+    html = root / "_build" / "html"
+    page = (html / "chapters" / "01_baselines.html").read_text()
+    assert "B-T1" in page and page.count("<img") >= 7
+    assert "acc_two_conv" not in page, "a glued number was not replaced"
+    assert (html / "book" / "references.html").read_text().count("Novikov") >= 1
+    assert (html / "index.html").is_file()

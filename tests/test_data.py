@@ -1,0 +1,157 @@
+import gzip
+import io
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from netshrink import data, paths
+
+
+def test_mnist_shapes_range_and_labels():
+    splits = data.load_dataset("mnist", val_size=5000)
+    assert splits.label == "MNIST"
+    assert splits.input_shape == (1, 28, 28)
+    assert len(splits.train) == 55_000 and len(splits.val) == 5000 and len(splits.test) == 10_000
+    x, y = splits.train[0]
+    assert x.dtype == torch.float32 and x.min() >= 0.0 and x.max() <= 1.0
+    assert set(splits.test.labels.unique().tolist()) == set(range(10))
+
+
+def test_validation_split_is_seeded_and_disjoint_from_train():
+    a = data.load_dataset("mnist", val_size=1000, train_size=2000, seed=3)
+    b = data.load_dataset("mnist", val_size=1000, train_size=2000, seed=3)
+    c = data.load_dataset("mnist", val_size=1000, train_size=2000, seed=4)
+    assert torch.equal(a.val.images, b.val.images) and torch.equal(a.train.labels, b.train.labels)
+    assert not torch.equal(a.val.images, c.val.images)
+    train_rows = {row.numpy().tobytes() for row in a.train.images.flatten(1)}
+    assert not any(row.numpy().tobytes() in train_rows for row in a.val.images.flatten(1)[:200])
+
+
+def test_class_subset_relabels_in_given_order():
+    full = data.load_dataset("mnist", val_size=0)
+    sub = data.load_dataset("mnist", classes=(3, 4, 7), val_size=500)
+    assert sub.classes == ("3", "4", "7") and sub.n_classes == 3
+    assert set(sub.test.labels.tolist()) == {0, 1, 2}
+    assert len(sub.test) == int(sum((full.test.labels == c).sum() for c in (3, 4, 7)))
+    # the images relabelled 0 are the 3s
+    threes = full.test.images[full.test.labels == 3]
+    assert torch.equal(sub.test.images[sub.test.labels == 0], threes)
+
+
+def test_fashion_mnist_loads_with_class_names():
+    splits = data.load_dataset("fashion-mnist", val_size=100, test_size=500)
+    assert splits.label == "Fashion-MNIST" and splits.classes[0] == "T-shirt/top"
+    assert len(splits.test) == 500
+
+
+def test_cifar10_jpeg_copy_is_labelled():
+    splits = data.load_dataset("cifar10", val_size=1000, test_size=1000)
+    assert splits.label in ("CIFAR-10 (JPEG copy)", "CIFAR-10")
+    assert splits.input_shape == (3, 32, 32)
+    assert splits.classes[0] == "airplane" and len(splits.classes) == 10
+    assert splits.test.labels.bincount().min() > 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "imagenet"}, "allowed values: mnist, fashion-mnist, cifar10"),
+        ({"name": "mnist", "val_size": -1}, "val_size=-1"),
+        ({"name": "mnist", "train_size": 0}, "train_size=0"),
+        ({"name": "mnist", "test_size": 10**6}, "test_size=1000000"),
+        ({"name": "mnist", "classes": (3, 11)}, "classes=[3, 11]"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        data.load_dataset(**kwargs)
+
+
+def _fake_mirror(tmp_path, corrupt=False):
+    mirror = tmp_path / "mirror"
+    raw = mirror / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    src = paths.mirror_dir()
+    lines = []
+    for f in data.IDX_FILES:
+        shutil.copy(src / "MNIST" / "raw" / f"{f}.gz", raw / f"{f}.gz")
+        digest = data._sha256(raw / f"{f}.gz")
+        if corrupt and f.startswith("t10k-labels"):
+            digest = "0" * 64
+        lines.append(f"{digest}  MNIST/raw/{f}.gz")
+    (mirror / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return mirror
+
+
+@pytest.mark.skipif(paths.mirror_dir() is None, reason="needs the offline mirror")
+def test_mirror_is_checked_copied_and_then_data_root_is_used(tmp_path):
+    mirror = _fake_mirror(tmp_path)
+    root = tmp_path / "root"
+    raw = data.load_raw("mnist", root=root, mirror=mirror, download=False)
+    assert raw.source.startswith("mirror")
+    assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert not list(root.rglob("*.tmp*")), "no temporary file is left behind"
+    with gzip.open(mirror / "MNIST/raw/t10k-labels-idx1-ubyte.gz", "rb") as f:
+        assert f.read() == (root / "MNIST/raw/t10k-labels-idx1-ubyte").read_bytes()
+    again = data.load_raw("mnist", root=root, mirror=None, download=False)
+    assert again.source == "data root"
+    assert torch.equal(raw.x_test, again.x_test)
+
+
+@pytest.mark.skipif(paths.mirror_dir() is None, reason="needs the offline mirror")
+def test_corrupt_mirror_file_is_refused(tmp_path):
+    mirror = _fake_mirror(tmp_path, corrupt=True)
+    with pytest.raises(data.DataNotFoundError, match="does not match"):
+        data.load_raw("mnist", root=tmp_path / "root", mirror=mirror, download=False)
+
+
+def test_no_copy_offline_gives_one_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data.torchvision.datasets.FashionMNIST, "download", offline)
+    monkeypatch.setattr(data.torchvision.datasets.CIFAR10, "download", offline)
+    root = tmp_path / "empty"
+    for name in ("fashion-mnist", "cifar10"):
+        with pytest.raises(data.DataNotFoundError) as err:
+            data.load_raw(name, root=root, mirror=tmp_path / "no-mirror", download=True)
+        text = str(err.value)
+        assert str(root) in text and "NETSHRINK_DATA_MIRROR" in text and "put" in text
+
+
+def test_decode_cifar_jpeg_tar(tmp_path):
+    tar_path = tmp_path / "tiny.tar.xz"
+    rng = np.random.default_rng(0)
+    with tarfile.open(tar_path, "w:xz") as tar:
+        for split, cls, i in [("train", "cat", 0), ("train", "airplane", 1), ("test", "truck", 0)]:
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG")
+            info = tarfile.TarInfo(f"{split}/{cls}/{i:04d}.jpg")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    arrays = data.decode_cifar_jpeg_tar(tar_path)
+    assert arrays["x_train"].shape == (2, 32, 32, 3) and arrays["x_train"].dtype == np.uint8
+    assert arrays["y_train"].tolist() == [0, 3]  # sorted by path: airplane, then cat
+    assert arrays["y_test"].tolist() == [9]
+
+
+def test_batched_fetch_equals_single_fetch():
+    ds = data.ImageDataset(torch.rand(10, 1, 4, 4), torch.arange(10))
+    x, y = ds.__getitems__([3, 1, 7])
+    assert torch.equal(x, torch.stack([ds[i][0] for i in (3, 1, 7)]))
+    assert y.tolist() == [3, 1, 7]
+    batches = list(data.make_loader(ds, batch_size=4))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+
+
+def test_augmentation_keeps_shape_and_changes_images():
+    torch.manual_seed(0)
+    aug = data.augmentation("cifar10")
+    x = torch.rand(3, 32, 32)
+    outs = [aug(x) for _ in range(5)]
+    assert all(o.shape == x.shape for o in outs)
+    assert any(not torch.equal(o, x) for o in outs)
