@@ -72,19 +72,51 @@ BASELINES = Chapter(
         },
         "quick": {
             **_BASELINE_FULL,
-            "mnist_train_size": 20000,
-            "mlp_epochs": 5,
+            "val_size": 2000,
+            "mnist_train_size": 10000,
+            "mlp_epochs": 3,
             "one_conv_epochs": 2,
-            "two_conv_epochs": 4,
-            "cifar_train_size": 8000,
-            "cifar_epochs": 4,
-            "cifar_aug_epochs": 6,
+            "two_conv_epochs": 3,
+            "cifar_train_size": 5000,
+            "cifar_test_size": 2000,
+            "cifar_epochs": 3,
+            "cifar_aug_epochs": 4,
         },
         "full": _BASELINE_FULL,
     },
 )
 
-CHAPTERS: dict[str, Chapter] = {c.name: c for c in (BASELINES,)}
+_RANDOM_FULL = {
+    "seed": 0, "val_size": 5000, "train_size": None, "hidden": 128, "epochs": 5, "batch_size": 32,
+    "n_networks": 5, "n_values": [1, 2, 4, 8, 16, 32, 64], "n_trials": 1000,
+    "shrink_n_values": [1, 2, 3, 4, 8], "shrink_runs": 20, "bench_masks": 1000, "bench_repeats": 3,
+}  # fmt: skip
+
+RANDOM_PRUNING = Chapter(
+    name="random_pruning",
+    notebook="chapters/02_random_pruning.ipynb",
+    title="Random node pruning",
+    items=("R-T1", "R-T2", "R-T3", "R-T4", "R-T5", "R-F1", "R-F2", "R-F3", "R-F4"),
+    profiles={
+        "smoke": {
+            **_RANDOM_FULL,
+            "val_size": 1000,
+            "train_size": 3000,
+            "epochs": 1,
+            "n_networks": 2,
+            "n_values": [1, 8, 64],
+            "n_trials": 20,
+            "shrink_n_values": [4, 8],
+            "shrink_runs": 3,
+            "bench_masks": 10,
+            "bench_repeats": 1,
+        },
+        "quick": {**_RANDOM_FULL, "n_networks": 3, "n_trials": 200, "shrink_runs": 10, "bench_masks": 100},
+        "full": _RANDOM_FULL,
+    },
+)
+
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in (BASELINES, RANDOM_PRUNING)}
 
 
 def select(names: str | list[str] | None) -> list[Chapter]:

@@ -66,3 +66,49 @@ def learning_curves(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def trial_distributions(
+    trials: pd.DataFrame,
+    value: str,
+    ylabel: str,
+    title: str = "",
+    seed_means: Mapping[int, float] | None = None,
+) -> plt.Figure:
+    """Box plots of `value` against `n` (the nodes removed), one box per n over all trials,
+    with the seed's mean per n as red diamonds (where given). trials: columns `n`, `value`."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    order = sorted(trials["n"].unique())
+    sns.boxplot(data=trials, x="n", y=value, order=order, ax=ax, color="#9ecae1", fliersize=2, linewidth=1)
+    means = trials.groupby("n")[value].mean().reindex(order)
+    ax.plot(range(len(order)), means.to_numpy(), "o", color="black", ms=5, label="our mean")
+    if seed_means:
+        xs = [i for i, n in enumerate(order) if n in seed_means]
+        ax.plot(xs, [seed_means[order[i]] for i in xs], "D", color="tab:red", ms=6, label="seed's mean")
+    ax.set(xlabel="nodes removed at random (n)", ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def shrink_curves(steps: pd.DataFrame, n_nodes: int, title: str = "") -> plt.Figure:
+    """Algorithm 2 along its steps: validation accuracy (left) and nodes left (right), mean over
+    runs with a band of one standard deviation, one colour per n. steps: columns `n`, `run`,
+    `step`, `removed`, `val_acc`."""
+    fig, (ax_acc, ax_left) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = steps.assign(left=n_nodes - steps["removed"], val_acc=100 * steps["val_acc"])
+    for n, group in steps.groupby("n"):
+        agg = group.groupby("step")[["val_acc", "left"]].agg(["mean", "std"]).fillna(0)
+        for ax, col in ((ax_acc, "val_acc"), (ax_left, "left")):
+            mean, sd = agg[(col, "mean")], agg[(col, "std")]
+            (line,) = ax.plot(agg.index, mean, label=f"n = {n}")
+            ax.fill_between(agg.index, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
+    ax_acc.set(xlabel="step", ylabel="validation accuracy (%)", title="accuracy of the kept model")
+    ax_left.set(xlabel="step", ylabel="hidden nodes left", title="nodes left")
+    ax_left.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

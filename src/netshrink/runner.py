@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from netshrink.io import atomic_path
 from netshrink.report import check_profile
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 
 
 class ChapterFailed(RuntimeError):

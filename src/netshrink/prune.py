@@ -1,0 +1,298 @@
+"""Removing hidden nodes of an MLP: random masks, masking, physical removal, batched evaluation.
+
+A *keep-mask* is a boolean tensor over the nodes of one hidden linear layer (True = keep).
+Masking a node zeroes its incoming weights, its bias and its outgoing weights (Algorithm 1 of
+the Oslo draft); since ReLU(0) = 0 the masked node then contributes nothing, so masking equals
+removing the node, which `remove_nodes` does physically (smaller weight matrices).
+
+Layers are named as in `models.MLP`: `hidden.0`, `hidden.1`, ... (the output layer `out`
+cannot lose nodes: they are the classes).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from netshrink.models import MLP
+
+
+def hidden_layers(model: MLP) -> list[str]:
+    """Names of the hidden linear layers whose nodes can be removed."""
+    return [f"hidden.{i}" for i in range(len(model.hidden))]
+
+
+def _layer_index(model: nn.Module, layer: str) -> int:
+    if not isinstance(model, MLP):
+        raise ValueError(f"model is a {type(model).__name__}; node removal needs a netshrink.models.MLP")
+    allowed = hidden_layers(model)
+    if layer not in allowed:
+        exists = layer in dict(model.named_modules())
+        what = "is not a hidden linear layer" if exists else "does not exist"
+        raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(allowed)}")
+    return int(layer.split(".")[1])
+
+
+def _next_linear(model: MLP, index: int) -> nn.Linear:
+    return model.hidden[index + 1] if index + 1 < len(model.hidden) else model.out
+
+
+def _check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Tensor:
+    keep = torch.as_tensor(keep, dtype=torch.bool)
+    if keep.shape[-1] != n_nodes:
+        raise ValueError(f"{name} has {keep.shape[-1]} entries per mask; the layer has {n_nodes} nodes")
+    return keep
+
+
+def random_node_masks(
+    n_nodes: int,
+    n_remove: int,
+    n_trials: int,
+    candidates: Iterable[int] | torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Algorithm 1, for `n_trials` trials at once: keep-masks (n_trials, n_nodes) that each
+    remove `n_remove` nodes chosen without replacement among `candidates` (default: all)."""
+    if n_nodes <= 0:
+        raise ValueError(f"n_nodes={n_nodes} must be positive")
+    cand = (
+        torch.arange(n_nodes) if candidates is None else torch.as_tensor(list(candidates), dtype=torch.long)
+    )
+    if cand.numel() and (cand.min() < 0 or cand.max() >= n_nodes or cand.unique().numel() != cand.numel()):
+        raise ValueError(f"candidates must be distinct node indices in 0..{n_nodes - 1}")
+    if not 0 <= n_remove <= cand.numel():
+        raise ValueError(f"n_remove={n_remove} is out of range; allowed: 0..{cand.numel()} (the candidates)")
+    if n_trials < 0:
+        raise ValueError(f"n_trials={n_trials} must be a non-negative integer")
+    order = torch.rand(n_trials, cand.numel(), generator=generator).argsort(dim=1)
+    removed = cand[order[:, :n_remove]]
+    keep = torch.ones(n_trials, n_nodes, dtype=torch.bool)
+    keep.scatter_(1, removed, False)
+    return keep
+
+
+def mask_nodes(model: MLP, layer: str, keep: torch.Tensor) -> MLP:
+    """A copy of `model` whose removed nodes have zero incoming weights, bias and outgoing weights."""
+    index = _layer_index(model, layer)
+    masked = copy.deepcopy(model)
+    lin, nxt = masked.hidden[index], _next_linear(masked, index)
+    keep = _check_keep(keep, lin.out_features).to(lin.weight.device)
+    with torch.no_grad():
+        lin.weight[~keep] = 0
+        lin.bias[~keep] = 0
+        nxt.weight[:, ~keep] = 0
+    return masked
+
+
+def remove_nodes(model: MLP, layer: str, keep: torch.Tensor) -> MLP:
+    """A copy of `model` in which the removed nodes are gone: `layer` has `keep.sum()` outputs
+    and the next layer as many inputs. Its outputs equal `mask_nodes(model, layer, keep)`'s."""
+    index = _layer_index(model, layer)
+    smaller = copy.deepcopy(model)
+    lin, nxt = smaller.hidden[index], _next_linear(smaller, index)
+    keep = _check_keep(keep, lin.out_features).to(lin.weight.device)
+    k = int(keep.sum())
+    new_lin = nn.Linear(lin.in_features, k).to(lin.weight.device)
+    new_next = nn.Linear(k, nxt.out_features).to(nxt.weight.device)
+    with torch.no_grad():
+        new_lin.weight.copy_(lin.weight[keep])
+        new_lin.bias.copy_(lin.bias[keep])
+        new_next.weight.copy_(nxt.weight[:, keep])
+        new_next.bias.copy_(nxt.bias)
+    smaller.hidden[index] = new_lin
+    if index + 1 < len(smaller.hidden):
+        smaller.hidden[index + 1] = new_next
+    else:
+        smaller.out = new_next
+    return smaller
+
+
+@torch.no_grad()
+def _layer_activations(model: MLP, index: int, x: torch.Tensor) -> torch.Tensor:
+    """ReLU outputs of hidden layer `index` for inputs x: (N, n_nodes)."""
+    h = x.flatten(1)
+    for layer in model.hidden[: index + 1]:
+        h = torch.relu(layer(h))
+    return h
+
+
+@torch.no_grad()
+def _forward_from(model: MLP, index: int, z: torch.Tensor) -> torch.Tensor:
+    """Finish the forward pass from the pre-activations `z` of the layer after hidden `index`."""
+    for layer in model.hidden[index + 2 :]:
+        z = layer(torch.relu(z))
+    if index + 1 < len(model.hidden):
+        z = model.out(torch.relu(z))
+    return z
+
+
+def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.Linear) -> torch.Tensor:
+    """Pre-activations of the next layer under each mask: (N, t, out) from act (N, H), masks (t, H).
+
+    One matrix product act @ [W_next^T * m_1, ..., W_next^T * m_t] of shape (N, H) x (H, t*out).
+    """
+    w_eff = masks.to(act.dtype).unsqueeze(2) * nxt.weight.T.unsqueeze(0)  # (t, H, out)
+    z = act @ w_eff.permute(1, 0, 2).reshape(act.shape[1], -1)  # (N, t*out)
+    return z.view(len(act), len(masks), -1) + nxt.bias
+
+
+@torch.no_grad()
+def evaluate_masks(
+    model: MLP, layer: str, masks: torch.Tensor, loader: Iterable, chunk: int = 256
+) -> pd.DataFrame:
+    """Loss and accuracy of the model under each keep-mask, in batched passes.
+
+    masks: (T, n_nodes) bool. The layer's activations are computed once per data batch; the
+    next layer's pre-activations under a chunk of masks come from one matrix product with
+    per-mask effective weights W_next * mask, never from T forward passes.
+    Returns a table with columns `loss` (mean cross-entropy) and `acc`, one row per mask.
+    """
+    index = _layer_index(model, layer)
+    was_training = model.training
+    model.eval()
+    nxt = _next_linear(model, index)
+    masks = _check_keep(masks, model.hidden[index].out_features, "masks")
+    if masks.dim() == 1:
+        masks = masks.unsqueeze(0)
+    device = nxt.weight.device
+    masks = masks.to(device)
+    n_masks = masks.shape[0]
+    loss_sum = torch.zeros(n_masks, dtype=torch.float64, device=device)
+    correct = torch.zeros(n_masks, dtype=torch.long, device=device)
+    n = 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        act = _layer_activations(model, index, x)  # (N, H), shared by every mask
+        for start in range(0, n_masks, chunk):
+            z = _masked_next_preactivations(act, masks[start : start + chunk], nxt)  # (N, t, out)
+            t = z.shape[1]
+            if index + 1 < len(model.hidden):  # layers follow: run them on all N*t rows at once
+                z = _forward_from(model, index, z.flatten(0, 1)).view(len(y), t, -1)
+            target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)
+            loss_sum[start : start + t] += (torch.logsumexp(z, 2) - target).sum(0).double()
+            correct[start : start + t] += (z.argmax(2) == y.unsqueeze(1)).sum(0)
+        n += len(y)
+    model.train(was_training)
+    return pd.DataFrame({"loss": (loss_sum / n).cpu().numpy(), "acc": (correct.double() / n).cpu().numpy()})
+
+
+@torch.no_grad()
+def evaluate_masks_naive(model: MLP, layer: str, masks: torch.Tensor, loader: Iterable) -> pd.DataFrame:
+    """The draft's way, for comparison: per mask, zero the weights, evaluate, restore."""
+    index = _layer_index(model, layer)
+    lin, nxt = model.hidden[index], _next_linear(model, index)
+    saved = (lin.weight.clone(), lin.bias.clone(), nxt.weight.clone())
+    was_training = model.training
+    model.eval()
+    rows = []
+    for keep in _check_keep(masks, lin.out_features, "masks"):
+        lin.weight[~keep] = 0
+        lin.bias[~keep] = 0
+        nxt.weight[:, ~keep] = 0
+        total, correct, n = 0.0, 0, 0
+        for x, y in loader:
+            logits = model(x)
+            total += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+        rows.append({"loss": total / n, "acc": correct / n})
+        lin.weight.copy_(saved[0])
+        lin.bias.copy_(saved[1])
+        nxt.weight.copy_(saved[2])
+    model.train(was_training)
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ShrinkResult:
+    """Algorithm 2 over several runs: `steps` has one row per (run, step), `final` one per run."""
+
+    steps: pd.DataFrame
+    final: pd.DataFrame
+    keep: torch.Tensor  # (runs, n_nodes) final keep-masks
+
+
+@torch.no_grad()
+def shrink_randomly(
+    model: MLP,
+    layer: str,
+    n_remove: int,
+    val_loader: Iterable,
+    n_runs: int = 1,
+    generator: torch.Generator | None = None,
+    tolerance: float = 0.0,
+) -> ShrinkResult:
+    """Algorithm 2 (shrinking by random removal), `n_runs` independent runs side by side.
+
+    Rule: each step draws `n_remove` nodes at random from the candidates not yet tested and
+    removes them together; the removal is kept if the validation loss does not rise by more
+    than `tolerance` (loss_new <= loss_current + tolerance), otherwise it is undone. Either way
+    the drawn nodes leave the candidate pool. A run ends when fewer than `n_remove` candidates
+    remain. Each step evaluates one mask per run, all runs in one batched pass.
+    """
+    index = _layer_index(model, layer)
+    n_nodes = model.hidden[index].out_features
+    if not 1 <= n_remove <= n_nodes:
+        raise ValueError(f"n_remove={n_remove} is out of range; allowed: 1..{n_nodes}")
+    if n_runs < 1:
+        raise ValueError(f"n_runs={n_runs} must be at least 1")
+    if tolerance < 0:
+        raise ValueError(f"tolerance={tolerance} must be >= 0")
+    keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
+    untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
+    base = evaluate_masks(model, layer, keep[:1], val_loader).iloc[0]
+    loss = torch.full((n_runs,), float(base["loss"]), dtype=torch.float64)
+    acc = torch.full((n_runs,), float(base["acc"]), dtype=torch.float64)
+    rows = [{"run": r, "step": 0, "removed": 0, "accepted": True, "val_loss": loss[r].item(),
+             "val_acc": acc[r].item()} for r in range(n_runs)]  # fmt: skip
+    step = 0
+    while int(untested.sum(1).min()) >= n_remove:
+        step += 1
+        # draw n_remove untested nodes per run: random keys, untested first
+        keys = torch.rand(n_runs, n_nodes, generator=generator) + (~untested).float() * 2
+        drawn = keys.argsort(dim=1)[:, :n_remove]
+        trial = keep.clone()
+        trial.scatter_(1, drawn, False)
+        untested.scatter_(1, drawn, False)
+        metrics = evaluate_masks(model, layer, trial, val_loader)
+        new_loss = torch.tensor(metrics["loss"].to_numpy())
+        accept = new_loss <= loss + tolerance
+        keep[accept] = trial[accept]
+        loss[accept] = new_loss[accept]
+        acc[accept] = torch.tensor(metrics["acc"].to_numpy())[accept]
+        rows += [{"run": r, "step": step, "removed": int((~keep[r]).sum()), "accepted": bool(accept[r]),
+                  "val_loss": loss[r].item(), "val_acc": acc[r].item()} for r in range(n_runs)]  # fmt: skip
+    steps = pd.DataFrame(rows)
+    final = steps[steps["step"] == step].set_index("run")[["removed", "val_loss", "val_acc"]]
+    return ShrinkResult(steps, final, keep)
+
+
+def time_mask_evaluation(
+    model: MLP, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
+) -> pd.DataFrame:
+    """Median wall time of `evaluate_masks` and of the per-mask loop on the same masks and data,
+    and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
+    times: dict[str, list[float]] = {"batched": [], "per-mask loop": []}
+    results = {}
+    for _ in range(repeats):
+        for name, fn in (("batched", evaluate_masks), ("per-mask loop", evaluate_masks_naive)):
+            start = time.perf_counter()
+            results[name] = fn(model, layer, masks, loader)
+            times[name].append(time.perf_counter() - start)
+    med = {k: float(pd.Series(v).median()) for k, v in times.items()}
+    agree = bool(((results["batched"] - results["per-mask loop"]).abs().max() < 1e-4).all())
+    return pd.DataFrame(
+        {
+            "seconds": med,
+            "speedup": {k: med["per-mask loop"] / v for k, v in med.items()},
+            "masks": len(masks),
+            "agree": agree,
+        }  # fmt: skip
+    )

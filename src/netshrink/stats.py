@@ -1,0 +1,66 @@
+"""Statistics tables over trials: the drafts' describe() rows, confidence intervals, and how much
+of a spread comes from the trained network and how much from the random mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+DESCRIBE_ROWS = ("mean", "std", "min", "25%", "50%", "75%", "max")
+
+
+def describe(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """The drafts' table: one column per value of `by`, rows mean, std, min, quartiles, max."""
+    table = df.groupby(by)[value].describe().T
+    return table.loc[list(DESCRIBE_ROWS)]
+
+
+def beside_seed(ours: pd.DataFrame, seed: pd.DataFrame, seed_name: str = "seed") -> pd.DataFrame:
+    """Each statistic row of `ours` followed by the same row of `seed`: index (statistic, source)."""
+    seed = seed.reindex(columns=ours.columns)
+    pieces = []
+    for stat in ours.index:
+        pieces.append(ours.loc[[stat]].assign(source="ours"))
+        if stat in seed.index:
+            pieces.append(seed.loc[[stat]].assign(source=seed_name))
+    return pd.concat(pieces).rename_axis("statistic").set_index("source", append=True)
+
+
+def mean_ci(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the Student-t confidence interval of the mean: (mean, low, high)."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def spread_by_source(
+    df: pd.DataFrame, by: str, network: str, value: str, level: float = 0.95
+) -> pd.DataFrame:
+    """For each value of `by`: the mean of `value` over all networks and masks, a confidence
+    interval of it that treats the trained networks as the sampled units (the mean of each
+    network's mean), and the split of the variance into between networks (the training run)
+    and within a network (the random mask): one-way random-effects decomposition."""
+    rows = {}
+    for key, group in df.groupby(by):
+        per_net = group.groupby(network)[value]
+        means, variances, counts = per_net.mean(), per_net.var(ddof=1), per_net.size()
+        within = float((variances * (counts - 1)).sum() / (counts - 1).sum())
+        between = (
+            max(float(means.var(ddof=1)) - within / float(counts.mean()), 0.0) if len(means) > 1 else 0.0
+        )
+        mean, low, high = mean_ci(means.to_numpy(), level)
+        rows[key] = {
+            "mean": float(group[value].mean()),
+            f"ci{int(level * 100)} low": low,
+            f"ci{int(level * 100)} high": high,
+            "networks": len(means),
+            "masks per network": int(counts.iloc[0]),
+            "sd between networks": between**0.5,
+            "sd within a network (masks)": within**0.5,
+            "share of variance from the network": between / (between + within) if between + within else 0.0,
+        }
+    return pd.DataFrame(rows).T.rename_axis(by)

@@ -1,0 +1,139 @@
+import pytest
+import torch
+
+from netshrink import models, prune
+
+
+@pytest.fixture()
+def mlp():
+    torch.manual_seed(0)
+    return models.MLP(in_features=20, hidden=(16, 12), n_classes=5).eval()
+
+
+def batches(n=3, size=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 20, generator=g), torch.randint(0, 5, (size,), generator=g)) for _ in range(n)]
+
+
+def test_random_masks_remove_exactly_n_among_candidates():
+    g = torch.Generator().manual_seed(0)
+    masks = prune.random_node_masks(10, 3, 500, candidates=[1, 2, 5, 7], generator=g)
+    assert masks.shape == (500, 10) and masks.dtype == torch.bool
+    assert ((~masks).sum(1) == 3).all()
+    assert masks[:, [0, 3, 4, 6, 8, 9]].all(), "only candidates are removed"
+    # without replacement and uniform: each candidate removed in about 3/4 of the trials
+    freq = (~masks[:, [1, 2, 5, 7]]).float().mean(0)
+    assert torch.allclose(freq, torch.full((4,), 0.75), atol=0.06)
+
+
+def test_random_masks_are_repeatable_with_a_generator():
+    a = prune.random_node_masks(128, 16, 10, generator=torch.Generator().manual_seed(1))
+    b = prune.random_node_masks(128, 16, 10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_nodes": 8, "n_remove": 9, "n_trials": 1}, r"n_remove=9 is out of range; allowed: 0..8"),
+        ({"n_nodes": 8, "n_remove": -1, "n_trials": 1}, r"n_remove=-1 is out of range"),
+        (
+            {"n_nodes": 8, "n_remove": 3, "n_trials": 1, "candidates": [0, 1]},
+            r"allowed: 0..2 \(the candidates\)",
+        ),
+        ({"n_nodes": 8, "n_remove": 1, "n_trials": -2}, r"n_trials=-2"),
+        ({"n_nodes": 8, "n_remove": 1, "n_trials": 1, "candidates": [9]}, r"candidates must be"),
+    ],
+)
+def test_bad_mask_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        prune.random_node_masks(**kwargs)
+
+
+@pytest.mark.parametrize("layer", ["hidden.0", "hidden.1"])
+def test_removed_model_equals_masked_model_and_is_smaller(mlp, layer):
+    n = mlp.get_submodule(layer).out_features
+    keep = prune.random_node_masks(n, 5, 1, generator=torch.Generator().manual_seed(2))[0]
+    small = prune.remove_nodes(mlp, layer, keep)
+    masked = prune.mask_nodes(mlp, layer, keep)
+    x = torch.randn(64, 20)
+    assert torch.allclose(small(x), masked(x), atol=1e-6)
+    assert small.get_submodule(layer).out_features == n - 5
+    assert models.count_parameters(small) < models.count_parameters(mlp)
+    assert masked.get_submodule(layer).weight[~keep].abs().sum() == 0
+    # the original is untouched
+    assert (
+        mlp.get_submodule(layer).out_features == n and mlp.get_submodule(layer).weight[~keep].abs().sum() > 0
+    )
+
+
+@pytest.mark.parametrize("layer", ["hidden.0", "hidden.1"])
+def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
+    n = mlp.get_submodule(layer).out_features
+    g = torch.Generator().manual_seed(3)
+    masks = torch.cat([prune.random_node_masks(n, k, 4, generator=g) for k in (0, 1, 5, n - 1)])
+    loader = batches()
+    fast = prune.evaluate_masks(mlp, layer, masks, loader, chunk=5)
+    slow = prune.evaluate_masks_naive(mlp, layer, masks, loader)
+    assert fast.shape == (16, 2)
+    assert torch.allclose(torch.tensor(fast.to_numpy()), torch.tensor(slow.to_numpy()), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("out", r"layer='out' is not a hidden linear layer; allowed values: hidden.0, hidden.1"),
+        ("hidden.7", r"layer='hidden.7' does not exist; allowed values: hidden.0, hidden.1"),
+        ("", r"layer='' is not a hidden linear layer"),
+    ],
+)
+def test_bad_layer_is_refused(mlp, layer, message):
+    keep = torch.ones(16, dtype=torch.bool)
+    for fn in (prune.remove_nodes, prune.mask_nodes):
+        with pytest.raises(ValueError, match=message):
+            fn(mlp, layer, keep)
+    with pytest.raises(ValueError, match=message):
+        prune.evaluate_masks(mlp, layer, keep[None], batches(1))
+
+
+def test_non_mlp_is_refused():
+    with pytest.raises(ValueError, match="node removal needs a netshrink.models.MLP"):
+        prune.remove_nodes(models.LeNet(), "l1", torch.ones(120, dtype=torch.bool))
+
+
+def test_mask_of_wrong_length_is_refused(mlp):
+    with pytest.raises(ValueError, match="the layer has 16 nodes"):
+        prune.remove_nodes(mlp, "hidden.0", torch.ones(15, dtype=torch.bool))
+
+
+def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
+    loader = batches()
+    g = torch.Generator().manual_seed(4)
+    result = prune.shrink_randomly(mlp, "hidden.0", 2, loader, n_runs=6, generator=g)
+    steps = result.steps
+    assert set(steps["run"]) == set(range(6)) and steps["step"].max() == 8  # 16 candidates / 2
+    for _, run in steps.groupby("run"):
+        assert (run["val_loss"].diff().dropna() <= 1e-12).all(), "the kept loss never rises"
+        assert (run["removed"].diff().dropna() >= 0).all()
+    # the final keep-masks reproduce the recorded losses
+    again = prune.evaluate_masks(mlp, "hidden.0", result.keep, loader)
+    assert torch.allclose(
+        torch.tensor(again["loss"].to_numpy()), torch.tensor(result.final["val_loss"].to_numpy())
+    )
+    assert ((~result.keep).sum(1).numpy() == result.final["removed"].to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("n_remove", "message"), [(0, "n_remove=0"), (17, "n_remove=17"), (-3, "n_remove=-3")]
+)
+def test_shrink_refuses_bad_counts(mlp, n_remove, message):
+    with pytest.raises(ValueError, match=message):
+        prune.shrink_randomly(mlp, "hidden.0", n_remove, batches(1))
+
+
+def test_timing_reports_both_methods_and_agreement(mlp):
+    masks = prune.random_node_masks(16, 3, 8, generator=torch.Generator().manual_seed(5))
+    table = prune.time_mask_evaluation(mlp, "hidden.0", masks, batches(), repeats=1)
+    assert set(table.index) == {"batched", "per-mask loop"}
+    assert table["agree"].all() and (table["seconds"] > 0).all()
+    assert table.loc["per-mask loop", "speedup"] == pytest.approx(1.0)
