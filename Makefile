@@ -34,7 +34,7 @@ test: setup lint  ## unit tests, every chapter in the smoke profile, the book bu
 	$(PY) -m pytest
 
 bench: setup  ## the benchmarks, with timings
-	$(PY) -m pytest tests -m benchmark --benchmark-enable
+	$(PY) -m pytest tests -m bench --benchmark-enable --benchmark-columns=min,median,max,rounds
 
 clean:
 	rm -rf _build results

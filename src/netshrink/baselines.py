@@ -232,10 +232,11 @@ def item_figure(
         chosen = [r for r in runs if r.key == "cnn_pool"] + chosen
     label = results[chosen[0].key].dataset_label
     cifar = chosen[0].config.dataset == "cifar10"
-    marks = {}
-    for r in chosen:
-        if r.seed_acc is not None:
+    marks, marked = {}, set()
+    for r in chosen:  # each number the seed reports is drawn once, on the first run it belongs to
+        if r.seed_acc is not None and (r.seed_acc, r.seed_epoch) not in marked:
             marks[r.title] = (r.seed_epoch or len(results[r.key].history), r.seed_acc)
+            marked.add((r.seed_acc, r.seed_epoch))
     fig = plots.learning_curves(
         {r.title: results[r.key].history for r in chosen},
         title=f"{item}: {' vs '.join(r.title for r in chosen)}",

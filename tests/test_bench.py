@@ -1,0 +1,38 @@
+"""Benchmarks (`make bench`): batched evaluation of many masks against the draft's loop.
+
+Not part of `make test` (marker `bench`). pytest-benchmark prints both timings side by side;
+the number in brackets after each median is its ratio to the fastest, i.e. the speedup.
+"""
+
+import pytest
+import torch
+
+from netshrink import data, models, prune
+
+pytestmark = pytest.mark.bench
+
+N_MASKS, N_REMOVE = 1000, 16
+
+
+@pytest.fixture(scope="module")
+def setting():
+    torch.manual_seed(0)
+    model = models.MLP(hidden=(128,)).eval()  # timings do not depend on the weights' values
+    test = data.load_dataset("mnist", val_size=0).test  # the 10,000 MNIST test images
+    masks = prune.random_node_masks(128, N_REMOVE, N_MASKS, generator=torch.Generator().manual_seed(0))
+    return model, masks, data.make_loader(test, 10_000), data.make_loader(test, 1000)
+
+
+def test_bench_masks_batched(benchmark, setting):
+    model, masks, loader, _ = setting
+    benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
+    table = benchmark.pedantic(prune.evaluate_masks, args=(model, "hidden.0", masks, loader), rounds=5,
+                               warmup_rounds=1)
+    assert len(table) == N_MASKS
+
+
+def test_bench_masks_per_mask_loop(benchmark, setting):
+    model, masks, _, loader = setting
+    benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
+    table = benchmark.pedantic(prune.evaluate_masks_naive, args=(model, "hidden.0", masks, loader), rounds=1)
+    assert len(table) == N_MASKS
