@@ -32,6 +32,11 @@ from netshrink import paths
 from netshrink.io import atomic_path, write_json, write_text
 
 PROFILES = ("smoke", "quick", "full")
+TABLE_STYLES = [
+    {"selector": "th, td", "props": "padding: 0.2em 0.7em; text-align: right; white-space: nowrap;"},
+    {"selector": "caption", "props": "caption-side: top; text-align: left; padding-bottom: 0.4em;"},
+    {"selector": "tbody tr:nth-child(even)", "props": "background-color: #f5f7fa;"},
+]
 ITEM_ID = re.compile(r"^[A-Z]-[A-Z]+\d+$")
 
 
@@ -128,7 +133,8 @@ class Report:
             df.to_csv(tmp, index=True)
         self._record(item, [path], caption, "table")
         if self.show:
-            display(df.style.format(precision=precision, na_rep="–").set_caption(caption))
+            styled = df.style.format(precision=precision, na_rep="–").set_caption(caption)
+            display(styled.set_table_styles(TABLE_STYLES))
         return df
 
     def figure(self, item: str, fig: plt.Figure, caption: str, name: str | None = None) -> Path:
@@ -158,6 +164,8 @@ class Report:
 
     def glue(self, name: str, value: Any, display: bool = False) -> None:
         """`myst_nb.glue` a number for the prose, and keep it in `glue.json`."""
+        if hasattr(value, "item"):  # numpy and torch scalars -> Python numbers, which glue can format
+            value = value.item()
         self.glued[name] = value
         write_json(self.dir / "glue.json", self.glued)
         glue(name, value, display=display)
