@@ -73,3 +73,22 @@ def test_book_builds_from_the_smoke_run(smoke_run, project_root, tmp_path):
     assert "acc_two_conv" not in page, "a glued number was not replaced"
     assert (html / "book" / "references.html").read_text().count("Novikov") >= 1
     assert (html / "index.html").is_file()
+
+
+def test_random_pruning_is_sane(smoke_run):
+    results, _ = smoke_run
+    folder = results / "smoke" / "random_pruning"
+    acc = pd.read_csv(folder / "R-T1.csv", index_col=[0, 1])
+    loss = pd.read_csv(folder / "R-T2.csv", index_col=[0, 1])
+    ours_acc, ours_loss = acc.xs("ours", level="source"), loss.xs("ours", level="source")
+    assert ours_acc.loc["mean"].between(0.2, 1).all(), "well above chance (0.1) after removing nodes"
+    assert ours_loss.map(math.isfinite).all().all() and (ours_loss > 0).all().all()
+    # removing more nodes costs more, on average
+    assert ours_acc.loc["mean"].iloc[0] >= ours_acc.loc["mean"].iloc[-1]
+    assert acc.xs("seed 004", level="source").loc["mean", "64"] == pytest.approx(0.8485)
+    spread = pd.read_csv(folder / "R-S1-mnist.csv", index_col=0)
+    assert (spread["ci95 low"] <= spread["mean"]).all() and (spread["mean"] <= spread["ci95 high"]).all()
+    shrink = pd.read_csv(folder / "R-T3-accuracy.csv", index_col=0)
+    assert (shrink["removed"] >= 0).all() and shrink["test_acc"].between(0, 1).all()
+    bench = pd.read_csv(folder / "R-B1.csv", index_col=0)
+    assert bench["agree"].all() and bench.loc["batched", "speedup"] > 1
