@@ -250,6 +250,6 @@ def item_figure(
     seed_text = "; ".join(f"{r.title}: {r.seed_note}" for r in chosen if r.item == item)
     caption = (
         f"Loss and accuracy per epoch on {label}, profile `{profile}`: {runs_text}. "
-        f"Seed {chosen[-1].seed} reports: {seed_text} (stars)."
+        f"Seed {chosen[-1].seed} reports: {seed_text}{' (stars)' if marks else ''}."
     )
     return fig, caption
