@@ -26,8 +26,9 @@ def setting():
 def test_bench_masks_batched(benchmark, setting):
     model, masks, loader = setting
     benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
-    table = benchmark.pedantic(prune.evaluate_masks, args=(model, "hidden.0", masks, loader), rounds=5,
-                               warmup_rounds=1)
+    table = benchmark.pedantic(
+        prune.evaluate_masks, args=(model, "hidden.0", masks, loader), rounds=5, warmup_rounds=1
+    )
     assert len(table) == N_MASKS
 
 
