@@ -36,9 +36,11 @@ def test_batched_loss_change_equals_one_pass_per_node(model, layer, shape, chunk
     net = model().eval()
     loader = batches(shape)
     fast = importance.loss_change(net, layer, loader, chunk=chunk)
+    hooked = importance.ablation_losses(net, layer, loader, chunk=chunk)
     slow = importance.loss_change_naive(net, layer, loader)
     assert fast.shape == slow.shape == (net.get_submodule(layer).weight.shape[0],)
     assert torch.allclose(fast, slow, atol=1e-5)
+    assert torch.allclose(hooked[1] - hooked[0], slow, atol=1e-5)
 
 
 def test_zeroing_a_node_equals_removing_its_weights():

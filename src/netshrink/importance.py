@@ -20,6 +20,9 @@ from scipy import stats
 from torch import nn
 from torch.nn import functional as F
 
+from netshrink import prune
+from netshrink.models import MLP
+
 CLASSES = ("important", "zero", "worse")
 
 
@@ -95,7 +98,17 @@ def ablation_losses(
 
 
 def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int = 32) -> torch.Tensor:
-    """For every node (or channel) of `layer`: loss without it minus loss with all nodes. (n_nodes,)"""
+    """For every node (or channel) of `layer`: loss without it minus loss with all nodes. (n_nodes,)
+
+    Hidden layers of an MLP go through `prune.evaluate_masks` (the k single-node masks in one
+    product with masked output weights); other layers through `ablation_losses`.
+    """
+    check_layer(model, layer)
+    if isinstance(model, MLP) and layer in prune.hidden_layers(model):
+        n = model.get_submodule(layer).out_features
+        masks = torch.cat([torch.ones(1, n, dtype=torch.bool), ~torch.eye(n, dtype=torch.bool)])
+        losses = torch.tensor(prune.evaluate_masks(model, layer, masks, loader)["loss"].to_numpy())
+        return losses[1:] - losses[0]
     base, losses = ablation_losses(model, layer, loader, chunk=chunk)
     return losses - base
 
