@@ -145,7 +145,7 @@ def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.
 
 @torch.no_grad()
 def evaluate_masks(
-    model: MLP, layer: str, masks: torch.Tensor, loader: Iterable, chunk: int = 256
+    model: MLP, layer: str, masks: torch.Tensor, loader: Iterable, chunk: int = 32
 ) -> pd.DataFrame:
     """Loss and accuracy of the model under each keep-mask, in batched passes.
 
@@ -175,9 +175,11 @@ def evaluate_masks(
             t = z.shape[1]
             if index + 1 < len(model.hidden):  # layers follow: run them on all N*t rows at once
                 z = _forward_from(model, index, z.flatten(0, 1)).view(len(y), t, -1)
-            target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)
-            loss_sum[start : start + t] += (torch.logsumexp(z, 2) - target).sum(0).double()
-            correct[start : start + t] += (z.argmax(2) == y.unsqueeze(1)).sum(0)
+            target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)  # (N, t)
+            top = z.max(2).values  # one pass gives the stable log-sum-exp and the prediction
+            lse = top + (z - top.unsqueeze(2)).exp_().sum(2).log_()
+            loss_sum[start : start + t] += (lse - target).sum(0).double()
+            correct[start : start + t] += (target >= top).sum(0)  # the target's logit is the largest
         n += len(y)
     model.train(was_training)
     return pd.DataFrame({"loss": (loss_sum / n).cpu().numpy(), "acc": (correct.double() / n).cpu().numpy()})
