@@ -110,3 +110,158 @@ def test_bad_layer_is_refused(layer, message):
 def test_classes_cover_every_label():
     assert set(importance.classify(torch.tensor([1.0, 0.0, -1.0]), 0.1)) == set(importance.CLASSES)
     assert isinstance(importance.classify(torch.zeros(2), 0.0), np.ndarray)
+
+
+def per_class(model, loader, n_classes=10):
+    """Mean loss and accuracy per class, one plain forward pass per batch."""
+    loss, hits, count = (
+        torch.zeros(n_classes, dtype=torch.float64),
+        torch.zeros(n_classes),
+        torch.zeros(n_classes),
+    )
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            loss.index_add_(0, y, torch.nn.functional.cross_entropy(logits, y, reduction="none").double())
+            hits.index_add_(0, y, (logits.argmax(1) == y).float())
+            count.index_add_(0, y, torch.ones(len(y)))
+    return loss / count, hits.double() / count
+
+
+@pytest.mark.parametrize(
+    ("model", "layer", "shape"),
+    [
+        (lambda: models.MLP(in_features=20, hidden=(16,)), "hidden.0", (20,)),
+        (lambda: models.MLP(in_features=20, hidden=(16, 12, 8)), "hidden.0", (20,)),
+        (lambda: models.MLP(in_features=20, hidden=(16, 12, 8)), "hidden.2", (20,)),
+        (
+            lambda: models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7),
+            "conv3",
+            (1, 8, 8),
+        ),
+    ],
+)
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: the exact-maximum path of the last hidden layer
+def test_per_class_loss_and_accuracy_equal_the_pruned_models(model, layer, shape, scale):
+    from netshrink import prune
+
+    torch.manual_seed(4)
+    net = model().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale**0.5)
+    loader = batches(shape, n=3, size=50)
+    nodes = torch.tensor([4, 0, 2])
+    result = importance.ablate(net, layer, loader, nodes=nodes, chunk=2)
+    assert result.class_loss.shape == result.class_acc.shape == (4, 10)
+    base_loss, base_acc = per_class(net, loader)
+    assert torch.allclose(result.class_loss[0], base_loss, atol=1e-5, equal_nan=True)
+    assert torch.allclose(result.class_acc[0], base_acc, equal_nan=True)
+    n = net.get_submodule(layer).weight.shape[0]
+    for row, j in enumerate(nodes.tolist(), start=1):
+        pruned = prune.remove_nodes(net, layer, torch.arange(n) != j)
+        loss, acc = per_class(pruned, loader)
+        assert torch.allclose(result.class_loss[row], loss, rtol=1e-4, atol=1e-4, equal_nan=True)
+        assert torch.allclose(result.class_acc[row], acc, equal_nan=True)
+    lean = importance.ablate(net, layer, loader, nodes=nodes, accuracy=False)
+    assert lean.correct is None
+    assert torch.allclose(lean.loss_change, result.loss_change, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_node_indices_are_refused():
+    net = models.MLP(in_features=20, hidden=(16,))
+    with pytest.raises(ValueError, match=r"nodes must be indices in 0..15"):
+        importance.ablate(net, "hidden.0", batches((20,), n=1), nodes=[16])
+
+
+def trained_mlp(hidden=(24,), steps=150, seed=0):
+    """A small MLP fitted to a random teacher: its nodes differ in importance, some are worse."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(600, 20, generator=g)
+    y = (x @ torch.randn(20, 10, generator=g)).argmax(1)
+    torch.manual_seed(seed)
+    net = models.MLP(in_features=20, hidden=hidden)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[:400]), y[:400]).backward()
+        opt.step()
+    return net.eval(), [(x[400:500], y[400:500]), (x[500:], y[500:])]
+
+
+def outputs_equal(a, b, shape=(20,)):
+    x = torch.randn(32, *shape)
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x), atol=1e-5)
+
+
+def test_exhaustive_pruning_stops_when_every_removal_raises_the_loss():
+    from netshrink import prune
+
+    net, val = trained_mlp()
+    result = importance.prune_exhaustive(net, "hidden.0", val)
+    steps = result.steps
+    assert len(steps) > 1, "the teacher task leaves some worse nodes"
+    assert (steps["loss_change"].iloc[1:] <= 0).all()
+    assert (steps["val_loss"].diff().dropna() <= 1e-9).all()
+    assert result.model.hidden[0].out_features == result.nodes_left == 24 - (len(steps) - 1)
+    assert (importance.loss_change(result.model, "hidden.0", val) > 0).all()
+    assert outputs_equal(result.model, prune.remove_nodes(net, "hidden.0", result.keep))
+    # every step evaluates every node still there
+    assert result.evaluations == sum(range(result.nodes_left, 25))
+    assert net.hidden[0].out_features == 24, "the original is untouched"
+
+
+def test_greedy_pruning_removes_only_harmless_nodes_and_tests_fewer():
+    from netshrink import prune
+
+    net, val = trained_mlp()
+    greedy = importance.prune_greedy(net, "hidden.0", val, important=0.01)
+    exhaustive = importance.prune_exhaustive(net, "hidden.0", val)
+    assert (greedy.steps["loss_change"].iloc[1:] <= 0).all()
+    assert (greedy.steps["val_loss"].diff().dropna() <= 1e-9).all()
+    assert greedy.nodes_left < 24
+    assert greedy.evaluations < exhaustive.evaluations
+    assert outputs_equal(greedy.model, prune.remove_nodes(net, "hidden.0", greedy.keep))
+    # the final pass removed nothing: every node tested in it raises the loss
+    change = importance.loss_change(greedy.model, "hidden.0", val)
+    assert (change > 0).sum() >= 1 and greedy.steps["node"].is_unique
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_pruning_once_removes_the_classified_nodes(zero):
+    net, val = trained_mlp()
+    change = importance.loss_change(net, "hidden.0", val)
+    labels = importance.classify(change, 1e-4)
+    result = importance.prune_once(net, "hidden.0", val, tol=1e-4, zero=zero)
+    expected = (labels == "worse") | ((labels == "zero") if zero else False)
+    assert torch.equal(~result.keep, torch.as_tensor(expected))
+    assert result.model.hidden[0].out_features == 24 - int(expected.sum())
+    assert result.evaluations == 24
+
+
+def test_pruning_a_conv_layer_removes_channels():
+    net = models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7).eval()
+    loader = batches((1, 8, 8), n=2)
+    result = importance.prune_exhaustive(net, "conv2", loader, tol=10.0)  # everything may go but one
+    assert (
+        result.nodes_left == 1
+        and result.model.conv2.out_channels == 1
+        and result.model.conv3.in_channels == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda n, v: importance.prune_exhaustive(n, "hidden.0", v, tol=-0.1), r"tol=-0.1 must be >= 0"),
+        (lambda n, v: importance.prune_greedy(n, "hidden.0", v, important=-1), r"important=-1 must be >= 0"),
+        (lambda n, v: importance.prune_greedy(n, "hidden.0", v, tol=0.1, important=0.01), r"important=0.01"),
+        (lambda n, v: importance.prune_once(n, "hidden.3", v), r"layer='hidden.3' does not exist"),
+        (lambda n, v: importance.prune_greedy(n, "out", v), r"layer='out' is the output layer"),
+    ],
+)
+def test_bad_pruning_arguments_are_refused(call, message):
+    net, val = trained_mlp(steps=1)
+    with pytest.raises(ValueError, match=message):
+        call(net, val)

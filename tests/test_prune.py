@@ -82,9 +82,13 @@ def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ("out", r"layer='out' is not a hidden linear layer; allowed values: hidden.0, hidden.1"),
+        (
+            "out",
+            r"layer='out' is the output layer, whose nodes are the classes; "
+            r"allowed values: hidden.0, hidden.1",
+        ),
         ("hidden.7", r"layer='hidden.7' does not exist; allowed values: hidden.0, hidden.1"),
-        ("", r"layer='' is not a hidden linear layer"),
+        ("hidden", r"layer='hidden' has no nodes to remove"),
     ],
 )
 def test_bad_layer_is_refused(mlp, layer, message):
@@ -92,13 +96,60 @@ def test_bad_layer_is_refused(mlp, layer, message):
     for fn in (prune.remove_nodes, prune.mask_nodes):
         with pytest.raises(ValueError, match=message):
             fn(mlp, layer, keep)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("out", r"layer='out' is not a hidden linear layer; allowed values: hidden.0, hidden.1"),
+        ("hidden.7", r"layer='hidden.7' does not exist; allowed values: hidden.0, hidden.1"),
+    ],
+)
+def test_bad_layer_is_refused_by_mask_evaluation(mlp, layer, message):
     with pytest.raises(ValueError, match=message):
-        prune.evaluate_masks(mlp, layer, keep[None], batches(1))
+        prune.evaluate_masks(mlp, layer, torch.ones(1, 16, dtype=torch.bool), batches(1))
 
 
-def test_non_mlp_is_refused():
-    with pytest.raises(ValueError, match="node removal needs a netshrink.models.MLP"):
-        prune.remove_nodes(models.LeNet(), "l1", torch.ones(120, dtype=torch.bool))
+def _zero_channels(model, layer, keep):
+    """The masked model by a hook: the layer's output channels outside `keep` are zeroed."""
+
+    def hook(_m, _i, out):
+        return out * keep.view(1, -1, *([1] * (out.dim() - 2))).to(out.dtype)
+
+    return model.get_submodule(layer).register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3", "conv4", "fc"])
+def test_removed_conv_channels_equal_zeroed_channels(layer):
+    torch.manual_seed(0)
+    net = models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7).eval()
+    n = net.get_submodule(layer).weight.shape[0]
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[[0, n - 1]] = False
+    small = prune.remove_nodes(net, layer, keep)
+    x = torch.randn(16, 1, 8, 8)
+    handle = _zero_channels(net, layer, keep)
+    expected = net(x)
+    handle.remove()
+    assert torch.allclose(small(x), expected, atol=1e-6)
+    assert torch.allclose(prune.mask_nodes(net, layer, keep)(x), expected, atol=1e-6)
+    assert small.get_submodule(layer).weight.shape[0] == n - 2
+    assert models.count_parameters(small) < models.count_parameters(net)
+
+
+def test_lenet_loses_a_channel_and_batchnorm_networks_are_refused():
+    net = models.LeNet().eval()
+    first = prune.chain_layers(net)[0]
+    n = net.get_submodule(first).weight.shape[0]
+    keep = torch.arange(n) != 2
+    assert prune.remove_nodes(net, first, keep).get_submodule(first).weight.shape[0] == n - 1
+    with pytest.raises(ValueError, match="normalisation layers"):
+        prune.remove_nodes(models.vgg16(width=0.125), "features.0", torch.ones(8, dtype=torch.bool))
+
+
+def test_removing_every_node_is_refused(mlp):
+    with pytest.raises(ValueError, match="at least one must stay"):
+        prune.remove_nodes(mlp, "hidden.0", torch.zeros(16, dtype=torch.bool))
 
 
 def test_mask_of_wrong_length_is_refused(mlp):

@@ -12,9 +12,13 @@ removing the node.
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 from torch import nn
@@ -51,66 +55,223 @@ def _n_nodes(module: nn.Module) -> int:
     return module.out_features if isinstance(module, nn.Linear) else module.out_channels
 
 
-@torch.no_grad()
-def ablation_losses(
-    model: nn.Module, layer: str, loader: Iterable, nodes: torch.Tensor | None = None, chunk: int = 32
-) -> tuple[float, torch.Tensor]:
-    """Mean cross-entropy of the model, and of the model with each of `nodes` zeroed alone.
+@dataclass
+class Ablations:
+    """Per-class sums over a data set for the intact model and each single-node ablation.
 
-    Returns (base loss, losses of shape (len(nodes),)). `chunk` nodes are ablated per pass.
+    Row 0 of `loss_sum` and `correct` is the intact model, row j+1 the model without `nodes[j]`.
     """
-    module = check_layer(model, layer)
-    n = _n_nodes(module)
-    nodes = torch.arange(n) if nodes is None else torch.as_tensor(nodes, dtype=torch.long)
-    if chunk < 1:
-        raise ValueError(f"chunk={chunk} must be at least 1")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    base_sum = 0.0
-    sums = torch.zeros(len(nodes), dtype=torch.float64)
-    count = 0
+
+    nodes: torch.Tensor  # (k,) node indices
+    loss_sum: torch.Tensor  # (k+1, C) summed cross-entropy per class, float64
+    correct: torch.Tensor | None  # (k+1, C) correct predictions per class (None: not computed)
+    count: torch.Tensor  # (C,) examples per class
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """Mean loss, (k+1,): intact model first."""
+        return self.loss_sum.sum(1) / self.count.sum()
+
+    @property
+    def acc(self) -> torch.Tensor:
+        """Accuracy, (k+1,): intact model first."""
+        return self.correct.sum(1).double() / self.count.sum()
+
+    @property
+    def loss_change(self) -> torch.Tensor:
+        """Loss without each node minus loss with all nodes, (k,)."""
+        return self.loss[1:] - self.loss[0]
+
+    @property
+    def class_loss(self) -> torch.Tensor:
+        """Mean loss per class, (k+1, C); NaN for a class with no examples."""
+        return self.loss_sum / self.count.double()
+
+    @property
+    def class_acc(self) -> torch.Tensor:
+        """Accuracy per class, (k+1, C)."""
+        return self.correct.double() / self.count.double()
+
+    @property
+    def class_loss_change(self) -> torch.Tensor:
+        """Per-class loss change of removing each node, (k, C)."""
+        return self.class_loss[1:] - self.class_loss[0]
+
+
+_BUDGET = 2**24  # elements of the largest intermediate tensor of one batched pass (64 MB in float32)
+
+
+def _sums_from_logits(logits: torch.Tensor, y: torch.Tensor, n_classes: int, accuracy: bool):
+    """Per-class loss sums (t, C) and correct counts (t, C) or None, from logits (t, N, C)."""
+    target = logits.gather(2, y.view(1, -1, 1).expand(len(logits), -1, 1)).squeeze(2)  # (t, N)
+    top = logits.amax(2)
+    losses = top + (logits - top.unsqueeze(2)).exp_().sum(2).log_() - target  # (t, N)
+    loss_sum = torch.zeros(len(logits), n_classes, dtype=torch.float64, device=y.device)
+    loss_sum.index_add_(1, y, losses.double())
+    if not accuracy:
+        return loss_sum, None
+    correct = torch.zeros(len(logits), n_classes, dtype=torch.long, device=y.device)
+    return loss_sum, correct.index_add_(1, y, (target >= top).long())
+
+
+def _last_hidden_sums(
+    act: torch.Tensor, z: torch.Tensor, w: torch.Tensor, y: torch.Tensor, nodes: torch.Tensor, accuracy: bool
+):
+    """Per-class sums for removing each of `nodes` from the last hidden layer, without logits tensors.
+
+    act (N, H) hidden outputs, z (N, C) logits, w (C, H) output weights. Removing node j makes the
+    logits z - a_j w_j, so the log-sum-exp is accumulated class by class over (t, N) planes, and
+    the target term sums to a per-class total minus w[c, j] * (sum of a_j over class c).
+    """
+    n_classes = z.shape[1]
+    whole = len(nodes) == act.shape[1] and bool(
+        (nodes == torch.arange(len(nodes), device=nodes.device)).all()
+    )
+    a_t = act.T.contiguous() if whole else act.T[nodes].contiguous()  # (t, N)
+    z_t, w_t = z.T.contiguous(), w[:, nodes]  # (C, N), (C, t)
+    gap = 2 * float(a_t.max()) * float(w_t.abs().max()) if a_t.numel() else 0.0
+    plane = torch.empty_like(a_t)
+    if accuracy or gap > 60:  # exact maximum: the prediction is needed, or the bound could underflow exp
+        top = torch.addcmul(z_t[0], w_t[0].unsqueeze(1), a_t, value=-1)
+        picked = top.clone() if accuracy else None  # the target's logit, from the same arithmetic as top
+        for c in range(1, n_classes):
+            torch.maximum(top, torch.addcmul(z_t[c], w_t[c].unsqueeze(1), a_t, value=-1, out=plane), out=top)
+            if accuracy:
+                torch.where(y == c, plane, picked, out=picked)
+        z_shift, w_shift = z_t, w_t
+    else:  # shift by an upper bound of every ablated logit, max z + a * max|w| (a >= 0 after ReLU)
+        z_max, w_max = z_t.amax(0), w_t.abs().amax(0)
+        top = z_max + a_t * w_max.unsqueeze(1)
+        z_shift, w_shift = z_t - z_max, w_t + w_max  # z_c - a w_c - top = (z_c - max z) - a (w_c + max|w|)
+    total = torch.zeros_like(a_t)
+    for c in range(n_classes):
+        torch.addcmul(z_shift[c], w_shift[c].unsqueeze(1), a_t, value=-1, out=plane)
+        if z_shift is z_t:
+            plane.sub_(top)
+        total += plane.exp_()
+    lse = total.log_().add_(top)  # (t, N)
+    onehot = F.one_hot(y, n_classes).to(act.dtype)  # (N, C)
+    target = (onehot * z).sum(0) - w_t.T * (a_t @ onehot)  # (t, C)
+    loss_sum = (lse @ onehot).double() - target.double()
+    if not accuracy:
+        return loss_sum, None
+    hits = (picked >= top).to(act.dtype)  # (t, N)
+    return loss_sum, (hits @ onehot).round().long()
+
+
+def _mlp_sums(model: MLP, index: int, x, y, nodes, chunk: int | None, n_classes: int, accuracy: bool):
+    """Per-class sums of the intact MLP (row 0) and of the MLP without each node (rows 1..k).
+
+    Removing node j of hidden layer `index` subtracts the rank-one term a_j * W_next[:, j] from
+    the next layer's pre-activations: O(N * k * width) work instead of k forward passes.
+    """
+    act = prune._layer_activations(model, index, x.flatten(1))  # (N, H)
+    nxt = prune._next_linear(model, index)
+    z = nxt(act)  # (N, out)
+    base = _sums_from_logits(prune._forward_from(model, index, z).unsqueeze(0), y, n_classes, accuracy)
+    parts = [base]
+    t = chunk or max(1, _BUDGET // (len(x) * nxt.out_features))
+    for start in range(0, len(nodes), t):
+        sel = nodes[start : start + t]
+        if index + 1 == len(model.hidden):
+            parts.append(_last_hidden_sums(act, z, nxt.weight, y, sel, accuracy))
+            continue
+        zz = z.unsqueeze(0) - (act[:, sel].T.unsqueeze(2) * nxt.weight[:, sel].T.unsqueeze(1))  # (t, N, out)
+        logits = prune._forward_from(model, index, zz.flatten(0, 1)).view(len(sel), len(x), -1)
+        parts.append(_sums_from_logits(logits, y, n_classes, accuracy))
+    loss_sum = torch.cat([p[0] for p in parts])
+    return loss_sum, torch.cat([p[1] for p in parts]) if accuracy else None
+
+
+def _hooked_sums(
+    model: nn.Module, module: nn.Module, x, y, nodes, chunk: int, n_classes: int, accuracy: bool
+):
+    """The same for any layer: a forward hook replaces the layer's output (N, C, ...) by t copies
+    stacked along the batch, copy j with node nodes[j] zeroed; later layers run once on t*N rows."""
+    parts = [_sums_from_logits(model(x).unsqueeze(0), y, n_classes, accuracy)]
     current: list[torch.Tensor] = []
 
     def replicate(_module, _inputs, output):
-        ablate = current[0]
-        copies = output.unsqueeze(0).repeat(len(ablate) + 1, *([1] * output.dim()))
-        copies[torch.arange(1, len(ablate) + 1), :, ablate] = 0  # copy j+1: node ablate[j] zeroed
+        sel = current[0]
+        copies = output.unsqueeze(0).repeat(len(sel), *([1] * output.dim()))
+        copies[torch.arange(len(sel)), :, sel] = 0
         return copies.flatten(0, 1)
 
     handle = module.register_forward_hook(replicate)
     try:
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            for start in range(0, len(nodes), chunk):
-                current[:] = [nodes[start : start + chunk].to(device)]
-                logits = model(x).view(len(current[0]) + 1, len(y), -1)
-                loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(current[0]) + 1), reduction="none")
-                loss = loss.view(len(current[0]) + 1, -1).sum(1).double().cpu()
-                if start == 0:
-                    base_sum += float(loss[0])
-                sums[start : start + chunk] += loss[1:]
-            count += len(y)
+        for start in range(0, len(nodes), chunk):
+            current[:] = [nodes[start : start + chunk]]
+            logits = model(x).view(len(current[0]), len(x), -1)
+            parts.append(_sums_from_logits(logits, y, n_classes, accuracy))
     finally:
         handle.remove()
-        model.train(was_training)
-    return base_sum / count, sums / count
+    loss_sum = torch.cat([p[0] for p in parts])
+    return loss_sum, torch.cat([p[1] for p in parts]) if accuracy else None
 
 
-def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int = 32) -> torch.Tensor:
-    """For every node (or channel) of `layer`: loss without it minus loss with all nodes. (n_nodes,)
+@torch.no_grad()
+def ablate(
+    model: nn.Module,
+    layer: str,
+    loader: Iterable,
+    nodes: torch.Tensor | None = None,
+    chunk: int | None = None,
+    accuracy: bool = True,
+) -> Ablations:
+    """Loss (and accuracy) per class of the model, and of the model with each of `nodes`
+    (default: all nodes of `layer`) removed alone, in batched passes.
 
-    Hidden layers of an MLP go through `prune.evaluate_masks` (the k single-node masks in one
-    product with masked output weights); other layers through `ablation_losses`.
+    `chunk` nodes go in one pass (default: as many as fit a 64 MB intermediate for MLP layers,
+    32 for others). `accuracy=False` skips the predictions, which the loss does not need.
     """
-    check_layer(model, layer)
-    if isinstance(model, MLP) and layer in prune.hidden_layers(model):
-        n = model.get_submodule(layer).out_features
-        masks = torch.cat([torch.ones(1, n, dtype=torch.bool), ~torch.eye(n, dtype=torch.bool)])
-        losses = torch.tensor(prune.evaluate_masks(model, layer, masks, loader)["loss"].to_numpy())
-        return losses[1:] - losses[0]
-    base, losses = ablation_losses(model, layer, loader, chunk=chunk)
-    return losses - base
+    module = check_layer(model, layer)
+    n = _n_nodes(module)
+    nodes = torch.arange(n) if nodes is None else torch.as_tensor(nodes, dtype=torch.long)
+    if nodes.numel() and (nodes.min() < 0 or nodes.max() >= n):
+        raise ValueError(f"nodes must be indices in 0..{n - 1} of layer={layer!r}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk={chunk} must be at least 1")
+    n_classes = model.get_submodule(prune.chain_layers(model)[-1]).weight.shape[0]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    nodes = nodes.to(device)
+    loss_sum = torch.zeros(len(nodes) + 1, n_classes, dtype=torch.float64, device=device)
+    correct = torch.zeros(len(nodes) + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
+    count = torch.zeros(n_classes, dtype=torch.long, device=device)
+    fast = isinstance(model, MLP) and layer in prune.hidden_layers(model)
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            count += torch.bincount(y, minlength=n_classes)
+            if fast:
+                sums = _mlp_sums(model, int(layer.split(".")[1]), x, y, nodes, chunk, n_classes, accuracy)
+            else:
+                sums = _hooked_sums(model, module, x, y, nodes, chunk or 32, n_classes, accuracy)
+            loss_sum += sums[0]
+            if accuracy:
+                correct += sums[1]
+    finally:
+        model.train(was_training)
+    return Ablations(nodes.cpu(), loss_sum.cpu(), None if correct is None else correct.cpu(), count.cpu())
+
+
+def ablation_losses(
+    model: nn.Module,
+    layer: str,
+    loader: Iterable,
+    nodes: torch.Tensor | None = None,
+    chunk: int | None = None,
+) -> tuple[float, torch.Tensor]:
+    """Mean cross-entropy of the model, and of the model with each of `nodes` removed alone:
+    (base loss, losses of shape (len(nodes),))."""
+    result = ablate(model, layer, loader, nodes, chunk)
+    return float(result.loss[0]), result.loss[1:]
+
+
+def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | None = None) -> torch.Tensor:
+    """For every node (or channel) of `layer`: loss without it minus loss with all nodes. (n_nodes,)"""
+    return ablate(model, layer, loader, chunk=chunk, accuracy=False).loss_change
 
 
 def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
@@ -203,3 +364,125 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(
         stats.spearmanr(torch.as_tensor(a).cpu().numpy(), torch.as_tensor(b).cpu().numpy()).statistic
     )
+
+
+# --- Pruning by importance -------------------------------------------------------------------
+
+STRATEGIES = ("once: worse", "once: worse + zero", "exhaustive", "greedy")
+
+
+@dataclass
+class PruneResult:
+    """A pruned model (nodes physically removed) and how it was found.
+
+    `keep` is over the original nodes; `steps` has one row per removal (step 0: the intact
+    model) with the original index of the node removed, its loss change, the validation loss
+    and accuracy after it, and the loss evaluations and seconds spent so far.
+    """
+
+    model: nn.Module
+    keep: torch.Tensor
+    steps: pd.DataFrame
+    evaluations: int
+    seconds: float
+
+    @property
+    def nodes_left(self) -> int:
+        return int(self.keep.sum())
+
+
+def _check_tol(name: str, value: float) -> float:
+    if not value >= 0:
+        raise ValueError(f"{name}={value} must be >= 0")
+    return value
+
+
+def _step(step: int, node: int, change: float, result: Ablations, row: int, evaluations: int, start: float):
+    return {"step": step, "node": node, "loss_change": change, "val_loss": float(result.loss[row]),
+            "val_acc": float(result.acc[row]), "evaluations": evaluations,
+            "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def prune_once(
+    model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0, zero: bool = False
+) -> PruneResult:
+    """Importance computed once, then every worse node (loss change < -tol) removed at once; with
+    `zero`, every zero node (|change| <= tol) too. At least one node stays."""
+    _check_tol("tol", tol)
+    check_layer(model, layer)
+    start = time.perf_counter()
+    result = ablate(model, layer, loader)
+    change = result.loss_change
+    drop = change <= tol if zero else change < -tol
+    if drop.all():
+        drop[change.argmax()] = False
+    pruned = prune.remove_nodes(model, layer, ~drop) if drop.any() else copy.deepcopy(model)
+    after = ablate(pruned, layer, loader, nodes=[])
+    rows = [_step(0, -1, 0.0, result, 0, 0, start)]
+    rows.append({**_step(1, -1, float(after.loss[0] - result.loss[0]), after, 0, len(change), start),
+                 "removed": int(drop.sum())})  # fmt: skip
+    return PruneResult(pruned, ~drop, pd.DataFrame(rows), len(change), time.perf_counter() - start)
+
+
+def prune_exhaustive(model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0) -> PruneResult:
+    """Recomputed, exhaustive: compute every node's loss change, remove the node whose removal
+    lowers the loss most, recompute on the smaller model; stop when every removal would raise the
+    loss by more than `tol` (default: until no removal lowers or keeps the loss)."""
+    _check_tol("tol", tol)
+    check_layer(model, layer)
+    start = time.perf_counter()
+    current, original = model, torch.arange(_n_nodes(model.get_submodule(layer)))
+    result = ablate(current, layer, loader)
+    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0, start)]
+    while len(original) > 1:
+        change = result.loss_change
+        j = int(change.argmin())
+        if change[j] > tol:
+            break
+        rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations, start))
+        keep = torch.arange(len(original)) != j
+        current, original = prune.remove_nodes(current, layer, keep), original[keep]
+        result = ablate(current, layer, loader)
+        evaluations += len(original)
+    mask = torch.zeros(_n_nodes(model.get_submodule(layer)), dtype=torch.bool)
+    mask[original] = True
+    return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
+                       evaluations, time.perf_counter() - start)  # fmt: skip
+
+
+def prune_greedy(
+    model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0, important: float | None = None
+) -> PruneResult:
+    """Recomputed, greedy: test the nodes one at a time in index order and remove the first whose
+    removal does not raise the loss by more than `tol`; a node whose removal raises it by more
+    than `important` is never tested again. Passes repeat until one removes nothing."""
+    _check_tol("tol", tol)
+    if important is not None and _check_tol("important", important) < tol:
+        raise ValueError(f"important={important} must be >= tol={tol}")
+    check_layer(model, layer)
+    start = time.perf_counter()
+    current, original = model, torch.arange(_n_nodes(model.get_submodule(layer)))
+    base = ablate(current, layer, loader, nodes=[])
+    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0, start)]
+    skipped: set[int] = set()
+    removed = True
+    while removed and len(original) > 1:
+        removed = False
+        for node in [int(n) for n in original if int(n) not in skipped]:
+            if len(original) == 1:
+                break
+            j = int((original == node).nonzero())
+            result = ablate(current, layer, loader, nodes=[j])
+            evaluations += 1
+            change = float(result.loss_change[0])
+            if change <= tol:
+                rows.append(_step(len(rows), node, change, result, 1, evaluations, start))
+                keep = torch.arange(len(original)) != j
+                current, original = prune.remove_nodes(current, layer, keep), original[keep]
+                removed = True
+            elif important is not None and change > important:
+                skipped.add(node)
+    mask = torch.zeros(_n_nodes(model.get_submodule(layer)), dtype=torch.bool)
+    mask[original] = True
+    return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
+                       evaluations, time.perf_counter() - start)  # fmt: skip

@@ -78,39 +78,93 @@ def random_node_masks(
     return keep
 
 
-def mask_nodes(model: MLP, layer: str, keep: torch.Tensor) -> MLP:
-    """A copy of `model` whose removed nodes have zero incoming weights, bias and outgoing weights."""
-    index = _layer_index(model, layer)
+def chain_layers(model: nn.Module) -> list[str]:
+    """Names of the Linear and Conv2d layers in the order they are defined: for the networks here
+    (MLP, Conv4Net, ...) each one feeds the next, through ReLU, pooling or dropout only."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+
+def _check_chain(model: nn.Module, layer: str) -> tuple[nn.Module, str, nn.Module]:
+    """The module `layer`, the name of the layer it feeds and that layer; a ValueError otherwise."""
+    names = chain_layers(model)
+    modules = dict(model.named_modules())
+    if layer not in names[:-1]:
+        what = (
+            "does not exist" if layer not in modules
+            else "is the output layer, whose nodes are the classes" if layer == names[-1]
+            else "has no nodes to remove (not a Linear or Conv2d layer)"
+        )  # fmt: skip
+        raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(names[:-1])}")
+    norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    if norms:
+        raise ValueError(
+            f"model has normalisation layers ({', '.join(norms)}); remove_nodes handles plain chains"
+        )
+    if any(isinstance(m, nn.Conv2d) and m.groups != 1 for m in modules.values()):
+        raise ValueError("model has grouped convolutions; remove_nodes handles plain chains")
+    following = names[names.index(layer) + 1]
+    return modules[layer], following, modules[following]
+
+
+def _input_mask(module: nn.Module, nxt: nn.Module, keep: torch.Tensor) -> torch.Tensor:
+    """Which inputs of `nxt` survive: a conv layer feeding a linear one through a flatten gives
+    each channel `in_features / channels` consecutive inputs."""
+    if isinstance(module, nn.Conv2d) and isinstance(nxt, nn.Linear):
+        per, rest = divmod(nxt.in_features, module.out_channels)
+        if rest:
+            raise ValueError(
+                f"{nxt.in_features} inputs of the next layer do not split over {module.out_channels} channels"
+            )
+        return keep.repeat_interleave(per)
+    return keep
+
+
+def mask_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
+    """A copy of `model` whose removed nodes (or channels) have zero incoming weights and bias
+    and zero outgoing weights."""
+    module, following, _ = _check_chain(model, layer)
     masked = copy.deepcopy(model)
-    lin, nxt = masked.hidden[index], _next_linear(masked, index)
-    keep = _check_keep(keep, lin.out_features).to(lin.weight.device)
+    lin, nxt = masked.get_submodule(layer), masked.get_submodule(following)
+    keep = _check_keep(keep, lin.weight.shape[0]).to(lin.weight.device)
     with torch.no_grad():
         lin.weight[~keep] = 0
-        lin.bias[~keep] = 0
-        nxt.weight[:, ~keep] = 0
+        if lin.bias is not None:
+            lin.bias[~keep] = 0
+        nxt.weight[:, ~_input_mask(lin, nxt, keep)] = 0
     return masked
 
 
-def remove_nodes(model: MLP, layer: str, keep: torch.Tensor) -> MLP:
-    """A copy of `model` in which the removed nodes are gone: `layer` has `keep.sum()` outputs
-    and the next layer as many inputs. Its outputs equal `mask_nodes(model, layer, keep)`'s."""
-    index = _layer_index(model, layer)
-    smaller = copy.deepcopy(model)
-    lin, nxt = smaller.hidden[index], _next_linear(smaller, index)
-    keep = _check_keep(keep, lin.out_features).to(lin.weight.device)
-    k = int(keep.sum())
-    new_lin = nn.Linear(lin.in_features, k).to(lin.weight.device)
-    new_next = nn.Linear(k, nxt.out_features).to(nxt.weight.device)
-    with torch.no_grad():
-        new_lin.weight.copy_(lin.weight[keep])
-        new_lin.bias.copy_(lin.bias[keep])
-        new_next.weight.copy_(nxt.weight[:, keep])
-        new_next.bias.copy_(nxt.bias)
-    smaller.hidden[index] = new_lin
-    if index + 1 < len(smaller.hidden):
-        smaller.hidden[index + 1] = new_next
+def _smaller(module: nn.Module, out_keep: torch.Tensor | None, in_keep: torch.Tensor | None) -> nn.Module:
+    """A new Linear/Conv2d holding the kept output rows and input columns of `module`."""
+    w = module.weight
+    w = w[out_keep] if out_keep is not None else w
+    w = w[:, in_keep] if in_keep is not None else w
+    if isinstance(module, nn.Linear):
+        new = nn.Linear(w.shape[1], w.shape[0], bias=module.bias is not None)
     else:
-        smaller.out = new_next
+        new = nn.Conv2d(
+            w.shape[1], w.shape[0], module.kernel_size, module.stride, module.padding, module.dilation,
+            bias=module.bias is not None, padding_mode=module.padding_mode,
+        )  # fmt: skip
+    new = new.to(w.device, w.dtype)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if module.bias is not None:
+            new.bias.copy_(module.bias[out_keep] if out_keep is not None else module.bias)
+    return new
+
+
+def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
+    """A copy of `model` in which the removed nodes (or conv channels) are gone: `layer` has
+    `keep.sum()` outputs and the next layer as many inputs. Its outputs equal
+    `mask_nodes(model, layer, keep)`'s. Works on MLP, Conv4Net and other plain chains."""
+    module, following, nxt = _check_chain(model, layer)
+    keep = _check_keep(keep, module.weight.shape[0]).to(module.weight.device)
+    if not keep.any():
+        raise ValueError(f"keep removes every node of layer={layer!r}; at least one must stay")
+    smaller = copy.deepcopy(model)
+    smaller.set_submodule(layer, _smaller(module, keep, None))
+    smaller.set_submodule(following, _smaller(nxt, None, _input_mask(module, nxt, keep)))
     return smaller
 
 
