@@ -265,3 +265,27 @@ def test_bad_pruning_arguments_are_refused(call, message):
     net, val = trained_mlp(steps=1)
     with pytest.raises(ValueError, match=message):
         call(net, val)
+
+
+@pytest.mark.parametrize(("per_class", "tol"), [(False, 0.02), (True, 0.3)])
+def test_pruning_within_a_bound_keeps_the_loss_within_it(per_class, tol):
+    net, val = trained_mlp()
+    result = importance.prune_within(net, "hidden.0", val, tol, per_class=per_class)
+    before, after = (
+        importance.ablate(net, "hidden.0", val, nodes=[]),
+        importance.ablate(result.model, "hidden.0", val, nodes=[]),
+    )
+    if per_class:
+        assert ((after.class_loss[0] - before.class_loss[0]).nan_to_num(0) <= tol + 1e-9).all()
+    else:
+        assert after.loss[0] - before.loss[0] <= tol + 1e-9
+    assert 0 < result.nodes_left < 24
+    assert result.model.hidden[0].out_features == result.nodes_left
+    assert result.evaluations >= 24 - result.nodes_left
+
+
+def test_the_per_class_bound_is_the_stricter():
+    net, val = trained_mlp()
+    overall = importance.prune_within(net, "hidden.0", val, 0.02)
+    per_class = importance.prune_within(net, "hidden.0", val, 0.02, per_class=True)
+    assert per_class.nodes_left >= overall.nodes_left

@@ -125,3 +125,20 @@ def test_evaluate_counts_loss_and_accuracy():
     assert metrics["acc"] == pytest.approx(2 / 3)
     expected = torch.nn.functional.cross_entropy(model(x), y).item()
     assert metrics["loss"] == pytest.approx(expected)
+
+
+def test_training_starts_from_stored_initial_weights(data_root):
+    torch.manual_seed(5)
+    start = train.models.build_model("mlp", hidden=[64])
+    key = train.store_init(start, root=data_root)
+    assert key == train.store_init(start, root=data_root), "the key is the weights' hash"
+    cfg = config(init=key, epochs=0)
+    assert cfg.key() != config(epochs=0).key()
+    assert "init" not in config().to_dict(), "configs without init keep their old keys"
+    loaded = train.initial_model(cfg, root=data_root, device=torch.device("cpu"))
+    for a, b in zip(loaded.state_dict().values(), start.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    result = train.train_cached(cfg, root=data_root, progress=False, device=torch.device("cpu"))
+    assert torch.equal(result.model.hidden[0].weight, start.hidden[0].weight)
+    with pytest.raises(FileNotFoundError, match="init='0000000000000000'"):
+        train.initial_model(config(init="0" * 16), root=data_root)

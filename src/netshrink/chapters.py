@@ -116,7 +116,65 @@ RANDOM_PRUNING = Chapter(
     },
 )
 
-CHAPTERS: dict[str, Chapter] = {c.name: c for c in (BASELINES, RANDOM_PRUNING)}
+_IMPORTANCE_FULL = {
+    "seed": 0, "val_size": 5000, "train_size": None, "hidden": 128, "epochs": 5, "batch_size": 32,
+    "n_networks": 5, "tol": 1e-4, "prune_tol": 0.0, "important": 1e-3,
+    "latency_batch": 1000, "latency_repeats": 50, "bench_repeats": 5,
+    "mlp3_hidden": [128, 128, 128], "mlp3_train_size": None, "mlp3_epochs": 10,
+    "batch_sizes": [16, 32, 128, 512, 2048], "dropouts": [0.0, 0.2, 0.5],
+    "rewind_rounds": 4, "rewind_tol": 1e-3,
+    "cnn_dataset": "fashion-mnist", "cnn_train_size": None, "cnn_epochs": 10, "cnn_importance_size": 5000,
+    "cnn_test_size": None, "cnn_layers": ["conv1", "conv2", "conv3", "conv4", "fc"],
+    "cnn_fractions": [0.0, 0.25, 0.5, 0.75, 0.875], "cnn_tol": 1e-3,
+}  # fmt: skip
+
+NODE_IMPORTANCE = Chapter(
+    name="node_importance",
+    notebook="chapters/03_node_importance.ipynb",
+    title="Node importance",
+    items=("I-F1", "I-T1", "I-T2", "I-T3", "I-F2", "I-F3", "I-F4", "I-T4", "I-F5", "I-T5"),
+    profiles={
+        "smoke": {
+            **_IMPORTANCE_FULL,
+            "val_size": 1000,
+            "train_size": 3000,
+            "epochs": 1,
+            "n_networks": 2,
+            "latency_batch": 200,
+            "latency_repeats": 3,
+            "bench_repeats": 1,
+            "mlp3_hidden": [64, 64, 64],
+            "mlp3_train_size": 2000,
+            "mlp3_epochs": 1,
+            "batch_sizes": [32, 256],
+            "dropouts": [0.0, 0.5],
+            "rewind_rounds": 1,
+            "cnn_train_size": 1000,
+            "cnn_epochs": 1,
+            "cnn_importance_size": 200,
+            "cnn_test_size": 500,
+            "cnn_layers": ["conv2", "fc"],
+            "cnn_fractions": [0.0, 0.5],
+        },
+        "quick": {
+            **_IMPORTANCE_FULL,
+            "n_networks": 3,
+            "latency_repeats": 20,
+            "bench_repeats": 3,
+            "mlp3_train_size": 10000,
+            "mlp3_epochs": 5,
+            "batch_sizes": [16, 64, 256, 1024],
+            "rewind_rounds": 3,
+            "cnn_train_size": 10000,
+            "cnn_epochs": 3,
+            "cnn_importance_size": 1000,
+            "cnn_test_size": 2000,
+        },
+        "full": _IMPORTANCE_FULL,
+    },
+)
+
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in (BASELINES, RANDOM_PRUNING, NODE_IMPORTANCE)}
 
 
 def select(names: str | list[str] | None) -> list[Chapter]:

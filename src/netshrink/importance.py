@@ -486,3 +486,42 @@ def prune_greedy(
     mask[original] = True
     return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
                        evaluations, time.perf_counter() - start)  # fmt: skip
+
+
+def prune_within(
+    model: nn.Module, layer: str, loader: Iterable, tol: float, per_class: bool = False
+) -> PruneResult:
+    """Importance computed once, then nodes removed one at a time from the least important,
+    each removal kept only while the loss stays within `tol` of the intact model's; with
+    `per_class`, while *every class's* loss does (importance is then the largest per-class
+    loss change). One loss evaluation per candidate node."""
+    _check_tol("tol", tol)
+    check_layer(model, layer)
+    start = time.perf_counter()
+    result = ablate(model, layer, loader)
+    change = result.class_loss_change.nan_to_num(0).amax(1) if per_class else result.loss_change
+    base_loss, base_class = result.loss[0], result.class_loss[0]
+    current, original = model, torch.arange(len(change))
+    rows, evaluations = [_step(0, -1, 0.0, result, 0, 0, start)], 0
+    for node in change.argsort().tolist():
+        if change[node] > tol or len(original) == 1:
+            break
+        keep = original != node
+        trial = prune.remove_nodes(current, layer, keep)
+        after = ablate(trial, layer, loader, nodes=[])
+        evaluations += 1
+        rise = (
+            (after.class_loss[0] - base_class).nan_to_num(0).max() if per_class else after.loss[0] - base_loss
+        )
+        if rise <= tol:
+            current, original = trial, original[keep]
+            rows.append(_step(len(rows), node, float(change[node]), after, 0, evaluations, start))
+    mask = torch.zeros(len(change), dtype=torch.bool)
+    mask[original] = True
+    return PruneResult(
+        current if current is not model else copy.deepcopy(model),
+        mask,
+        pd.DataFrame(rows),
+        evaluations,
+        time.perf_counter() - start,
+    )

@@ -124,3 +124,96 @@ def shrink_curves(steps: pd.DataFrame, n_nodes: int, title: str = "") -> plt.Fig
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+CLASS_COLOURS = {"important": "tab:blue", "zero": "tab:gray", "worse": "tab:red"}
+
+
+def sorted_importance(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """I-F1: the loss change (left) and accuracy change (right) of removing each node, nodes
+    sorted by loss change, coloured by class, with the Taylor estimate as dots on the left.
+    table: one network's rows of `node_importance.importance_table`."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    t = table.sort_values("loss_change", ascending=False).reset_index(drop=True)
+    colours = t["class"].map(CLASS_COLOURS)
+    ax_loss.bar(t.index, t["loss_change"], color=colours, width=1.0)
+    ax_loss.plot(t.index, t["taylor"], ".", color="black", ms=3, label="Taylor estimate")
+    ax_acc.bar(t.index, 100 * t["acc_change"], color=colours, width=1.0)
+    ax_loss.set_yscale("symlog", linthresh=1e-4)
+    ax_loss.set(xlabel="node, by decreasing importance", ylabel="loss change when removed", title="loss")
+    ax_acc.set(xlabel="node, same order", ylabel="accuracy change when removed (points)", title="accuracy")
+    for name, colour in CLASS_COLOURS.items():
+        ax_loss.bar([0], [0], color=colour, label=f"{name} ({(t['class'] == name).sum()})")
+    ax_loss.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pruning_paths(paths: pd.DataFrame, title: str = "") -> plt.Figure:
+    """I-F2: validation accuracy (left) and loss (right) against the nodes removed, one line per
+    strategy (colour) and data set (style). paths: columns `strategy`, `data set`, `step`,
+    `val_acc`, `val_loss`."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    p = paths.assign(**{"nodes removed": paths["step"], "val_acc": 100 * paths["val_acc"]})
+    for ax, col, label in (
+        (axes[0], "val_acc", "validation accuracy (%)"),
+        (axes[1], "val_loss", "validation loss"),
+    ):
+        sns.lineplot(
+            data=p, x="nodes removed", y=col, hue="strategy", style="data set", marker="o", ms=3, ax=ax
+        )
+        ax.set(ylabel=label)
+    axes[1].get_legend().remove()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def importance_by_setting(table: pd.DataFrame, setting: str, title: str = "") -> plt.Figure:
+    """I-F3, I-F4: the distribution of the loss change of the nodes of each hidden layer (box
+    plots), one colour per setting (e.g. batch size). table: `layer_importance`'s rows."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    sns.boxplot(data=table, x="layer", y="loss_change", hue="setting", ax=ax, fliersize=2, linewidth=1)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set(xlabel="hidden layer", ylabel="loss change when the node is removed", title=title)
+    ax.legend(title=setting, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def class_accuracy_heatmaps(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """I-F5: per-class test accuracy (%) against the fraction of channels removed, one heatmap
+    per layer. table: `class_accuracy_after_pruning`'s rows."""
+    import seaborn as sns
+
+    layers = list(dict.fromkeys(table["layer"]))
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers) + 1, 4.2), sharey=True, squeeze=False)
+    classes = list(dict.fromkeys(table["class"]))
+    for i, (ax, layer) in enumerate(zip(axes[0], layers, strict=True)):
+        grid = table[table["layer"] == layer].pivot(index="class", columns="fraction removed", values="acc")
+        grid = 100 * grid.reindex(classes)
+        sns.heatmap(
+            grid,
+            ax=ax,
+            vmin=0,
+            vmax=100,
+            cmap="viridis",
+            annot=True,
+            fmt=".0f",
+            cbar=i == len(layers) - 1,
+            annot_kws={"fontsize": 7},
+        )
+        ax.set(title=layer, xlabel="fraction of channels removed", ylabel="class" if i == 0 else "")
+        ax.set_xticklabels([f"{float(t.get_text()):.2f}" for t in ax.get_xticklabels()])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

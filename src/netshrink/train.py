@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 32
     seed: int = 0
+    init: str | None = None  # key of stored initial weights (`store_init`); None: seeded random
 
     def validate(self) -> TrainConfig:
         """Raise a ValueError naming the first bad parameter and its allowed values."""
@@ -80,7 +81,10 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), sort_keys=True))  # tuples -> lists, a canonical form
+        d = json.loads(json.dumps(asdict(self), sort_keys=True))  # tuples -> lists, a canonical form
+        if d["init"] is None:
+            del d["init"]  # so that keys made before the field existed stay valid
+        return d
 
     def key(self) -> str:
         """16 hex digits of the SHA-256 of the canonical JSON of the configuration."""
@@ -206,6 +210,40 @@ class TrainResult:
         return models.count_parameters(self.model)
 
 
+def _init_path(key: str, root: Path | None = None) -> Path:
+    return (Path(root) if root is not None else paths.data_root()) / "models" / "inits" / f"{key}.pt"
+
+
+def store_init(model: nn.Module, root: Path | None = None) -> str:
+    """Store `model`'s weights as initial weights for a TrainConfig's `init`; return their key
+    (16 hex digits of the SHA-256 of the tensors' names, shapes and bytes)."""
+    digest = hashlib.sha256()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name, tensor in sorted(state.items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.numpy().tobytes())
+    key = digest.hexdigest()[:16]
+    path = _init_path(key, root)
+    if not path.is_file():
+        torch_save(path, state)
+    return key
+
+
+def initial_model(
+    config: TrainConfig, root: Path | None = None, device: torch.device | None = None
+) -> nn.Module:
+    """The model `config` starts training from: seeded random weights, or the stored `init`."""
+    config.validate()
+    torch.manual_seed(config.seed)
+    model = models.build_model(config.model, **config.model_kwargs).to(device or default_device())
+    if config.init is not None:
+        path = _init_path(config.init, root)
+        if not path.is_file():
+            raise FileNotFoundError(f"init={config.init!r}: no stored initial weights at {path}")
+        model.load_state_dict(torch.load(path, map_location=next(model.parameters()).device))
+    return model
+
+
 def model_dir(config: TrainConfig, root: Path | None = None) -> Path:
     """`<data root>/models/<config key>/`."""
     return (Path(root) if root is not None else paths.data_root()) / "models" / config.key()
@@ -230,8 +268,7 @@ def train_cached(
     folder = model_dir(config, root)
     final, ckpt_path = folder / "model.pt", folder / "checkpoint.pt"
     splits = splits or data.load_dataset(config.dataset, root=root, **config.data_kwargs)
-    torch.manual_seed(config.seed)
-    model = models.build_model(config.model, **config.model_kwargs).to(device)
+    model = initial_model(config, root, device)
     if final.is_file():
         saved = torch.load(final, map_location=device, weights_only=False)
         model.load_state_dict(saved["state_dict"])
