@@ -7,7 +7,7 @@ the number in brackets after each median is its ratio to the fastest, i.e. the s
 import pytest
 import torch
 
-from netshrink import data, models, prune
+from netshrink import data, importance, models, prune
 
 pytestmark = pytest.mark.bench
 
@@ -37,3 +37,25 @@ def test_bench_masks_per_mask_loop(benchmark, setting):
     benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
     table = benchmark.pedantic(prune.evaluate_masks_naive, args=(model, "hidden.0", masks, loader), rounds=1)
     assert len(table) == N_MASKS
+
+
+@pytest.fixture(scope="module")
+def oracle_setting(setting):
+    model, _, loader = setting
+    return model, list(loader)
+
+
+def test_bench_loss_change_batched(benchmark, oracle_setting):
+    model, batches = oracle_setting
+    benchmark.group = "loss change of all 128 nodes, 10,000 MNIST test images"
+    change = benchmark.pedantic(
+        importance.loss_change, args=(model, "hidden.0", batches), rounds=20, warmup_rounds=2
+    )
+    assert change.shape == (128,)
+
+
+def test_bench_loss_change_one_pass_per_node(benchmark, oracle_setting):
+    model, batches = oracle_setting
+    benchmark.group = "loss change of all 128 nodes, 10,000 MNIST test images"
+    change = benchmark.pedantic(importance.loss_change_naive, args=(model, "hidden.0", batches), rounds=3)
+    assert change.shape == (128,)

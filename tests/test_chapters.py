@@ -92,3 +92,30 @@ def test_random_pruning_is_sane(smoke_run):
     assert (shrink["removed"] >= 0).all() and shrink["test_acc"].between(0, 1).all()
     bench = pd.read_csv(folder / "R-B1.csv", index_col=0)
     assert bench["agree"].all() and bench.loc["batched", "speedup"] > 1
+
+
+def test_node_importance_is_sane(smoke_run):
+    results, _ = smoke_run
+    folder = results / "smoke" / "node_importance"
+    counts = pd.read_csv(folder / "I-T1.csv", index_col=[0, 1])
+    n_nodes = counts.loc[("MNIST", "mean"), ["important", "zero", "worse"]].sum()
+    assert n_nodes == pytest.approx(128), "every node is in one class"
+    for ds in ("mnist", "fashion-mnist"):
+        table = pd.read_csv(folder / f"I-T2-{ds}.csv", index_col=0)
+        assert table.loc["original", "nodes left"] == 128
+        assert (table["nodes left"] <= 128).all() and (
+            table["parameters"] <= table.loc["original", "parameters"]
+        ).all()
+        assert table.loc["exhaustive, width a multiple of 16", "nodes left"] % 16 == 0
+        assert table["test acc"].between(0.2, 1).all() and (table["ms per batch"] > 0).all()
+        greedy = pd.read_csv(folder / f"I-T3-{ds}.csv", index_col=0)
+        assert greedy.loc["greedy", "loss evaluations"] > 0
+        # recomputed pruning never raises the validation loss
+        assert table.loc["exhaustive", "val loss"] <= table.loc["original", "val loss"] + 1e-9
+    bench = pd.read_csv(folder / "I-B1.csv", index_col=0)
+    assert bench["agree"].all() and bench.loc["batched", "speedup"] > 1
+    rewind = pd.read_csv(folder / "I-T4.csv", index_col=0)
+    assert rewind["parameters"].is_monotonic_decreasing
+    criteria = pd.read_csv(folder / "I-T5.csv", index_col=[0, 1])
+    per_class = criteria.xs("every class's loss", level="criterion")
+    assert (per_class["test acc"] > 0.1).all()

@@ -289,3 +289,39 @@ def test_the_per_class_bound_is_the_stricter():
     overall = importance.prune_within(net, "hidden.0", val, 0.02)
     per_class = importance.prune_within(net, "hidden.0", val, 0.02, per_class=True)
     assert per_class.nodes_left >= overall.nodes_left
+
+
+@pytest.mark.parametrize(
+    ("model", "layer", "shape"),
+    [
+        (lambda: models.MLP(in_features=20, hidden=(16, 12)), "hidden.1", (20,)),
+        (
+            lambda: models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7),
+            "conv2",
+            (1, 8, 8),
+        ),
+    ],
+)
+def test_mask_sweeps_equal_the_physically_pruned_models(model, layer, shape):
+    from netshrink import prune
+
+    torch.manual_seed(6)
+    net = model().eval()
+    loader = batches(shape, n=2, size=40)
+    n = net.get_submodule(layer).weight.shape[0]
+    keep = importance.prefix_masks(torch.randperm(n), [0, 1, 3, n - 1])
+    sweep = importance.ablate_masks(net, layer, loader, keep, chunk=3)
+    for row, mask in enumerate(keep, start=1):
+        loss, acc = per_class(prune.remove_nodes(net, layer, mask), loader)
+        assert torch.allclose(sweep.class_loss[row], loss, atol=1e-5, equal_nan=True)
+        assert torch.allclose(sweep.class_acc[row], acc, equal_nan=True)
+    with pytest.raises(ValueError, match=r"keep must have shape \(masks, "):
+        importance.ablate_masks(net, layer, loader, keep[:, :-1])
+
+
+def test_exhaustive_pruning_can_stop_at_a_multiple_of_a_width():
+    net, val = trained_mlp()
+    result = importance.prune_exhaustive(net, "hidden.0", val, multiple=8)
+    assert result.nodes_left % 8 == 0 and result.nodes_left < 24
+    with pytest.raises(ValueError, match="multiple=0 must be a positive integer"):
+        importance.prune_exhaustive(net, "hidden.0", val, multiple=0)

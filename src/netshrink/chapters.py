@@ -169,6 +169,7 @@ NODE_IMPORTANCE = Chapter(
             "cnn_epochs": 3,
             "cnn_importance_size": 1000,
             "cnn_test_size": 2000,
+            "cnn_layers": ["conv2", "conv4", "fc"],
         },
         "full": _IMPORTANCE_FULL,
     },

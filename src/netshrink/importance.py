@@ -184,29 +184,68 @@ def _mlp_sums(model: MLP, index: int, x, y, nodes, chunk: int | None, n_classes:
 
 
 def _hooked_sums(
-    model: nn.Module, module: nn.Module, x, y, nodes, chunk: int, n_classes: int, accuracy: bool
+    model: nn.Module,
+    module: nn.Module,
+    x,
+    y,
+    keep: torch.Tensor,
+    chunk: int | None,
+    n_classes: int,
+    accuracy: bool,
 ):
-    """The same for any layer: a forward hook replaces the layer's output (N, C, ...) by t copies
-    stacked along the batch, copy j with node nodes[j] zeroed; later layers run once on t*N rows."""
-    parts = [_sums_from_logits(model(x).unsqueeze(0), y, n_classes, accuracy)]
+    """The same for any layer and any keep-masks (t, n_nodes): a forward hook replaces the
+    layer's output (N, n_nodes, ...) by t copies stacked along the batch, copy j multiplied by
+    keep[j]; the later layers run once on t*N rows. The layers before run once per chunk."""
+    sizes: list[int] = []
+
+    def measure(_module, _inputs, output):
+        sizes.append(output.numel())
+
+    handle = module.register_forward_hook(measure)
+    try:
+        parts = [_sums_from_logits(model(x).unsqueeze(0), y, n_classes, accuracy)]
+    finally:
+        handle.remove()
+    chunk = chunk or max(1, 4 * _BUDGET // sizes[0])  # copies of the layer's output: <= 256 MB
     current: list[torch.Tensor] = []
 
     def replicate(_module, _inputs, output):
-        sel = current[0]
-        copies = output.unsqueeze(0).repeat(len(sel), *([1] * output.dim()))
-        copies[torch.arange(len(sel)), :, sel] = 0
-        return copies.flatten(0, 1)
+        factor = current[0].to(output.dtype).view(len(current[0]), 1, -1, *([1] * (output.dim() - 2)))
+        return (output.unsqueeze(0) * factor).flatten(0, 1)
 
     handle = module.register_forward_hook(replicate)
     try:
-        for start in range(0, len(nodes), chunk):
-            current[:] = [nodes[start : start + chunk]]
+        for start in range(0, len(keep), chunk):
+            current[:] = [keep[start : start + chunk]]
             logits = model(x).view(len(current[0]), len(x), -1)
             parts.append(_sums_from_logits(logits, y, n_classes, accuracy))
     finally:
         handle.remove()
     loss_sum = torch.cat([p[0] for p in parts])
     return loss_sum, torch.cat([p[1] for p in parts]) if accuracy else None
+
+
+def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) -> Ablations:
+    n_classes = model.get_submodule(prune.chain_layers(model)[-1]).weight.shape[0]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros(rows + 1, n_classes, dtype=torch.float64, device=device)
+    correct = torch.zeros(rows + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
+    count = torch.zeros(n_classes, dtype=torch.long, device=device)
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            count += torch.bincount(y, minlength=n_classes)
+            sums = sums_of_batch(x, y, n_classes)
+            loss_sum += sums[0]
+            if accuracy:
+                correct += sums[1]
+    finally:
+        model.train(was_training)
+    return Ablations(
+        torch.arange(rows), loss_sum.cpu(), None if correct is None else correct.cpu(), count.cpu()
+    )
 
 
 @torch.no_grad()
@@ -222,7 +261,8 @@ def ablate(
     (default: all nodes of `layer`) removed alone, in batched passes.
 
     `chunk` nodes go in one pass (default: as many as fit a 64 MB intermediate for MLP layers,
-    32 for others). `accuracy=False` skips the predictions, which the loss does not need.
+    256 MB of copies of the layer's output for others). `accuracy=False` skips the predictions,
+    which the loss does not need.
     """
     module = check_layer(model, layer)
     n = _n_nodes(module)
@@ -231,29 +271,49 @@ def ablate(
         raise ValueError(f"nodes must be indices in 0..{n - 1} of layer={layer!r}")
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk={chunk} must be at least 1")
-    n_classes = model.get_submodule(prune.chain_layers(model)[-1]).weight.shape[0]
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     nodes = nodes.to(device)
-    loss_sum = torch.zeros(len(nodes) + 1, n_classes, dtype=torch.float64, device=device)
-    correct = torch.zeros(len(nodes) + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
-    count = torch.zeros(n_classes, dtype=torch.long, device=device)
-    fast = isinstance(model, MLP) and layer in prune.hidden_layers(model)
-    try:
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            count += torch.bincount(y, minlength=n_classes)
-            if fast:
-                sums = _mlp_sums(model, int(layer.split(".")[1]), x, y, nodes, chunk, n_classes, accuracy)
-            else:
-                sums = _hooked_sums(model, module, x, y, nodes, chunk or 32, n_classes, accuracy)
-            loss_sum += sums[0]
-            if accuracy:
-                correct += sums[1]
-    finally:
-        model.train(was_training)
-    return Ablations(nodes.cpu(), loss_sum.cpu(), None if correct is None else correct.cpu(), count.cpu())
+    if isinstance(model, MLP) and layer in prune.hidden_layers(model):
+        index = int(layer.split(".")[1])
+
+        def sums(x, y, n_classes):
+            return _mlp_sums(model, index, x, y, nodes, chunk, n_classes, accuracy)
+    else:
+        keep = torch.ones(len(nodes), n, dtype=torch.bool, device=device)
+        keep[torch.arange(len(nodes), device=device), nodes] = False
+
+        def sums(x, y, n_classes):
+            return _hooked_sums(model, module, x, y, keep, chunk, n_classes, accuracy)
+
+    result = _accumulate(model, layer, loader, len(nodes), sums, accuracy)
+    result.nodes = nodes.cpu()
+    return result
+
+
+@torch.no_grad()
+def ablate_masks(
+    model: nn.Module,
+    layer: str,
+    loader: Iterable,
+    keep: torch.Tensor,
+    chunk: int | None = None,
+    accuracy: bool = True,
+) -> Ablations:
+    """Like `ablate`, for arbitrary keep-masks (t, n_nodes) of `layer`: row j+1 of the result is
+    the model with the nodes outside keep[j] removed together, all masks in batched passes."""
+    module = check_layer(model, layer)
+    n = _n_nodes(module)
+    keep = torch.as_tensor(keep, dtype=torch.bool)
+    if keep.dim() != 2 or keep.shape[1] != n:
+        raise ValueError(f"keep must have shape (masks, {n}) for layer={layer!r}; got {tuple(keep.shape)}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk={chunk} must be at least 1")
+    keep = keep.to(next(model.parameters()).device)
+
+    def sums(x, y, n_classes):
+        return _hooked_sums(model, module, x, y, keep, chunk, n_classes, accuracy)
+
+    return _accumulate(model, layer, loader, len(keep), sums, accuracy)
 
 
 def ablation_losses(
@@ -424,11 +484,16 @@ def prune_once(
     return PruneResult(pruned, ~drop, pd.DataFrame(rows), len(change), time.perf_counter() - start)
 
 
-def prune_exhaustive(model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0) -> PruneResult:
+def prune_exhaustive(
+    model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0, multiple: int = 1
+) -> PruneResult:
     """Recomputed, exhaustive: compute every node's loss change, remove the node whose removal
     lowers the loss most, recompute on the smaller model; stop when every removal would raise the
-    loss by more than `tol` (default: until no removal lowers or keeps the loss)."""
+    loss by more than `tol` (default: until no removal lowers or keeps the loss) and the nodes
+    left are a multiple of `multiple` (matrix kernels favour widths that are multiples of 8 or 16)."""
     _check_tol("tol", tol)
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"multiple={multiple} must be a positive integer")
     check_layer(model, layer)
     start = time.perf_counter()
     current, original = model, torch.arange(_n_nodes(model.get_submodule(layer)))
@@ -437,7 +502,7 @@ def prune_exhaustive(model: nn.Module, layer: str, loader: Iterable, tol: float 
     while len(original) > 1:
         change = result.loss_change
         j = int(change.argmin())
-        if change[j] > tol:
+        if change[j] > tol and len(original) % multiple == 0:
             break
         rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations, start))
         keep = torch.arange(len(original)) != j
@@ -488,40 +553,51 @@ def prune_greedy(
                        evaluations, time.perf_counter() - start)  # fmt: skip
 
 
+def prefix_masks(order: torch.Tensor, counts: Iterable[int]) -> torch.Tensor:
+    """Keep-masks (len(counts), n) removing the first k nodes of `order`, one mask per k."""
+    counts = list(counts)
+    keep = torch.ones(len(counts), len(order), dtype=torch.bool)
+    for row, k in enumerate(counts):
+        keep[row, order[:k]] = False
+    return keep
+
+
 def prune_within(
-    model: nn.Module, layer: str, loader: Iterable, tol: float, per_class: bool = False
+    model: nn.Module,
+    layer: str,
+    loader: Iterable,
+    tol: float,
+    per_class: bool = False,
+    ablations: Ablations | None = None,
 ) -> PruneResult:
-    """Importance computed once, then nodes removed one at a time from the least important,
-    each removal kept only while the loss stays within `tol` of the intact model's; with
-    `per_class`, while *every class's* loss does (importance is then the largest per-class
-    loss change). One loss evaluation per candidate node."""
+    """Importance computed once (or given as `ablations` of all nodes), then the largest number k
+    of least important nodes removed together whose removal keeps the loss within `tol` of the
+    intact model's; with `per_class`, keeps *every class's* loss within `tol` (importance is then
+    the largest per-class loss change). All n - 1 candidate prefixes are evaluated in one batched
+    pass; `steps` holds that sweep (row k: the k least important nodes removed)."""
     _check_tol("tol", tol)
-    check_layer(model, layer)
+    module = check_layer(model, layer)
     start = time.perf_counter()
-    result = ablate(model, layer, loader)
+    result = ablations if ablations is not None else ablate(model, layer, loader)
+    if len(result.nodes) != _n_nodes(module):
+        raise ValueError(f"ablations must cover all {_n_nodes(module)} nodes of layer={layer!r}")
     change = result.class_loss_change.nan_to_num(0).amax(1) if per_class else result.loss_change
-    base_loss, base_class = result.loss[0], result.class_loss[0]
-    current, original = model, torch.arange(len(change))
-    rows, evaluations = [_step(0, -1, 0.0, result, 0, 0, start)], 0
-    for node in change.argsort().tolist():
-        if change[node] > tol or len(original) == 1:
-            break
-        keep = original != node
-        trial = prune.remove_nodes(current, layer, keep)
-        after = ablate(trial, layer, loader, nodes=[])
-        evaluations += 1
-        rise = (
-            (after.class_loss[0] - base_class).nan_to_num(0).max() if per_class else after.loss[0] - base_loss
-        )
-        if rise <= tol:
-            current, original = trial, original[keep]
-            rows.append(_step(len(rows), node, float(change[node]), after, 0, evaluations, start))
-    mask = torch.zeros(len(change), dtype=torch.bool)
-    mask[original] = True
-    return PruneResult(
-        current if current is not model else copy.deepcopy(model),
-        mask,
-        pd.DataFrame(rows),
-        evaluations,
-        time.perf_counter() - start,
-    )
+    order = change.argsort()
+    n = len(order)
+    sweep = ablate_masks(model, layer, loader, prefix_masks(order, range(1, n)))
+    if per_class:
+        rise = (sweep.class_loss[1:] - result.class_loss[0]).nan_to_num(0).amax(1)
+    else:
+        rise = sweep.loss[1:] - result.loss[0]
+    within = (rise <= tol).nonzero()
+    k = int(within.max()) + 1 if len(within) else 0
+    keep = prefix_masks(order, [k])[0]
+    pruned = prune.remove_nodes(model, layer, keep) if k else copy.deepcopy(model)
+    steps = pd.DataFrame(
+        {"step": range(n), "node": [-1, *order[: n - 1].tolist()],
+         "loss_change": [0.0, *change[order[: n - 1]].tolist()],
+         "val_loss": [float(result.loss[0]), *sweep.loss[1:].tolist()],
+         "val_acc": [float(result.acc[0]), *sweep.acc[1:].tolist()], "evaluations": n - 1,
+         "seconds": time.perf_counter() - start}
+    )  # fmt: skip
+    return PruneResult(pruned, keep, steps, n - 1, time.perf_counter() - start)

@@ -79,6 +79,7 @@ def pruning_strategies(
     tol: float = 0.0,
     class_tol: float = 1e-4,
     important: float = 1e-3,
+    multiple: int = 16,
     repeats: int = 20,
     layer: str = LAYER,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,6 +94,9 @@ def pruning_strategies(
         "once: worse": importance.prune_once(model, layer, val_loader, tol=class_tol),
         "once: worse + zero": importance.prune_once(model, layer, val_loader, tol=class_tol, zero=True),
         "exhaustive": importance.prune_exhaustive(model, layer, val_loader, tol=tol),
+        f"exhaustive, width a multiple of {multiple}": importance.prune_exhaustive(
+            model, layer, val_loader, tol=tol, multiple=multiple
+        ),
         "greedy": importance.prune_greedy(model, layer, val_loader, tol=tol, important=important),
     }
     cost = measure.compare_latency(
@@ -272,45 +276,52 @@ def conv4_config(
     )
 
 
+def channel_ablations(
+    model: nn.Module, layers: Sequence[str], val_loader: Iterable
+) -> dict[str, importance.Ablations]:
+    """The oracle (per class) for every channel of each layer, on the validation data."""
+    return {layer: importance.ablate(model, layer, val_loader) for layer in layers}
+
+
 def class_accuracy_after_pruning(
     model: nn.Module,
-    layers: Sequence[str],
-    val_loader: Iterable,
+    ablations: Mapping[str, importance.Ablations],
     test_loader: Iterable,
     fractions: Sequence[float],
     classes: Sequence[str],
 ) -> pd.DataFrame:
     """Per-class test accuracy after removing the least important fraction of each layer's
-    channels (importance computed once on validation data), one layer at a time. One row per
-    (layer, fraction, class)."""
+    channels (importance from `ablations`, on validation data), one layer at a time, all
+    fractions of a layer in one batched pass. One row per (layer, fraction, class)."""
     rows = []
-    for layer in layers:
-        change = importance.loss_change(model, layer, val_loader)
-        order = change.argsort()  # least important first
-        n = len(change)
-        for fraction in fractions:
-            k = min(int(round(fraction * n)), n - 1)
-            keep = torch.ones(n, dtype=torch.bool)
-            keep[order[:k]] = False
-            smaller = prune.remove_nodes(model, layer, keep) if k else model
-            acc = importance.ablate(smaller, layer, test_loader, nodes=[]).class_acc[0]
+    for layer, result in ablations.items():
+        n = len(result.nodes)
+        counts = [min(int(round(f * n)), n - 1) for f in fractions]
+        keep = importance.prefix_masks(result.loss_change.argsort(), counts)
+        acc = importance.ablate_masks(model, layer, test_loader, keep).class_acc[1:]
+        for fraction, k, row in zip(fractions, counts, acc, strict=True):
             rows += [
                 {"layer": layer, "fraction removed": fraction, "removed": k, "class": c, "acc": float(a)}
-                for c, a in zip(classes, acc, strict=True)
+                for c, a in zip(classes, row, strict=True)
             ]
     return pd.DataFrame(rows)
 
 
 def class_criteria(
-    model: nn.Module, layers: Sequence[str], val_loader: Iterable, test_loader: Iterable, tol: float
+    model: nn.Module,
+    ablations: Mapping[str, importance.Ablations],
+    val_loader: Iterable,
+    test_loader: Iterable,
+    tol: float,
 ) -> pd.DataFrame:
     """Pruning by overall against per-class loss, each layer on its own (`importance.prune_within`).
 
-    "overall loss": channels removed from the least important while the validation loss stays
-    within `tol` of the original's. "every class's loss": while no class's loss rises by more than
+    "overall loss": the most least-important channels whose joint removal keeps the validation
+    loss within `tol` of the original's. "every class's loss": keeps every class's loss within
     `tol`. One row per (layer, criterion): channels left, test accuracy, lowest class accuracy,
     largest drop of a class's accuracy, parameters.
     """
+    layers = list(ablations)
     intact = importance.ablate(model, layers[0], test_loader, nodes=[])
     base = intact.class_acc[0]
     rows = [
@@ -318,17 +329,19 @@ def class_criteria(
          "lowest class acc": float(base.min()), "largest class drop": 0.0,
          "parameters": sum(p.numel() for p in model.parameters())}
     ]  # fmt: skip
-    for layer in layers:
-        n = model.get_submodule(layer).weight.shape[0]
+    for layer, result in ablations.items():
+        n = len(result.nodes)
         for name, per_class in (("overall loss", False), ("every class's loss", True)):
-            result = importance.prune_within(model, layer, val_loader, tol, per_class=per_class)
-            after = importance.ablate(result.model, layer, test_loader, nodes=[])
+            pruned = importance.prune_within(
+                model, layer, val_loader, tol, per_class=per_class, ablations=result
+            )
+            after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
             acc = after.class_acc[0]
             rows.append(
-                {"layer": layer, "criterion": name, "channels left": f"{result.nodes_left} of {n}",
+                {"layer": layer, "criterion": name, "channels left": f"{pruned.nodes_left} of {n}",
                  "test acc": float(after.acc[0]), "lowest class acc": float(acc.min()),
                  "largest class drop": float((base - acc).max()),
-                 "parameters": sum(p.numel() for p in result.model.parameters())}
+                 "parameters": sum(p.numel() for p in pruned.model.parameters())}
             )  # fmt: skip
     return pd.DataFrame(rows).set_index(["layer", "criterion"])
 
