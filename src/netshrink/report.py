@@ -97,6 +97,8 @@ class Report:
         with _locked(self.manifest_path):
             manifest = read_manifest(profile, self.root)
             manifest["items"] = {k: v for k, v in manifest["items"].items() if v.get("chapter") != chapter}
+            for key in ("comparisons", "compression"):
+                manifest.setdefault(key, {}).pop(chapter, None)
             write_json(self.manifest_path, manifest)
         sns.set_theme(context="notebook", style="whitegrid")
 
@@ -119,6 +121,7 @@ class Report:
             entry["files"] = sorted(set(entry["files"]) | set(rel))
             if caption not in entry["captions"]:
                 entry["captions"].append(caption)
+            entry.setdefault("file_captions", {}).update({path: caption for path in rel})
             entry["params"] = self.params
             entry["written"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             manifest["items"][item] = entry
@@ -161,6 +164,63 @@ class Report:
         if self.show:
             print(text)
         return path
+
+    def _append(self, key: str, row: dict[str, Any]) -> None:
+        with _locked(self.manifest_path):
+            manifest = read_manifest(self.profile, self.root)
+            rows = manifest.setdefault(key, {}).setdefault(self.chapter, [])
+            rows[:] = [r for r in rows if r.get("id") != row["id"]] + [row]
+            write_json(self.manifest_path, manifest)
+
+    def compare(self, item: str, quantity: str, ours: float, seed: float | str, seed_source: str) -> None:
+        """Record one number the seed reports beside ours, for the Results at a glance page.
+        `seed` may be a text where the seed gives a bound ("> 60 %")."""
+        self._stem(item, None)
+        row = {
+            "id": f"{item}: {quantity}",
+            "item": item,
+            "quantity": quantity,
+            "ours": float(ours),
+            "seed": seed if isinstance(seed, str) else float(seed),
+            "seed source": seed_source,
+            "profile": self.profile,
+        }
+        self._append("comparisons", row)
+
+    def compression(
+        self,
+        item: str,
+        model: str,
+        *,
+        data_set: str,
+        parameters: int,
+        base_parameters: int,
+        mflops: float,
+        base_mflops: float,
+        accuracy: float,
+        base_accuracy: float,
+        speedup: float,
+        how: str,
+    ) -> None:
+        """Record one compressed model beside the model it came from (accuracy as a fraction,
+        `speedup` measured in the same run), for the Results at a glance page."""
+        self._stem(item, None)
+        row = {
+            "id": f"{item}: {data_set}: {model}",
+            "item": item,
+            "model": model,
+            "data set": data_set,
+            "parameters": int(parameters),
+            "base parameters": int(base_parameters),
+            "MFLOPs": float(mflops),
+            "base MFLOPs": float(base_mflops),
+            "accuracy": float(accuracy),
+            "base accuracy": float(base_accuracy),
+            "speedup": float(speedup),
+            "how": how,
+            "profile": self.profile,
+        }
+        self._append("compression", row)
 
     def glue(self, name: str, value: Any, display: bool = False) -> None:
         """`myst_nb.glue` a number for the prose, and keep it in `glue.json`."""

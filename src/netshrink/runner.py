@@ -25,10 +25,10 @@ from typing import Any
 
 import papermill as pm
 
-from netshrink import paths
-from netshrink.chapters import Chapter, select
+from netshrink import pages, paths
+from netshrink.chapters import CHAPTERS, Chapter, select
 from netshrink.io import atomic_path
-from netshrink.report import check_profile
+from netshrink.report import check_profile, read_manifest
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
@@ -124,7 +124,28 @@ def stage_book(profile: str, *, root: Path | None = None, results: Path | None =
     for nb in sorted((root / "chapters").glob("*.ipynb")):
         executed = results / profile / "notebooks" / nb.name
         shutil.copy(executed if executed.is_file() else nb, stage / "chapters" / nb.name)
+    write_generated_pages(stage, profile, root=root, results=results)
     return stage
+
+
+def write_generated_pages(stage: Path, profile: str, *, root: Path, results: Path) -> None:
+    """Append the run's generated sections to the staged Results at a glance and rerunning
+    pages, and copy the figures the glance page shows beside it. A figure file missing from the
+    results stays missing in the book (the browser test catches it)."""
+    manifest = read_manifest(profile, results)
+    glance, files = pages.glance_sections(manifest, results, CHAPTERS)
+    page = stage / "book" / "glance.md"
+    page.write_text(page.read_text() + "\n" + glance)
+    for target, source in files.items():
+        if source.is_file():
+            (page.parent / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, page.parent / target)
+    rerun = stage / "book" / "rerun.md"
+    rerun.write_text(
+        rerun.read_text()
+        + f"\nThe pages you are reading were produced by the **`{profile}`** profile.\n\n"
+        + pages.parameter_sections(CHAPTERS.values(), root)
+    )
 
 
 def build_book(

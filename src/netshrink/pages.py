@@ -1,0 +1,167 @@
+"""Pages generated from a run for the book: Results at a glance, and the parameters of every
+chapter for the rerunning page. Each function returns MyST Markdown; the runner writes it into
+the staged book (it never touches the committed sources)."""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import papermill as pm
+
+from netshrink.chapters import Chapter
+
+FIGURES_DIR = "figures"  # beside the glance page in the staged book
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 10:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(name: str, caption: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [
+        f"```{{table}} {caption}",
+        f":name: {name}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join([*lines, "```", ""])
+
+
+def _chapter_link(chapters: Mapping[str, Chapter], name: str) -> str:
+    chapter = chapters.get(name)
+    return f"{{doc}}`../chapters/{chapter.stem}`" if chapter else name
+
+
+def glance_sections(
+    manifest: dict[str, Any], results: Path, chapters: Mapping[str, Chapter]
+) -> tuple[str, dict[str, Path]]:
+    """The generated part of the Results at a glance page for one run's manifest, and the
+    figure files it shows ({path relative to the page: file under `results`})."""
+    profile = manifest.get("profile", "?")
+    out = [f"The pages of this book were produced by the **`{profile}`** profile.", ""]
+    comparisons = [r for rows in manifest.get("comparisons", {}).values() for r in rows]
+    chapter_of = {r["id"]: c for c, rows in manifest.get("comparisons", {}).items() for r in rows}
+    out += ["## Our numbers beside the seeds'", ""]
+    if comparisons:
+        rows = [
+            [
+                r["item"],
+                r["quantity"],
+                _number(r["ours"]),
+                _number(r["seed"]),
+                r["seed source"],
+                _chapter_link(chapters, chapter_of[r["id"]]),
+            ]
+            for r in comparisons
+        ]
+        out.append(
+            _table(
+                "glance-seeds",
+                f"Every number a seed reports, beside ours (profile `{profile}`).",
+                ["item", "quantity", "ours", "seed's", "source", "chapter"],
+                rows,
+            )
+        )
+    else:
+        out += ["No chapter of this run reports a seed's number.", ""]
+    compression = [r for rows in manifest.get("compression", {}).values() for r in rows]
+    out += ["## Every compressed model", ""]
+    if compression:
+        rows = [
+            [
+                r["item"],
+                r["data set"],
+                r["model"],
+                f"{r['parameters']:,} of {r['base parameters']:,}",
+                f"{_number(r['MFLOPs'])} of {_number(r['base MFLOPs'])}",
+                f"{100 * r['accuracy']:.2f} (was {100 * r['base accuracy']:.2f})",
+                f"{r['speedup']:.2f}x",
+            ]
+            for r in compression
+        ]
+        out.append(
+            _table(
+                "glance-compression",
+                f"Every compressed model beside the model it came from: parameters, forward MFLOPs per "
+                f"example, test accuracy (%) and the speedup measured side by side in the same run "
+                f"(profile `{profile}`).",
+                ["item", "data set", "model", "parameters", "MFLOPs", "test accuracy", "measured speedup"],
+                rows,
+            )
+        )
+    else:
+        out += ["No chapter of this run has compressed a model yet.", ""]
+    out += ["## Every figure", ""]
+    files: dict[str, Path] = {}
+    figures = {k: v for k, v in manifest.get("items", {}).items() if v.get("kind") == "figure"}
+    for chapter_name in dict.fromkeys(v["chapter"] for v in figures.values()):
+        chapter = chapters.get(chapter_name)
+        out += [f"### {chapter.title if chapter else chapter_name}", ""]
+        for _item, entry in sorted(figures.items()):
+            if entry["chapter"] != chapter_name:
+                continue
+            for rel in sorted(f for f in entry["files"] if f.endswith(".png")):
+                target = f"{FIGURES_DIR}/{rel}"
+                files[target] = results / profile / rel
+                caption = entry.get("file_captions", {}).get(rel, entry["captions"][0])
+                stem = Path(rel).stem
+                out += [
+                    f"```{{figure}} {target}",
+                    f":name: glance-{stem}",
+                    ":width: 90%",
+                    "",
+                    f"**{stem}** ({_chapter_link(chapters, chapter_name)}). {caption}",
+                    "```",
+                    "",
+                ]
+    return "\n".join(out), files
+
+
+def parameter_sections(chapters: Iterable[Chapter], root: Path) -> str:
+    """For each chapter: its parameters as declared in its notebook's `parameters` cell (name,
+    type, default), with the values of each profile beside, and a papermill command."""
+    out = []
+    for chapter in chapters:
+        declared = pm.inspect_notebook(str(root / chapter.notebook))
+        profiles = {p: chapter.parameters(p) for p in chapter.profiles}
+        header = ["parameter", "type", "default (quick)", *[p for p in profiles if p != "quick"]]
+        rows = []
+        for name, p in declared.items():
+            default = ast.literal_eval(p["default"])  # the cell holds plain values
+            declared_type = p["inferred_type_name"]  # "None" when the cell has no annotation
+            kind = declared_type if declared_type not in (None, "None") else type(default).__name__
+            others = [f"`{values.get(name)!r}`" for prof, values in profiles.items() if prof != "quick"]
+            rows.append([f"`{name}`", kind, f"`{default!r}`", *others])
+        out += [
+            f"## {chapter.title}",
+            "",
+            f"`{chapter.notebook}` makes {', '.join(chapter.items)}.",
+            "",
+            _table(
+                f"params-{chapter.name}",
+                f"Parameters of {chapter.title}, read from its notebook.",
+                header,
+                rows,
+            ),
+            "```bash",
+            f".venv/bin/papermill {chapter.notebook} my-run.ipynb -p profile quick -p seed 1",
+            "```",
+            "",
+        ]
+    return "\n".join(out)

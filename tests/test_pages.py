@@ -1,0 +1,82 @@
+from pathlib import Path
+
+from netshrink import chapters, pages
+
+
+def manifest():
+    return {
+        "profile": "smoke",
+        "items": {
+            "R-F1": {
+                "chapter": "random_pruning",
+                "kind": "figure",
+                "files": ["random_pruning/R-F1.png", "random_pruning/R-F1.svg"],
+                "captions": ["Accuracy."],
+                "file_captions": {"random_pruning/R-F1.png": "Accuracy against n."},
+            },
+            "R-T1": {
+                "chapter": "random_pruning",
+                "kind": "table",
+                "files": ["random_pruning/R-T1.csv"],
+                "captions": ["A table."],
+            },
+        },
+        "comparisons": {
+            "random_pruning": [
+                {
+                    "id": "R-T1: x",
+                    "item": "R-T1",
+                    "quantity": "mean acc | n=64",
+                    "ours": 0.84412,
+                    "seed": 0.8485,
+                    "seed source": "seed 004",
+                }
+            ]
+        },
+        "compression": {
+            "node_importance": [
+                {
+                    "id": "a",
+                    "item": "I-T2",
+                    "model": "MLP 128, exhaustive",
+                    "data set": "MNIST",
+                    "parameters": 85075,
+                    "base parameters": 101770,
+                    "MFLOPs": 0.17,
+                    "base MFLOPs": 0.2,
+                    "accuracy": 0.9748,
+                    "base accuracy": 0.9764,
+                    "speedup": 1.15,
+                    "how": "x",
+                }
+            ]
+        },
+    }
+
+
+def test_glance_lists_every_figure_comparison_and_compressed_model():
+    text, files = pages.glance_sections(manifest(), Path("/results"), chapters.CHAPTERS)
+    assert "```{figure} figures/random_pruning/R-F1.png" in text and ":name: glance-R-F1" in text
+    assert "Accuracy against n." in text, "each file keeps its own caption"
+    assert files == {"figures/random_pruning/R-F1.png": Path("/results/smoke/random_pruning/R-F1.png")}
+    assert (
+        "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | seed 004 | {doc}`../chapters/02_random_pruning` |"
+        in text
+    )
+    assert "85,075 of 101,770" in text and "97.48 (was 97.64)" in text and "1.15x" in text
+    assert "**`smoke`** profile" in text
+
+
+def test_glance_says_when_there_is_nothing_to_show():
+    text, files = pages.glance_sections({"profile": "quick", "items": {}}, Path("/r"), chapters.CHAPTERS)
+    assert "No chapter of this run has compressed a model yet." in text and files == {}
+
+
+def test_parameter_tables_come_from_the_notebooks(project_root):
+    text = pages.parameter_sections(chapters.CHAPTERS.values(), project_root)
+    for chapter in chapters.CHAPTERS.values():
+        assert f"## {chapter.title}" in text
+        for name in chapter.parameters("quick"):
+            assert f"| `{name}` |" in text, (chapter.name, name)
+    assert "| `n_trials` | int | `200` | `20` | `1000` |" in text
+    assert "| `profile` | str | `'quick'` | `'smoke'` | `'full'` |" in text
