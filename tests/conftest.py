@@ -4,6 +4,7 @@ first use); everything a test writes goes to a temporary folder."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,42 @@ def results_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "results"
     monkeypatch.setenv("NETSHRINK_RESULTS", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Every chapter run by papermill in the smoke profile: (results root, executed notebooks)."""
+    from netshrink import chapters, runner
+
+    results = tmp_path_factory.mktemp("results")
+    executed = {
+        c.name: runner.run_chapter(c, "smoke", results=results, progress=False)
+        for c in chapters.CHAPTERS.values()
+    }
+    return results, executed
+
+
+def build_book_copy(root: Path, results: Path):
+    """Build the book of the smoke run `results` in a copy of the project's book sources at
+    `root`; return (html folder, the finished jupyter-book process)."""
+    from netshrink import runner
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml", "book", "chapters"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    proc = runner.build_book("smoke", root=root, results=results)
+    return root / "_build" / "html", proc
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_run, tmp_path_factory):
+    """The HTML book built from the smoke run: (html folder, jupyter-book process)."""
+    results, _ = smoke_run
+    return build_book_copy(tmp_path_factory.mktemp("book") / "project", results)
+
+
+@pytest.fixture(scope="session")
+def book_builder():
+    """`build_book_copy`, for tests that build a book of their own."""
+    return build_book_copy

@@ -2,24 +2,13 @@
 
 import json
 import math
-import shutil
 
 import pandas as pd
 import pytest
 
-from netshrink import chapters, report, runner
+from netshrink import chapters, report
 
 pytestmark = pytest.mark.chapter
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")
-    executed = {
-        c.name: runner.run_chapter(c, "smoke", results=results, progress=False)
-        for c in chapters.CHAPTERS.values()
-    }
-    return results, executed
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
@@ -57,22 +46,19 @@ def test_baselines_are_sane(smoke_run):
 
 
 @pytest.mark.book
-def test_book_builds_from_the_smoke_run(smoke_run, project_root, tmp_path):
-    results, _ = smoke_run
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml", "book", "chapters"):
-        src = project_root / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    proc = runner.build_book("smoke", root=root, results=results)
+def test_book_builds_from_the_smoke_run(smoke_book):
+    html, proc = smoke_book
     warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line]
     assert not warnings, "Sphinx warnings:\n" + "\n".join(warnings)
-    html = root / "_build" / "html"
     page = (html / "chapters" / "01_baselines.html").read_text()
     assert "B-T1" in page and page.count("<img") >= 7
     assert "acc_two_conv" not in page, "a glued number was not replaced"
     assert (html / "book" / "references.html").read_text().count("Novikov") >= 1
     assert (html / "index.html").is_file()
+    glance = (html / "book" / "glance.html").read_text()
+    assert "0.9724" in glance and "Every compressed model" in glance
+    rerun = (html / "book" / "rerun.html").read_text()
+    assert "n_trials" in rerun and "smoke" in rerun
 
 
 def test_random_pruning_is_sane(smoke_run):

@@ -1,0 +1,181 @@
+"""Open every page of the built book in headless Chromium, as a reader would, and report what is
+broken: a link to a page or file that does not exist, an image that does not load, a console
+error, a request the local server cannot answer, or a figure of the run's manifest missing from
+the Results at a glance page. Saves a screenshot of each chapter's first screen.
+
+    python -m netshrink.sitecheck [_build/html] [--profile quick]
+
+Chromium is Debian's `chromium` (or `$NETSHRINK_CHROMIUM`), driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from netshrink import paths
+from netshrink.report import read_manifest
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+GLANCE_PAGE = "book/glance.html"
+REFRESH = re.compile(r'<meta http-equiv="refresh" content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
+
+
+def find_chromium() -> str:
+    """The Chromium executable: `$NETSHRINK_CHROMIUM`, else `chromium` on the PATH."""
+    for candidate in (os.environ.get("NETSHRINK_CHROMIUM"), "chromium", "chromium-browser"):
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    raise RuntimeError(
+        "no Chromium found: install Debian's package (apt-get install chromium) or set NETSHRINK_CHROMIUM "
+        "to the browser's executable"
+    )
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """Serve `directory` on a free localhost port for the duration of the block; yield its URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class SiteReport:
+    """What the browser saw: the pages opened, the problems found, the screenshots saved."""
+
+    pages: list[str]
+    problems: list[str] = field(default_factory=list)
+    screenshots: list[Path] = field(default_factory=list)
+    images: dict[str, list[str]] = field(default_factory=dict)  # page -> loaded image sources
+
+
+def html_pages(html: Path) -> list[str]:
+    """Every HTML page of the book, relative to its root (Sphinx's own folders left out)."""
+    skip = ("_static/", "_sources/", "_images/", "_sphinx_design_static/")
+    return sorted(
+        str(p.relative_to(html))
+        for p in html.rglob("*.html")
+        if not str(p.relative_to(html)).startswith(skip)
+    )
+
+
+def _target_exists(html: Path, base: str, url: str) -> bool:
+    path = unquote(urlsplit(url).path)[len(urlsplit(base).path) :]
+    target = html / path
+    return (target / "index.html").is_file() if path.endswith("/") or path == "" else target.is_file()
+
+
+def check_site(
+    html: Path,
+    manifest: dict[str, Any] | None = None,
+    screenshot_dir: Path | None = None,
+    chapters_folder: str = "chapters/",
+) -> SiteReport:
+    """Open every page of the book under `html` in headless Chromium and collect the problems."""
+    from playwright.sync_api import sync_playwright
+
+    html = Path(html)
+    if not (html / "index.html").is_file():
+        raise FileNotFoundError(f"html={html} holds no built book (no index.html); build it with `make book`")
+    report = SiteReport(html_pages(html))
+    with serve(html) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        current = {"page": ""}
+
+        def problem(text: str) -> None:
+            report.problems.append(f"{current['page']}: {text}")
+
+        page.on("console", lambda msg: problem(f"console error: {msg.text}") if msg.type == "error" else None)
+        page.on("pageerror", lambda err: problem(f"script error: {err}"))
+        page.on("requestfailed", lambda req: problem(f"request failed: {req.url} ({req.failure})"))
+        page.on(
+            "response", lambda res: problem(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None
+        )
+        for rel in report.pages:
+            current["page"] = rel
+            redirect = REFRESH.search((html / rel).read_text(errors="replace"))
+            if redirect:  # a redirecting page (index.html): its target must exist
+                if not _target_exists(html, base, urljoin(base + rel, redirect.group(1))):
+                    problem(f"redirects to a missing page: {redirect.group(1)}")
+                continue
+            page.goto(base + rel, wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.currentSrc || e.src, e.complete && e.naturalWidth > 0])"
+            )
+            report.images[rel] = [src for src, ok in images if ok]
+            for src, ok in images:
+                if not ok:
+                    problem(f"image does not load: {src}")
+            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+                if href.startswith(base) and not _target_exists(html, base, href):
+                    problem(f"broken link: {href[len(base) :]}")
+            if screenshot_dir is not None and rel.startswith(chapters_folder):
+                shot = Path(screenshot_dir) / f"{Path(rel).stem}.png"
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot))
+                report.screenshots.append(shot)
+        browser.close()
+    if manifest is not None:
+        shown = report.images.get(GLANCE_PAGE, [])
+        for item, entry in sorted(manifest.get("items", {}).items()):
+            for rel in entry["files"] if entry.get("kind") == "figure" else []:
+                name = Path(rel).name
+                if rel.endswith(".png") and not any(unquote(src).endswith("/" + name) for src in shown):
+                    report.problems.append(
+                        f"{GLANCE_PAGE}: figure {item} of the manifest ({rel}) is not shown"
+                    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("html", nargs="?", default=None, help="the built book (default: _build/html)")
+    parser.add_argument("--profile", default="quick", help="the run whose manifest the book shows")
+    args = parser.parse_args(argv)
+    html = Path(args.html) if args.html else paths.project_root() / "_build" / "html"
+    shots = paths.results_root() / args.profile / "screenshots"
+    report = check_site(html, read_manifest(args.profile), shots)
+    for line in report.problems:
+        print(f"  {line}")
+    print(f"{len(report.pages)} pages opened in Chromium, {len(report.problems)} problems")
+    print(f"screenshots of the chapters in {shots}")
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
