@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup book chapters html test lint bench clean
+.PHONY: setup book chapters html check-site test lint bench clean
 
 setup: $(STAMP)
 
@@ -26,10 +26,13 @@ chapters: setup  ## run the chapters only
 html: setup  ## build _build/html from the finished runs of PROFILE
 	$(PY) -m netshrink.runner --profile $(PROFILE) --build-only
 
+check-site: setup  ## open every page of _build/html in headless Chromium (needs Debian's chromium)
+	$(PY) -m netshrink.sitecheck _build/html --profile $(PROFILE)
+
 lint: setup
 	$(PY) -m ruff check src tests chapters
 
-test: setup lint  ## unit tests, every chapter in the smoke profile, the book build
+test: setup lint  ## unit tests, every chapter in the smoke profile, the book build, the browser test
 	$(PY) -m pytest
 
 bench: setup  ## the benchmarks, with timings
