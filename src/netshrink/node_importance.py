@@ -313,22 +313,29 @@ def class_criteria(
     val_loader: Iterable,
     test_loader: Iterable,
     tol: float,
+    latency_batch: torch.Tensor,
+    repeats: int = 20,
 ) -> pd.DataFrame:
     """Pruning by overall against per-class loss, each layer on its own (`importance.prune_within`).
 
     "overall loss": the most least-important channels whose joint removal keeps the validation
     loss within `tol` of the original's. "every class's loss": keeps every class's loss within
     `tol`. One row per (layer, criterion): channels left, test accuracy, lowest class accuracy,
-    largest drop of a class's accuracy, parameters.
+    largest drop of a class's accuracy, and parameters, FLOPs and the forward time on
+    `latency_batch` of every pruned model, timed side by side with the original.
     """
     layers = list(ablations)
     intact = importance.ablate(model, layers[0], test_loader, nodes=[])
     base = intact.class_acc[0]
-    rows = [
-        {"layer": "(none)", "criterion": "original", "channels left": "", "test acc": float(intact.acc[0]),
-         "lowest class acc": float(base.min()), "largest class drop": 0.0,
-         "parameters": sum(p.numel() for p in model.parameters())}
-    ]  # fmt: skip
+    rows = {
+        ("(none)", "original"): {
+            "channels left": "",
+            "test acc": float(intact.acc[0]),
+            "lowest class acc": float(base.min()),
+            "largest class drop": 0.0,
+        }
+    }
+    models = {("(none)", "original"): model}
     for layer, result in ablations.items():
         n = len(result.nodes)
         for name, per_class in (("overall loss", False), ("every class's loss", True)):
@@ -337,13 +344,19 @@ def class_criteria(
             )
             after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
             acc = after.class_acc[0]
-            rows.append(
-                {"layer": layer, "criterion": name, "channels left": f"{pruned.nodes_left} of {n}",
-                 "test acc": float(after.acc[0]), "lowest class acc": float(acc.min()),
-                 "largest class drop": float((base - acc).max()),
-                 "parameters": sum(p.numel() for p in pruned.model.parameters())}
-            )  # fmt: skip
-    return pd.DataFrame(rows).set_index(["layer", "criterion"])
+            rows[(layer, name)] = {
+                "channels left": f"{pruned.nodes_left} of {n}",
+                "test acc": float(after.acc[0]),
+                "lowest class acc": float(acc.min()),
+                "largest class drop": float((base - acc).max()),
+            }
+            models[(layer, name)] = pruned.model
+    cost = measure.compare_latency(
+        {f"{k[0]}: {k[1]}": m for k, m in models.items()}, latency_batch, repeats=repeats
+    )
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    cost.index = table.index
+    return table.join(cost).rename_axis(["layer", "criterion"])
 
 
 def loss_change_benchmark(
