@@ -1,0 +1,207 @@
+"""Each decomposed layer against the dense layer it replaces (as tensorly-torch tests its layers)."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from netshrink import decompose, models
+from netshrink.vbmf import evbmf_rank
+
+CONV_SHAPES = [
+    # (in, out, kernel, stride, padding, dilation, bias)
+    (6, 8, 3, 1, 1, 1, True),
+    (5, 7, 5, 2, 2, 1, False),
+    (4, 6, 3, 1, 0, 2, True),
+    (3, 9, (3, 5), (2, 1), (1, 2), 1, True),
+]
+
+
+def full_rank(method, conv):
+    """The ranks at which `method` is exact on `conv`."""
+    T, S, kh, kw = conv.weight.shape
+    return {
+        "tucker2": {"rank": (S, T)},
+        "tucker1": {"rank": T},
+        "cp": {"rank": min(S, T) * kh * kw, "n_iter_max": 1000},
+        "tt": {"rank": (S, min(S * kh, kw * T), T)},
+        "jaderberg": {"rank": min(S * kh, T * kw)},
+        "btd": {"rank": (S, T), "n_blocks": 2},
+    }[method]
+
+
+def relative_error(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("method", decompose.CONV_METHODS)
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x".join(map(str, s[:3])))
+def test_conv_at_full_rank_gives_the_dense_outputs(method, shape):
+    s, t, k, stride, padding, dilation, bias = shape
+    torch.manual_seed(0)
+    conv = nn.Conv2d(s, t, k, stride=stride, padding=padding, dilation=dilation, bias=bias)
+    x = torch.randn(2, s, 15, 13)
+    spec = full_rank(method, conv)
+    layer = decompose.decompose_layer(conv, method, **spec)
+    assert isinstance(layer, nn.Sequential)
+    assert layer(x).shape == conv(x).shape
+    assert relative_error(layer(x), conv(x)) <= 1e-4
+
+
+@pytest.mark.parametrize("method", decompose.CONV_METHODS)
+def test_conv_at_low_rank_is_smaller_and_cheaper(method):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 48, 3, padding=1)
+    ranks = {"tucker2": (8, 8), "tucker1": 8, "cp": 16, "tt": (8, 8, 8), "jaderberg": 12, "btd": (4, 4)}
+    rank = ranks[method]
+    options = {"n_blocks": 2} if method == "btd" else {}
+    layer = decompose.decompose_layer(conv, method, rank, **options)
+    x = torch.randn(1, 32, 16, 16)
+
+    def flops(m):
+        with FlopCounterMode(display=False) as counter:
+            m(x)
+        return counter.get_total_flops()
+
+    assert models.count_parameters(layer) < models.count_parameters(conv) / 3
+    assert flops(layer) < flops(conv) / 3
+    err = relative_error(layer(x), conv(x))
+    assert 0 < err < 1.5, "an approximation, not garbage"
+
+
+def test_cp_recovers_a_kernel_of_known_cp_rank():
+    g = torch.Generator().manual_seed(0)
+    factors = [torch.randn(d, 3, generator=g) for d in (10, 6, 3, 3)]
+    conv = nn.Conv2d(6, 10, 3, padding=1)
+    conv.weight.data = torch.einsum("tr,sr,yr,xr->tsyx", *factors)
+    layer = decompose.cp_conv(conv, 3)
+    x = torch.randn(2, 6, 9, 9)
+    assert relative_error(layer(x), conv(x)) <= 1e-4
+    assert [type(m) for m in layer] == [nn.Conv2d] * 4 and layer[1].groups == 3 and layer[2].groups == 3
+
+
+@pytest.mark.parametrize("method", decompose.LINEAR_METHODS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_at_full_rank_gives_the_dense_outputs(method, bias):
+    torch.manual_seed(0)
+    linear = nn.Linear(24, 20, bias=bias)
+    spec = {
+        "tucker1": {"rank": 20},
+        "tucker2": {"rank": (20, 20)},
+        "tt": {"rank": [10, 8], "in_modes": [2, 3, 4], "out_modes": [5, 2, 2]},
+    }[method]
+    layer = decompose.decompose_layer(linear, method, **spec)
+    x = torch.randn(7, 24)
+    assert layer(x).shape == (7, 20)
+    assert relative_error(layer(x), linear(x)) <= 1e-4
+
+
+def test_tt_linear_never_forms_the_matrix_and_counts_its_cores():
+    torch.manual_seed(0)
+    linear = nn.Linear(800, 120)
+    layer = decompose.tt_linear(linear, [5, 10, 16], [4, 5, 6], 4)
+    cores = 1 * 5 * 4 * 4 + 4 * 10 * 5 * 4 + 4 * 16 * 6 * 1
+    assert models.count_parameters(layer) == cores + 120
+    x = torch.randn(3, 800)
+    with FlopCounterMode(display=False) as counter:
+        layer(x)
+    assert counter.get_total_flops() < 2 * 3 * 800 * 120, "contracting cores beats the dense product"
+    dense = torch.einsum("aijb,bklc,cmnd->ikmjln", *[c.detach() for c in layer.cores]).reshape(800, 120)
+    assert torch.allclose(layer(x), x @ dense + linear.bias, atol=1e-4)
+
+
+def test_decompose_model_replaces_named_layers_and_leaves_the_original():
+    torch.manual_seed(0)
+    net = models.LeNet().eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    plan = {
+        "conv1": ["tucker1", 16],
+        "conv2": ["tucker2", [16, 32]],
+        "l1": ["tucker2", [120, 120]],
+        "l2": {"method": "tucker1", "rank": 84},
+    }
+    new = decompose.decompose_model(net, plan)
+    x = torch.rand(5, 1, 28, 28)
+    assert relative_error(new(x), net(x)) <= 1e-4
+    assert isinstance(net.conv2, nn.Conv2d) and isinstance(new.conv2, nn.Sequential)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert [m.out_channels for m in new.conv2] == [16, 32, 32]
+
+
+def test_decompose_model_reaches_into_sequential_containers():
+    net = models.CifarCNN(pool=True).eval()
+    new = decompose.decompose_model(net, {"features.2": ["tucker2", 0.99]})
+    assert isinstance(new.features[2], nn.Sequential)
+    assert new(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_rank_rules_vbmf_and_energy():
+    g = torch.Generator().manual_seed(0)
+    w = torch.einsum("tr,sr,yx->tsyx", torch.randn(32, 5, generator=g), torch.randn(16, 5, generator=g),
+                     torch.ones(3, 3)) + 0.01 * torch.randn(32, 16, 3, 3, generator=g)  # fmt: skip
+    conv = nn.Conv2d(16, 32, 3)
+    conv.weight.data = w
+    assert decompose.resolved_ranks(nn.Sequential(conv), {"0": ["tucker2", "vbmf"]}) == {"0": [5, 5]}
+    q, _ = torch.linalg.qr(torch.randn(36, 4, generator=g, dtype=torch.float64))
+    energy = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)  # squares 16, 4, 1, 1 of 22
+    w = (torch.eye(4, dtype=torch.float64) * energy) @ q.T  # mode-0 unfolding with those singular values
+    w = w.reshape(4, 4, 3, 3)
+    assert [decompose.select_rank(w, 0, f) for f in (0.5, 0.8, 0.95, 0.99)] == [1, 2, 3, 4]
+
+
+def test_evbmf_finds_the_rank_of_a_noisy_low_rank_matrix():
+    g = torch.Generator().manual_seed(0)
+    for rows, cols, rank in [(64, 200, 5), (200, 64, 10), (30, 30, 4)]:
+        y = torch.randn(rows, rank, generator=g) @ torch.randn(rank, cols, generator=g)
+        assert evbmf_rank(y + 0.1 * torch.randn(rows, cols, generator=g)) == rank
+        assert evbmf_rank(0.1 * torch.randn(rows, cols, generator=g)) == 0
+
+
+@pytest.mark.parametrize(
+    ("layer", "method", "spec", "message"),
+    [
+        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": (5, 6)}, r"ranks\[0\] \(input channels\)=5 .* 1\.\.4"),
+        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": (4, 7)}, r"ranks\[1\] \(output channels\)=7 .* 1\.\.6"),
+        (nn.Conv2d(4, 6, 3), "tucker1", {"rank": 0}, r"rank=0 is out of range; allowed: integers 1\.\.6"),
+        (nn.Conv2d(4, 6, 3), "cp", {"rank": -2}, r"rank=-2 is out of range"),
+        (nn.Conv2d(4, 6, 3), "jaderberg", {"rank": 13}, r"rank=13 .* 1\.\.12"),
+        (nn.Conv2d(4, 6, 3), "svd", {"rank": 2}, r"method='svd' for a Conv2d; allowed: tucker2, tucker1, cp"),
+        (nn.Conv2d(4, 6, 3), "btd", {"rank": 2}, r"needs n_blocks"),
+        (nn.Conv2d(4, 6, 3), "cp", {"rank": "vbmf"}, r"rank rules apply to tucker1 and tucker2 only"),
+        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": "big"}, r"rank rule 'big' is not known; allowed"),
+        (nn.Conv2d(4, 6, 3, groups=2), "tucker2", {"rank": 2}, r"groups=2; allowed: groups=1"),
+        (nn.Linear(12, 20), "cp", {"rank": 2}, r"method='cp' for a Linear; allowed: tucker2, tucker1, tt"),
+        (nn.Linear(12, 20), "tt", {"rank": 2, "in_modes": [3, 5], "out_modes": [4, 5]},
+         r"in_modes=\[3, 5\] multiply to 15; allowed: a product of 12"),
+        (nn.Linear(12, 20), "tt", {"rank": 13, "in_modes": [3, 4], "out_modes": [4, 5]},
+         r"ranks\[0\]=13 .* 1\.\.12"),
+        (nn.BatchNorm2d(3), "tucker2", {"rank": 2}, r"layer is BatchNorm2d; allowed: nn.Conv2d and"),
+    ],
+)  # fmt: skip
+def test_bad_ranks_and_layers_get_a_clear_error(layer, method, spec, message):
+    with pytest.raises(ValueError, match=message):
+        decompose.decompose_layer(layer, method, **spec)
+
+
+def test_unknown_layer_names_in_a_plan_are_refused():
+    net = models.LeNet()
+    with pytest.raises(ValueError, match=r"layer 'conv9' is not in the model; allowed: conv1, conv2, l1"):
+        decompose.decompose_model(net, {"conv9": ["tucker2", 4]})
+    with pytest.raises(ValueError, match=r"layer 'pool': layer is AvgPool2d"):
+        decompose.decompose_model(net, {"pool": ["tucker2", 4]})
+    with pytest.raises(ValueError, match=r"layer 'conv2': ranks\[0\] \(input channels\)=17"):
+        decompose.decompose_model(net, {"conv2": ["tucker2", [17, 4]]})
+
+
+def test_parameter_counts_of_the_seed_listing():
+    """Seed 002's decomposed Net, built with our layers, has its 59,560 parameters... except
+    that its l1 core maps 40 -> 200 features, a rank above l1's 120 outputs that we refuse."""
+    net = models.LeNet()
+    assert models.count_parameters(net) == 120_382
+    with pytest.raises(ValueError, match=r"ranks\[1\] \(output features\)=200"):
+        decompose.decompose_model(net, {"l1": ["tucker2", [40, 200]]})
+    new = decompose.decompose_model(
+        net, {"conv1": ["tucker1", 2], "conv2": ["tucker2", [8, 4]], "l2": ["tucker1", 30]}
+    )
+    expected = 120_382 - (416 + 12_832 + 10_164) + (50 + 48) + (128 + 800 + 160) + (3600 + 2604)
+    assert models.count_parameters(new) == expected
