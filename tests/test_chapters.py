@@ -105,3 +105,34 @@ def test_node_importance_is_sane(smoke_run):
     criteria = pd.read_csv(folder / "I-T5.csv", index_col=[0, 1])
     per_class = criteria.xs("every class's loss", level="criterion")
     assert (per_class["test acc"] > 0.1).all()
+
+
+def test_tensor_decomposition_is_sane(smoke_run):
+    results, _ = smoke_run
+    folder = results / "smoke" / "tensor_decomposition"
+    t1 = pd.read_csv(folder / "D-T1.csv", index_col=0)
+    assert t1.loc["inputs", "CP rank 3"] == 3 and t1.loc["inputs", "full data"] == 784
+    assert t1.loc["test accuracy (%)", "CP rank 3"] > 100 / 3, "above chance for three digits"
+    assert t1.loc["parameters", "full data (seed)"] == 3145
+    t5 = pd.read_csv(folder / "D-T5.csv", index_col=0)
+    assert t5.loc["original", "parameters"] == 120_382
+    assert (t5["parameters"].iloc[1:] < 120_382 / 2).all()
+    assert t5.loc["seed's plan, fine-tuned", "parameters"] == 120_382 - (416 + 12_832 + 96_120 + 10_164) + (
+        50 + 48 + 128 + 800 + 160 + 32_000 + 4_800 + 14_520 + 3_600 + 2_604
+    )
+    assert (t5["s for 10,000 images"] > 0).all()
+    listing = (folder / "D-L1-after.txt").read_text()
+    assert "Sequential" in listing and "(l1): Sequential" in listing
+    t6 = pd.read_csv(folder / "D-T6.csv", index_col=0)
+    assert t6.loc["k = 2", "parameters"] < t6.loc["k = 4", "parameters"] < t6.loc["original", "parameters"]
+    assert t6.loc["k = 8", "test accuracy (%)"] == pytest.approx(
+        t6.loc["original", "test accuracy (%)"], abs=0.5
+    )
+    f9 = pd.read_csv(folder / "D-F9.csv", index_col=0)
+    assert (f9.loc[64] < 1e-5).all() and (f9.loc[1] > f9.loc[8]).all()
+    t7 = pd.read_csv(folder / "D-T7.csv", index_col=0)
+    assert set(t7.index) == {"original", "cp", "tucker2", "tt", "jaderberg", "btd"}
+    budget = t7["decomposed layers' parameters"]
+    assert (budget.iloc[1:] <= 0.25 * budget["original"]).all() and (
+        budget.iloc[1:] > 0.1 * budget["original"]
+    ).all()

@@ -141,7 +141,8 @@ def test_rank_rules_vbmf_and_energy():
                      torch.ones(3, 3)) + 0.01 * torch.randn(32, 16, 3, 3, generator=g)  # fmt: skip
     conv = nn.Conv2d(16, 32, 3)
     conv.weight.data = w
-    assert decompose.resolved_ranks(nn.Sequential(conv), {"0": ["tucker2", "vbmf"]}) == {"0": [5, 5]}
+    plan = decompose.resolve_plan(nn.Sequential(conv), {"0": ["tucker2", "vbmf"]})
+    assert plan == {"0": {"method": "tucker2", "rank": [5, 5]}}
     q, _ = torch.linalg.qr(torch.randn(36, 4, generator=g, dtype=torch.float64))
     energy = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)  # squares 16, 4, 1, 1 of 22
     w = (torch.eye(4, dtype=torch.float64) * energy) @ q.T  # mode-0 unfolding with those singular values
@@ -205,3 +206,33 @@ def test_parameter_counts_of_the_seed_listing():
     )
     expected = 120_382 - (416 + 12_832 + 10_164) + (50 + 48) + (128 + 800 + 160) + (3600 + 2604)
     assert models.count_parameters(new) == expected
+
+
+@pytest.mark.parametrize("method", decompose.CONV_METHODS)
+def test_parameter_formula_matches_the_built_layer_and_the_budget_is_kept(method):
+    conv = nn.Conv2d(32, 48, 3, padding=1)
+    options = {"n_blocks": 2} if method == "btd" else {}
+    budget = models.count_parameters(conv) // 4
+    rank = decompose.rank_for_budget(conv, method, budget, **options)
+    layer = decompose.decompose_layer(conv, method, rank, **options)
+    assert (
+        models.count_parameters(layer) == decompose.layer_parameters(conv, method, rank, **options) <= budget
+    )
+
+
+def test_magnitude_pruning_zeroes_the_smallest_weights_of_one_layer():
+    from netshrink import prune
+
+    torch.manual_seed(0)
+    net = models.LeNet()
+    new = prune.magnitude_prune(net, "conv2", 0.5)
+    w, w0 = new.conv2.weight, net.conv2.weight
+    assert (w == 0).sum() == w.numel() // 2
+    assert w.abs().max() == w0.abs().max() and (w[w != 0].abs().min() >= w0.abs().median())
+    assert torch.equal(new.l1.weight, net.l1.weight)
+    with pytest.raises(ValueError, match=r"rate=1.0 is out of range; allowed: \[0, 1\)"):
+        prune.magnitude_prune(net, "conv2", 1.0)
+    with pytest.raises(
+        ValueError, match=r"layer='pool' is not a Conv2d or Linear of the model; allowed: conv1"
+    ):
+        prune.magnitude_prune(net, "pool", 0.5)

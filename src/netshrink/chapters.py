@@ -175,7 +175,86 @@ NODE_IMPORTANCE = Chapter(
     },
 )
 
-CHAPTERS: dict[str, Chapter] = {c.name: c for c in (BASELINES, RANDOM_PRUNING, NODE_IMPORTANCE)}
+_DECOMPOSITION_FULL = {
+    "seed": 0, "val_size": 5000,
+    "input_train_size": None, "input_epochs": 20, "tucker_ranks": [15, 100, 200],
+    "lenet_train_size": None, "lenet_epochs": 15, "finetune_epochs": 5, "finetune_lr": 0.001,
+    "lenet_plan": {"conv2": ["tucker2", "vbmf"], "l1": ["tucker2", [16, 16]], "l2": ["tucker1", 16]},
+    "time_batch": 1000, "time_repeats": 10,
+    "cifar_train_size": None, "cifar_test_size": None, "cifar_epochs": 30,
+    "prune_rates": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
+    "recon_ranks": [1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64], "ks": [1, 2, 3, 4, 5, 6, 7, 8],
+    "k_finetune_epochs": 2,
+    "methods": ["cp", "tucker2", "tt", "jaderberg", "btd"], "budget_fraction": 0.25, "btd_blocks": 2,
+    "method_finetune_epochs": 3,
+}  # fmt: skip
+
+TENSOR_DECOMPOSITION = Chapter(
+    name="tensor_decomposition",
+    notebook="chapters/04_tensor_decomposition.ipynb",
+    title="Tensor decomposition",
+    items=(
+        "D-T1",
+        "D-F1",
+        "D-F2",
+        "D-T2",
+        "D-F3",
+        "D-F4",
+        "D-T3",
+        "D-F5",
+        "D-F6",
+        "D-T4",
+        "D-L1",
+        "D-T5",
+        "D-F7",
+        "D-F8",
+        "D-F9",
+        "D-F10",
+        "D-T6",
+        "D-T7",
+    ),  # fmt: skip
+    profiles={
+        "smoke": {
+            **_DECOMPOSITION_FULL,
+            "val_size": 500,
+            "input_train_size": 1500,
+            "input_epochs": 2,
+            "tucker_ranks": [15, 50],
+            "lenet_train_size": 2000,
+            "lenet_epochs": 1,
+            "finetune_epochs": 1,
+            "time_batch": 250,
+            "time_repeats": 1,
+            "cifar_train_size": 1000,
+            "cifar_test_size": 500,
+            "cifar_epochs": 1,
+            "prune_rates": [0.0, 0.5, 0.9],
+            "recon_ranks": [1, 8, 64],
+            "ks": [2, 4, 8],
+            "k_finetune_epochs": 1,
+            "method_finetune_epochs": 1,
+        },
+        "quick": {
+            **_DECOMPOSITION_FULL,
+            "input_train_size": 10000,
+            "input_epochs": 10,
+            "lenet_train_size": 20000,
+            "lenet_epochs": 6,
+            "finetune_epochs": 3,
+            "time_repeats": 5,
+            "cifar_train_size": 10000,
+            "cifar_test_size": 2000,
+            "cifar_epochs": 10,
+            "k_finetune_epochs": 1,
+            "method_finetune_epochs": 1,
+        },
+        "full": _DECOMPOSITION_FULL,
+    },
+)
+
+CHAPTERS: dict[str, Chapter] = {
+    c.name: c for c in (BASELINES, RANDOM_PRUNING, NODE_IMPORTANCE, TENSOR_DECOMPOSITION)
+}
 
 
 def select(names: str | list[str] | None) -> list[Chapter]:

@@ -360,6 +360,70 @@ def tt_linear(
     return layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
 
 
+# ---------------------------------------------------------------- sizes and budgets
+
+
+def layer_parameters(layer: nn.Module, method: str, rank: Any, **options: Any) -> int:
+    """Parameters of `layer` decomposed by `method` at explicit `rank`, without decomposing."""
+    bias = layer.bias.numel() if layer.bias is not None else 0
+    if isinstance(layer, nn.Linear):
+        out_f, in_f = layer.weight.shape
+        if method == "tucker1":
+            return rank * (in_f + out_f) + bias
+        if method == "tucker2":
+            r_in, r_out = _pair(rank)
+            return in_f * r_in + r_in * r_out + r_out * out_f + bias
+        if method == "tt":
+            modes = list(zip(options["in_modes"], options["out_modes"], strict=True))
+            r = [1, *([rank] * (len(modes) - 1) if isinstance(rank, int) else rank), 1]
+            return sum(r[k] * i * o * r[k + 1] for k, (i, o) in enumerate(modes)) + bias
+    elif isinstance(layer, nn.Conv2d):
+        T, S, kh, kw = layer.weight.shape
+        if method == "tucker2":
+            r_in, r_out = _pair(rank)
+            return S * r_in + r_in * r_out * kh * kw + r_out * T + bias
+        if method == "tucker1":
+            return S * rank * kh * kw + rank * T + bias
+        if method == "cp":
+            return rank * (S + kh + kw + T) + bias
+        if method == "tt":
+            r1, r2, r3 = (rank,) * 3 if isinstance(rank, int) else rank
+            return S * r1 + r1 * r2 * kh + r2 * r3 * kw + r3 * T + bias
+        if method == "jaderberg":
+            return rank * (S * kh + T * kw) + bias
+        if method == "btd":
+            r_in, r_out = _pair(rank)
+            return options["n_blocks"] * (S * r_in + r_in * r_out * kh * kw + r_out * T) + bias
+    raise ValueError(f"method={method!r} does not apply to {type(layer).__name__}")
+
+
+def rank_for_budget(layer: nn.Conv2d, method: str, budget: int, **options: Any) -> Any:
+    """The largest rank of `method` whose decomposition of `layer` has at most `budget`
+    parameters; one free size t: R for cp/jaderberg/tucker1, (t, t) for tucker2/btd blocks
+    and (t, t, t) for tt, each rank capped by its dimension."""
+    conv = _check_conv(layer)
+    T, S, kh, kw = conv.weight.shape
+    caps = {
+        "tucker2": lambda t: [min(t, S), min(t, T)],
+        "btd": lambda t: [min(t, S), min(t, T)],
+        "tucker1": lambda t: min(t, T),
+        "cp": lambda t: t,
+        "jaderberg": lambda t: min(t, S * kh, T * kw),
+        "tt": lambda t: [min(t, S, kh * kw * T), min(t, S * kh, kw * T), min(t, S * kh * kw, T)],
+    }
+    if method not in caps:
+        raise ValueError(f"method={method!r}; allowed: {', '.join(caps)}")
+    best = None
+    for t in range(1, max(S, T) * kh * kw + 1):
+        rank = caps[method](t)
+        if layer_parameters(conv, method, rank, **options) > budget:
+            break
+        best = rank
+    if best is None:
+        raise ValueError(f"budget={budget} is below the smallest {method} decomposition of the layer")
+    return best
+
+
 # ---------------------------------------------------------------- ranks and whole models
 
 
@@ -472,10 +536,19 @@ def decompose_model(model: nn.Module, plan: Mapping[str, Any]) -> nn.Module:
     return new
 
 
-def resolved_ranks(model: nn.Module, plan: Mapping[str, Any]) -> dict[str, Any]:
-    """The explicit ranks each entry of `plan` gives on `model` (rules like 'vbmf' resolved)."""
+def resolve_plan(model: nn.Module, plan: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`plan` normalised, with rank rules like 'vbmf' replaced by the explicit ranks they give
+    on `model` (so the plan rebuilds the same model and can key a cache)."""
     out = {}
     for name, spec in normalise_plan(plan).items():
-        layer = model.get_submodule(name)
-        out[name] = _resolve(layer, spec["method"], spec.get("rank"))
+        layer = model.get_submodule(name) if name in dict(model.named_modules()) else None
+        if layer is None:
+            raise ValueError(
+                f"layer {name!r} is not in the model; allowed: {', '.join(decomposable_layers(model))}"
+            )
+        rank = spec.get("rank")
+        out[name] = {**spec, "rank": list(rank) if isinstance(rank, tuple) else rank}
+        if isinstance(layer, nn.Conv2d | nn.Linear) and rank is not None:
+            resolved = _resolve(layer, spec["method"], rank)
+            out[name]["rank"] = list(resolved) if isinstance(resolved, tuple) else resolved
     return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
+import torch
 from matplotlib.ticker import MaxNLocator
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
@@ -215,5 +217,80 @@ def class_accuracy_heatmaps(table: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.set_xticklabels([f"{float(t.get_text()):.2f}" for t in ax.get_xticklabels()])
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def digit_grid(
+    images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor, class_names: Sequence[str],
+    title: str = "", rows: int = 5, cols: int = 10,
+) -> plt.Figure:  # fmt: skip
+    """D-F1/3/5: test images with the predicted label above each; wrong predictions in red."""
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.05))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        ax.imshow(images[i].squeeze(0), cmap="gray_r")
+        right = bool(predictions[i] == labels[i])
+        ax.set_title(str(class_names[int(predictions[i])]), fontsize=9, color="black" if right else "tab:red")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def loading_histograms(
+    loadings: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    title: str = "",
+    max_panels: int = 6,
+) -> plt.Figure:
+    """D-F2/4/6: histogram of each component's loadings (a column of the sample-mode factor A),
+    one colour per class."""
+    n = min(loadings.shape[1], max_panels)
+    frame = pd.DataFrame(loadings[:, :n].numpy(), columns=[f"component {i + 1}" for i in range(n)])
+    frame["class"] = [str(class_names[int(c)]) for c in labels]
+    cols = min(n, 3)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4 * cols, 3 * ((n + cols - 1) // cols)),
+                             squeeze=False)  # fmt: skip
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        sns.histplot(frame, x=f"component {i + 1}", hue="class", element="step", stat="density",
+                     common_norm=False, bins=40, ax=ax, legend=i == 0)  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def lines(
+    table: pd.DataFrame, x: str, y: str, hue: str, title: str = "", logy: bool = False,
+    reference: float | None = None, reference_label: str = "",
+) -> plt.Figure:  # fmt: skip
+    """One line per value of `hue` (D-F8, D-F9, D-F10), with an optional horizontal reference."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    sns.lineplot(table, x=x, y=y, hue=hue, marker="o", ax=ax)
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", label=reference_label)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_against_cost(table: pd.DataFrame, cost: str, title: str = "") -> plt.Figure:
+    """Test accuracy against a cost column, one labelled point per row (D-T7, V-F2)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, row in table.iterrows():
+        ax.plot(row[cost], row["test accuracy (%)"], "o")
+        ax.annotate(str(name), (row[cost], row["test accuracy (%)"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    ax.set(xlabel=cost, ylabel="test accuracy (%)", title=title)
     fig.tight_layout()
     return fig

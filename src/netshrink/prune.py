@@ -352,3 +352,24 @@ def time_mask_evaluation(
             "agree": agree,
         }  # fmt: skip
     )
+
+
+def magnitude_prune(model: nn.Module, layer: str, rate: float) -> nn.Module:
+    """A copy of `model` with the fraction `rate` of `layer`'s weights of smallest magnitude set
+    to zero (unstructured, no retraining; seed 003, part 2). The shapes stay: zeroed weights save
+    nothing on dense hardware, which is why the book removes whole nodes instead."""
+    if not (isinstance(rate, int | float) and 0 <= rate < 1):
+        raise ValueError(f"rate={rate!r} is out of range; allowed: [0, 1)")
+    names = dict(model.named_modules())
+    if layer not in names or not isinstance(names[layer], nn.Conv2d | nn.Linear):
+        allowed = [n for n, m in names.items() if isinstance(m, nn.Conv2d | nn.Linear)]
+        raise ValueError(
+            f"layer={layer!r} is not a Conv2d or Linear of the model; allowed: {', '.join(allowed)}"
+        )
+    new = copy.deepcopy(model)
+    weight = new.get_submodule(layer).weight.data
+    n_zero = int(round(rate * weight.numel()))
+    if n_zero:
+        order = weight.abs().flatten().argsort()
+        weight.view(-1)[order[:n_zero]] = 0.0
+    return new

@@ -345,3 +345,68 @@ def train_cached(
     )
     ckpt_path.unlink(missing_ok=True)
     return TrainResult(model, config, pd.DataFrame(history), test, val, config.key(), False, splits.label)
+
+
+@dataclass
+class FineTuned:
+    """A compressed model after fine-tuning, with its test accuracy before and after."""
+
+    model: nn.Module
+    history: pd.DataFrame
+    before: dict[str, float]
+    test: dict[str, float]
+    key: str
+    cached: bool
+
+
+def fine_tune_cached(
+    model: nn.Module,
+    origin: str,
+    splits: data.DataSplits,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    root: Path | None = None,
+    progress: bool = True,
+    eval_batch_size: int = 1000,
+) -> FineTuned:
+    """Fine-tune `model` (in place) with Adam, or load the result from the cache.
+
+    `origin` must say everything that made `model` (for example the trained model's key and
+    the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
+    the fine-tuning settings. `model` must be rebuilt the same way on a rerun.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs={epochs} must be a non-negative integer")
+    blob = json.dumps(
+        {"v": CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+         "seed": seed, "data": splits.info},
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
+    device = next(model.parameters()).device
+    if path.is_file():
+        saved = torch.load(path, map_location=device, weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        model.eval()
+        return FineTuned(model, pd.DataFrame(saved["history"]), saved["before"], saved["test"], key, True)
+    test_loader = data.make_loader(splits.test, eval_batch_size)
+    before = evaluate(model, test_loader, device)
+    history = fit(
+        model,
+        torch.optim.Adam(model.parameters(), lr=lr),
+        data.make_loader(splits.train, batch_size, shuffle=True, seed=seed),
+        epochs,
+        test_loader=test_loader,
+        seed=seed,
+        progress=progress,
+        desc="fine-tune",
+    )
+    model.eval()
+    test = evaluate(model, test_loader, device)
+    saved = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test}
+    torch_save(path, {**saved, "origin": origin})
+    return FineTuned(model, pd.DataFrame(history), before, test, key, False)
