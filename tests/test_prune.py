@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -188,3 +190,54 @@ def test_timing_reports_both_methods_and_agreement(mlp):
     assert set(table.index) == {"batched", "per-mask loop"}
     assert table["agree"].all() and (table["seconds"] > 0).all()
     assert table.loc["per-mask loop", "speedup"] == pytest.approx(1.0)
+
+
+def _vgg_with_batch_norm_statistics():
+    torch.manual_seed(0)
+    net = models.vgg16(width=0.0625).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return net
+
+
+@pytest.mark.parametrize(
+    ("layer", "relu", "following"), [("features.3", 5, "features.7"), ("features.40", 42, None)]
+)
+def test_removing_vgg_filters_equals_zeroing_their_activations(layer, relu, following):
+    net = _vgg_with_batch_norm_statistics()
+    conv = net.get_submodule(layer)
+    keep = torch.rand(conv.out_channels, generator=torch.Generator().manual_seed(1)) > 0.4
+    pruned = prune.remove_filters(net, layer, keep)
+    masked = copy.deepcopy(net)
+    masked.features[relu].register_forward_hook(lambda m, i, out: out * keep.view(1, -1, 1, 1))
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(pruned(x), masked(x), atol=1e-5)
+    n = int(keep.sum())
+    assert pruned.get_submodule(layer).out_channels == n
+    assert pruned.features[int(layer.split(".")[1]) + 1].num_features == n
+    nxt = pruned.get_submodule(following) if following else pruned.classifier[0]
+    assert (nxt.in_channels if following else nxt.in_features) == n
+    assert models.count_parameters(pruned) < models.count_parameters(net)
+
+
+def test_smallest_l1_filters_and_bad_requests():
+    net = _vgg_with_batch_norm_statistics()
+    conv = net.features[0]
+    keep = prune.smallest_l1_filters(conv, 0.5)
+    norms = conv.weight.abs().sum(dim=(1, 2, 3))
+    assert int((~keep).sum()) == conv.out_channels // 2 and norms[~keep].max() <= norms[keep].min()
+    assert prune.smallest_l1_filters(conv, 0.99).sum() == 1, "one filter always stays"
+    with pytest.raises(ValueError, match=r"rate=1.0 is out of range; allowed: \[0, 1\)"):
+        prune.smallest_l1_filters(conv, 1.0)
+    with pytest.raises(ValueError, match=r"rate=-0.1 is out of range"):
+        prune.smallest_l1_filters(conv, -0.1)
+    with pytest.raises(
+        ValueError, match=r"layer='features.1' is not a conv layer of the chain; allowed values: features.0"
+    ):
+        prune.remove_filters(net, "features.1", keep)
+    with pytest.raises(ValueError, match=r"layer='features.99' is not a conv layer"):
+        prune.remove_filters(net, "features.99", keep)

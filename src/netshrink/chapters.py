@@ -184,7 +184,7 @@ _DECOMPOSITION_FULL = {
     "cifar_train_size": None, "cifar_test_size": None, "cifar_epochs": 30,
     "prune_rates": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
     "recon_ranks": [1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64], "ks": [1, 2, 3, 4, 5, 6, 7, 8],
-    "k_finetune_epochs": 2,
+    "k_finetune_epochs": 2, "cifar_time_images": 2000, "cifar_time_batch": 100,
     "methods": ["cp", "tucker2", "tt", "jaderberg", "btd"], "budget_fraction": 0.25, "btd_blocks": 2,
     "method_finetune_epochs": 3,
 }  # fmt: skip
@@ -233,6 +233,7 @@ TENSOR_DECOMPOSITION = Chapter(
             "ks": [2, 4, 8],
             "k_finetune_epochs": 1,
             "method_finetune_epochs": 1,
+            "cifar_time_images": 200,
         },
         "quick": {
             **_DECOMPOSITION_FULL,
@@ -241,19 +242,66 @@ TENSOR_DECOMPOSITION = Chapter(
             "lenet_train_size": 20000,
             "lenet_epochs": 6,
             "finetune_epochs": 3,
-            "time_repeats": 5,
             "cifar_train_size": 10000,
             "cifar_test_size": 2000,
-            "cifar_epochs": 10,
+            "cifar_epochs": 6,
+            "prune_rates": [0.0, 0.25, 0.5, 0.75, 0.9],
             "k_finetune_epochs": 1,
+            "cifar_time_images": 500,
+            "time_repeats": 8,
             "method_finetune_epochs": 1,
         },
         "full": _DECOMPOSITION_FULL,
     },
 )
 
+_VGG_FULL = {
+    "seed": 0, "val_size": 5000, "train_size": None, "test_size": None,
+    "width": 1.0, "epochs": 160, "lr": 0.05,
+    "sensitivity_rates": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "prune_tol": 1.0, "max_rate": 0.9,
+    "sensitivity_size": 2000, "finetune_epochs": 20, "finetune_lr": 0.0001, "tucker_rule": "vbmf",
+    "latency_batch": 100, "latency_repeats": 20,
+}  # fmt: skip
+
+VGG_CASE_STUDY = Chapter(
+    name="vgg_case_study",
+    notebook="chapters/05_vgg_case_study.ipynb",
+    title="VGG-16 case study",
+    items=("V-T1", "V-F1", "V-T2", "V-F2"),
+    profiles={
+        "smoke": {
+            **_VGG_FULL,
+            "val_size": 300,
+            "train_size": 1000,
+            "test_size": 300,
+            "width": 0.0625,
+            "epochs": 1,
+            "sensitivity_rates": [0.25, 0.5],
+            "sensitivity_size": 300,
+            "prune_tol": 5.0,
+            "finetune_epochs": 1,
+            "latency_batch": 50,
+            "latency_repeats": 2,
+        },
+        "quick": {
+            **_VGG_FULL,
+            "val_size": 1000,
+            "train_size": 10000,
+            "test_size": 2000,
+            "width": 0.25,
+            "epochs": 8,
+            "sensitivity_rates": [0.25, 0.5, 0.75, 0.9],
+            "sensitivity_size": 1000,
+            "prune_tol": 2.0,
+            "finetune_epochs": 1,
+            "latency_repeats": 10,
+        },
+        "full": _VGG_FULL,
+    },
+)
+
 CHAPTERS: dict[str, Chapter] = {
-    c.name: c for c in (BASELINES, RANDOM_PRUNING, NODE_IMPORTANCE, TENSOR_DECOMPOSITION)
+    c.name: c for c in (BASELINES, RANDOM_PRUNING, NODE_IMPORTANCE, TENSOR_DECOMPOSITION, VGG_CASE_STUDY)
 }
 
 

@@ -260,7 +260,8 @@ def loading_histograms(
             ax.axis("off")
             continue
         sns.histplot(frame, x=f"component {i + 1}", hue="class", element="step", stat="density",
-                     common_norm=False, bins=40, ax=ax, legend=i == 0)  # fmt: skip
+                     common_norm=False, bins=40, ax=ax, legend=i == 0,
+                     hue_order=[str(c) for c in class_names])  # fmt: skip
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -284,13 +285,17 @@ def lines(
     return fig
 
 
-def accuracy_against_cost(table: pd.DataFrame, cost: str, title: str = "") -> plt.Figure:
-    """Test accuracy against a cost column, one labelled point per row (D-T7, V-F2)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, row in table.iterrows():
-        ax.plot(row[cost], row["test accuracy (%)"], "o")
-        ax.annotate(str(name), (row[cost], row["test accuracy (%)"]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    ax.set(xlabel=cost, ylabel="test accuracy (%)", title=title)
+def accuracy_against_cost(table: pd.DataFrame, costs: Sequence[str], title: str = "") -> plt.Figure:
+    """Test accuracy against each cost column (log scale), one labelled point per row (D-T7, V-F2)."""
+    fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4.2), squeeze=False)
+    for ax, cost in zip(axes[0], costs, strict=True):
+        ax.plot(table[cost], table["test accuracy (%)"], ":", color="gray")
+        for name, row in table.iterrows():
+            ax.plot(row[cost], row["test accuracy (%)"], "o")
+            ax.annotate(str(name), (row[cost], row["test accuracy (%)"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        ax.set(xlabel=cost, ylabel="test accuracy (%)", xscale="log")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

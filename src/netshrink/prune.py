@@ -146,7 +146,7 @@ def _smaller(module: nn.Module, out_keep: torch.Tensor | None, in_keep: torch.Te
             w.shape[1], w.shape[0], module.kernel_size, module.stride, module.padding, module.dilation,
             bias=module.bias is not None, padding_mode=module.padding_mode,
         )  # fmt: skip
-    new = new.to(w.device, w.dtype)
+    new = new.to(w.device, w.dtype).train(module.training)
     with torch.no_grad():
         new.weight.copy_(w)
         if module.bias is not None:
@@ -373,3 +373,60 @@ def magnitude_prune(model: nn.Module, layer: str, rate: float) -> nn.Module:
         order = weight.abs().flatten().argsort()
         weight.view(-1)[order[:n_zero]] = 0.0
     return new
+
+
+def smallest_l1_filters(conv: nn.Conv2d, rate: float) -> torch.Tensor:
+    """Keep-mask (out_channels,) without the fraction `rate` of filters of smallest L1 norm
+    (Li et al. 2017); at least one filter stays."""
+    if not (isinstance(rate, int | float) and 0 <= rate < 1):
+        raise ValueError(f"rate={rate!r} is out of range; allowed: [0, 1)")
+    n = conv.out_channels
+    n_remove = min(int(round(rate * n)), n - 1)
+    order = conv.weight.detach().abs().sum(dim=(1, 2, 3)).argsort()
+    keep = torch.ones(n, dtype=torch.bool, device=conv.weight.device)
+    keep[order[:n_remove]] = False
+    return keep
+
+
+def _smaller_norm(norm: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
+    new = nn.BatchNorm2d(int(keep.sum()), norm.eps, norm.momentum, norm.affine, norm.track_running_stats)
+    new = new.to(norm.weight.device if norm.affine else keep.device).train(norm.training)
+    with torch.no_grad():
+        if norm.affine:
+            new.weight.copy_(norm.weight[keep])
+            new.bias.copy_(norm.bias[keep])
+        if norm.track_running_stats:
+            new.running_mean.copy_(norm.running_mean[keep])
+            new.running_var.copy_(norm.running_var[keep])
+            new.num_batches_tracked.copy_(norm.num_batches_tracked)
+    return new
+
+
+def remove_filters(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
+    """A copy of `model` without the filters of conv `layer` that `keep` drops, nor their
+    batch-norm channels (a BatchNorm2d right after the conv), nor the next layer's matching
+    input channels (a conv, or a linear layer after a flatten). For VGG-like chains; written by
+    hand because the bookkeeping is these few lines (Torch-Pruning's graph tracing is not needed)."""
+    names = chain_layers(model)
+    modules = dict(model.named_modules())
+    if layer not in names[:-1] or not isinstance(modules[layer], nn.Conv2d):
+        convs = [n for n in names[:-1] if isinstance(modules[n], nn.Conv2d)]
+        raise ValueError(
+            f"layer={layer!r} is not a conv layer of the chain; allowed values: {', '.join(convs)}"
+        )
+    conv = modules[layer]
+    if conv.groups != 1:
+        raise ValueError(f"layer={layer!r} is a grouped convolution; allowed: groups=1")
+    keep = _check_keep(keep, conv.out_channels).to(conv.weight.device)
+    if not keep.any():
+        raise ValueError(f"keep removes every filter of layer={layer!r}; at least one must stay")
+    following = names[names.index(layer) + 1]
+    nxt = modules[following]
+    order = list(modules)
+    after = order[order.index(layer) + 1] if order.index(layer) + 1 < len(order) else None
+    smaller = copy.deepcopy(model)
+    smaller.set_submodule(layer, _smaller(conv, keep, None))
+    if after is not None and isinstance(modules[after], nn.BatchNorm2d):
+        smaller.set_submodule(after, _smaller_norm(modules[after], keep))
+    smaller.set_submodule(following, _smaller(nxt, None, _input_mask(conv, nxt, keep)))
+    return smaller

@@ -1,0 +1,73 @@
+"""The VGG-16 case study's building blocks on a narrow VGG-16."""
+
+import pandas as pd
+import pytest
+import torch
+
+from netshrink import data, decompose, models, train
+from netshrink import vgg_case_study as vc
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    torch.manual_seed(0)
+    return models.vgg16(width=0.0625).eval()
+
+
+@pytest.fixture(scope="module")
+def loader():
+    g = torch.Generator().manual_seed(0)
+    ds = data.ImageDataset(torch.rand(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g))
+    return data.make_loader(ds, 32)
+
+
+def test_sensitivity_reuses_the_prefix_and_matches_a_full_evaluation(vgg, loader):
+    layers = vc.conv_layers(vgg)
+    assert len(layers) == 13 and layers[0] == "features.0" and layers[-1] == "features.40"
+    table = vc.sensitivity(vgg, loader, [layers[2], layers[-1]], [0.0, 0.5])
+    assert list(table.columns) == ["layer", "rate", "filters left", "accuracy (%)"] and len(table) == 4
+    full = 100 * train.evaluate(vgg, loader)["acc"]
+    assert list(table[table["rate"] == 0.0]["accuracy (%)"]) == pytest.approx([full, full])
+    pruned = vc.prune_filters(vgg, {layers[2]: 0.5})
+    row = table[(table["layer"] == layers[2]) & (table["rate"] == 0.5)].iloc[0]
+    assert row["accuracy (%)"] == pytest.approx(100 * train.evaluate(pruned, loader)["acc"])
+    assert row["filters left"] == pruned.get_submodule(layers[2]).out_channels == 4
+
+
+def test_rates_follow_the_tolerance():
+    table = pd.DataFrame({
+        "layer": ["a"] * 3 + ["b"] * 3, "rate": [0.25, 0.5, 0.75] * 2,
+        "accuracy (%)": [90.0, 89.5, 80.0, 85.0, 70.0, 60.0],
+    })  # fmt: skip
+    assert vc.rates_from_sensitivity(table, 90.0, 1.0, 0.9) == {"a": 0.5, "b": 0.0}
+    assert vc.rates_from_sensitivity(table, 90.0, 20.0, 0.5) == {"a": 0.5, "b": 0.5}
+
+
+def test_the_pipeline_shrinks_the_network_and_keeps_it_working(vgg):
+    layers = vc.conv_layers(vgg)
+    pruned = vc.prune_filters(vgg, {name: 0.5 for name in layers})
+    assert models.count_parameters(pruned) < models.count_parameters(vgg) / 3
+    plan = vc.tucker_plan(pruned, "vbmf")
+    assert "features.0" not in plan and len(plan) == 12
+    decomposed = decompose.decompose_model(pruned, plan)
+    head = vc.classifier_plan(decomposed, 0.9)
+    assert list(head) == ["classifier.0"]
+    compact = decompose.decompose_model(decomposed, head)
+    x = torch.rand(2, 3, 32, 32)
+    assert compact(x).shape == (2, 10)
+    table = vc.step_table({"a": vgg, "b": compact}, {"a": 0.5, "b": 0.4}, x, batch_size=2, repeats=1)
+    assert table.loc["a", "parameters ratio"] == 1 and table.loc["b", "parameters ratio"] > 3
+    assert table.loc["b", "file size (kB)"] < table.loc["a", "file size (kB)"]
+    with pytest.raises(
+        ValueError, match=r"layer='features.1' is not a conv layer; allowed values: features.0"
+    ):
+        vc.prune_filters(vgg, {"features.1": 0.5})
+    with pytest.raises(ValueError, match=r"rate=1.2 is out of range; allowed: \[0, 1\)"):
+        vc.prune_filters(vgg, {"features.0": 1.2})
+
+
+def test_published_table_counts_our_full_vgg_as_the_papers_do():
+    table = vc.published_table()
+    ours = table.loc["our VGG-16 at full width (counted, multiply-adds)"]
+    assert 14.9e6 < ours["parameters"] < 15.3e6, "VGG-16 for CIFAR-10: about 15.0M parameters (Li et al.)"
+    assert 300 < ours["M multiply-adds"] < 320, "about 313M multiply-adds (Li et al.)"
