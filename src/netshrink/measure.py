@@ -94,3 +94,24 @@ def compare_latency(
             "speedup": {name: median[first] / t for name, t in median.items()},
         }
     ).rename_axis("model")
+
+
+def side_by_side(
+    models: Mapping[str, nn.Module], images: torch.Tensor, batch_size: int, repeats: int
+) -> pd.DataFrame:
+    """Parameters, MFLOPs per image and the median seconds to run all `images` in batches, in the
+    default and the channels-last layout, every model timed in turn in one run; speedups are
+    over the first model. One row per model."""
+    first = next(iter(models))
+    default = time_images(models, images, batch_size, repeats)
+    last = time_images(models, images, batch_size, repeats, channels_last=True)
+    return pd.DataFrame(
+        {
+            "parameters": {k: count_parameters(m) for k, m in models.items()},
+            "MFLOPs per image": {k: flops(m, images[:1]) / 1e6 for k, m in models.items()},
+            "seconds": default,
+            "seconds, channels last": last,
+            "speedup": default[first] / default,
+            "speedup, channels last": last[first] / last,
+        }
+    ).rename_axis("model")

@@ -279,7 +279,11 @@ def lines(
         ax.axhline(reference, color="gray", ls="--", label=reference_label)
     if logy:
         ax.set_yscale("log")
-    ax.legend(fontsize="small")
+    if table[hue].nunique() > 6:  # many lines: the legend goes beside the plot, not over it
+        fig.set_size_inches(9.5, 4.2)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize="small")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -289,12 +293,12 @@ def accuracy_against_cost(table: pd.DataFrame, costs: Sequence[str], title: str 
     """Test accuracy against each cost column (log scale), one labelled point per row (D-T7, V-F2)."""
     fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4.2), squeeze=False)
     for ax, cost in zip(axes[0], costs, strict=True):
-        ax.plot(table[cost], table["test accuracy (%)"], ":", color="gray")
         for name, row in table.iterrows():
             ax.plot(row[cost], row["test accuracy (%)"], "o")
             ax.annotate(str(name), (row[cost], row["test accuracy (%)"]), fontsize=8,
                         xytext=(4, 4), textcoords="offset points")  # fmt: skip
         ax.set(xlabel=cost, ylabel="test accuracy (%)", xscale="log")
+        ax.margins(x=0.25)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

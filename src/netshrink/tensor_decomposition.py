@@ -210,23 +210,14 @@ def compare_models(
     batch_size: int,
     repeats: int,
 ) -> pd.DataFrame:
-    """Parameters, MFLOPs per image, test accuracy and the median seconds to classify all of
-    `images` in batches, in the default and the channels-last memory format; every model timed
-    in turn in the same run. `speedup` is over the first model, from the default format."""
-    first = next(iter(named))
-    nchw = measure.time_images(named, images, batch_size, repeats)
-    last = measure.time_images(named, images, batch_size, repeats, channels_last=True)
-    return pd.DataFrame(
-        {
-            "parameters": {k: models.count_parameters(m) for k, m in named.items()},
-            "MFLOPs per image": {k: measure.flops(m, images[:1]) / 1e6 for k, m in named.items()},
-            "test accuracy (%)": {k: 100 * accuracy[k] for k in named},
-            f"s for {len(images):,} images": nchw,
-            "s, channels last": last,
-            "speedup": nchw[first] / nchw,
-            "speedup, channels last": last[first] / last,
-        }
-    ).rename_axis("model")
+    """`measure.side_by_side` with the test accuracy (%) of each model: parameters, MFLOPs per
+    image, and the median seconds to classify all of `images` in batches, in the default and the
+    channels-last layout; `speedup` is over the first model."""
+    table = measure.side_by_side(named, images, batch_size, repeats)
+    table.insert(2, "test accuracy (%)", [100 * accuracy[k] for k in named])
+    return table.rename(
+        columns={"seconds": f"s for {len(images):,} images", "seconds, channels last": "s, channels last"}
+    )
 
 
 # ------------------------------------------------------------------ CIFAR-10 (seed 003)

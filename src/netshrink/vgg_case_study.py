@@ -129,27 +129,16 @@ def step_table(
     batch_size: int,
     repeats: int,
 ) -> pd.DataFrame:
-    """V-T2: parameters, MFLOPs per image, test accuracy, measured CPU seconds for `images` in
-    batches (every model in turn in one run; default and channels-last layouts), and file size.
-    Ratios are against the first model."""
-    first = next(iter(steps))
-    nchw = measure.time_images(steps, images, batch_size, repeats)
-    last = measure.time_images(steps, images, batch_size, repeats, channels_last=True)
-    params = pd.Series({k: models.count_parameters(m) for k, m in steps.items()})
-    table = pd.DataFrame(
-        {
-            "parameters": params,
-            "MFLOPs per image": {k: measure.flops(m, images[:1]) / 1e6 for k, m in steps.items()},
-            "test accuracy (%)": {k: 100 * accuracy[k] for k in steps},
-            f"ms per {batch_size} images": 1000 * nchw * batch_size / len(images),
-            "ms, channels last": 1000 * last * batch_size / len(images),
-            "file size (kB)": {k: file_size(m) / 1000 for k, m in steps.items()},
-        }
-    )
-    table["parameters ratio"] = params[first] / params
-    table["speedup"] = nchw[first] / nchw
-    table["speedup, channels last"] = last[first] / last
-    return table.rename_axis("model")
+    """V-T2: `measure.side_by_side` as milliseconds per batch, with the test accuracy, the saved
+    file size and the parameter ratio to the first model."""
+    table = measure.side_by_side(steps, images, batch_size, repeats)
+    per_batch = 1000 * batch_size / len(images)
+    table.insert(2, "test accuracy (%)", [100 * accuracy[k] for k in steps])
+    table.insert(3, f"ms per {batch_size} images", table.pop("seconds") * per_batch)
+    table.insert(4, "ms, channels last", table.pop("seconds, channels last") * per_batch)
+    table.insert(5, "file size (kB)", [file_size(m) / 1000 for m in steps.values()])
+    table.insert(6, "parameters ratio", table["parameters"].iloc[0] / table["parameters"])
+    return table
 
 
 def published_table() -> pd.DataFrame:
