@@ -59,3 +59,28 @@ def test_bench_loss_change_one_pass_per_node(benchmark, oracle_setting):
     benchmark.group = "loss change of all 128 nodes, 10,000 MNIST test images"
     change = benchmark.pedantic(importance.loss_change_naive, args=(model, "hidden.0", batches), rounds=3)
     assert change.shape == (128,)
+
+
+# A decomposed layer's 1x1 convs: `decompose.PointwiseConv` (one batched matrix product) against
+# nn.Conv2d (oneDNN) on the same NCHW input, at the shapes of the decomposed LeNet's conv2 and
+# the CIFAR-10 CNN's second conv at k = 4.
+POINTWISE_SHAPES = [(1000, 15, 10, 32), (100, 16, 32, 32)]  # (batch, in channels, side, out channels)
+
+
+@pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", ["PointwiseConv", "nn.Conv2d"])
+def test_bench_pointwise_conv(benchmark, kind, shape):
+    from netshrink import decompose
+
+    n, c, side, t = shape
+    torch.manual_seed(0)
+    layer = decompose.PointwiseConv(c, t, bias=True).eval()
+    if kind == "nn.Conv2d":
+        conv = torch.nn.Conv2d(c, t, 1).eval()
+        conv.load_state_dict(layer.state_dict())
+        layer = conv
+    x = torch.randn(n, c, side, side)
+    benchmark.group = f"1x1 conv {c} -> {t} channels on {n} NCHW maps of {side}x{side}"
+    with torch.inference_mode():
+        y = benchmark.pedantic(layer, args=(x,), rounds=20, iterations=10, warmup_rounds=2)
+    assert y.shape == (n, t, side, side)

@@ -46,6 +46,43 @@ def test_conv_at_full_rank_gives_the_dense_outputs(method, shape):
     assert isinstance(layer, nn.Sequential)
     assert layer(x).shape == conv(x).shape
     assert relative_error(layer(x), conv(x)) <= 1e-4
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    assert relative_error(layer(x_last), conv(x)) <= 1e-4, "and in the channels-last layout"
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_conv_equals_the_1x1_conv_in_every_layout_with_its_gradients_and_flops(bias):
+    torch.manual_seed(0)
+    pointwise = decompose.PointwiseConv(6, 9, bias=bias)
+    conv = nn.Conv2d(6, 9, 1, bias=bias)
+    conv.load_state_dict(pointwise.state_dict())
+    x = torch.randn(4, 6, 7, 5)
+    inputs = {
+        "NCHW": x,
+        "channels last": x.contiguous(memory_format=torch.channels_last),
+        "strided view": torch.randn(4, 6, 7, 10)[..., ::2],
+        "unbatched": x[0],
+    }
+    for name, xi in inputs.items():
+        assert torch.allclose(pointwise(xi), conv(xi), atol=1e-6), name
+    pointwise(x).square().sum().backward()
+    conv(x).square().sum().backward()
+    assert torch.allclose(pointwise.weight.grad, conv.weight.grad, atol=1e-5)
+    if bias:
+        assert torch.allclose(pointwise.bias.grad, conv.bias.grad, atol=1e-5)
+
+    def flops(m):
+        with FlopCounterMode(display=False) as counter:
+            m(x)
+        return counter.get_total_flops()
+
+    assert flops(pointwise) == flops(conv) == 2 * 4 * 6 * 9 * 7 * 5
+
+
+def test_decompositions_build_their_1x1_convs_as_pointwise_convs():
+    conv = nn.Conv2d(8, 12, 3, padding=1)
+    layer = decompose.tucker2_conv(conv, (4, 4))
+    assert [type(m) for m in layer] == [decompose.PointwiseConv, nn.Conv2d, decompose.PointwiseConv]
 
 
 @pytest.mark.parametrize("method", decompose.CONV_METHODS)
@@ -77,7 +114,8 @@ def test_cp_recovers_a_kernel_of_known_cp_rank():
     layer = decompose.cp_conv(conv, 3)
     x = torch.randn(2, 6, 9, 9)
     assert relative_error(layer(x), conv(x)) <= 1e-4
-    assert [type(m) for m in layer] == [nn.Conv2d] * 4 and layer[1].groups == 3 and layer[2].groups == 3
+    assert len(layer) == 4 and all(isinstance(m, nn.Conv2d) for m in layer)
+    assert layer[1].groups == 3 and layer[2].groups == 3
 
 
 @pytest.mark.parametrize("method", decompose.LINEAR_METHODS)

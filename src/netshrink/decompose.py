@@ -2,9 +2,10 @@
 decompositions of their weights computed by TensorLy (PyTorch backend).
 
 A conv weight is W (T, S, kh, kw): T output channels, S input channels. Every method returns
-an `nn.Sequential` of plain `nn.Conv2d` / `nn.Linear` layers (or, for `tt_linear`, a
-`TTLinear`) whose product is the decomposed weight, so the result prints like the seeds'
-listings, counts in `torch.utils.flop_counter` and fine-tunes with any optimiser.
+an `nn.Sequential` of plain `nn.Conv2d` / `nn.Linear` layers (its 1x1 convs are `PointwiseConv`,
+an `nn.Conv2d` that runs as a matrix product; for `tt_linear`, a `TTLinear`) whose product is
+the decomposed weight, so the result prints like the seeds' listings, counts in
+`torch.utils.flop_counter` and fine-tunes with any optimiser.
 (tltorch's factorized layers keep a factorized tensor behind functional convs: its CP and
 Tucker convs have no Jaderberg, BTD or Tucker-1 form, and its tensor-train linear runs one
 einsum over all cores whose contraction path may rebuild the matrix; so the layers here are
@@ -82,6 +83,28 @@ def _weight(layer: nn.Module) -> torch.Tensor:
     return layer.weight.detach().double()
 
 
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 conv (stride 1, no padding, one group) that runs on NCHW input as one batched
+    matrix product, (T, S) @ (N, S, H*W) -> (N, T, H, W). Hand-written because oneDNN's NCHW
+    1x1 conv is several times slower than that product on CPU (`benchmarks/bench_pointwise.py`);
+    channels-last input keeps oneDNN's conv, which is fast in that layout. Same weights,
+    state dict and FLOPs as the `nn.Conv2d` it stands for."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = False):
+        super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or not x.is_contiguous():
+            return super().forward(x)
+        n, c, h, w = x.shape
+        weight = self.weight.view(1, self.out_channels, c).expand(n, -1, -1)  # a view, no copy
+        if self.bias is None:
+            y = torch.bmm(weight, x.view(n, c, h * w))
+        else:
+            y = torch.baddbmm(self.bias.view(1, -1, 1), weight, x.view(n, c, h * w))
+        return y.view(n, self.out_channels, h, w)
+
+
 def _conv(
     c_in: int,
     c_out: int,
@@ -92,7 +115,9 @@ def _conv(
     groups: int = 1,
 ) -> nn.Conv2d:
     """A conv with `like`'s stride, padding and dilation along `axis` ('both', 'h', 'w', or
-    'none' for a 1x1 conv with stride 1)."""
+    'none' for a 1x1 conv with stride 1). A plain 1x1 conv is a `PointwiseConv`."""
+    if kernel == (1, 1) and like is None and groups == 1:
+        return PointwiseConv(c_in, c_out, bias=bias)
     stride, padding, dilation = (1, 1), (0, 0), (1, 1)
     if like is not None and axis != "none":
         keep_h, keep_w = axis in ("both", "h"), axis in ("both", "w")
