@@ -7,8 +7,10 @@ times every model once, in turn), so that a change in the machine's load hits th
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -16,6 +18,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from netshrink.models import count_parameters
+
+T = TypeVar("T")
 
 
 @torch.no_grad()
@@ -30,29 +34,44 @@ def flops(model: nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+def time_calls(
+    calls: Mapping[str, Callable[[], T]], repeats: int = 3, warmup: int = 0
+) -> tuple[dict[str, float], dict[str, T]]:
+    """Median seconds of each zero-argument call, the calls made in turn within each repeat (so
+    that a change in the machine's load hits them all alike), and the last result of each."""
+    if not calls:
+        raise ValueError("calls must name at least one call")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    results: dict[str, T] = {}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            results[name] = call()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(pd.Series(t).median()) for name, t in times.items()}, results
+
+
 def _interleaved(
     models: Mapping[str, nn.Module], run: Callable[[nn.Module], object], repeats: int, warmup: int
 ) -> dict[str, float]:
-    """Median seconds of `run(model)` per model, the models timed in turn within each repeat."""
+    """Median seconds of `run(model)` per model in eval mode without autograd, timed in turn."""
     if not models:
         raise ValueError("models must name at least one model")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
     states = {name: m.training for name, m in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        for m in models.values():
-            m.eval()
-            for _ in range(warmup):
-                run(m)
-        for _ in range(repeats):
-            for name, m in models.items():
-                start = time.perf_counter()
-                run(m)
-                times[name].append(time.perf_counter() - start)
-    for name, m in models.items():
-        m.train(states[name])
-    return {name: float(pd.Series(t).median()) for name, t in times.items()}
+    try:
+        with torch.inference_mode():
+            for m in models.values():
+                m.eval()
+            calls = {name: functools.partial(run, m) for name, m in models.items()}
+            return time_calls(calls, repeats, warmup)[0]
+    finally:
+        for name, m in models.items():
+            m.train(states[name])
 
 
 def time_images(

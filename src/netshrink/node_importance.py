@@ -65,11 +65,6 @@ def count_statistics(counts: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     )
 
 
-def _metrics(model: nn.Module, loader: Iterable) -> dict[str, float]:
-    result = importance.ablate(model, prune.chain_layers(model)[0], loader, nodes=[])
-    return {"loss": float(result.loss[0]), "acc": float(result.acc[0])}
-
-
 def pruning_strategies(
     model: nn.Module,
     val_loader: Iterable,
@@ -115,7 +110,7 @@ def pruning_strategies(
     }
     models = {"original": model, **{name: r.model for name, r in results.items()}}
     for name, m in models.items():
-        val, test = _metrics(m, val_loader), _metrics(m, test_loader)
+        val, test = train.evaluate(m, val_loader), train.evaluate(m, test_loader)
         rows[name] |= {
             "val loss": val["loss"],
             "val acc": val["acc"],
@@ -251,7 +246,7 @@ def rewind_rounds(
                 "round": r,
                 "widths": "-".join(map(str, widths)),
                 "parameters": net.n_parameters,
-                "pruned, not retrained": _metrics(pruned, test_loader)["acc"],
+                "pruned, not retrained": train.evaluate(pruned, test_loader)["acc"],
                 "importance init": net.test["acc"],
                 "random init": plain.test["acc"],
             }
@@ -364,19 +359,13 @@ def loss_change_benchmark(
 ) -> pd.DataFrame:
     """Median seconds of `importance.loss_change` and of one forward pass per node on the same
     data, the speedup, and whether the two agree (to 1e-5)."""
-    import time
-
-    times: dict[str, list[float]] = {"batched": [], "one pass per node": []}
-    out = {}
-    for _ in range(repeats):
-        for name, fn in (
-            ("batched", importance.loss_change),
-            ("one pass per node", importance.loss_change_naive),
-        ):
-            start = time.perf_counter()
-            out[name] = fn(model, layer, loader)
-            times[name].append(time.perf_counter() - start)
-    med = {k: float(pd.Series(v).median()) for k, v in times.items()}
+    med, out = measure.time_calls(
+        {
+            "batched": lambda: importance.loss_change(model, layer, loader),
+            "one pass per node": lambda: importance.loss_change_naive(model, layer, loader),
+        },
+        repeats,
+    )
     agree = bool(torch.allclose(out["batched"], out["one pass per node"], atol=1e-5))
     return pd.DataFrame(
         {

@@ -12,7 +12,6 @@ cannot lose nodes: they are the classes).
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from netshrink import measure
 from netshrink.models import MLP
 
 
@@ -335,14 +335,13 @@ def time_mask_evaluation(
 ) -> pd.DataFrame:
     """Median wall time of `evaluate_masks` and of the per-mask loop on the same masks and data,
     and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
-    times: dict[str, list[float]] = {"batched": [], "per-mask loop": []}
-    results = {}
-    for _ in range(repeats):
-        for name, fn in (("batched", evaluate_masks), ("per-mask loop", evaluate_masks_naive)):
-            start = time.perf_counter()
-            results[name] = fn(model, layer, masks, loader)
-            times[name].append(time.perf_counter() - start)
-    med = {k: float(pd.Series(v).median()) for k, v in times.items()}
+    med, results = measure.time_calls(
+        {
+            "batched": lambda: evaluate_masks(model, layer, masks, loader),
+            "per-mask loop": lambda: evaluate_masks_naive(model, layer, masks, loader),
+        },
+        repeats,
+    )
     agree = bool(((results["batched"] - results["per-mask loop"]).abs().max() < 1e-4).all())
     return pd.DataFrame(
         {

@@ -1,0 +1,40 @@
+"""`measure`: interleaved timing of calls and models."""
+
+import pytest
+import torch
+
+from netshrink import measure, models
+
+
+def test_time_calls_runs_each_call_in_turn_and_returns_its_last_result():
+    order = []
+
+    def call(name):
+        def run():
+            order.append(name)
+            return len(order)
+
+        return run
+
+    seconds, results = measure.time_calls({"a": call("a"), "b": call("b")}, repeats=3, warmup=1)
+    assert order == ["a", "b"] + ["a", "b"] * 3, "warm-up once each, then interleaved"
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+    assert results == {"a": 7, "b": 8}
+
+
+@pytest.mark.parametrize(
+    ("repeats", "warmup", "message"),
+    [(0, 0, r"repeats=0 must be >= 1"), (1, -1, r"warmup=-1")],
+)
+def test_time_calls_refuses_bad_counts(repeats, warmup, message):
+    with pytest.raises(ValueError, match=message):
+        measure.time_calls({"a": lambda: None}, repeats=repeats, warmup=warmup)
+    with pytest.raises(ValueError, match="calls must name at least one call"):
+        measure.time_calls({})
+
+
+def test_model_timing_restores_training_mode_and_needs_no_autograd():
+    model = models.LeNet().train()
+    table = measure.compare_latency({"net": model}, torch.rand(4, 1, 28, 28), repeats=2, warmup=1)
+    assert model.training, "the model is given back in the mode it came in"
+    assert table.loc["net", "speedup"] == 1.0 and table.loc["net", "parameters"] == 120_382
