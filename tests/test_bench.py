@@ -84,3 +84,22 @@ def test_bench_pointwise_conv(benchmark, kind, shape):
     with torch.inference_mode():
         y = benchmark.pedantic(layer, args=(x,), rounds=20, iterations=10, warmup_rounds=2)
     assert y.shape == (n, t, side, side)
+
+
+# The networks' 2x2 pooling (`models.MaxPool2x2`, `models.AvgPool2x2`) against the library's
+# kernels on the same NCHW maps: the CIFAR-10 network's first pooling input.
+POOLS = {
+    "MaxPool2x2": lambda: models.MaxPool2x2(),
+    "nn.MaxPool2d": lambda: torch.nn.MaxPool2d(2),
+    "AvgPool2x2": lambda: models.AvgPool2x2(),
+    "nn.AvgPool2d": lambda: torch.nn.AvgPool2d(2, 2),
+}
+
+
+@pytest.mark.parametrize("kind", POOLS)
+def test_bench_pooling(benchmark, kind):
+    x = torch.randn(100, 32, 32, 32)
+    benchmark.group = f"2x2 {'max' if 'Max' in kind else 'average'} pooling of 100 NCHW maps 32x32x32"
+    with torch.inference_mode():
+        y = benchmark.pedantic(POOLS[kind](), args=(x,), rounds=20, iterations=10, warmup_rounds=2)
+    assert y.shape == (100, 32, 16, 16)

@@ -226,7 +226,7 @@ def test_unknown_layer_names_in_a_plan_are_refused():
     net = models.LeNet()
     with pytest.raises(ValueError, match=r"layer 'conv9' is not in the model; allowed: conv1, conv2, l1"):
         decompose.decompose_model(net, {"conv9": ["tucker2", 4]})
-    with pytest.raises(ValueError, match=r"layer 'pool': layer is AvgPool2d"):
+    with pytest.raises(ValueError, match=r"layer 'pool': layer is AvgPool2x2"):
         decompose.decompose_model(net, {"pool": ["tucker2", 4]})
     with pytest.raises(ValueError, match=r"layer 'conv2': ranks\[0\] \(input channels\)=17"):
         decompose.decompose_model(net, {"conv2": ["tucker2", [17, 4]]})

@@ -38,3 +38,16 @@ def test_model_timing_restores_training_mode_and_needs_no_autograd():
     table = measure.compare_latency({"net": model}, torch.rand(4, 1, 28, 28), repeats=2, warmup=1)
     assert model.training, "the model is given back in the mode it came in"
     assert table.loc["net", "speedup"] == 1.0 and table.loc["net", "parameters"] == 120_382
+
+
+def test_time_images_refuses_bad_settings():
+    named = {"net": models.LeNet()}
+    images = torch.rand(8, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"batch_size=0 must be a positive integer"):
+        measure.time_images(named, images, batch_size=0)
+    with pytest.raises(ValueError, match=r"repeats=0 must be >= 1"):
+        measure.time_images(named, images, batch_size=4, repeats=0)
+    with pytest.raises(ValueError, match="models must name at least one model"):
+        measure.time_images({}, images, batch_size=4)
+    seconds = measure.time_images(named, images, batch_size=3, repeats=2)  # batches of 3, 3 and 2
+    assert list(seconds.index) == ["net"] and seconds["net"] > 0

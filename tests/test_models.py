@@ -39,7 +39,8 @@ def test_models_map_images_to_logits(name, kwargs, shape, n_params):
 
 
 def test_lenet_is_seed_002_net_layer_for_layer():
-    assert repr(models.LeNet()).replace("LeNet(", "Net(", 1) == SEED_002_NET
+    listing = repr(models.LeNet()).replace("LeNet(", "Net(", 1)
+    assert listing.replace("AvgPool2x2(", "AvgPool2d(") == SEED_002_NET  # the same pooling, computed faster
     assert models.count_parameters(models.LeNet()) == 120_382  # printed in the week 6 slides
 
 
@@ -71,3 +72,16 @@ def test_vgg16_is_torchvision_vgg_with_13_convs_and_batch_norm():
 def test_bad_model_arguments(name, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         models.build_model(name, **kwargs)
+
+
+@pytest.mark.parametrize("pool", [models.MaxPool2x2(), models.AvgPool2x2()], ids=["max", "avg"])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9)])
+def test_2x2_pooling_equals_the_library_kernel_in_every_layout_with_gradients(pool, size):
+    library = torch.nn.MaxPool2d(2) if isinstance(pool, torch.nn.MaxPool2d) else torch.nn.AvgPool2d(2, 2)
+    x = torch.randn(3, 4, *size, requires_grad=True)
+    for xi in (x, x.contiguous(memory_format=torch.channels_last), x[0]):
+        assert torch.allclose(pool(xi), library(xi), atol=1e-6)
+    grad = torch.randn_like(library(x))
+    (ours,) = torch.autograd.grad(pool(x), x, grad)
+    (theirs,) = torch.autograd.grad(library(x), x, grad)
+    assert torch.allclose(ours, theirs, atol=1e-6)

@@ -82,20 +82,40 @@ def time_images(
     warmup: int = 1,
     channels_last: bool = False,
 ) -> pd.Series:
-    """Median seconds to classify all `images` in batches of `batch_size`, per model, timed in turn
-    in one run; with `channels_last` both the models and the images use that memory format
-    (oneDNN's fast path for convolutions on CPU)."""
+    """Median seconds to classify all `images` in batches of `batch_size`, per model.
+
+    The models take turns batch by batch (in an order that rotates from batch to batch), so a
+    slow spell of the machine, or an input batch left in cache by the model before, falls on
+    all of them alike; each repeat sums a model's batch times. With `channels_last` the models
+    and the images use that memory format (oneDNN's fast path for convolutions on CPU)."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be a positive integer")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
+    if not models:
+        raise ValueError("models must name at least one model")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = images.contiguous(memory_format=fmt) if images.ndim == 4 else images
-    models = {name: copy.deepcopy(m).to(memory_format=fmt) for name, m in models.items()}
-
-    def run(m: nn.Module) -> None:
-        for i in range(0, len(x), batch_size):
-            m(x[i : i + batch_size])
-
-    return pd.Series(_interleaved(models, run, repeats, warmup), name="seconds")
+    models = {name: copy.deepcopy(m).to(memory_format=fmt).eval() for name, m in models.items()}
+    batches = list(torch.split(x, batch_size))
+    names = list(models)
+    totals: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for m in models.values():
+            for _ in range(warmup):
+                for xb in batches:
+                    m(xb)
+        for _ in range(repeats):
+            run = dict.fromkeys(names, 0.0)
+            for i, xb in enumerate(batches):
+                order = names[i % len(names) :] + names[: i % len(names)]
+                calls = {name: functools.partial(models[name], xb) for name in order}
+                seconds, _ = time_calls(calls, repeats=1)
+                for name, value in seconds.items():
+                    run[name] += value
+            for name, value in run.items():
+                totals[name].append(value)
+    return pd.Series({name: float(pd.Series(t).median()) for name, t in totals.items()}, name="seconds")
 
 
 def compare_latency(
