@@ -180,7 +180,7 @@ _DECOMPOSITION_FULL = {
     "input_train_size": None, "input_epochs": 20, "tucker_ranks": [15, 100, 200],
     "lenet_train_size": None, "lenet_epochs": 15, "finetune_epochs": 5, "finetune_lr": 0.001,
     "lenet_plan": {"conv2": ["tucker2", "vbmf"], "l1": ["tucker2", [16, 16]], "l2": ["tucker1", 16]},
-    "time_batch": 1000, "time_repeats": 20,
+    "time_batch": 100, "time_repeats": 20,
     "cifar_train_size": None, "cifar_test_size": None, "cifar_epochs": 30,
     "prune_rates": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
     "recon_ranks": [1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64], "ks": [1, 2, 3, 4, 5, 6, 7, 8],

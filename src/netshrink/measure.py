@@ -1,7 +1,8 @@
 """What a compressed model costs: parameters, FLOPs and measured inference time.
 
-Latencies of the models being compared are measured in one run, interleaved (each repeat
-times every model once, in turn), so that a change in the machine's load hits them all alike.
+Latencies of the models being compared are measured in one run, interleaved: `time_images` lets
+the models take turns batch by batch, `time_calls` call by call, so that a change in the
+machine's load hits them all alike.
 """
 
 from __future__ import annotations
