@@ -248,7 +248,6 @@ TENSOR_DECOMPOSITION = Chapter(
             "prune_rates": [0.0, 0.25, 0.5, 0.75, 0.9],
             "k_finetune_epochs": 1,
             "cifar_time_images": 1000,
-            "time_repeats": 10,
             "method_finetune_epochs": 1,
         },
         "full": _DECOMPOSITION_FULL,
