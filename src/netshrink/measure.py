@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -85,10 +86,11 @@ def time_images(
 ) -> pd.Series:
     """Median seconds to classify all `images` in batches of `batch_size`, per model.
 
-    The models take turns batch by batch (in an order that rotates from batch to batch), so a
-    slow spell of the machine, or an input batch left in cache by the model before, falls on
-    all of them alike; each repeat sums a model's batch times. With `channels_last` the models
-    and the images use that memory format (oneDNN's fast path for convolutions on CPU)."""
+    The models take turns batch by batch, in a new random order for each batch, so that a slow
+    spell of the machine, or the caches left by the model before (a large model evicts a small
+    one's weights), fall on all of them alike; each repeat sums a model's batch times. With
+    `channels_last` the models and the images use that memory format (oneDNN's fast path for
+    convolutions on CPU)."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be a positive integer")
     if repeats < 1 or warmup < 0:
@@ -100,6 +102,7 @@ def time_images(
     models = {name: copy.deepcopy(m).to(memory_format=fmt).eval() for name, m in models.items()}
     batches = list(torch.split(x, batch_size))
     names = list(models)
+    rng = random.Random(0)  # a fixed sequence of orders: repeatable, and no model always follows the same one
     totals: dict[str, list[float]] = {name: [] for name in names}
     with torch.inference_mode():
         for m in models.values():
@@ -108,8 +111,8 @@ def time_images(
                     m(xb)
         for _ in range(repeats):
             run = dict.fromkeys(names, 0.0)
-            for i, xb in enumerate(batches):
-                order = names[i % len(names) :] + names[: i % len(names)]
+            for xb in batches:
+                order = rng.sample(names, len(names))
                 calls = {name: functools.partial(models[name], xb) for name in order}
                 seconds, _ = time_calls(calls, repeats=1)
                 for name, value in seconds.items():
