@@ -7,7 +7,7 @@ the number in brackets after each median is its ratio to the fastest, i.e. the s
 import pytest
 import torch
 
-from netshrink import data, importance, models, prune
+from netshrink import data, decompose, importance, models, prune
 
 pytestmark = pytest.mark.bench
 
@@ -70,8 +70,6 @@ POINTWISE_SHAPES = [(1000, 15, 10, 32), (100, 16, 32, 32)]  # (batch, in channel
 @pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("kind", ["PointwiseConv", "nn.Conv2d"])
 def test_bench_pointwise_conv(benchmark, kind, shape):
-    from netshrink import decompose
-
     n, c, side, t = shape
     torch.manual_seed(0)
     layer = decompose.PointwiseConv(c, t, bias=True).eval()

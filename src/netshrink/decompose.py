@@ -86,7 +86,7 @@ def _weight(layer: nn.Module) -> torch.Tensor:
 class PointwiseConv(nn.Conv2d):
     """A 1x1 conv (stride 1, no padding, one group) that runs on NCHW input as one batched
     matrix product, (T, S) @ (N, S, H*W) -> (N, T, H, W). Hand-written because oneDNN's NCHW
-    1x1 conv is several times slower than that product on CPU (`benchmarks/bench_pointwise.py`);
+    1x1 conv is several times slower than that product on CPU (`make bench`);
     channels-last input keeps oneDNN's conv, which is fast in that layout. Same weights,
     state dict and FLOPs as the `nn.Conv2d` it stands for."""
 

@@ -13,11 +13,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torchvision.models import vgg as tv_vgg
+
+
+def _pool_pairs(
+    x: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """2x2, stride-2 pooling of (N, C, H, W) by `combine` of column pairs, then of row pairs;
+    odd sizes are floored, as PyTorch's kernels do. (N, C, H // 2, W // 2)."""
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+    x = combine(x[..., 0::2], x[..., 1::2])
+    return combine(x[..., 0::2, :], x[..., 1::2, :])
 
 
 class MaxPool2x2(nn.MaxPool2d):
@@ -31,9 +41,7 @@ class MaxPool2x2(nn.MaxPool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or not x.is_contiguous():
             return super().forward(x)
-        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # floor odd sizes, as the kernel does
-        x = torch.maximum(x[..., 0::2], x[..., 1::2])
-        return torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return _pool_pairs(x, torch.maximum)
 
 
 class AvgPool2x2(nn.AvgPool2d):
@@ -46,9 +54,7 @@ class AvgPool2x2(nn.AvgPool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or not x.is_contiguous():
             return super().forward(x)
-        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
-        x = x[..., 0::2] + x[..., 1::2]
-        return (x[..., 0::2, :] + x[..., 1::2, :]) * 0.25
+        return _pool_pairs(x, torch.add) * 0.25
 
 
 class MLP(nn.Module):
