@@ -148,10 +148,44 @@ def test_batched_fetch_equals_single_fetch():
     assert [len(b[1]) for b in batches] == [4, 4, 2]
 
 
-def test_augmentation_keeps_shape_and_changes_images():
+@pytest.mark.parametrize("name, pad, flip", [("cifar10", 4, True), ("mnist", 2, False)])
+def test_batched_augmentation_crops_the_padded_image_and_flips(name, pad, flip):
+    aug = data.augmentation(name)
+    assert (aug.pad, aug.flip) == (pad, flip)
+    x = torch.rand(64, 3, 12, 12, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    aug = data.augmentation("cifar10")
-    x = torch.rand(3, 32, 32)
-    outs = [aug(x) for _ in range(5)]
-    assert all(o.shape == x.shape for o in outs)
-    assert any(not torch.equal(o, x) for o in outs)
+    out = aug(x)
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (pad,) * 4)
+    flipped, moved = 0, 0
+    for i in range(len(x)):
+        crops = [
+            padded[i, :, dy : dy + 12, dx : dx + 12] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+        ]
+        plain = [torch.equal(c, out[i]) for c in crops]
+        mirrored = [torch.equal(c.flip(2), out[i]) for c in crops]
+        assert any(plain) or (flip and any(mirrored)), f"image {i} is not a crop of its padded image"
+        flipped += not any(plain)
+        moved += not torch.equal(out[i], x[i])
+    assert moved > 32  # most images are shifted
+    assert (flipped > 10) == flip  # about half are mirrored, when flipping
+    torch.manual_seed(0)
+    assert torch.equal(aug(x), out)  # seeded: repeatable
+
+
+def test_augmentation_rejects_a_single_image_and_bad_padding():
+    with pytest.raises(ValueError, match="batch"):
+        data.augmentation("cifar10")(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="pad"):
+        data.Augment(pad=-1, flip=False)
+
+
+def test_batches_shuffle_by_seed_and_cover_the_data_once():
+    ds = data.ImageDataset(torch.rand(10, 1, 4, 4), torch.arange(10))
+    first = [y.tolist() for _, y in data.make_loader(ds, 4, shuffle=True, seed=3)]
+    again = [y.tolist() for _, y in data.make_loader(ds, 4, shuffle=True, seed=3)]
+    assert first == again and [len(b) for b in first] == [4, 4, 2]
+    assert sorted(sum(first, [])) == list(range(10)) and sum(first, []) != list(range(10))
+    assert len(data.make_loader(ds, 4)) == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        data.make_loader(ds, 0)

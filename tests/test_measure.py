@@ -24,7 +24,7 @@ def test_time_calls_runs_each_call_in_turn_and_returns_its_last_result():
 
 @pytest.mark.parametrize(
     ("repeats", "warmup", "message"),
-    [(0, 0, r"repeats=0 must be >= 1"), (1, -1, r"warmup=-1")],
+    [(0, 0, r"repeats=0 must be an integer >= 1"), (1, -1, r"warmup=-1")],
 )
 def test_time_calls_refuses_bad_counts(repeats, warmup, message):
     with pytest.raises(ValueError, match=message):

@@ -72,7 +72,10 @@ def test_a_failing_chapter_shows_the_failing_cell(tmp_path, project_root):
     shutil.copy(project_root / "_toc.yml", root / "_toc.yml")
     nb = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_code_cell("profile = 'quick'\nx = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(
+                "profile = 'quick'\nx = 1\ndevice = 'auto'\nprecision = 'auto'",
+                metadata={"tags": ["parameters"]},
+            ),
             nbformat.v4.new_code_cell("y = x + 1\nraise RuntimeError(f'broken at {y}')"),
         ]
     )

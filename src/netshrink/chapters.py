@@ -11,11 +11,47 @@ the runner injects the chosen profile's values with papermill.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netshrink.report import check_profile
+import torch
+from torch import nn
+
+from netshrink import devices, train
+from netshrink.data import DataSplits
+from netshrink.report import Report, check_profile
+
+# Every chapter's device and precision parameters (the same in every profile).
+RUNTIME = {"device": "auto", "precision": "auto"}
+
+
+@dataclass
+class ChapterRun:
+    """What a chapter's first cell sets up: its report, the device it computes on and the
+    training precision, chosen once. `train` and `fine_tune` use them for every model."""
+
+    report: Report
+    device: torch.device
+    precision: str
+    params: dict[str, Any]
+
+    def train(self, config: train.TrainConfig, **kwargs: Any) -> train.TrainResult:
+        """`train.train_cached` of `config` in this run's precision, on this run's device."""
+        config = dataclasses.replace(config, precision=self.precision)
+        return train.train_cached(config, device=self.device, **kwargs)
+
+    def fine_tune(self, model: nn.Module, origin: str, splits: DataSplits, **kwargs: Any) -> train.FineTuned:
+        """`train.fine_tune_cached` of `model` (moved to this run's device) in this run's precision."""
+        return train.fine_tune_cached(
+            model.to(self.device), origin, splits, precision=self.precision, **kwargs
+        )
+
+    @property
+    def note(self) -> str:
+        """'CPU (2 threads), float32', for prose and captions."""
+        return f"{devices.describe(self.device)}, {self.precision}"
 
 
 @dataclass(frozen=True)
@@ -32,11 +68,22 @@ class Chapter:
     def parameters(self, profile: str) -> dict[str, Any]:
         """The papermill parameters of this chapter in `profile` (`profile` included)."""
         check_profile(profile)
-        return {"profile": profile, **self.profiles[profile]}
+        return {"profile": profile, **self.profiles[profile], **RUNTIME}
 
     def collect(self, namespace: dict[str, Any]) -> dict[str, Any]:
         """The values of this chapter's parameters in `namespace` (a notebook's `globals()`)."""
         return {name: namespace[name] for name in self.parameters("quick")}
+
+    def start(self, namespace: dict[str, Any], *, display: bool = True) -> ChapterRun:
+        """Set a chapter up from its notebook's parameters (`globals()`): resolve the device
+        (`auto`: CUDA when present) and the precision (`auto`: bfloat16 on CUDA, float32 on the
+        CPU) before any work, and open the report, whose parameters and captions name both."""
+        params = self.collect(namespace)
+        device = devices.resolve_device(params["device"])
+        precision = devices.resolve_precision(params["precision"], device)
+        report = Report(self.name, params["profile"], params, display=display,
+                        run_note=f"{devices.describe(device)}, {precision}")  # fmt: skip
+        return ChapterRun(report, device, precision, params)
 
     @property
     def stem(self) -> str:

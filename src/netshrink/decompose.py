@@ -466,7 +466,14 @@ def select_rank(weight: torch.Tensor, mode: int, rule: str | float) -> int:
     if isinstance(rule, float) and 0 < rule < 1:
         energy = torch.linalg.svdvals(matrix.double()) ** 2
         kept = torch.cumsum(energy, 0) / energy.sum()
-        return int(torch.searchsorted(kept, torch.tensor(rule, dtype=kept.dtype)).item()) + 1
+        return (
+            int(
+                torch.searchsorted(
+                    kept, torch.tensor(float(rule), dtype=kept.dtype, device=kept.device)
+                ).item()
+            )
+            + 1
+        )
     raise ValueError(f"rank rule {rule!r} is not known; allowed: integers, {', '.join(RANK_RULES)}")
 
 

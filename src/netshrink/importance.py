@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from netshrink import prune
+from netshrink.devices import mode, model_device, to_device
 from netshrink.models import MLP
 
 CLASSES = ("important", "zero", "worse")
@@ -227,22 +228,20 @@ def _hooked_sums(
 
 def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) -> Ablations:
     n_classes = model.get_submodule(prune.chain_layers(model)[-1]).weight.shape[0]
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     loss_sum = torch.zeros(rows + 1, n_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(rows + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
     count = torch.zeros(n_classes, dtype=torch.long, device=device)
-    try:
+    with mode(model, training=False):
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            x, y = to_device((x, y), device)
             count += torch.bincount(y, minlength=n_classes)
             sums = sums_of_batch(x, y, n_classes)
             loss_sum += sums[0]
             if accuracy:
                 correct += sums[1]
-    finally:
-        model.train(was_training)
+    if int(count.sum()) == 0:
+        raise ValueError("loader yielded no examples; the ablations need at least one batch")
     return Ablations(
         torch.arange(rows), loss_sum.cpu(), None if correct is None else correct.cpu(), count.cpu()
     )
@@ -337,8 +336,7 @@ def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | Non
 def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     """The same, one masked forward pass per node: for tests and the benchmark."""
     module = check_layer(model, layer)
-    was_training = model.training
-    model.eval()
+    device = model_device(model)
     zeroed: list[int] = []
 
     def zero(_module, _inputs, output):
@@ -350,13 +348,16 @@ def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.T
     def mean_loss() -> float:
         total, n = 0.0, 0
         for x, y in loader:
+            x, y = to_device((x, y), device)
             total += F.cross_entropy(model(x), y, reduction="sum").item()
             n += len(y)
+        if n == 0:
+            raise ValueError("loader yielded no examples; loss_change_naive needs at least one batch")
         return total / n
 
     handle = module.register_forward_hook(zero)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), mode(model, training=False):
             base = mean_loss()
             out = []
             for j in range(_n_nodes(module)):
@@ -365,7 +366,6 @@ def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.T
                 zeroed.clear()
     finally:
         handle.remove()
-        model.train(was_training)
     return torch.tensor(out, dtype=torch.float64)
 
 
@@ -386,9 +386,7 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     be compared with the oracle's sign.
     """
     module = check_layer(model, layer)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     saved: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
@@ -396,27 +394,29 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
         saved[:] = [output]
 
     handle = module.register_forward_hook(keep)
-    total = torch.zeros(_n_nodes(module), dtype=torch.float64)
+    total = torch.zeros(_n_nodes(module), dtype=torch.float64, device=device)
     n = 0
     try:
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            model.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y, reduction="sum")
-            loss.backward()
-            a = saved[0]
-            contribution = -(a.detach() * a.grad)  # (N, C) or (N, C, H, W)
-            total += (
-                contribution.flatten(2).sum(2).sum(0).double().cpu()
-                if a.dim() > 2
-                else contribution.sum(0).double().cpu()
-            )
-            n += len(y)
+        with mode(model, training=False):
+            for x, y in loader:
+                x, y = to_device((x, y), device)
+                model.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x), y, reduction="sum")
+                loss.backward()
+                a = saved[0]
+                contribution = -(a.detach() * a.grad)  # (N, C) or (N, C, H, W)
+                total += (
+                    contribution.flatten(2).sum(2).sum(0).double()
+                    if a.dim() > 2
+                    else contribution.sum(0).double()
+                )
+                n += len(y)
     finally:
         handle.remove()
         model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    return total / n
+    if n == 0:
+        raise ValueError("loader yielded no examples; taylor needs at least one batch")
+    return (total / n).cpu()
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -3,6 +3,11 @@
 Latencies of the models being compared are measured in one run, interleaved: `time_images` lets
 the models take turns batch by batch, `time_calls` call by call, so that a change in the
 machine's load hits them all alike.
+
+Latency tables are CPU measurements on purpose (the book is about CPU inference): `time_images`,
+`compare_latency` and `side_by_side` time copies of the models on `device` (the CPU by default),
+whatever device the models were trained on; `timing_note` says so in a caption. On a GPU every
+timed call is synchronised, so that it measures the work and not its launch.
 """
 
 from __future__ import annotations
@@ -19,32 +24,39 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from netshrink.devices import describe, mode, model_device, synchronize
 from netshrink.models import count_parameters
 
 T = TypeVar("T")
 
 
+def timing_note(device: torch.device | str = "cpu") -> str:
+    """Where timings were taken, for captions: 'CPU (2 threads)', or the GPU's name."""
+    return describe(device)
+
+
 @torch.no_grad()
 def flops(model: nn.Module, x: torch.Tensor) -> int:
     """Forward FLOPs for one example shaped like x[0] (a multiply-add counts 2), by torch's
-    FlopCounterMode."""
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(x[:1])
-    model.train(was_training)
+    FlopCounterMode, on the model's device."""
+    with mode(model, training=False), FlopCounterMode(display=False) as counter:
+        model(x[:1].to(model_device(model)))
     return int(counter.get_total_flops())
 
 
 def time_calls(
-    calls: Mapping[str, Callable[[], T]], repeats: int = 3, warmup: int = 0
+    calls: Mapping[str, Callable[[], T]],
+    repeats: int = 3,
+    warmup: int = 0,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, float], dict[str, T]]:
     """Median seconds of each zero-argument call, the calls made in turn within each repeat (so
-    that a change in the machine's load hits them all alike), and the last result of each."""
+    that a change in the machine's load hits them all alike), and the last result of each.
+    With a CUDA `device`, the device is synchronised before and after each call."""
     if not calls:
         raise ValueError("calls must name at least one call")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats={repeats!r} must be an integer >= 1 and warmup={warmup!r} >= 0")
     for call in calls.values():
         for _ in range(warmup):
             call()
@@ -52,28 +64,36 @@ def time_calls(
     results: dict[str, T] = {}
     for _ in range(repeats):
         for name, call in calls.items():
+            synchronize(device)
             start = time.perf_counter()
             results[name] = call()
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: float(pd.Series(t).median()) for name, t in times.items()}, results
 
 
-def _interleaved(
-    models: Mapping[str, nn.Module], run: Callable[[nn.Module], object], repeats: int, warmup: int
-) -> dict[str, float]:
-    """Median seconds of `run(model)` per model in eval mode without autograd, timed in turn."""
+def _copies(
+    models: Mapping[str, nn.Module], device: torch.device | str, fmt: torch.memory_format
+) -> dict[str, nn.Module]:
+    """Eval-mode copies of the models on `device` in memory format `fmt`; the originals stay as
+    they are (on whatever device they were trained)."""
     if not models:
         raise ValueError("models must name at least one model")
-    states = {name: m.training for name, m in models.items()}
-    try:
-        with torch.inference_mode():
-            for m in models.values():
-                m.eval()
-            calls = {name: functools.partial(run, m) for name, m in models.items()}
-            return time_calls(calls, repeats, warmup)[0]
-    finally:
-        for name, m in models.items():
-            m.train(states[name])
+    return {name: copy.deepcopy(m).to(device).to(memory_format=fmt).eval() for name, m in models.items()}
+
+
+def _interleaved(
+    models: Mapping[str, nn.Module],
+    run: Callable[[nn.Module], object],
+    repeats: int,
+    warmup: int,
+    device: torch.device | str,
+) -> dict[str, float]:
+    """Median seconds of `run(model)` per model (copies on `device`, eval mode, no autograd), in turn."""
+    copies = _copies(models, device, torch.contiguous_format)
+    with torch.inference_mode():
+        calls = {name: functools.partial(run, m) for name, m in copies.items()}
+        return time_calls(calls, repeats, warmup, device=device)[0]
 
 
 def time_images(
@@ -83,8 +103,10 @@ def time_images(
     repeats: int = 10,
     warmup: int = 1,
     channels_last: bool = False,
+    device: torch.device | str = "cpu",
 ) -> pd.Series:
-    """Median seconds to classify all `images` in batches of `batch_size`, per model.
+    """Median seconds to classify all `images` in batches of `batch_size`, per model, on copies
+    of the models on `device` (the CPU unless asked otherwise).
 
     The models take turns batch by batch, in a new random order for each batch, so that a slow
     spell of the machine, or the caches left by the model before (a large model evicts a small
@@ -95,11 +117,10 @@ def time_images(
         raise ValueError(f"batch_size={batch_size} must be a positive integer")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
-    if not models:
-        raise ValueError("models must name at least one model")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = images.contiguous(memory_format=fmt) if images.ndim == 4 else images
-    models = {name: copy.deepcopy(m).to(memory_format=fmt).eval() for name, m in models.items()}
+    models = _copies(models, device, fmt)
+    x = images.to(device)
+    x = x.contiguous(memory_format=fmt) if x.ndim == 4 else x
     batches = list(torch.split(x, batch_size))
     names = list(models)
     rng = random.Random(0)  # a fixed sequence of orders: repeatable, and no model always follows the same one
@@ -114,7 +135,7 @@ def time_images(
             for xb in batches:
                 order = rng.sample(names, len(names))
                 calls = {name: functools.partial(models[name], xb) for name in order}
-                seconds, _ = time_calls(calls, repeats=1)
+                seconds, _ = time_calls(calls, repeats=1, device=device)
                 for name, value in seconds.items():
                     run[name] += value
             for name, value in run.items():
@@ -123,11 +144,17 @@ def time_images(
 
 
 def compare_latency(
-    models: Mapping[str, nn.Module], x: torch.Tensor, repeats: int = 20, warmup: int = 3
+    models: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    repeats: int = 20,
+    warmup: int = 3,
+    device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
     """Parameters, FLOPs per example and the median wall time of a forward pass on the batch
-    `x`, for each model, interleaved. `speedup` is over the first model. One row per model."""
-    median = _interleaved(models, lambda m: m(x), repeats, warmup)
+    `x`, for each model (copies on `device`, the CPU by default), interleaved. `speedup` is over
+    the first model. One row per model."""
+    x = x.to(device)
+    median = _interleaved(models, lambda m: m(x), repeats, warmup, device)
     first = next(iter(models))
     return pd.DataFrame(
         {
@@ -140,14 +167,18 @@ def compare_latency(
 
 
 def side_by_side(
-    models: Mapping[str, nn.Module], images: torch.Tensor, batch_size: int, repeats: int
+    models: Mapping[str, nn.Module],
+    images: torch.Tensor,
+    batch_size: int,
+    repeats: int,
+    device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
     """Parameters, MFLOPs per image and the median seconds to run all `images` in batches, in the
-    default and the channels-last layout, every model timed in turn in one run; speedups are
-    over the first model. One row per model."""
+    default and the channels-last layout, every model (copies on `device`, the CPU by default)
+    timed in turn in one run; speedups are over the first model. One row per model."""
     first = next(iter(models))
-    default = time_images(models, images, batch_size, repeats)
-    last = time_images(models, images, batch_size, repeats, channels_last=True)
+    default = time_images(models, images, batch_size, repeats, device=device)
+    last = time_images(models, images, batch_size, repeats, channels_last=True, device=device)
     return pd.DataFrame(
         {
             "parameters": {k: count_parameters(m) for k, m in models.items()},

@@ -208,6 +208,7 @@ def rewind_rounds(
     rounds: int,
     tol: float,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
     """Iterative weight initialisation by node importance (our reading of seed 004, section 4.3).
 
@@ -215,13 +216,14 @@ def rewind_rounds(
     removal does not raise the validation loss by more than `tol`, and trains the smaller
     architecture twice for the same epochs: from the surviving nodes' *initial* weights of the
     previous round ("importance init"), and from a fresh random initialisation ("random init").
-    The next round continues from the importance-init network. One row per round.
+    The next round continues from the importance-init network. Networks train on `device`; the
+    initial weights are kept on the CPU. One row per round.
     """
     if rounds < 0:
         raise ValueError(f"rounds={rounds} must be a non-negative integer")
-    net = train.train_cached(config, splits=splits, progress=progress)
-    start = train.initial_model(config, device=torch.device("cpu"))
-    test_loader = data.make_loader(splits.test, 10_000)
+    net = train.train_cached(config, splits=splits, progress=progress, device=device)
+    start = train.initial_model(config, device="cpu")
+    test_loader = data.make_loader(splits.test, 10_000, device=device)
     rows = [
         {
             "round": 0,
@@ -233,14 +235,14 @@ def rewind_rounds(
         }
     ]
     for r in range(1, rounds + 1):
-        pruned, keeps = prune_hidden_layers(net.model.cpu(), val_loader, tol)
+        pruned, keeps = prune_hidden_layers(net.model, val_loader, tol)
         widths = [pruned.get_submodule(layer).out_features for layer in prune.hidden_layers(pruned)]
-        start = _apply_keeps(start, keeps)
+        start = _apply_keeps(start, {layer: keep.cpu() for layer, keep in keeps.items()})
         model_kwargs = {**config.model_kwargs, "hidden": widths}
         rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=train.store_init(start))
         fresh = dataclasses.replace(config, model_kwargs=model_kwargs, seed=config.seed + 1000 * r)
-        net = train.train_cached(rewound, splits=splits, progress=progress)
-        plain = train.train_cached(fresh, splits=splits, progress=progress)
+        net = train.train_cached(rewound, splits=splits, progress=progress, device=device)
+        plain = train.train_cached(fresh, splits=splits, progress=progress, device=device)
         rows.append(
             {
                 "round": r,

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from netshrink import measure
+from netshrink.devices import mode, model_device, to_device
 from netshrink.models import MLP
 
 
@@ -209,33 +210,35 @@ def evaluate_masks(
     Returns a table with columns `loss` (mean cross-entropy) and `acc`, one row per mask.
     """
     index = _layer_index(model, layer)
-    was_training = model.training
-    model.eval()
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk={chunk!r} must be a positive integer")
     nxt = _next_linear(model, index)
     masks = _check_keep(masks, model.hidden[index].out_features, "masks")
     if masks.dim() == 1:
         masks = masks.unsqueeze(0)
-    device = nxt.weight.device
+    device = model_device(model)
     masks = masks.to(device)
     n_masks = masks.shape[0]
     loss_sum = torch.zeros(n_masks, dtype=torch.float64, device=device)
     correct = torch.zeros(n_masks, dtype=torch.long, device=device)
     n = 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        act = _layer_activations(model, index, x)  # (N, H), shared by every mask
-        for start in range(0, n_masks, chunk):
-            z = _masked_next_preactivations(act, masks[start : start + chunk], nxt)  # (N, t, out)
-            t = z.shape[1]
-            if index + 1 < len(model.hidden):  # layers follow: run them on all N*t rows at once
-                z = _forward_from(model, index, z.flatten(0, 1)).view(len(y), t, -1)
-            target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)  # (N, t)
-            top = z.max(2).values  # one pass gives the stable log-sum-exp and the prediction
-            lse = top + (z - top.unsqueeze(2)).exp_().sum(2).log_()
-            loss_sum[start : start + t] += (lse - target).sum(0).double()
-            correct[start : start + t] += (target >= top).sum(0)  # the target's logit is the largest
-        n += len(y)
-    model.train(was_training)
+    with mode(model, training=False):
+        for x, y in loader:
+            x, y = to_device((x, y), device)
+            act = _layer_activations(model, index, x)  # (N, H), shared by every mask
+            for start in range(0, n_masks, chunk):
+                z = _masked_next_preactivations(act, masks[start : start + chunk], nxt)  # (N, t, out)
+                t = z.shape[1]
+                if index + 1 < len(model.hidden):  # layers follow: run them on all N*t rows at once
+                    z = _forward_from(model, index, z.flatten(0, 1)).view(len(y), t, -1)
+                target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)  # (N, t)
+                top = z.max(2).values  # one pass gives the stable log-sum-exp and the prediction
+                lse = top + (z - top.unsqueeze(2)).exp_().sum(2).log_()
+                loss_sum[start : start + t] += (lse - target).sum(0).double()
+                correct[start : start + t] += (target >= top).sum(0)  # the target's logit is the largest
+            n += len(y)
+    if n == 0:
+        raise ValueError("loader yielded no examples; evaluate_masks needs at least one batch")
     return pd.DataFrame({"loss": (loss_sum / n).cpu().numpy(), "acc": (correct.double() / n).cpu().numpy()})
 
 
@@ -245,24 +248,24 @@ def evaluate_masks_naive(model: MLP, layer: str, masks: torch.Tensor, loader: It
     index = _layer_index(model, layer)
     lin, nxt = model.hidden[index], _next_linear(model, index)
     saved = (lin.weight.clone(), lin.bias.clone(), nxt.weight.clone())
-    was_training = model.training
-    model.eval()
+    device = model_device(model)
     rows = []
-    for keep in _check_keep(masks, lin.out_features, "masks"):
-        lin.weight[~keep] = 0
-        lin.bias[~keep] = 0
-        nxt.weight[:, ~keep] = 0
-        total, correct, n = 0.0, 0, 0
-        for x, y in loader:
-            logits = model(x)
-            total += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-        rows.append({"loss": total / n, "acc": correct / n})
-        lin.weight.copy_(saved[0])
-        lin.bias.copy_(saved[1])
-        nxt.weight.copy_(saved[2])
-    model.train(was_training)
+    with mode(model, training=False):
+        for keep in _check_keep(masks, lin.out_features, "masks").to(device):
+            lin.weight[~keep] = 0
+            lin.bias[~keep] = 0
+            nxt.weight[:, ~keep] = 0
+            total, correct, n = 0.0, 0, 0
+            for x, y in loader:
+                x, y = to_device((x, y), device)
+                logits = model(x)
+                total += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(1) == y).sum().item()
+                n += len(y)
+            rows.append({"loss": total / n, "acc": correct / n})
+            lin.weight.copy_(saved[0])
+            lin.bias.copy_(saved[1])
+            nxt.weight.copy_(saved[2])
     return pd.DataFrame(rows)
 
 

@@ -134,9 +134,11 @@ def shrink_runs(
     return pd.concat(steps, ignore_index=True), pd.concat(finals, ignore_index=True)
 
 
-def evaluation_loader(splits: data.DataSplits, split: str = "test", batch_size: int = 10_000):
-    """Large batches: mask evaluation shares each batch's activations among all masks."""
-    return data.make_loader(getattr(splits, split), batch_size)
+def evaluation_loader(
+    splits: data.DataSplits, split: str = "test", batch_size: int = 10_000, device: torch.device | str = "cpu"
+):
+    """Large batches, held on `device`: mask evaluation shares each batch's activations among all masks."""
+    return data.make_loader(getattr(splits, split), batch_size, device=device)
 
 
 def statistics_table(trials: pd.DataFrame, value: str, item: str, network: int = 0) -> pd.DataFrame:

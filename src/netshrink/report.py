@@ -83,10 +83,14 @@ class Report:
         params: dict[str, Any],
         root: Path | None = None,
         display: bool = True,
+        run_note: str | None = None,
     ):
         self.chapter = chapter
         self.profile = check_profile(profile)
         self.params = dict(params)
+        self.run_note = run_note  # the device and precision, for captions
+        if run_note:
+            self.params["computed on"] = run_note
         self.root = Path(root) if root is not None else paths.results_root()
         self.run_dir = self.root / profile
         self.dir = self.run_dir / chapter
@@ -111,6 +115,9 @@ class Report:
             raise ValueError(f"item={item!r} is not an item ID like 'B-T1' or 'D-F10'")
         return f"{item}-{name}" if name else item
 
+    def _caption(self, caption: str) -> str:
+        return f"{caption} Computed on {self.run_note}." if self.run_note else caption
+
     def _record(self, item: str, files: list[Path], caption: str, kind: str) -> None:
         rel = [str(f.relative_to(self.run_dir)) for f in files]
         with _locked(self.manifest_path):
@@ -131,6 +138,7 @@ class Report:
         self, item: str, df: pd.DataFrame, caption: str, name: str | None = None, precision: int = 4
     ) -> pd.DataFrame:
         """Write `df` as `<ID>[-name].csv`, record it, and show it with `caption`."""
+        caption = self._caption(caption)
         path = self.dir / f"{self._stem(item, name)}.csv"
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=True)
@@ -142,6 +150,7 @@ class Report:
 
     def figure(self, item: str, fig: plt.Figure, caption: str, name: str | None = None) -> Path:
         """Write `fig` as `<ID>[-name].png` and `.svg`, record it, show it, and close it."""
+        caption = self._caption(caption)
         stem = self._stem(item, name)
         files = []
         for ext in ("png", "svg"):

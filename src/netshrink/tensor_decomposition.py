@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from netshrink import data, decompose, input_features, measure, models, prune, train
+from netshrink.devices import mode
 from netshrink.train import TrainConfig, TrainResult
 
 # ------------------------------------------------------------------ the seeds' numbers
@@ -95,21 +96,24 @@ def train_classifier(
     seed: int = 0,
     batch_size: int = 64,
     lr: float = 1e-3,
+    device: torch.device | str = "cpu",
 ) -> Classifier:
-    """An MLP with one hidden layer of `hidden` ReLU nodes, trained with Adam on (x, y)."""
+    """An MLP with one hidden layer of `hidden` ReLU nodes, trained with Adam on (x, y) on
+    `device` (initialised on the CPU, so alike on every device); predictions come back on the CPU."""
     (x, y), (x_test, y_test) = train_xy, test_xy
     torch.manual_seed(seed)
-    model = models.MLP(in_features=x[0].numel(), hidden=(hidden,), n_classes=n_classes)
-    train_loader = data.make_loader(data.ImageDataset(x, y), batch_size, shuffle=True, seed=seed)
-    test_loader = data.make_loader(data.ImageDataset(x_test, y_test), 10_000)
+    model = models.MLP(in_features=x[0].numel(), hidden=(hidden,), n_classes=n_classes).to(device)
+    train_loader = data.make_loader(
+        data.ImageDataset(x, y), batch_size, shuffle=True, seed=seed, device=device
+    )
+    test_loader = data.make_loader(data.ImageDataset(x_test, y_test), 10_000, device=device)
     history = train.fit(
         model, torch.optim.Adam(model.parameters(), lr=lr), train_loader, epochs,
         test_loader=test_loader, seed=seed, progress=False,
     )  # fmt: skip
-    model.eval()
-    with torch.no_grad():
-        predictions = model(x_test).argmax(1)
-    acc = float((predictions == y_test).float().mean())
+    with torch.no_grad(), mode(model, training=False):
+        predictions = torch.cat([model(xb).argmax(1).cpu() for xb, _ in test_loader])
+    acc = float((predictions == y_test.cpu()).float().mean())
     return Classifier(
         label, x[0].numel(), hidden, models.count_parameters(model), acc, predictions, pd.DataFrame(history)
     )
@@ -133,14 +137,18 @@ def input_experiment(
     hidden_decomposed: int,
     epochs: int,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> InputExperiment:
     """Train an MLP on the full images and one on the loadings of each rank in `ranks` (the
-    training images decomposed by `method`, the test images projected on their factors)."""
+    training images decomposed by `method`, the test images projected on their factors); the
+    classifiers train on `device`, the decompositions run on the CPU."""
     train_xy = (splits.train.images.flatten(1), splits.train.labels)
     test_xy = (splits.test.images.flatten(1), splits.test.labels)
     n_classes = splits.n_classes
     classifiers = [
-        train_classifier("full data", train_xy, test_xy, hidden_full, n_classes, epochs=epochs, seed=seed)
+        train_classifier(
+            "full data", train_xy, test_xy, hidden_full, n_classes, epochs=epochs, seed=seed, device=device
+        )
     ]
     bases = {}
     for rank in ranks:
@@ -157,6 +165,7 @@ def input_experiment(
                 n_classes,
                 epochs=epochs,
                 seed=seed,
+                device=device,
             )  # fmt: skip
         )
     return InputExperiment(classifiers, bases, splits.train.labels)

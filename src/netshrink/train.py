@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,20 +19,18 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from netshrink import data, models, paths
+from netshrink import data, devices, models, paths
+from netshrink.devices import autocast, mode, model_device, resolve_device, to_device
 from netshrink.io import torch_save, write_json
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine")
-CACHE_VERSION = 1  # bump when a change of the training code invalidates cached models
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+TRAIN_PRECISIONS = ("float32", "bfloat16")
+# Bump when a change of the training code invalidates cached models. 2: batched augmentation,
+# channels-last training of conv nets, precision in the configuration.
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -56,6 +54,7 @@ class TrainConfig:
     batch_size: int = 32
     seed: int = 0
     init: str | None = None  # key of stored initial weights (`store_init`); None: seeded random
+    precision: str = "float32"  # "bfloat16": autocast of the forward pass (for a GPU)
 
     def validate(self) -> TrainConfig:
         """Raise a ValueError naming the first bad parameter and its allowed values."""
@@ -74,10 +73,16 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be a non-negative integer")
         if not isinstance(self.batch_size, int) or self.batch_size <= 0:
             raise ValueError(f"batch_size={self.batch_size} must be a positive integer")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr} must be positive")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError(f"momentum={self.momentum} and weight_decay={self.weight_decay} must be >= 0")
+        if not _finite(self.lr) or not self.lr > 0:
+            raise ValueError(f"lr={self.lr!r} must be a finite positive number")
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            if not _finite(value) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(
+                f"precision={self.precision!r} is not known; allowed values: {', '.join(TRAIN_PRECISIONS)}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,21 +97,28 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | None = None) -> dict[str, float]:
-    """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total_loss, correct, n = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += len(y)
-    model.train(was_training)
-    return {"loss": total_loss / max(n, 1), "acc": correct / max(n, 1)}
+def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
+    """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`, on the model's
+    device (batches follow the model), in eval mode. An empty loader is an error."""
+    device = model_device(model)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    n = 0
+    with mode(model, training=False):
+        for x, y in loader:
+            x, y = to_device((x, y), device)
+            logits = model(x)
+            total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+            correct += (logits.argmax(1) == y).sum()
+            n += len(y)
+    if n == 0:
+        raise ValueError("loader yielded no examples; evaluate needs at least one batch")
+    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -126,11 +138,11 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    train_loader: DataLoader,
+    train_loader: Iterable,
     epochs: int,
     *,
-    val_loader: DataLoader | None = None,
-    test_loader: DataLoader | None = None,
+    val_loader: Iterable | None = None,
+    test_loader: Iterable | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     seed: int = 0,
     start_epoch: int = 0,
@@ -138,14 +150,24 @@ def fit(
     on_epoch_end: Callable[[int, list[dict[str, float]]], None] | None = None,
     progress: bool = True,
     desc: str = "train",
+    precision: str = "float32",
 ) -> list[dict[str, float]]:
-    """Train for `epochs` epochs (from `start_epoch`), one history row per epoch.
+    """Train for `epochs` epochs (from `start_epoch`), one history row per epoch, on the model's
+    device (batches follow the model).
 
     A row holds `epoch`, `train_loss`, `train_acc` (running over the epoch), `val_*` and
     `test_*` (when those loaders are given), `lr` and `seconds`. `on_epoch_end(epoch, history)`
     is called after every epoch (the cache uses it to checkpoint).
+
+    Conv nets train in the channels-last memory format (oneDNN's and cuDNN's fast path: 1.4-1.7x
+    per step on a 2-core CPU) and are returned in the default format. `precision="bfloat16"`
+    runs the forward pass under bf16 autocast (for a GPU). The loop never waits for the device
+    within an epoch: the running loss and accuracy stay on it until the epoch ends.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    fmt = torch.channels_last if devices.uses_conv(model) else torch.contiguous_format
     history = list(history or [])
     bar = tqdm(
         range(start_epoch, epochs),
@@ -155,41 +177,61 @@ def fit(
         total=epochs,
         leave=False,
     )
-    for epoch in bar:
-        torch.manual_seed(_epoch_seed(seed, epoch))
-        if train_loader.generator is not None:
-            train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
-        model.train()
-        start = time.perf_counter()
-        total_loss, correct, n = 0.0, 0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": total_loss / n,
-            "train_acc": correct / n,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        if scheduler is not None:
-            scheduler.step()
-        for split, loader in (("val", val_loader), ("test", test_loader)):
-            if loader is not None:
-                metrics = evaluate(model, loader, device)
-                row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
-        row["seconds"] = time.perf_counter() - start
-        history.append(row)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc")})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, history)
+    try:
+        model.to(memory_format=fmt)
+        for epoch in bar:
+            torch.manual_seed(_epoch_seed(seed, epoch))
+            if getattr(train_loader, "generator", None) is not None:
+                train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
+            start = time.perf_counter()
+            with mode(model, training=True):
+                train_loss, train_acc = _train_epoch(model, optimizer, train_loader, device, fmt, precision)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                   "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+            if scheduler is not None:
+                scheduler.step()
+            for split, loader in (("val", val_loader), ("test", test_loader)):
+                if loader is not None:
+                    metrics = evaluate(model, loader)
+                    row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
+            row["seconds"] = time.perf_counter() - start
+            history.append(row)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc")})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, history)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
     return history
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    device: torch.device,
+    fmt: torch.memory_format,
+    precision: str,
+) -> tuple[float, float]:
+    """One pass over `loader`: (mean training loss, training accuracy). Synchronises once, at the end."""
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    n = 0
+    for x, y in loader:
+        x, y = to_device((x, y), device)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=fmt)
+        with autocast(device, precision):
+            logits = model(x)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach().double() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        n += len(y)
+    if n == 0:
+        raise ValueError("the training loader yielded no examples")
+    return total_loss.item() / n, correct.item() / n
 
 
 @dataclass
@@ -230,18 +272,19 @@ def store_init(model: nn.Module, root: Path | None = None) -> str:
 
 
 def initial_model(
-    config: TrainConfig, root: Path | None = None, device: torch.device | None = None
+    config: TrainConfig, root: Path | None = None, device: torch.device | str = "cpu"
 ) -> nn.Module:
-    """The model `config` starts training from: seeded random weights, or the stored `init`."""
+    """The model `config` starts training from, on `device`: seeded random weights (drawn on
+    the CPU, so alike on every device), or the stored `init`."""
     config.validate()
     torch.manual_seed(config.seed)
-    model = models.build_model(config.model, **config.model_kwargs).to(device or default_device())
+    model = models.build_model(config.model, **config.model_kwargs)
     if config.init is not None:
         path = _init_path(config.init, root)
         if not path.is_file():
             raise FileNotFoundError(f"init={config.init!r}: no stored initial weights at {path}")
-        model.load_state_dict(torch.load(path, map_location=next(model.parameters()).device))
-    return model
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+    return model.to(resolve_device(device))
 
 
 def model_dir(config: TrainConfig, root: Path | None = None) -> Path:
@@ -254,17 +297,20 @@ def train_cached(
     *,
     splits: data.DataSplits | None = None,
     root: Path | None = None,
-    device: torch.device | None = None,
+    device: torch.device | str = "auto",
     progress: bool = True,
     eval_batch_size: int = 1000,
 ) -> TrainResult:
-    """Train `config` or load it from the cache; resume an interrupted run.
+    """Train `config` on `device` (`auto`: CUDA when present) or load it from the cache; resume
+    an interrupted run. The model is returned on `device`.
 
     Files under `model_dir(config)`: `config.json`, `checkpoint.pt` (after each epoch while
-    training), `model.pt` (state dict, history and metrics, written once training ends).
+    training), `model.pt` (state dict, history and metrics, written once training ends). The
+    configuration's precision is part of its key: a model trained in one precision is never
+    loaded for another.
     """
     config.validate()
-    device = device or default_device()
+    device = resolve_device(device)
     folder = model_dir(config, root)
     final, ckpt_path = folder / "model.pt", folder / "checkpoint.pt"
     splits = splits or data.load_dataset(config.dataset, root=root, **config.data_kwargs)
@@ -312,9 +358,11 @@ def train_cached(
             },
         )
 
-    train_loader = data.make_loader(splits.train, config.batch_size, shuffle=True, seed=config.seed)
-    val_loader = data.make_loader(splits.val, eval_batch_size) if len(splits.val) else None
-    test_loader = data.make_loader(splits.test, eval_batch_size)
+    train_loader = data.make_loader(
+        splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device
+    )
+    val_loader = data.make_loader(splits.val, eval_batch_size, device=device) if len(splits.val) else None
+    test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
     history = fit(
         model,
         optimizer,
@@ -329,10 +377,11 @@ def train_cached(
         on_epoch_end=checkpoint,
         progress=progress,
         desc=f"{config.model} on {splits.label}",
+        precision=config.precision,
     )
     model.eval()
-    test = evaluate(model, test_loader, device)
-    val = evaluate(model, val_loader, device) if val_loader else {"loss": math.nan, "acc": math.nan}
+    test = evaluate(model, test_loader)
+    val = evaluate(model, val_loader) if val_loader else {"loss": math.nan, "acc": math.nan}
     torch_save(
         final,
         {
@@ -371,42 +420,50 @@ def fine_tune_cached(
     root: Path | None = None,
     progress: bool = True,
     eval_batch_size: int = 1000,
+    precision: str = "float32",
 ) -> FineTuned:
-    """Fine-tune `model` (in place) with Adam, or load the result from the cache.
+    """Fine-tune `model` (in place, on its device) with Adam, or load the result from the cache.
 
     `origin` must say everything that made `model` (for example the trained model's key and
     the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
-    the fine-tuning settings. `model` must be rebuilt the same way on a rerun.
+    the fine-tuning settings and the precision. `model` must be rebuilt the same way on a rerun.
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs={epochs} must be a non-negative integer")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
+    if not _finite(lr) or lr <= 0:
+        raise ValueError(f"lr={lr!r} must be a finite positive number")
+    if precision not in TRAIN_PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r} is not known; allowed values: {', '.join(TRAIN_PRECISIONS)}"
+        )
     blob = json.dumps(
         {"v": CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-         "seed": seed, "data": splits.info},
+         "seed": seed, "data": splits.info, "precision": precision},
         sort_keys=True, default=str,
     )  # fmt: skip
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
-    device = next(model.parameters()).device
+    device = model_device(model)
     if path.is_file():
         saved = torch.load(path, map_location=device, weights_only=False)
         model.load_state_dict(saved["state_dict"])
         model.eval()
         return FineTuned(model, pd.DataFrame(saved["history"]), saved["before"], saved["test"], key, True)
-    test_loader = data.make_loader(splits.test, eval_batch_size)
-    before = evaluate(model, test_loader, device)
+    test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
+    before = evaluate(model, test_loader)
     history = fit(
         model,
         torch.optim.Adam(model.parameters(), lr=lr),
-        data.make_loader(splits.train, batch_size, shuffle=True, seed=seed),
+        data.make_loader(splits.train, batch_size, shuffle=True, seed=seed, device=device),
         epochs,
         test_loader=test_loader,
         seed=seed,
         progress=progress,
         desc="fine-tune",
+        precision=precision,
     )
     model.eval()
-    test = evaluate(model, test_loader, device)
+    test = evaluate(model, test_loader)
     saved = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test}
     torch_save(path, {**saved, "origin": origin})
     return FineTuned(model, pd.DataFrame(history), before, test, key, False)

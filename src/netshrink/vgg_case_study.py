@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from netshrink import data, decompose, measure, models, prune
+from netshrink.devices import mode, model_device, to_device
 from netshrink.train import TrainConfig
 
 _PUBLISHED_ROWS = [  # (result, parameters, M multiply-adds, test accuracy %)
@@ -56,23 +57,26 @@ def sensitivity(
 ) -> pd.DataFrame:
     """V-F1: test accuracy with the fraction `rate` of one conv layer's filters of smallest L1
     norm removed, no retraining (Li et al. 2017, Figure 2b). The features before the layer are
-    computed once per layer and reused for every rate. One row per (layer, rate)."""
-    model.eval()
-    batches = [(x, y) for x, y in loader]
+    computed once per layer and reused for every rate, on the model's device. One row per (layer, rate)."""
+    device = model_device(model)
+    batches = [to_device((x, y), device) for x, y in loader]
+    n = sum(len(y) for _, y in batches)
+    if n == 0:
+        raise ValueError("loader yielded no examples; sensitivity needs at least one batch")
     rows = []
-    for layer in layers:
-        index = int(layer.split(".")[1])
-        prefix = [model.features[:index](x) for x, _ in batches]
-        for rate in rates:
-            keep = prune.smallest_l1_filters(model.get_submodule(layer), rate)
-            pruned = prune.remove_filters(model, layer, keep).eval()
-            correct = sum(
-                (_head(pruned, pruned.features[index:](p)).argmax(1) == y).sum().item()
-                for p, (_, y) in zip(prefix, batches, strict=True)
-            )
-            n = sum(len(y) for _, y in batches)
-            rows.append({"layer": layer, "rate": rate, "filters left": int(keep.sum()),
-                         "accuracy (%)": 100 * correct / n})  # fmt: skip
+    with mode(model, training=False):
+        for layer in layers:
+            index = int(layer.split(".")[1])
+            prefix = [model.features[:index](x) for x, _ in batches]
+            for rate in rates:
+                keep = prune.smallest_l1_filters(model.get_submodule(layer), rate)
+                pruned = prune.remove_filters(model, layer, keep).eval()
+                correct = sum(
+                    (_head(pruned, pruned.features[index:](p)).argmax(1) == y).sum()
+                    for p, (_, y) in zip(prefix, batches, strict=True)
+                )
+                rows.append({"layer": layer, "rate": rate, "filters left": int(keep.sum()),
+                             "accuracy (%)": 100 * int(correct) / n})  # fmt: skip
     return pd.DataFrame(rows)
 
 
