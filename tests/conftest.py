@@ -18,6 +18,31 @@ def project_root() -> Path:
     return ROOT
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not _cuda_available(), reason="no CUDA device on this machine"),
+            ],
+        ),
+    ]
+)
+def device(request):
+    """Every device a model can run on here: the CPU always, CUDA when present (`-m cuda`)."""
+    import torch
+
+    return torch.device(request.param)
+
+
 @pytest.fixture()
 def results_dir(tmp_path, monkeypatch) -> Path:
     """A private results root for one test."""

@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from netshrink import chapters, report
 
@@ -26,6 +27,19 @@ def test_chapter_produces_every_item(smoke_run, chapter):
             assert path.is_file() and path.stat().st_size > 0, path
         if entry["kind"] == "figure":
             assert {p.rsplit(".", 1)[1] for p in entry["files"]} >= {"png", "svg"}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
+def test_chapter_runs_on_cuda(chapter, tmp_path):
+    from netshrink import runner
+
+    runner.run_chapter(chapter, "smoke", results=tmp_path, overrides={"device": "cuda"}, progress=False)
+    items = report.read_manifest("smoke", tmp_path)["items"]
+    assert all(i in items for i in chapter.items)
+    params = json.loads((tmp_path / "smoke" / chapter.name / "parameters.json").read_text())
+    assert params["device"] == "cuda" and "cuda:" in params["computed on"]
 
 
 def test_baselines_are_sane(smoke_run):

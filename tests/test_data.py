@@ -79,7 +79,7 @@ def _fake_mirror(tmp_path, corrupt=False):
     lines = []
     for f in data.IDX_FILES:
         shutil.copy(src / "MNIST" / "raw" / f"{f}.gz", raw / f"{f}.gz")
-        digest = data._sha256(raw / f"{f}.gz")
+        digest = data.file_sha256(raw / f"{f}.gz")
         if corrupt and f.startswith("t10k-labels"):
             digest = "0" * 64
         lines.append(f"{digest}  MNIST/raw/{f}.gz")
@@ -189,3 +189,107 @@ def test_batches_shuffle_by_seed_and_cover_the_data_once():
     assert len(data.make_loader(ds, 4)) == 3
     with pytest.raises(ValueError, match="batch_size"):
         data.make_loader(ds, 0)
+
+
+# --- bad inputs and damaged files (issue: trust nothing from the cache or the caller) ---------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"classes": "37"}, r"classes='37' must be a list of labels"),
+        ({"augment": "no"}, r"augment='no' must be True or False"),
+        ({"val_size": "5"}, r"val_size='5' must be an integer"),
+        ({"train_size": 1.5}, r"train_size=1.5 must be an integer or None"),
+        ({"seed": None}, r"seed=None must be an integer"),
+        ({"classes": [3, 3.5]}, r"classes\[\]=3.5 must be an integer"),
+    ],
+)
+def test_strings_and_floats_where_integers_belong_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_dataset("mnist", **kwargs)
+
+
+def test_numpy_integers_are_taken_as_integers():
+    splits = data.load_dataset(
+        "mnist", val_size=np.int64(100), train_size=np.int32(300), classes=np.array([3, 7])
+    )
+    assert len(splits.train) == 300 and len(splits.val) == 100 and splits.info["classes"] == [3, 7]
+
+
+def test_identity_names_the_split_not_where_the_files_were():
+    a = data.load_dataset("mnist", val_size=100, train_size=300)
+    assert a.identity == data.load_dataset("mnist", val_size=100, train_size=300).identity
+    assert "source" not in a.identity and a.identity["dataset"] == "mnist"
+    assert (
+        a.identity["indices"]
+        != data.load_dataset("mnist", val_size=100, train_size=300, seed=1).identity["indices"]
+    )
+
+
+@pytest.fixture()
+def mnist_root(tmp_path):
+    """A private data root holding MNIST unpacked from the mirror (with its recorded digests)."""
+    data.load_raw("mnist")
+    root = tmp_path / "root"
+    shutil.copytree(paths.data_root() / "MNIST", root / "MNIST")
+    data._CHECKED.clear()
+    return root
+
+
+def test_a_flipped_byte_in_an_unpacked_idx_file_is_refused_naming_it(mnist_root):
+    data.load_raw("mnist", root=mnist_root, download=False)
+    assert (mnist_root / "MNIST/raw/SHA256SUMS").is_file()
+    path = mnist_root / "MNIST/raw/train-images-idx3-ubyte"
+    blob = bytearray(path.read_bytes())
+    blob[5000] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(data.DataCorruptError, match=r"train-images-idx3-ubyte does not match .*delete .*raw"):
+        data.load_raw("mnist", root=mnist_root, download=False)
+
+
+def test_a_truncated_idx_file_is_refused_naming_it(mnist_root):
+    (mnist_root / "MNIST/raw/SHA256SUMS").unlink()  # files put there by hand: no record yet
+    path = mnist_root / "MNIST/raw/t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(data.DataCorruptError, match=r"cannot read the IDX files in .*MNIST/raw"):
+        data.load_raw("mnist", root=mnist_root, mirror=None, download=False)
+    assert not (mnist_root / "MNIST/raw/SHA256SUMS").exists(), "a file that cannot be read is never recorded"
+
+
+def test_a_damaged_cifar_cache_is_refused_naming_it(tmp_path):
+    cache = tmp_path / data.CIFAR_JPEG_CACHE
+    cache.parent.mkdir(parents=True)
+    arrays = {"x_train": np.zeros((2, 32, 32, 3), np.uint8), "y_train": np.zeros(2, np.int64),
+              "x_test": np.zeros((1, 32, 32, 3), np.uint8), "y_test": np.zeros(1, np.int64)}  # fmt: skip
+    data._savez(cache, arrays)
+    assert data.load_raw("cifar10", root=tmp_path, mirror=None, download=False).x_train.shape == (
+        2,
+        3,
+        32,
+        32,
+    )
+    cache.write_bytes(cache.read_bytes()[:100])
+    data._CHECKED.clear()
+    with pytest.raises(
+        data.DataCorruptError, match=r"cifar10-jpeg.npz does not match .*delete .* to decode it again"
+    ):
+        data.load_raw("cifar10", root=tmp_path, mirror=None, download=False)
+    cache.with_name(cache.name + ".sha256").unlink()  # no record: numpy's error, with the path
+    with pytest.raises(data.DataCorruptError, match=r"cannot read .*cifar10-jpeg.npz \(BadZipFile"):
+        data.load_raw("cifar10", root=tmp_path, mirror=None, download=False)
+
+
+def test_a_bad_line_in_sha256sums_names_the_file_and_line(tmp_path):
+    mirror = _fake_mirror(tmp_path)
+    sums = mirror / "SHA256SUMS"
+    sums.write_text(sums.read_text() + "not-a-digest\n")
+    with pytest.raises(data.DataCorruptError, match=r"SHA256SUMS, line 5: 'not-a-digest' is not"):
+        data.load_raw("mnist", root=tmp_path / "root", mirror=mirror, download=False)
+
+
+def test_a_misspelt_mirror_variable_is_reported_as_such(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETSHRINK_DATA_MIRROR", str(tmp_path / "shraed"))
+    monkeypatch.setattr(data.torchvision.datasets.FashionMNIST, "download", lambda *a, **k: 1 / 0)
+    with pytest.raises(data.DataNotFoundError, match=r"NETSHRINK_DATA_MIRROR='.*shraed' is not a folder"):
+        data.load_raw("fashion-mnist", root=tmp_path / "empty")

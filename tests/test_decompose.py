@@ -1,5 +1,6 @@
 """Each decomposed layer against the dense layer it replaces (as tensorly-torch tests its layers)."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -274,3 +275,13 @@ def test_magnitude_pruning_zeroes_the_smallest_weights_of_one_layer():
         ValueError, match=r"layer='pool' is not a Conv2d or Linear of the model; allowed: conv1"
     ):
         prune.magnitude_prune(net, "pool", 0.5)
+
+
+def test_numpy_integer_ranks_are_ranks():
+    conv = nn.Conv2d(6, 8, 3)
+    a = decompose.decompose_layer(conv, "tucker2", [np.int64(3), np.int64(4)])
+    b = decompose.decompose_layer(conv, "tucker2", [3, 4])
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    assert decompose.decompose_layer(conv, "tucker1", np.int32(5))[1].out_channels == 8
+    with pytest.raises(ValueError, match=r"out of range; allowed: integers 1..8"):
+        decompose.decompose_layer(conv, "tucker1", np.int64(9))

@@ -254,8 +254,8 @@ def test_pruning_a_conv_layer_removes_channels():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda n, v: importance.prune_exhaustive(n, "hidden.0", v, tol=-0.1), r"tol=-0.1 must be >= 0"),
-        (lambda n, v: importance.prune_greedy(n, "hidden.0", v, important=-1), r"important=-1 must be >= 0"),
+        (lambda n, v: importance.prune_exhaustive(n, "hidden.0", v, tol=-0.1), r"tol=-0.1 must be a finite number >= 0"),
+        (lambda n, v: importance.prune_greedy(n, "hidden.0", v, important=-1), r"important=-1 must be a finite number >= 0"),
         (lambda n, v: importance.prune_greedy(n, "hidden.0", v, tol=0.1, important=0.01), r"important=0.01"),
         (lambda n, v: importance.prune_once(n, "hidden.3", v), r"layer='hidden.3' does not exist"),
         (lambda n, v: importance.prune_greedy(n, "out", v), r"layer='out' is the output layer"),
@@ -325,3 +325,17 @@ def test_exhaustive_pruning_can_stop_at_a_multiple_of_a_width():
     assert result.nodes_left % 8 == 0 and result.nodes_left < 24
     with pytest.raises(ValueError, match="multiple=0 must be a positive integer"):
         importance.prune_exhaustive(net, "hidden.0", val, multiple=0)
+
+
+@pytest.mark.parametrize("tol", [float("nan"), float("inf"), -1e-9, "0.1", None])
+def test_classify_refuses_a_tolerance_that_is_not_a_finite_number(tol):
+    with pytest.raises(ValueError, match=r"tol=.* must be a finite number >= 0"):
+        importance.classify(torch.zeros(3), tol=tol)
+
+
+def test_loss_change_on_an_empty_loader_is_an_error_not_nan():
+    net = models.MLP(in_features=20, hidden=(16,)).eval()
+    with pytest.raises(ValueError, match=r"loader yielded no examples"):
+        importance.loss_change(net, "hidden.0", [])
+    with pytest.raises(ValueError, match=r"loader yielded no examples"):
+        importance.loss_change_naive(net, "hidden.0", [])

@@ -241,3 +241,18 @@ def test_smallest_l1_filters_and_bad_requests():
         prune.remove_filters(net, "features.1", keep)
     with pytest.raises(ValueError, match=r"layer='features.99' is not a conv layer"):
         prune.remove_filters(net, "features.99", keep)
+
+
+@pytest.mark.parametrize("chunk", [0, -1, 2.5, True])
+def test_mask_evaluation_refuses_a_chunk_that_is_not_a_positive_integer(chunk):
+    net = models.MLP(in_features=8, hidden=(6,)).eval()
+    masks = torch.ones(2, 6, dtype=torch.bool)
+    loader = [(torch.randn(4, 8), torch.randint(0, 10, (4,)))]
+    with pytest.raises(ValueError, match=r"chunk=.* must be a positive integer"):
+        prune.evaluate_masks(net, "hidden.0", masks, loader, chunk=chunk)
+
+
+def test_mask_evaluation_on_an_empty_loader_is_an_error():
+    net = models.MLP(in_features=8, hidden=(6,)).eval()
+    with pytest.raises(ValueError, match=r"loader yielded no examples"):
+        prune.evaluate_masks(net, "hidden.0", torch.ones(2, 6, dtype=torch.bool), [])

@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from netshrink import chapters, runner
+from netshrink.report import PROFILES
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
@@ -52,18 +53,42 @@ def test_unknown_profile_and_chapter_are_refused(capsys):
 
 def test_unknown_parameter_is_refused(project_root, results_dir):
     chapter = chapters.CHAPTERS["baselines"]
-    with pytest.raises(ValueError, match=r"parameters \['epochs'\] are not in"):
+    with pytest.raises(ValueError, match=r"has no parameter 'epochs' \(did you mean 'mlp_epochs'\?\)"):
         runner.run_chapter(chapter, "smoke", overrides={"epochs": 3}, results=results_dir)
 
 
-def test_bad_parameter_value_fails_the_chapter_with_a_clear_error(project_root, results_dir):
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"cifar_aug_epochs": -1}, r"cifar_aug_epochs=-1 is out of range; allowed: an integer >= 0"),
+        ({"mlp_epochs": "3"}, r"mlp_epochs='3' must be an integer >= 0"),
+        ({"mnist_train_size": 0}, r"mnist_train_size=0 is out of range"),
+        ({"device": "tpu"}, r"device='tpu' is not known; allowed values: auto, cpu, cuda"),
+    ],
+)
+def test_bad_parameter_value_is_refused_before_any_work(project_root, results_dir, overrides, message):
     chapter = chapters.CHAPTERS["baselines"]
-    with pytest.raises(runner.ChapterFailed, match="epochs=-1 must be a non-negative integer"):
-        runner.run_chapter(
-            chapter, "smoke", overrides={"mlp_epochs": -1}, results=results_dir, progress=False
-        )
-    assert not (results_dir / "smoke" / "notebooks" / "01_baselines.ipynb").exists()
-    assert (results_dir / "smoke" / "notebooks" / "01_baselines.failed.ipynb").is_file()
+    with pytest.raises(ValueError, match=r"chapters/01_baselines.ipynb: " + message):
+        runner.run_chapter(chapter, "smoke", overrides=overrides, results=results_dir, progress=False)
+    assert not results_dir.exists() or not any(results_dir.rglob("*.*")), "nothing may be written"
+
+
+def test_runner_takes_papermill_style_parameters_and_checks_them_all_first(capsys):
+    assert runner.main(["--profile", "smoke", "--no-build", "-p", "mlp_epoch", "1"]) == 2
+    assert (
+        "no selected chapter has a parameter 'mlp_epoch' (did you mean 'mlp_epochs'?)"
+        in capsys.readouterr().err
+    )
+    # a bad value of the last chapter stops the run before the first chapter starts
+    assert runner.main(["--profile", "smoke", "--no-build", "-p", "max_rate", "2"]) == 2
+    assert "05_vgg_case_study.ipynb: max_rate=2.0 is out of range" in capsys.readouterr().err
+    chapters_ = chapters.select("baselines vgg_case_study")
+    parsed = runner.parse_overrides([["seed", "3"], ["width", "0.5"], ["sensitivity_rates", "[0.5]"]],
+                                    chapters_, runner.paths.project_root())  # fmt: skip
+    assert parsed == {
+        "baselines": {"seed": 3},
+        "vgg_case_study": {"seed": 3, "width": 0.5, "sensitivity_rates": [0.5]},
+    }
 
 
 def test_a_failing_chapter_shows_the_failing_cell(tmp_path, project_root):
@@ -92,3 +117,48 @@ def test_a_failing_chapter_shows_the_failing_cell(tmp_path, project_root):
     injected = [c for c in failed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "x = 2" in injected[0].source
     assert json.loads(json.dumps(failed))  # a readable notebook, kept for inspection
+
+
+def test_a_failed_rerun_leaves_the_last_good_results_whole(tmp_path, project_root):
+    root = tmp_path / "book"
+    (root / "chapters").mkdir(parents=True)
+    shutil.copy(project_root / "_toc.yml", root / "_toc.yml")
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "profile = 'quick'\nx = 1\ndevice = 'auto'\nprecision = 'auto'",
+                metadata={"tags": ["parameters"]},
+            ),
+            nbformat.v4.new_code_cell(
+                "import pandas as pd\nfrom netshrink.report import Report\n"
+                "r = Report('tiny', profile, {'x': x}, display=False)\n"
+                "r.table('X-T1', pd.DataFrame({'a': [x]}), 'x itself')\n"
+                "if x < 0:\n    raise RuntimeError('negative x')"
+            ),
+        ]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "chapters" / "tiny.ipynb")
+    tiny = chapters.Chapter("tiny", "chapters/tiny.ipynb", "Tiny", ("X-T1",), {p: {"x": 2} for p in PROFILES})
+    results = tmp_path / "results"
+    csv = results / "smoke" / "tiny" / "X-T1.csv"
+    executed = runner.run_chapter(tiny, "smoke", root=root, results=results, progress=False)
+    assert "2" in csv.read_text()
+
+    with pytest.raises(runner.ChapterFailed, match="negative x"):
+        runner.run_chapter(tiny, "smoke", root=root, results=results, overrides={"x": -5}, progress=False)
+    assert csv.read_text().splitlines()[1].endswith(",2"), "the good table was replaced"
+    entry = runner.read_manifest("smoke", results)["items"]["X-T1"]
+    assert entry["params"]["x"] == 2
+    assert executed.is_file() and executed.with_suffix(".failed.ipynb").is_file()
+    assert [p.name for p in results.iterdir()] == ["smoke"], "a staging folder was left behind"
+
+    runner.run_chapter(tiny, "smoke", root=root, results=results, overrides={"x": 3}, progress=False)
+    assert csv.read_text().splitlines()[1].endswith(",3")
+    assert not executed.with_suffix(".failed.ipynb").exists()
+    assert sorted(p.name for p in (results / "smoke").iterdir()) == [
+        "manifest.json",
+        "manifest.lock",
+        "notebooks",
+        "tiny",
+    ]

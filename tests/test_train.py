@@ -1,4 +1,8 @@
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -57,6 +61,11 @@ def test_config_key_is_stable_and_covers_every_field():
         ({"model": "bert"}, "model='bert'"),
         ({"lr": 0}, "lr=0"),
         ({"schedule": "step"}, "schedule='step'"),
+        ({"lr": float("inf")}, r"lr=inf must be a finite positive number"),
+        ({"lr": float("nan")}, r"lr=nan must be a finite positive number"),
+        ({"weight_decay": float("nan")}, r"weight_decay=nan must be a finite number >= 0"),
+        ({"momentum": -0.1}, r"momentum=-0.1 must be a finite number >= 0"),
+        ({"precision": "float16"}, r"precision='float16' is not known; allowed values: float32, bfloat16"),
     ],
 )
 def test_bad_config_is_refused(kw, message):
@@ -93,19 +102,19 @@ def test_interrupted_training_resumes_where_it_stopped(data_root, tmp_path, monk
 
     other = tmp_path / "other"
     shutil.copytree(data_root / "MNIST", other / "MNIST")
-    real_save = train.torch_save
+    real_save = train.save_verified
 
-    def save_then_crash(path, obj):
-        real_save(path, obj)
+    def save_then_crash(path, obj, record):
+        real_save(path, obj, record)
         if path.name == "checkpoint.pt" and obj["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "torch_save", save_then_crash)
+    monkeypatch.setattr(train, "save_verified", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train.train_cached(cfg, root=other, progress=False)
     folder = train.model_dir(cfg, other)
     assert (folder / "checkpoint.pt").is_file() and not (folder / "model.pt").exists()
-    monkeypatch.setattr(train, "torch_save", real_save)
+    monkeypatch.setattr(train, "save_verified", real_save)
     resumed = train.train_cached(cfg, root=other, progress=False)
     assert list(resumed.history["epoch"]) == [1, 2, 3]
     assert resumed.test == unbroken.test
@@ -142,3 +151,94 @@ def test_training_starts_from_stored_initial_weights(data_root):
     assert torch.equal(result.model.hidden[0].weight, start.hidden[0].weight)
     with pytest.raises(FileNotFoundError, match="init='0000000000000000'"):
         train.initial_model(config(init="0" * 16), root=data_root)
+
+
+# --- the cache trusts nothing it did not check --------------------------------------------------
+
+
+def test_splits_of_another_data_set_are_refused_before_training(data_root):
+    fashion = data.load_dataset("fashion-mnist", **SMALL)
+    with pytest.raises(
+        ValueError,
+        match=r"splits do not match config .*dataset='fashion-mnist' \(the configuration asks for 'mnist'\)",
+    ):
+        train.train_cached(config(), splits=fashion, root=data_root, progress=False)
+    other_seed = data.load_dataset("mnist", root=data_root, **SMALL, seed=1)
+    with pytest.raises(ValueError, match=r"seed=1 \(the configuration asks for 0\)"):
+        train.train_cached(config(), splits=other_seed, root=data_root, progress=False)
+    assert not train.model_dir(config(), data_root).exists()
+
+
+def _retrained(data_root, cfg, damage, match):
+    first = train.train_cached(cfg, root=data_root, progress=False)
+    final = train.model_dir(cfg, data_root) / "model.pt"
+    damage(final)
+    with pytest.warns(train.CacheWarning, match=match):
+        again = train.train_cached(cfg, root=data_root, progress=False)
+    assert not again.cached and again.test == first.test  # trained anew, the same way
+    assert list(final.parent.glob("model.pt.refused-*")), "the refused file is kept aside"
+    assert train.train_cached(cfg, root=data_root, progress=False).cached
+    return again
+
+
+def _flip_byte(path):
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x40
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (_flip_byte, r"model.pt: the file does not match the SHA-256 in model.json \(damaged\)"),
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), r"model.pt: the file does not match the SHA-256"),
+        (lambda p: p.write_bytes(b""), r"model.pt: the file does not match the SHA-256"),
+        (lambda p: p.with_suffix(".json").unlink(), r"model.pt: no readable record model.json"),
+    ],
+    ids=["flipped byte", "truncated", "empty", "no record"],
+)
+def test_a_damaged_cached_model_is_set_aside_and_trained_again(data_root, damage, match):
+    _retrained(data_root, config(epochs=1), damage, match)
+
+
+def test_a_cached_model_made_from_other_data_is_never_loaded(data_root):
+    def other_data(path):
+        record = json.loads(path.with_suffix(".json").read_text())
+        record["data"]["indices"] = "0123456789abcdef"
+        path.with_suffix(".json").write_text(json.dumps(record))
+
+    _retrained(data_root, config(epochs=1), other_data, r"model.pt: made with other data than asked")
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(data_root):
+    cfg = config(epochs=1)
+    folder = train.model_dir(cfg, data_root)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (folder / "checkpoint.json").write_text("{}")
+    with pytest.warns(train.CacheWarning, match=r"checkpoint.pt: the file does not match"):
+        result = train.train_cached(cfg, root=data_root, progress=False)
+    assert list(result.history["epoch"]) == [1] and result.test["acc"] > 0.5
+
+
+def test_damaged_initial_weights_are_refused_naming_the_file(data_root):
+    key = train.store_init(train.initial_model(config()), root=data_root)
+    path = data_root / "models" / "inits" / f"{key}.pt"
+    assert train.initial_model(config(init=key), root=data_root) is not None
+    _flip_byte(path)
+    with pytest.raises(ValueError, match=rf"init='{key}': .*{key}.pt (does not match its key|cannot read)"):
+        train.initial_model(config(init=key), root=data_root)
+
+
+def test_temporary_files_of_a_killed_process_are_removed_on_the_next_run(data_root):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cfg = config(epochs=1)
+    folder = train.model_dir(cfg, data_root)
+    folder.mkdir(parents=True)
+    stale = folder / f".checkpoint.{dead.pid}.abc123.tmp.pt"
+    live = folder / f".checkpoint.{os.getpid()}.abc123.tmp.pt"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"mine")
+    train.train_cached(cfg, root=data_root, progress=False)
+    assert not stale.exists() and live.exists()

@@ -19,12 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from netshrink import devices, train
+from netshrink import devices, parameters, train
 from netshrink.data import DataSplits
 from netshrink.report import Report, check_profile
 
 # Every chapter's device and precision parameters (the same in every profile).
 RUNTIME = {"device": "auto", "precision": "auto"}
+# Plain values IPython keeps in a notebook's globals: not parameters, never strays.
+_NOTEBOOK_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+_PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
 
 
 @dataclass
@@ -71,14 +74,27 @@ class Chapter:
         return {"profile": profile, **self.profiles[profile], **RUNTIME}
 
     def collect(self, namespace: dict[str, Any]) -> dict[str, Any]:
-        """The values of this chapter's parameters in `namespace` (a notebook's `globals()`)."""
-        return {name: namespace[name] for name in self.parameters("quick")}
+        """This chapter's parameters in `namespace` (a notebook's `globals()`), checked by
+        `parameters.check` under the notebook's names. A plain value (number, string, list,
+        mapping) in `namespace` that is no parameter is an error: papermill injects a misspelt
+        `-p NAME` as a new variable and only warns."""
+        known = self.parameters("quick")
+        missing = [name for name in known if name not in namespace]
+        if missing:
+            raise ValueError(f"{self.notebook}'s parameters cell lacks {missing}")
+        strays = {name: value for name, value in namespace.items()
+                  if name not in known and not name.startswith("_") and name not in _NOTEBOOK_NAMES
+                  and isinstance(value, _PLAIN)}  # fmt: skip
+        given = {name: namespace[name] for name in known}
+        return parameters.check(self.notebook, {**given, **strays}, known)
 
     def start(self, namespace: dict[str, Any], *, display: bool = True) -> ChapterRun:
-        """Set a chapter up from its notebook's parameters (`globals()`): resolve the device
-        (`auto`: CUDA when present) and the precision (`auto`: bfloat16 on CUDA, float32 on the
-        CPU) before any work, and open the report, whose parameters and captions name both."""
+        """Set a chapter up from its notebook's parameters (`globals()`) before any work: check
+        every value (`parameters.check`; converted values are written back into `namespace`),
+        resolve the device (`auto`: CUDA when present) and the precision (`auto`: bfloat16 on
+        CUDA, float32 on the CPU), and open the report, whose parameters and captions name both."""
         params = self.collect(namespace)
+        namespace.update(params)
         device = devices.resolve_device(params["device"])
         precision = devices.resolve_precision(params["precision"], device)
         report = Report(self.name, params["profile"], params, display=display,

@@ -15,6 +15,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import numbers
+import os
+import re
 import shutil
 import tarfile
 from collections.abc import Sequence
@@ -28,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from netshrink import paths
-from netshrink.io import atomic_path, write_with
+from netshrink.io import atomic_path, file_sha256, write_text, write_with
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 
@@ -56,6 +59,10 @@ class DataNotFoundError(FileNotFoundError):
     """No copy of a data set in the data root or the mirror, and the download failed."""
 
 
+class DataCorruptError(ValueError):
+    """A data file does not match its recorded digest, or cannot be read."""
+
+
 @dataclass(frozen=True)
 class RawData:
     """A data set as uint8 arrays: images (N, C, H, W), labels (N,)."""
@@ -79,12 +86,20 @@ def check_dataset(name: str) -> str:
     return key
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def read_sums(sums_file: Path) -> dict[str, str]:
+    """`<sha256>  <relative path>` lines -> {path: sha256}; a malformed line is an error naming
+    the file and the line."""
+    sums = {}
+    for number, line in enumerate(sums_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            raise DataCorruptError(
+                f"{sums_file}, line {number}: {line!r} is not '<sha256>  <path>'; repair or replace the file"
+            )
+        sums[parts[1].strip().lstrip("*")] = parts[0].lower()
+    return sums
 
 
 def verify_mirror_file(mirror: Path, relpath: str) -> Path:
@@ -93,13 +108,10 @@ def verify_mirror_file(mirror: Path, relpath: str) -> Path:
     path = mirror / relpath
     if not sums_file.is_file():
         raise DataNotFoundError(f"mirror {mirror} has no SHA256SUMS to check {relpath} against")
-    sums = dict(
-        reversed(line.split(maxsplit=1)) for line in sums_file.read_text().splitlines() if line.strip()
-    )
-    expected = sums.get(relpath)
+    expected = read_sums(sums_file).get(relpath)
     if expected is None:
         raise DataNotFoundError(f"{relpath} is not listed in {sums_file}")
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise DataNotFoundError(
             f"{path} does not match {sums_file}: sha256 {actual}, expected {expected}; "
@@ -108,10 +120,51 @@ def verify_mirror_file(mirror: Path, relpath: str) -> Path:
     return path
 
 
+_CHECKED: set[tuple[str, int, int]] = set()  # files verified in this process: (path, size, mtime)
+
+
+def record_digests(files: Sequence[Path], sums_file: Path) -> None:
+    """Write the SHA-256 of `files` (beside `sums_file`) into `sums_file`."""
+    lines = [f"{file_sha256(f)}  {f.name}\n" for f in files]
+    write_text(sums_file, "".join(lines))
+    _CHECKED.update(_stamp(f) for f in files)
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def check_digests(files: Sequence[Path], sums_file: Path, rebuild: str) -> None:
+    """Check `files` against the digests recorded in `sums_file` (once per process and file
+    version); nothing to check without a record (files put there by hand: the caller records
+    them once they have been read). A mismatch is a `DataCorruptError` naming the file and
+    saying how to rebuild it (`rebuild`)."""
+    if not sums_file.is_file():
+        return
+    sums = read_sums(sums_file)
+    for f in files:
+        if _stamp(f) in _CHECKED:
+            continue
+        expected = sums.get(f.name)
+        if expected is None or file_sha256(f) != expected:
+            raise DataCorruptError(
+                f"{f} does not match its recorded digest in {sums_file} (damaged or replaced); {rebuild}"
+            )
+        _CHECKED.add(_stamp(f))
+
+
+def _no_mirror() -> str:
+    env = os.environ.get("NETSHRINK_DATA_MIRROR")
+    if env:
+        return f"no mirror (NETSHRINK_DATA_MIRROR={env!r} is not a folder: check its spelling)"
+    if env is not None:
+        return "no mirror (NETSHRINK_DATA_MIRROR is set empty)"
+    return "no mirror (NETSHRINK_DATA_MIRROR unset and ../shared/data absent)"
+
+
 def _not_found(name: str, root: Path, mirror: Path | None, layout: str, err: Exception) -> DataNotFoundError:
-    where = (
-        f"mirror {mirror}" if mirror else "no mirror (NETSHRINK_DATA_MIRROR unset and ../shared/data absent)"
-    )
+    where = f"mirror {mirror}" if mirror else _no_mirror()
     return DataNotFoundError(
         f"{name} not found: not in the data root {root}, {where}, and torchvision's download failed "
         f"({type(err).__name__}: {err}). To get it, put {layout} under {root}, or set "
@@ -144,8 +197,20 @@ def _mnist_like(name: str, root: Path, mirror: Path | None, download: bool) -> R
             raise _not_found(
                 folder, root, mirror, f"{folder}/raw/<IDX files>", RuntimeError("download=False")
             )
-    train = _TORCHVISION[name](root, train=True, download=False)
-    test = _TORCHVISION[name](root, train=False, download=False)
+    rebuild = f"delete {raw} and rerun to unpack it again from the mirror (or download it)"
+    files, sums_file = [raw / f for f in IDX_FILES], raw / "SHA256SUMS"
+    if source != "data root":
+        record_digests(files, sums_file)
+    check_digests(files, sums_file, rebuild)
+    try:
+        train = _TORCHVISION[name](root, train=True, download=False)
+        test = _TORCHVISION[name](root, train=False, download=False)
+    except Exception as err:  # noqa: BLE001 - torchvision's errors name no file
+        raise DataCorruptError(
+            f"cannot read the IDX files in {raw} ({type(err).__name__}: {err}); {rebuild}"
+        ) from err
+    if not sums_file.is_file():
+        record_digests(files, sums_file)  # read cleanly: recorded for the next run
     classes = tuple(str(i) for i in range(10)) if name == "mnist" else FASHION_CLASSES
     return RawData(
         label="MNIST" if name == "mnist" else "Fashion-MNIST",
@@ -208,8 +273,18 @@ def _cifar10(root: Path, mirror: Path | None, download: bool) -> RawData:
         else:
             raise _not_found("CIFAR-10", root, mirror, CIFAR_JPEG_TAR, RuntimeError("download=False"))
         arrays = decode_cifar_jpeg_tar(tar)
-        write_with(cache, lambda tmp: np.savez(tmp.open("wb"), **arrays))
-    arrays = np.load(cache)
+        write_with(cache, lambda tmp: _savez(tmp, arrays))
+        record_digests([cache], cache.with_name(cache.name + ".sha256"))
+    rebuild = f"delete {cache} to decode it again from the JPEG tarball"
+    sums_file = cache.with_name(cache.name + ".sha256")
+    check_digests([cache], sums_file, rebuild)
+    try:
+        with np.load(cache) as npz:
+            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except Exception as err:  # noqa: BLE001 - numpy's errors (BadZipFile, KeyError) name no file
+        raise DataCorruptError(f"cannot read {cache} ({type(err).__name__}: {err}); {rebuild}") from err
+    if not sums_file.is_file():
+        record_digests([cache], sums_file)
     return RawData(
         label="CIFAR-10 (JPEG copy)",
         classes=CIFAR10_CLASSES,
@@ -219,6 +294,11 @@ def _cifar10(root: Path, mirror: Path | None, download: bool) -> RawData:
         y_test=torch.from_numpy(arrays["y_test"]),
         source=source,
     )
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
 
 
 def _cifar10_original(root: Path, source: str, download: bool = False) -> RawData:
@@ -349,6 +429,29 @@ class DataSplits:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def identity(self) -> dict:
+        """What makes these splits what they are (data set, sizes, seed, classes, augmentation and
+        a digest of the split indices), not where the files were found: the caches' data key."""
+        return {k: v for k, v in self.info.items() if k != "source"}
+
+
+def _integer(name: str, value: object, optional: bool = False) -> int | None:
+    """An int from an int or numpy integer; None when `optional`; else a ValueError naming `name`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={value!r} must be an integer" + (" or None" if optional else ""))
+    return int(value)
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """16 hex digits of the SHA-256 of integer tensors (the split indices)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.to(torch.int64).numpy().tobytes() + b"|")
+    return h.hexdigest()[:16]
+
 
 def augmentation(name: str) -> Augment:
     """The standard augmentation: random 32x32 crop with 4-pixel padding and horizontal flip
@@ -381,12 +484,21 @@ def load_dataset(
     `test_size` a seeded random subset of the test set. `classes` keeps only those
     labels, relabelled 0..k-1 in the order given (e.g. (3, 4, 7) -> 0, 1, 2).
     """
-    raw = load_raw(name, root)
     key = check_dataset(name)
+    if not isinstance(augment, bool):
+        raise ValueError(f"augment={augment!r} must be True or False")
+    val_size = _integer("val_size", val_size)
+    train_size = _integer("train_size", train_size, optional=True)
+    test_size = _integer("test_size", test_size, optional=True)
+    seed = _integer("seed", seed)
+    if classes is not None:
+        if isinstance(classes, str | bytes) or not hasattr(classes, "__iter__"):
+            raise ValueError(f"classes={classes!r} must be a list of labels, e.g. [3, 7]")
+        classes = [_integer("classes[]", c) for c in classes]
+    raw = load_raw(name, root)
     x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     class_names = raw.classes
     if classes is not None:
-        classes = [int(c) for c in classes]
         bad = [c for c in classes if not 0 <= c < len(raw.classes)]
         if bad or len(set(classes)) != len(classes) or not classes:
             raise ValueError(
@@ -414,8 +526,6 @@ def load_dataset(
     def to_float(x: torch.Tensor) -> torch.Tensor:
         return x.float().div_(255.0)
 
-    if not isinstance(augment, bool):
-        raise ValueError(f"augment={augment!r} must be True or False")
     batch_augment = augmentation(key) if augment else None
     return DataSplits(
         name=key,
@@ -425,6 +535,8 @@ def load_dataset(
         val=ImageDataset(to_float(x_train[val_idx]), y_train[val_idx]),
         test=ImageDataset(to_float(x_test[test_idx]), y_test[test_idx]),
         info={
+            "dataset": key,
+            "indices": _digest(train_idx, val_idx, test_idx, torch.tensor(classes or [])),
             "source": raw.source,
             "n_train": len(train_idx),
             "n_val": val_size,

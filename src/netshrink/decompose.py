@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,14 +50,15 @@ RANK_RULES = ("vbmf", "an energy fraction in (0, 1)")
 
 
 def _check_rank(name: str, value: Any, upper: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+    """An int (numpy integers too) in 1..upper, else a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= upper:
         raise ValueError(f"{name}={value!r} is out of range; allowed: integers 1..{upper}")
-    return value
+    return int(value)
 
 
 def _pair(rank: int | Sequence[int], name: str = "rank") -> tuple[int, int]:
-    if isinstance(rank, int) and not isinstance(rank, bool):
-        return rank, rank
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+        return int(rank), int(rank)
     if isinstance(rank, Sequence) and len(rank) == 2:
         return rank[0], rank[1]
     raise ValueError(f"{name}={rank!r} must be an integer or a pair (rank_in, rank_out)")
@@ -479,7 +481,9 @@ def select_rank(weight: torch.Tensor, mode: int, rule: str | float) -> int:
 
 def _resolve(layer: nn.Module, method: str, rank: Any) -> Any:
     """Turn a rule ('vbmf' or an energy fraction) into explicit ranks for a Tucker method."""
-    if isinstance(rank, int | list | tuple) and not isinstance(rank, bool):
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+        return int(rank)
+    if isinstance(rank, list | tuple):
         return rank
     if method not in ("tucker1", "tucker2"):
         raise ValueError(f"rank={rank!r} for method {method!r}: rank rules apply to tucker1 and tucker2 only")

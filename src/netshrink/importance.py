@@ -13,6 +13,8 @@ removing the node.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -372,8 +374,7 @@ def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.T
 def classify(importance: torch.Tensor, tol: float) -> np.ndarray:
     """'important' (removal raises the loss by more than tol), 'worse' (removal lowers it by more
     than tol), else 'zero'."""
-    if tol < 0:
-        raise ValueError(f"tol={tol} must be >= 0")
+    _check_tol("tol", tol)
     imp = torch.as_tensor(importance).cpu().numpy()
     return np.where(imp > tol, "important", np.where(imp < -tol, "worse", "zero"))
 
@@ -452,9 +453,15 @@ class PruneResult:
 
 
 def _check_tol(name: str, value: float) -> float:
-    if not value >= 0:
-        raise ValueError(f"{name}={value} must be >= 0")
-    return value
+    """A finite number >= 0 (NaN and infinity refused), else a ValueError naming `name`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+    return float(value)
 
 
 def _step(step: int, node: int, change: float, result: Ablations, row: int, evaluations: int, start: float):

@@ -1,9 +1,15 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes: a reader never sees a half-written file, and no temporary file outlives
+its process (removed on an exception or SIGTERM; a killed process's are removed by the next
+run's `remove_stale`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,16 +18,27 @@ from typing import Any
 
 import torch
 
+# `.<stem>.<pid>.<random>.tmp<suffix>` (files) and `.<name>.<pid>.run` / `.<name>.old-<pid>` (folders)
+_STALE = re.compile(r"^\.(?:.+)\.(\d+)\.[^.]+\.tmp(?:\.[^.]+)?$|^\.(?:.+)\.(?:old-|run-)(\d+)$")
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`.
-
-    On an exception the temporary file is removed and `path` is left untouched.
-    """
+def atomic_path(path: Path | str, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is flushed to disk (`fsync`) and
+    renamed onto `path`. On an exception the temporary file is removed and `path` is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.{os.getpid()}.", suffix=f".tmp{path.suffix}"
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -29,7 +46,11 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        if fsync:
+            _fsync(tmp_path)
         os.replace(tmp_path, path)
+        if fsync:
+            _fsync(path.parent, directory=True)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -52,3 +73,54 @@ def write_with(path: Path | str, writer: Callable[[Path], None]) -> None:
     """Call `writer(tmp)` and move the result onto `path` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(folder: Path | str) -> list[Path]:
+    """Remove the temporary files and folders in `folder` (not below it) that a process which
+    no longer runs left behind; return what was removed."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _STALE.match(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit(143) in the main thread, so that `finally` blocks (which
+    remove temporary files) run as they do on Ctrl-C."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +69,34 @@ def read_manifest(profile: str, root: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         return {"profile": profile, "items": {}}
     return json.loads(path.read_text())
+
+
+def publish(chapter: str, profile: str, staging: Path, root: Path | None = None) -> None:
+    """Replace chapter `chapter`'s results in `root` (default: the results root) by those a run
+    wrote under the results root `staging`, as a whole: its folder is swapped in by renames and
+    its manifest entries replace the old ones under the manifest's lock."""
+    root = Path(root) if root is not None else paths.results_root()
+    new_dir, target = staging / profile / chapter, root / profile / chapter
+    if not new_dir.is_dir():
+        raise FileNotFoundError(f"the run of chapter {chapter!r} wrote no results under {staging / profile}")
+    made = read_manifest(profile, staging)
+    manifest_path = root / profile / "manifest.json"
+    with _locked(manifest_path):
+        manifest = read_manifest(profile, root)
+        manifest["items"] = {
+            **{k: v for k, v in manifest["items"].items() if v.get("chapter") != chapter},
+            **{k: v for k, v in made["items"].items() if v.get("chapter") == chapter},
+        }
+        for key in ("comparisons", "compression"):
+            manifest.setdefault(key, {}).pop(chapter, None)
+            if chapter in made.get(key, {}):
+                manifest[key][chapter] = made[key][chapter]
+        old = target.with_name(f".{chapter}.old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        new_dir.rename(target)
+        write_json(manifest_path, manifest)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class Report:

@@ -12,6 +12,7 @@ notebook, so the committed notebooks stay free of outputs.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shutil
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import papermill as pm
+import yaml
 
-from netshrink import pages, paths
+from netshrink import pages, parameters, paths
 from netshrink.chapters import CHAPTERS, Chapter, select
-from netshrink.io import atomic_path
-from netshrink.report import check_profile, read_manifest
+from netshrink.io import atomic_path, exit_on_sigterm, remove_stale, write_with
+from netshrink.report import check_profile, publish, read_manifest
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
@@ -43,15 +45,12 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
 
 
-def check_parameters(chapter: Chapter, params: dict[str, Any], root: Path) -> None:
-    """Raise a ValueError for a parameter the chapter's parameters cell does not declare."""
+def check_parameters(chapter: Chapter, params: dict[str, Any], root: Path) -> dict[str, Any]:
+    """`params` checked under the notebook's names (`parameters.check`): a name the chapter's
+    parameters cell does not declare, or a value outside its rule, is a ValueError. Returns the
+    converted values."""
     known = notebook_parameters(root / chapter.notebook)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(
-            f"parameters {unknown} are not in {chapter.notebook}'s parameters cell; "
-            f"allowed: {', '.join(sorted(known))}"
-        )
+    return parameters.check(chapter.notebook, params, known)
 
 
 @contextmanager
@@ -81,30 +80,39 @@ def run_chapter(
     """Execute one chapter; return the executed notebook's path."""
     root = root or paths.project_root()
     results = results or paths.results_root()
-    params = {**chapter.parameters(profile), **(overrides or {})}
-    check_parameters(chapter, params, root)
-    out = results / profile / "notebooks" / f"{chapter.stem}.ipynb"
+    params = check_parameters(chapter, {**chapter.parameters(profile), **(overrides or {})}, root)
+    notebooks = results / profile / "notebooks"
+    out = notebooks / f"{chapter.stem}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
-    failed.unlink(missing_ok=True)
-    with atomic_path(out) as tmp, _environment(NETSHRINK_RESULTS=str(results)):
-        try:
-            pm.execute_notebook(
-                str(root / chapter.notebook),
-                str(tmp),
-                parameters=params,
-                cwd=str(root),
-                kernel_name="python3",
-                progress_bar=progress,
-                report_mode=False,
-            )
-        except pm.PapermillExecutionError as err:
-            shutil.copy(tmp, failed)
-            raise ChapterFailed(
-                f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-                f"Failing cell:\n{err.source}\n\nTraceback:\n"
-                + "\n".join(err.traceback)
-                + f"\n\nThe executed notebook is at {failed}"
-            ) from err
+    for folder in (results, results / profile, notebooks):
+        remove_stale(folder)
+    staging = results / f".{chapter.name}.run-{os.getpid()}"  # a fresh results root for this run
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with atomic_path(out) as tmp, _environment(NETSHRINK_RESULTS=str(staging)):
+            try:
+                pm.execute_notebook(
+                    str(root / chapter.notebook),
+                    str(tmp),
+                    parameters=params,
+                    cwd=str(root),
+                    kernel_name="python3",
+                    progress_bar=progress,
+                    report_mode=False,
+                )
+            except pm.PapermillExecutionError as err:
+                write_with(failed, lambda path: shutil.copy(tmp, path))
+                raise ChapterFailed(
+                    f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
+                    f"Failing cell:\n{err.source}\n\nTraceback:\n"
+                    + "\n".join(err.traceback)
+                    + f"\n\nThe executed notebook is at {failed}; the results of the last "
+                    f"successful run are left as they were."
+                ) from err
+            publish(chapter.name, profile, staging, results)
+        failed.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -167,18 +175,50 @@ def build_book(
     return proc
 
 
+def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path) -> dict[str, dict[str, Any]]:
+    """`-p NAME VALUE` pairs -> {chapter name: overrides}. A VALUE is read as YAML, as papermill's
+    `-y` does (`3`, `0.5`, `null`, `[1, 2]`, `vbmf`); each NAME goes to every selected chapter
+    whose parameters cell declares it, and one that none declares is an error."""
+    known = {c.name: notebook_parameters(root / c.notebook) for c in chapters}
+    out: dict[str, dict[str, Any]] = {c.name: {} for c in chapters}
+    for name, text in pairs:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"-p {name} {text!r}: not a YAML value ({err})") from None
+        takers = [c.name for c in chapters if name in known[c.name]]
+        if not takers:
+            every = sorted(set().union(*known.values()))
+            hint = difflib.get_close_matches(name, every, n=1)
+            raise ValueError(
+                f"-p {name}: no selected chapter has a parameter {name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; their parameters: {', '.join(every)}"
+            )
+        for chapter in takers:
+            out[chapter][name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
     parser.add_argument("--chapters", default="", help="chapter names, comma separated (default: all)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="set a chapter parameter, as papermill's -p (VALUE read as YAML)")  # fmt: skip
     parser.add_argument("--no-build", action="store_true", help="run the chapters, skip the HTML build")
     parser.add_argument("--build-only", action="store_true", help="build the HTML book from finished runs")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
+    root = paths.project_root()
     try:
         profile = check_profile(args.profile)
         chapters = select(args.chapters)
+        overrides = parse_overrides(args.parameter, chapters, root)
+        for chapter in chapters:  # every chapter's values checked before the first one runs
+            check_parameters(chapter, {**chapter.parameters(profile), **overrides[chapter.name]}, root)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -188,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             print(f"== chapter {chapter.name} ({profile})", flush=True)
             try:
-                out = run_chapter(chapter, profile)
+                out = run_chapter(chapter, profile, overrides=overrides[chapter.name])
             except (ChapterFailed, ValueError) as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 1
@@ -210,4 +250,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from netshrink import data, devices, models, paths
 from netshrink.devices import autocast, mode, model_device, resolve_device, to_device
-from netshrink.io import torch_save, write_json
+from netshrink.io import file_sha256, remove_stale, torch_save, write_json
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine")
@@ -156,8 +157,9 @@ def fit(
     device (batches follow the model).
 
     A row holds `epoch`, `train_loss`, `train_acc` (running over the epoch), `val_*` and
-    `test_*` (when those loaders are given), `lr` and `seconds`. `on_epoch_end(epoch, history)`
-    is called after every epoch (the cache uses it to checkpoint).
+    `test_*` (when those loaders are given), `lr`, `train_seconds` (the training pass) and
+    `seconds` (with the evaluation). `on_epoch_end(epoch, history)` is called after every epoch
+    (the cache uses it to checkpoint).
 
     Conv nets train in the channels-last memory format (oneDNN's and cuDNN's fast path: 1.4-1.7x
     per step on a 2-core CPU) and are returned in the default format. `precision="bfloat16"`
@@ -187,7 +189,8 @@ def fit(
             with mode(model, training=True):
                 train_loss, train_acc = _train_epoch(model, optimizer, train_loader, device, fmt, precision)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                   "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+                   "lr": optimizer.param_groups[0]["lr"],
+                   "train_seconds": time.perf_counter() - start}  # fmt: skip
             if scheduler is not None:
                 scheduler.step()
             for split, loader in (("val", val_loader), ("test", test_loader)):
@@ -258,17 +261,87 @@ def _init_path(key: str, root: Path | None = None) -> Path:
 
 def store_init(model: nn.Module, root: Path | None = None) -> str:
     """Store `model`'s weights as initial weights for a TrainConfig's `init`; return their key
-    (16 hex digits of the SHA-256 of the tensors' names, shapes and bytes)."""
-    digest = hashlib.sha256()
+    (`_state_digest` of the tensors, checked again when they are loaded)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for name, tensor in sorted(state.items()):
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.numpy().tobytes())
-    key = digest.hexdigest()[:16]
+    key = _state_digest(state)
     path = _init_path(key, root)
     if not path.is_file():
         torch_save(path, state)
     return key
+
+
+def _state_digest(state: dict[str, torch.Tensor]) -> str:
+    """16 hex digits of the SHA-256 of a state dict's names, shapes, dtypes and bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class CacheWarning(UserWarning):
+    """A cached file was refused (damaged, or made from other data) and set aside."""
+
+
+def _set_aside(path: Path, problem: str) -> None:
+    """Move a refused cache file to `<name>.refused-<time>` and warn, naming both."""
+    aside = path.with_name(f"{path.name}.refused-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.replace(aside)
+    warnings.warn(
+        f"{path}: {problem}; moved aside to {aside.name}, training again", CacheWarning, stacklevel=3
+    )
+
+
+def save_verified(path: Path, obj: dict[str, Any], record: dict[str, Any]) -> None:
+    """`torch_save(path, obj)`, then `<path>.json` holding `record` and the file's SHA-256."""
+    torch_save(path, obj)
+    write_json(path.with_suffix(".json"), {**record, "sha256": file_sha256(path)})
+
+
+def load_verified(path: Path, record: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """The object saved by `save_verified` at `path` when its checksum and its record match
+    `record` (configuration, data identity); else None, the file set aside with a warning that
+    names it. None also when there is no file."""
+    if not path.is_file():
+        return None
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        _set_aside(path, f"no readable record {meta_path.name} to check it against")
+        return None
+    if meta.get("sha256") != file_sha256(path):
+        _set_aside(path, f"the file does not match the SHA-256 in {meta_path.name} (damaged)")
+        return None
+    differs = sorted(k for k in record if json.dumps(meta.get(k), sort_keys=True, default=str)
+                     != json.dumps(record[k], sort_keys=True, default=str))  # fmt: skip
+    if differs:
+        _set_aside(path, f"made with other {', '.join(differs)} than asked: {meta.get(differs[0])} "
+                         f"instead of {record[differs[0]]}")  # fmt: skip
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is refused alike
+        _set_aside(path, f"unreadable ({type(err).__name__}: {err})")
+        return None
+
+
+def check_splits(config: TrainConfig, splits: data.DataSplits) -> None:
+    """Raise a ValueError when `splits` are not what `config.data_kwargs` ask for."""
+    kw = config.data_kwargs
+    asked = {"dataset": data.check_dataset(config.dataset), "n_val": kw.get("val_size", 5000),
+             "seed": kw.get("seed", 0), "augment": kw.get("augment", False),
+             "classes": list(kw["classes"]) if kw.get("classes") else None}  # fmt: skip
+    if kw.get("train_size") is not None:
+        asked["n_train"] = kw["train_size"]
+    if kw.get("test_size") is not None:
+        asked["n_test"] = kw["test_size"]
+    got = splits.identity
+    wrong = {k: (got.get(k), v) for k, v in asked.items() if got.get(k) != v}
+    if wrong:
+        said = ", ".join(f"{k}={g!r} (the configuration asks for {v!r})" for k, (g, v) in wrong.items())
+        raise ValueError(f"splits do not match config {config.key()}: {said}")
 
 
 def initial_model(
@@ -283,7 +356,15 @@ def initial_model(
         path = _init_path(config.init, root)
         if not path.is_file():
             raise FileNotFoundError(f"init={config.init!r}: no stored initial weights at {path}")
-        model.load_state_dict(torch.load(path, map_location="cpu"))
+        try:
+            state = torch.load(path, map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - name the file whatever failed
+            raise ValueError(
+                f"init={config.init!r}: cannot read {path} ({type(err).__name__}: {err})"
+            ) from err
+        if _state_digest(state) != config.init:
+            raise ValueError(f"init={config.init!r}: {path} does not match its key (damaged); store it again")
+        model.load_state_dict(state)
     return model.to(resolve_device(device))
 
 
@@ -313,10 +394,14 @@ def train_cached(
     device = resolve_device(device)
     folder = model_dir(config, root)
     final, ckpt_path = folder / "model.pt", folder / "checkpoint.pt"
-    splits = splits or data.load_dataset(config.dataset, root=root, **config.data_kwargs)
+    if splits is None:
+        splits = data.load_dataset(config.dataset, root=root, **config.data_kwargs)
+    check_splits(config, splits)
+    remove_stale(folder)
+    record = {"key": config.key(), "config": config.to_dict(), "data": splits.identity}
     model = initial_model(config, root, device)
-    if final.is_file():
-        saved = torch.load(final, map_location=device, weights_only=False)
+    saved = load_verified(final, record, device)
+    if saved is not None:
         model.load_state_dict(saved["state_dict"])
         model.eval()
         return TrainResult(
@@ -337,8 +422,8 @@ def train_cached(
         else None
     )
     start_epoch, history = 0, []
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt = load_verified(ckpt_path, record, device)
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None:
@@ -347,16 +432,14 @@ def train_cached(
     write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
 
     def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
-        torch_save(
-            ckpt_path,
-            {
-                "epoch": epoch,
-                "history": hist,
-                "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            },
-        )
+        state = {
+            "epoch": epoch,
+            "history": hist,
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        }
+        save_verified(ckpt_path, state, record)
 
     train_loader = data.make_loader(
         splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device
@@ -382,17 +465,11 @@ def train_cached(
     model.eval()
     test = evaluate(model, test_loader)
     val = evaluate(model, val_loader) if val_loader else {"loss": math.nan, "acc": math.nan}
-    torch_save(
-        final,
-        {
-            "state_dict": model.state_dict(),
-            "history": history,
-            "test": test,
-            "val": val,
-            "config": config.to_dict(),
-        },
-    )
+    state = {"state_dict": model.state_dict(), "history": history, "test": test, "val": val,
+             "config": config.to_dict()}  # fmt: skip
+    save_verified(final, state, record)
     ckpt_path.unlink(missing_ok=True)
+    ckpt_path.with_suffix(".json").unlink(missing_ok=True)
     return TrainResult(model, config, pd.DataFrame(history), test, val, config.key(), False, splits.label)
 
 
@@ -438,14 +515,16 @@ def fine_tune_cached(
         )
     blob = json.dumps(
         {"v": CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-         "seed": seed, "data": splits.info, "precision": precision},
+         "seed": seed, "data": splits.identity, "precision": precision},
         sort_keys=True, default=str,
     )  # fmt: skip
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
     device = model_device(model)
-    if path.is_file():
-        saved = torch.load(path, map_location=device, weights_only=False)
+    remove_stale(path.parent)
+    record = {"key": key, "origin": origin, "data": splits.identity}
+    saved = load_verified(path, record, device)
+    if saved is not None:
         model.load_state_dict(saved["state_dict"])
         model.eval()
         return FineTuned(model, pd.DataFrame(saved["history"]), saved["before"], saved["test"], key, True)
@@ -465,5 +544,5 @@ def fine_tune_cached(
     model.eval()
     test = evaluate(model, test_loader)
     saved = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test}
-    torch_save(path, {**saved, "origin": origin})
+    save_verified(path, {**saved, "origin": origin}, record)
     return FineTuned(model, pd.DataFrame(history), before, test, key, False)

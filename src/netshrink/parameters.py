@@ -1,0 +1,229 @@
+"""The rules every chapter parameter must follow, checked before any work.
+
+One `Rule` per parameter name (names mean the same in every chapter). `check` converts what
+can be converted without guessing (a numpy integer to an int, an int to a float) and raises a
+ValueError naming the chapter's notebook parameter, the value given and what is allowed:
+a string where a number belongs is refused, never parsed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netshrink.data import DATASETS
+from netshrink.decompose import CONV_METHODS
+from netshrink.devices import DEVICES, PRECISIONS
+from netshrink.report import PROFILES
+
+_KINDS = {"int": "an integer", "float": "a finite number", "str": "a string", "dict": "a mapping"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`kind`: int, float, str, dict, or list of int/float/str (`list[int]`...). Numbers lie in
+    [low, high] (`low_open`: low excluded); strings (or list items) among `choices`; None is
+    allowed when `optional` (for sizes: the whole set)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    min_items: int = 1
+
+    def describe(self) -> str:
+        if self.choices:
+            what = "one of " + ", ".join(map(str, self.choices))
+        else:
+            what = _KINDS.get(self.kind, f"a list of {self.kind[5:-1]}s")
+        if self.low is not None or self.high is not None:
+            low = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+            high = "" if self.high is None else f"<= {self.high:g}"
+            what += " " + " and ".join(p for p in (low, high) if p)
+        if self.kind.startswith("list") and self.choices:
+            what = "a list of " + what
+        return what + (", or None" if self.optional else "")
+
+
+def _int(**kw: Any) -> Rule:
+    return Rule("int", **kw)
+
+
+COUNT = _int(low=1)  # a positive count
+EPOCHS = _int(low=0)
+SIZE = _int(low=1, optional=True)  # None: every example
+POSITIVE = Rule("float", low=0, low_open=True)
+NON_NEGATIVE = Rule("float", low=0)
+FRACTION = Rule("float", low=0, high=1)
+
+RULES: dict[str, Rule] = {
+    "profile": Rule("str", choices=PROFILES),
+    "device": Rule("str", choices=DEVICES),
+    "precision": Rule("str", choices=PRECISIONS),
+    "seed": _int(low=0),
+    "val_size": _int(low=0),
+    # sizes of data subsets
+    **dict.fromkeys(
+        [
+            "train_size",
+            "test_size",
+            "mnist_train_size",
+            "mnist_test_size",
+            "cifar_train_size",
+            "cifar_test_size",
+            "mlp3_train_size",
+            "cnn_train_size",
+            "cnn_test_size",
+            "input_train_size",
+            "lenet_train_size",
+        ],
+        SIZE,
+    ),  # fmt: skip
+    # epochs and rounds (0 is allowed: evaluate without training)
+    **dict.fromkeys(
+        [
+            "epochs",
+            "mlp_epochs",
+            "one_conv_epochs",
+            "two_conv_epochs",
+            "cifar_epochs",
+            "cifar_aug_epochs",
+            "mlp3_epochs",
+            "cnn_epochs",
+            "input_epochs",
+            "lenet_epochs",
+            "finetune_epochs",
+            "k_finetune_epochs",
+            "method_finetune_epochs",
+            "rewind_rounds",
+        ],
+        EPOCHS,
+    ),  # fmt: skip
+    # positive counts
+    **dict.fromkeys(
+        [
+            "hidden",
+            "batch_size",
+            "n_networks",
+            "n_trials",
+            "shrink_runs",
+            "bench_masks",
+            "bench_repeats",
+            "latency_batch",
+            "latency_repeats",
+            "cnn_importance_size",
+            "time_batch",
+            "time_repeats",
+            "cifar_time_images",
+            "cifar_time_batch",
+            "sensitivity_size",
+            "btd_blocks",
+        ],
+        COUNT,
+    ),  # fmt: skip
+    "n_values": Rule("list[int]", low=1),
+    "shrink_n_values": Rule("list[int]", low=1),
+    "mlp3_hidden": Rule("list[int]", low=1),
+    "batch_sizes": Rule("list[int]", low=1),
+    "tucker_ranks": Rule("list[int]", low=1),
+    "recon_ranks": Rule("list[int]", low=1),
+    "ks": Rule("list[int]", low=1, high=8),
+    "dropouts": Rule("list[float]", low=0, high=0.99),
+    "cnn_fractions": Rule("list[float]", low=0, high=0.99),
+    "prune_rates": Rule("list[float]", low=0, high=0.99),
+    "sensitivity_rates": Rule("list[float]", low=0, high=0.99),
+    "cnn_layers": Rule("list[str]", choices=("conv1", "conv2", "conv3", "conv4", "fc")),
+    "methods": Rule("list[str]", choices=CONV_METHODS),
+    "cnn_dataset": Rule("str", choices=("mnist", "fashion-mnist")),
+    "tol": NON_NEGATIVE,
+    "prune_tol": NON_NEGATIVE,
+    "important": NON_NEGATIVE,
+    "rewind_tol": NON_NEGATIVE,
+    "cnn_tol": NON_NEGATIVE,
+    "lr": POSITIVE,
+    "finetune_lr": POSITIVE,
+    "width": Rule("float", low=0, high=1, low_open=True),
+    "budget_fraction": Rule("float", low=0, high=1, low_open=True),
+    "max_rate": Rule("float", low=0, high=0.99),
+    "tucker_rule": Rule("str", choices=("vbmf",)),  # or an energy fraction: see _check_rank_rule
+    "lenet_plan": Rule("dict"),
+}
+assert set(RULES["cnn_dataset"].choices) <= set(DATASETS)
+
+
+def _number(name: str, value: Any, rule: Rule) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+    if rule.kind.endswith("int") or rule.kind == "int":
+        if not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+    too_low = rule.low is not None and (value <= rule.low if rule.low_open else value < rule.low)
+    if too_low or (rule.high is not None and value > rule.high):
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {rule.describe()}")
+    return value
+
+
+def _string(name: str, value: Any, rule: Rule) -> str:
+    if not isinstance(value, str) or (rule.choices and value not in rule.choices):
+        raise ValueError(
+            f"{name}={value!r} is not known; allowed values: {', '.join(map(str, rule.choices))}"
+        )
+    return value
+
+
+def check_value(name: str, value: Any, rule: Rule) -> Any:
+    """`value` converted to the rule's kind, or a ValueError naming `name`."""
+    if value is None:
+        if rule.optional:
+            return None
+        raise ValueError(f"{name}=None is not allowed; allowed: {rule.describe()}")
+    if name == "tucker_rule" and not isinstance(value, str):
+        return _number(name, value, Rule("float", low=0, high=1, low_open=True))  # an energy fraction
+    if rule.kind == "dict":
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+        return dict(value)
+    if rule.kind == "str":
+        return _string(name, value, rule)
+    if rule.kind.startswith("list"):
+        if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+        items = list(value)
+        if len(items) < rule.min_items:
+            raise ValueError(f"{name}={value!r} must hold at least {rule.min_items} item(s)")
+        item = Rule(rule.kind[5:-1], rule.low, rule.high, rule.low_open, rule.choices)
+        check = _string if item.kind == "str" else _number
+        return [check(f"{name}[{i}]", v, item) for i, v in enumerate(items)]
+    return _number(name, value, rule)
+
+
+def check(notebook: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `params` (a chapter's parameter values) against `RULES`: every name must be one of
+    `known` (the chapter's parameters), every value follow its rule (the book's chapters have a
+    rule for each parameter; a test checks it). Returns the converted values."""
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        hints = {n: difflib.get_close_matches(n, list(known), n=1) for n in unknown}
+        said = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+        raise ValueError(f"{notebook} has no parameter {said}; its parameters: {', '.join(sorted(known))}")
+    out = {}
+    for name, value in params.items():
+        if name not in RULES:  # a notebook of the user's own: its values go through unchecked
+            out[name] = value
+            continue
+        try:
+            out[name] = check_value(name, value, RULES[name])
+        except ValueError as err:
+            raise ValueError(f"{notebook}: {err}") from None
+    return out
