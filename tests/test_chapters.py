@@ -73,6 +73,9 @@ def test_book_builds_from_the_smoke_run(smoke_book):
     assert "0.9724" in glance and "Every compressed model" in glance
     rerun = (html / "book" / "rerun.html").read_text()
     assert "n_trials" in rerun and "smoke" in rerun
+    for chapter in chapters.CHAPTERS.values():  # each page says what made its numbers
+        page = (html / chapter.notebook.replace(".ipynb", ".html")).read_text()
+        assert "The numbers on this page were made by the" in page and "smoke" in page and "at commit" in page
 
 
 def test_random_pruning_is_sane(smoke_run):

@@ -254,8 +254,14 @@ def test_pruning_a_conv_layer_removes_channels():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda n, v: importance.prune_exhaustive(n, "hidden.0", v, tol=-0.1), r"tol=-0.1 must be a finite number >= 0"),
-        (lambda n, v: importance.prune_greedy(n, "hidden.0", v, important=-1), r"important=-1 must be a finite number >= 0"),
+        (
+            lambda n, v: importance.prune_exhaustive(n, "hidden.0", v, tol=-0.1),
+            r"tol=-0.1 must be a finite number >= 0",
+        ),
+        (
+            lambda n, v: importance.prune_greedy(n, "hidden.0", v, important=-1),
+            r"important=-1 must be a finite number >= 0",
+        ),
         (lambda n, v: importance.prune_greedy(n, "hidden.0", v, tol=0.1, important=0.01), r"important=0.01"),
         (lambda n, v: importance.prune_once(n, "hidden.3", v), r"layer='hidden.3' does not exist"),
         (lambda n, v: importance.prune_greedy(n, "out", v), r"layer='out' is the output layer"),

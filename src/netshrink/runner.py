@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import re
 import shutil
@@ -24,12 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill as pm
 import yaml
 
-from netshrink import pages, parameters, paths
+from netshrink import pages, parameters, paths, provenance
 from netshrink.chapters import CHAPTERS, Chapter, select
-from netshrink.io import atomic_path, exit_on_sigterm, remove_stale, write_with
+from netshrink.io import atomic_path, exit_on_sigterm, remove_stale, write_json, write_with
 from netshrink.report import check_profile, publish, read_manifest
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
@@ -88,6 +90,7 @@ def run_chapter(
         remove_stale(folder)
     staging = results / f".{chapter.name}.run-{os.getpid()}"  # a fresh results root for this run
     shutil.rmtree(staging, ignore_errors=True)
+    start = time.perf_counter()
     try:
         with atomic_path(out) as tmp, _environment(NETSHRINK_RESULTS=str(staging)):
             try:
@@ -109,6 +112,15 @@ def run_chapter(
                     + f"\n\nThe executed notebook is at {failed}; the results of the last "
                     f"successful run are left as they were."
                 ) from err
+            made = staging / profile / chapter.name
+            ran = (
+                json.loads((made / "parameters.json").read_text())
+                if (made / "parameters.json").is_file()
+                else {}
+            )
+            prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
+                                     time.perf_counter() - start, root)  # fmt: skip
+            write_json(made / provenance.RECORD, prov)
             publish(chapter.name, profile, staging, results)
         failed.unlink(missing_ok=True)
     finally:
@@ -129,9 +141,16 @@ def stage_book(profile: str, *, root: Path | None = None, results: Path | None =
         src = root / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, stage / name)
     (stage / "chapters").mkdir()
+    by_notebook = {Path(c.notebook).name: c for c in CHAPTERS.values()}
     for nb in sorted((root / "chapters").glob("*.ipynb")):
         executed = results / profile / "notebooks" / nb.name
         shutil.copy(executed if executed.is_file() else nb, stage / "chapters" / nb.name)
+        chapter = by_notebook.get(nb.name)
+        prov = provenance.read(results, profile, chapter.name) if chapter and executed.is_file() else None
+        if prov is not None:  # say which profile, device and commit made the page's numbers
+            page = nbformat.read(stage / "chapters" / nb.name, as_version=4)
+            page.cells.insert(1, nbformat.v4.new_markdown_cell(provenance.page_note(prov)))
+            nbformat.write(page, stage / "chapters" / nb.name)
     write_generated_pages(stage, profile, root=root, results=results)
     return stage
 

@@ -1,0 +1,76 @@
+"""Provenance records, and the check that committed `full` results still match the code."""
+
+import json
+
+import pytest
+
+from netshrink import chapters, provenance
+from netshrink.io import write_json
+
+
+@pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
+def test_committed_full_results_match_the_code(project_root, chapter):
+    results = project_root / "results"
+    if provenance.read(results, "full", chapter.name) is None:
+        pytest.skip(f"no committed full results of {chapter.name} (they are made on a GPU: README, 'full')")
+    reasons = provenance.stale(chapter, "full", results, project_root)
+    assert not reasons, (
+        f"results/full/{chapter.name} no longer matches the code ({'; '.join(reasons)}): rerun the chapter's "
+        "full profile on a GPU (README) or say in the commit why not"
+    )
+
+
+def _fake_run(results, project_root, chapter, params=None, items=None):
+    params = params or chapter.parameters("full")
+    ran = {**params, "computed on": "NVIDIA H100 (cuda:0), bfloat16"}
+    prov = provenance.record(chapter, "full", ran, 480.0, project_root)
+    write_json(results / "full" / chapter.name / provenance.RECORD, prov)
+    manifest = {"profile": "full", "items": {i: {"chapter": chapter.name} for i in (items or chapter.items)}}
+    write_json(results / "full" / "manifest.json", manifest)
+    return prov
+
+
+def test_a_record_names_commit_device_versions_time_and_parameters(tmp_path, project_root):
+    prov = _fake_run(tmp_path, project_root, chapters.BASELINES)
+    assert len(prov["commit"]) == 40 and prov["wall seconds"] == 480.0 and prov["torch"]
+    assert prov["parameters"]["cifar_aug_epochs"] == 50 and "computed on" not in prov["parameters"]
+    assert provenance.stale(chapters.BASELINES, "full", tmp_path, project_root) == []
+    note = provenance.page_note(prov)
+    assert "**`full`** profile on NVIDIA H100 (cuda:0), bfloat16, at commit" in note and "8.0 minutes" in note
+
+
+def test_changed_parameters_items_or_notebook_make_results_stale(tmp_path, project_root):
+    chapter = chapters.BASELINES
+    _fake_run(tmp_path, project_root, chapter, params={**chapter.parameters("full"), "cifar_epochs": 7})
+    assert provenance.stale(chapter, "full", tmp_path, project_root) == [
+        "parameters differ: cifar_epochs ran 7, now 15"
+    ]
+    _fake_run(tmp_path, project_root, chapter, items=chapter.items[:-1])
+    assert provenance.stale(chapter, "full", tmp_path, project_root)[0].startswith("items differ: made")
+    _fake_run(tmp_path, project_root, chapter)
+    path = tmp_path / "full" / chapter.name / provenance.RECORD
+    prov = json.loads(path.read_text())
+    path.write_text(json.dumps({**prov, "notebook digest": "0" * 16}))
+    assert provenance.stale(chapter, "full", tmp_path, project_root) == [
+        "chapters/01_baselines.ipynb changed since the run"
+    ]
+    assert provenance.stale(chapters.VGG_CASE_STUDY, "full", tmp_path, project_root) == ["no provenance.json"]
+
+
+def test_the_notebook_digest_ignores_outputs_and_parameter_values(tmp_path, project_root):
+    import nbformat
+
+    nb = nbformat.read(project_root / chapters.BASELINES.notebook, as_version=4)
+    before = provenance.notebook_digest(project_root / chapters.BASELINES.notebook)
+    nb.cells[1].source = nb.cells[1].source.replace("seed = 0", "seed = 5")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", text="hello")]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert provenance.notebook_digest(tmp_path / "a.ipynb") == before
+    code = next(
+        c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+    )
+    code.source += "\nprint(1)"
+    nbformat.write(nb, tmp_path / "b.ipynb")
+    assert provenance.notebook_digest(tmp_path / "b.ipynb") != before
