@@ -39,25 +39,33 @@ def test_bench_masks_per_mask_loop(benchmark, setting):
     assert len(table) == N_MASKS
 
 
-@pytest.fixture(scope="module")
-def oracle_setting(setting):
+@pytest.fixture(scope="module", params=["netshrink MLP", "nn.Sequential"])
+def oracle_setting(request, setting):
+    """784-128-10 as the package's MLP and as a user's own nn.Sequential (the same weights)."""
     model, _, loader = setting
-    return model, list(loader)
+    if request.param == "netshrink MLP":
+        return request.param, model, "hidden.0", list(loader)
+    seq = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)
+    )
+    seq[1].load_state_dict(model.hidden[0].state_dict())
+    seq[3].load_state_dict(model.out.state_dict())
+    return request.param, seq.eval(), "1", list(loader)
 
 
 def test_bench_loss_change_batched(benchmark, oracle_setting):
-    model, batches = oracle_setting
-    benchmark.group = "loss change of all 128 nodes, 10,000 MNIST test images"
+    kind, model, layer, batches = oracle_setting
+    benchmark.group = f"loss change of all 128 nodes of a {kind}, 10,000 MNIST test images"
     change = benchmark.pedantic(
-        importance.loss_change, args=(model, "hidden.0", batches), rounds=20, warmup_rounds=2
+        importance.loss_change, args=(model, layer, batches), rounds=20, warmup_rounds=2
     )
     assert change.shape == (128,)
 
 
 def test_bench_loss_change_one_pass_per_node(benchmark, oracle_setting):
-    model, batches = oracle_setting
-    benchmark.group = "loss change of all 128 nodes, 10,000 MNIST test images"
-    change = benchmark.pedantic(importance.loss_change_naive, args=(model, "hidden.0", batches), rounds=3)
+    kind, model, layer, batches = oracle_setting
+    benchmark.group = f"loss change of all 128 nodes of a {kind}, 10,000 MNIST test images"
+    change = benchmark.pedantic(importance.loss_change_naive, args=(model, layer, batches), rounds=3)
     assert change.shape == (128,)
 
 

@@ -103,7 +103,7 @@ def test_bad_layer_is_refused(mlp, layer, message):
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ("out", r"layer='out' is not a hidden linear layer; allowed values: hidden.0, hidden.1"),
+        ("out", r"layer='out' is the output layer, whose nodes are the classes; allowed values: hidden.0"),
         ("hidden.7", r"layer='hidden.7' does not exist; allowed values: hidden.0, hidden.1"),
     ],
 )

@@ -27,8 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from netshrink import prune
+from netshrink.chain import LinearChain, linear_chain
 from netshrink.devices import mode, model_device, to_device
-from netshrink.models import MLP
 
 CLASSES = ("important", "zero", "worse")
 
@@ -118,7 +118,13 @@ def _sums_from_logits(logits: torch.Tensor, y: torch.Tensor, n_classes: int, acc
 
 
 def _last_hidden_sums(
-    act: torch.Tensor, z: torch.Tensor, w: torch.Tensor, y: torch.Tensor, nodes: torch.Tensor, accuracy: bool
+    act: torch.Tensor,
+    z: torch.Tensor,
+    w: torch.Tensor,
+    y: torch.Tensor,
+    nodes: torch.Tensor,
+    accuracy: bool,
+    nonnegative: bool = True,
 ):
     """Per-class sums for removing each of `nodes` from the last hidden layer, without logits tensors.
 
@@ -134,7 +140,9 @@ def _last_hidden_sums(
     z_t, w_t = z.T.contiguous(), w[:, nodes]  # (C, N), (C, t)
     gap = 2 * float(a_t.max()) * float(w_t.abs().max()) if a_t.numel() else 0.0
     plane = torch.empty_like(a_t)
-    if accuracy or gap > 60:  # exact maximum: the prediction is needed, or the bound could underflow exp
+    if (
+        accuracy or gap > 60 or not nonnegative
+    ):  # exact maximum: the prediction is needed, or the bound could underflow exp
         top = torch.addcmul(z_t[0], w_t[0].unsqueeze(1), a_t, value=-1)
         picked = top.clone() if accuracy else None  # the target's logit, from the same arithmetic as top
         for c in range(1, n_classes):
@@ -162,25 +170,27 @@ def _last_hidden_sums(
     return loss_sum, (hits @ onehot).round().long()
 
 
-def _mlp_sums(model: MLP, index: int, x, y, nodes, chunk: int | None, n_classes: int, accuracy: bool):
-    """Per-class sums of the intact MLP (row 0) and of the MLP without each node (rows 1..k).
+def _chain_sums(
+    view: LinearChain, index: int, x, y, nodes, chunk: int | None, n_classes: int, accuracy: bool
+):
+    """Per-class sums of the intact chain (row 0) and of the chain without each node (rows 1..k).
 
     Removing node j of hidden layer `index` subtracts the rank-one term a_j * W_next[:, j] from
     the next layer's pre-activations: O(N * k * width) work instead of k forward passes.
     """
-    act = prune._layer_activations(model, index, x.flatten(1))  # (N, H)
-    nxt = prune._next_linear(model, index)
+    act = view.activations(index, x)  # (N, H)
+    nxt = view.linears[index + 1]
     z = nxt(act)  # (N, out)
-    base = _sums_from_logits(prune._forward_from(model, index, z).unsqueeze(0), y, n_classes, accuracy)
+    base = _sums_from_logits(view.forward_from(index, z).unsqueeze(0), y, n_classes, accuracy)
     parts = [base]
     t = chunk or max(1, _BUDGET // (len(x) * nxt.out_features))
     for start in range(0, len(nodes), t):
         sel = nodes[start : start + t]
-        if index + 1 == len(model.hidden):
-            parts.append(_last_hidden_sums(act, z, nxt.weight, y, sel, accuracy))
+        if index + 2 == len(view.linears):
+            parts.append(_last_hidden_sums(act, z, nxt.weight, y, sel, accuracy, view.nonnegative[index]))
             continue
         zz = z.unsqueeze(0) - (act[:, sel].T.unsqueeze(2) * nxt.weight[:, sel].T.unsqueeze(1))  # (t, N, out)
-        logits = prune._forward_from(model, index, zz.flatten(0, 1)).view(len(sel), len(x), -1)
+        logits = view.forward_from(index, zz.flatten(0, 1)).view(len(sel), len(x), -1)
         parts.append(_sums_from_logits(logits, y, n_classes, accuracy))
     loss_sum = torch.cat([p[0] for p in parts])
     return loss_sum, torch.cat([p[1] for p in parts]) if accuracy else None
@@ -249,6 +259,14 @@ def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) 
     )
 
 
+def _chain_or_none(model: nn.Module) -> LinearChain | None:
+    """The chain view of `model` when it is one (fast path), else None (hooks: any layer)."""
+    try:
+        return linear_chain(model)
+    except ValueError:
+        return None
+
+
 @torch.no_grad()
 def ablate(
     model: nn.Module,
@@ -261,7 +279,7 @@ def ablate(
     """Loss (and accuracy) per class of the model, and of the model with each of `nodes`
     (default: all nodes of `layer`) removed alone, in batched passes.
 
-    `chunk` nodes go in one pass (default: as many as fit a 64 MB intermediate for MLP layers,
+    `chunk` nodes go in one pass (default: as many as fit a 64 MB intermediate for chain layers,
     256 MB of copies of the layer's output for others). `accuracy=False` skips the predictions,
     which the loss does not need.
     """
@@ -274,11 +292,12 @@ def ablate(
         raise ValueError(f"chunk={chunk} must be at least 1")
     device = next(model.parameters()).device
     nodes = nodes.to(device)
-    if isinstance(model, MLP) and layer in prune.hidden_layers(model):
-        index = int(layer.split(".")[1])
+    view = _chain_or_none(model)
+    if view is not None and layer in view.hidden:
+        index = view.names.index(layer)
 
         def sums(x, y, n_classes):
-            return _mlp_sums(model, index, x, y, nodes, chunk, n_classes, accuracy)
+            return _chain_sums(view, index, x, y, nodes, chunk, n_classes, accuracy)
     else:
         keep = torch.ones(len(nodes), n, dtype=torch.bool, device=device)
         keep[torch.arange(len(nodes), device=device), nodes] = False

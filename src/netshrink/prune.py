@@ -1,17 +1,19 @@
-"""Removing hidden nodes of an MLP: random masks, masking, physical removal, batched evaluation.
+"""Removing hidden nodes: random masks, masking, physical removal, batched evaluation.
 
 A *keep-mask* is a boolean tensor over the nodes of one hidden linear layer (True = keep).
 Masking a node zeroes its incoming weights, its bias and its outgoing weights (Algorithm 1 of
 the Oslo draft); since ReLU(0) = 0 the masked node then contributes nothing, so masking equals
 removing the node, which `remove_nodes` does physically (smaller weight matrices).
 
-Layers are named as in `models.MLP`: `hidden.0`, `hidden.1`, ... (the output layer `out`
-cannot lose nodes: they are the classes).
+Layers are named as in the model: `hidden.0`, `hidden.1`, ... for `models.MLP`, `0`, `2`, ...
+for an `nn.Sequential` (see `chain.linear_chain`); the output layer cannot lose nodes: they
+are the classes.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,28 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from netshrink import measure
+from netshrink.chain import linear_chain
 from netshrink.devices import mode, model_device, to_device
-from netshrink.models import MLP
 
 
-def hidden_layers(model: MLP) -> list[str]:
-    """Names of the hidden linear layers whose nodes can be removed."""
-    return [f"hidden.{i}" for i in range(len(model.hidden))]
-
-
-def _layer_index(model: nn.Module, layer: str) -> int:
-    if not isinstance(model, MLP):
-        raise ValueError(f"model is a {type(model).__name__}; node removal needs a netshrink.models.MLP")
-    allowed = hidden_layers(model)
-    if layer not in allowed:
-        exists = layer in dict(model.named_modules())
-        what = "is not a hidden linear layer" if exists else "does not exist"
-        raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(allowed)}")
-    return int(layer.split(".")[1])
-
-
-def _next_linear(model: MLP, index: int) -> nn.Linear:
-    return model.hidden[index + 1] if index + 1 < len(model.hidden) else model.out
+def hidden_layers(model: nn.Module) -> list[str]:
+    """Names of the hidden linear layers whose nodes can be removed (see `chain.linear_chain`)."""
+    return linear_chain(model).hidden
 
 
 def _check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Tensor:
@@ -169,25 +156,6 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     return smaller
 
 
-@torch.no_grad()
-def _layer_activations(model: MLP, index: int, x: torch.Tensor) -> torch.Tensor:
-    """ReLU outputs of hidden layer `index` for inputs x: (N, n_nodes)."""
-    h = x.flatten(1)
-    for layer in model.hidden[: index + 1]:
-        h = torch.relu(layer(h))
-    return h
-
-
-@torch.no_grad()
-def _forward_from(model: MLP, index: int, z: torch.Tensor) -> torch.Tensor:
-    """Finish the forward pass from the pre-activations `z` of the layer after hidden `index`."""
-    for layer in model.hidden[index + 2 :]:
-        z = layer(torch.relu(z))
-    if index + 1 < len(model.hidden):
-        z = model.out(torch.relu(z))
-    return z
-
-
 def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.Linear) -> torch.Tensor:
     """Pre-activations of the next layer under each mask: (N, t, out) from act (N, H), masks (t, H).
 
@@ -195,12 +163,13 @@ def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.
     """
     w_eff = masks.to(act.dtype).unsqueeze(2) * nxt.weight.T.unsqueeze(0)  # (t, H, out)
     z = act @ w_eff.permute(1, 0, 2).reshape(act.shape[1], -1)  # (N, t*out)
-    return z.view(len(act), len(masks), -1) + nxt.bias
+    z = z.view(len(act), len(masks), -1)
+    return z if nxt.bias is None else z + nxt.bias
 
 
 @torch.no_grad()
 def evaluate_masks(
-    model: MLP, layer: str, masks: torch.Tensor, loader: Iterable, chunk: int = 32
+    model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, chunk: int = 32
 ) -> pd.DataFrame:
     """Loss and accuracy of the model under each keep-mask, in batched passes.
 
@@ -209,11 +178,12 @@ def evaluate_masks(
     per-mask effective weights W_next * mask, never from T forward passes.
     Returns a table with columns `loss` (mean cross-entropy) and `acc`, one row per mask.
     """
-    index = _layer_index(model, layer)
+    view = linear_chain(model)
+    index = view.index(layer, model)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} must be a positive integer")
-    nxt = _next_linear(model, index)
-    masks = _check_keep(masks, model.hidden[index].out_features, "masks")
+    nxt = view.linears[index + 1]
+    masks = _check_keep(masks, view.linears[index].out_features, "masks")
     if masks.dim() == 1:
         masks = masks.unsqueeze(0)
     device = model_device(model)
@@ -225,12 +195,12 @@ def evaluate_masks(
     with mode(model, training=False):
         for x, y in loader:
             x, y = to_device((x, y), device)
-            act = _layer_activations(model, index, x)  # (N, H), shared by every mask
+            act = view.activations(index, x)  # (N, H), shared by every mask
             for start in range(0, n_masks, chunk):
                 z = _masked_next_preactivations(act, masks[start : start + chunk], nxt)  # (N, t, out)
                 t = z.shape[1]
-                if index + 1 < len(model.hidden):  # layers follow: run them on all N*t rows at once
-                    z = _forward_from(model, index, z.flatten(0, 1)).view(len(y), t, -1)
+                if index + 2 < len(view.linears):  # layers follow: run them on all N*t rows at once
+                    z = view.forward_from(index, z.flatten(0, 1)).view(len(y), t, -1)
                 target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)  # (N, t)
                 top = z.max(2).values  # one pass gives the stable log-sum-exp and the prediction
                 lse = top + (z - top.unsqueeze(2)).exp_().sum(2).log_()
@@ -243,17 +213,19 @@ def evaluate_masks(
 
 
 @torch.no_grad()
-def evaluate_masks_naive(model: MLP, layer: str, masks: torch.Tensor, loader: Iterable) -> pd.DataFrame:
+def evaluate_masks_naive(model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable) -> pd.DataFrame:
     """The draft's way, for comparison: per mask, zero the weights, evaluate, restore."""
-    index = _layer_index(model, layer)
-    lin, nxt = model.hidden[index], _next_linear(model, index)
-    saved = (lin.weight.clone(), lin.bias.clone(), nxt.weight.clone())
+    view = linear_chain(model)
+    index = view.index(layer, model)
+    lin, nxt = view.linears[index], view.linears[index + 1]
+    saved = (lin.weight.clone(), None if lin.bias is None else lin.bias.clone(), nxt.weight.clone())
     device = model_device(model)
     rows = []
     with mode(model, training=False):
         for keep in _check_keep(masks, lin.out_features, "masks").to(device):
             lin.weight[~keep] = 0
-            lin.bias[~keep] = 0
+            if lin.bias is not None:
+                lin.bias[~keep] = 0
             nxt.weight[:, ~keep] = 0
             total, correct, n = 0.0, 0, 0
             for x, y in loader:
@@ -264,7 +236,8 @@ def evaluate_masks_naive(model: MLP, layer: str, masks: torch.Tensor, loader: It
                 n += len(y)
             rows.append({"loss": total / n, "acc": correct / n})
             lin.weight.copy_(saved[0])
-            lin.bias.copy_(saved[1])
+            if lin.bias is not None:
+                lin.bias.copy_(saved[1])
             nxt.weight.copy_(saved[2])
     return pd.DataFrame(rows)
 
@@ -280,30 +253,30 @@ class ShrinkResult:
 
 @torch.no_grad()
 def shrink_randomly(
-    model: MLP,
+    model: nn.Module,
     layer: str,
     n_remove: int,
     val_loader: Iterable,
     n_runs: int = 1,
     generator: torch.Generator | None = None,
-    tolerance: float = 0.0,
+    tol: float = 0.0,
 ) -> ShrinkResult:
     """Algorithm 2 (shrinking by random removal), `n_runs` independent runs side by side.
 
     Rule: each step draws `n_remove` nodes at random from the candidates not yet tested and
     removes them together; the removal is kept if the validation loss does not rise by more
-    than `tolerance` (loss_new <= loss_current + tolerance), otherwise it is undone. Either way
+    than `tol` (loss_new <= loss_current + tol), otherwise it is undone. Either way
     the drawn nodes leave the candidate pool. A run ends when fewer than `n_remove` candidates
     remain. Each step evaluates one mask per run, all runs in one batched pass.
     """
-    index = _layer_index(model, layer)
-    n_nodes = model.hidden[index].out_features
+    view = linear_chain(model)
+    n_nodes = view.linears[view.index(layer, model)].out_features
     if not 1 <= n_remove <= n_nodes:
         raise ValueError(f"n_remove={n_remove} is out of range; allowed: 1..{n_nodes}")
     if n_runs < 1:
         raise ValueError(f"n_runs={n_runs} must be at least 1")
-    if tolerance < 0:
-        raise ValueError(f"tolerance={tolerance} must be >= 0")
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol={tol!r} must be a finite number >= 0")
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     base = evaluate_masks(model, layer, keep[:1], val_loader).iloc[0]
@@ -322,7 +295,7 @@ def shrink_randomly(
         untested.scatter_(1, drawn, False)
         metrics = evaluate_masks(model, layer, trial, val_loader)
         new_loss = torch.tensor(metrics["loss"].to_numpy())
-        accept = new_loss <= loss + tolerance
+        accept = new_loss <= loss + tol
         keep[accept] = trial[accept]
         loss[accept] = new_loss[accept]
         acc[accept] = torch.tensor(metrics["acc"].to_numpy())[accept]
@@ -334,7 +307,7 @@ def shrink_randomly(
 
 
 def time_mask_evaluation(
-    model: MLP, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
+    model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
 ) -> pd.DataFrame:
     """Median wall time of `evaluate_masks` and of the per-mask loop on the same masks and data,
     and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""

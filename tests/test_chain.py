@@ -1,0 +1,102 @@
+"""Node removal, masks and the loss-change oracle on a user's own nn.Sequential MLP, tested
+against the dense model and the one-pass-per-node loop."""
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from netshrink import chain, importance, models, prune
+
+
+def batches(n=2, size=40, features=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(size, features, generator=g), torch.randint(0, 10, (size,), generator=g))
+        for _ in range(n)
+    ]
+
+
+SEQUENTIALS = {
+    "relu": lambda: nn.Sequential(nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 10)),
+    "deep tanh": lambda: nn.Sequential(
+        nn.Linear(20, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 12), nn.GELU(), nn.Linear(12, 10)
+    ),  # fmt: skip
+    "no bias": lambda: nn.Sequential(
+        nn.Linear(20, 16, bias=False), nn.LeakyReLU(0.1), nn.Linear(16, 10, bias=False)
+    ),
+}
+
+
+@pytest.mark.parametrize("make", SEQUENTIALS.values(), ids=SEQUENTIALS)
+def test_the_chain_view_runs_the_model(make):
+    torch.manual_seed(0)
+    net = make().eval()
+    view = chain.linear_chain(net)
+    x = torch.randn(5, 20)
+    assert view.hidden == [n for n, m in net.named_children() if isinstance(m, nn.Linear)][:-1]
+    for index in range(len(view.hidden)):
+        z = view.linears[index + 1](view.activations(index, x))
+        assert torch.allclose(view.forward_from(index, z), net(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("make", SEQUENTIALS.values(), ids=SEQUENTIALS)
+def test_masks_removal_and_the_oracle_on_a_sequential_equal_the_dense_model(make):
+    torch.manual_seed(0)
+    net = make().eval()
+    loader = batches()
+    for layer in chain.linear_chain(net).hidden:
+        n = net.get_submodule(layer).out_features
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[[1, 4]] = False
+        smaller = prune.remove_nodes(net, layer, keep)
+        assert smaller.get_submodule(layer).out_features == n - 2
+        x = loader[0][0]
+        assert torch.allclose(smaller(x), prune.mask_nodes(net, layer, keep)(x), atol=1e-5)
+        masks = prune.random_node_masks(n, 3, 6, generator=torch.Generator().manual_seed(1))
+        pd.testing.assert_frame_equal(
+            prune.evaluate_masks(net, layer, masks, loader, chunk=4),
+            prune.evaluate_masks_naive(net, layer, masks, loader),
+            atol=1e-5, rtol=0,
+        )  # fmt: skip
+        fast = importance.loss_change(net, layer, loader, chunk=5)
+        assert torch.allclose(fast, importance.loss_change_naive(net, layer, loader), atol=1e-5)
+        ablations = importance.ablate(net, layer, loader)
+        assert torch.allclose(ablations.loss_change, fast, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)),
+         r"module '1' \(BatchNorm1d\) breaks the chain of linear layers; supported: netshrink.models.MLP"),
+        (nn.Sequential(nn.Linear(20, 10)), r"model has 1 linear layer\(s\); a chain needs at least 2"),
+        (nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 10), nn.Softmax(1)),
+         r"module '3' \(Softmax\) breaks the chain"),
+        (nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 10), nn.Sigmoid()),
+         r"the output layer '2' is followed by an activation"),
+        (models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7), r"model is a Conv4Net"),
+    ],
+)  # fmt: skip
+def test_a_model_that_is_no_chain_gets_an_error_naming_what_is_supported(model, message):
+    with pytest.raises(ValueError, match=message):
+        chain.linear_chain(model)
+    with pytest.raises(ValueError, match=message):
+        prune.evaluate_masks(model, "0", torch.ones(1, 16, dtype=torch.bool), batches())
+
+
+def test_layer_names_of_a_sequential_are_checked():
+    net = SEQUENTIALS["relu"]()
+    with pytest.raises(
+        ValueError, match=r"layer='3' is the output layer, whose nodes are the classes; allowed values: 1"
+    ):
+        prune.evaluate_masks(net, "3", torch.ones(1, 10, dtype=torch.bool), batches())
+    with pytest.raises(ValueError, match=r"layer='2' is not a hidden linear layer; allowed values: 1"):
+        prune.evaluate_masks(net, "2", torch.ones(1, 16, dtype=torch.bool), batches())
+    with pytest.raises(ValueError, match=r"layer='hidden.0' does not exist; allowed values: 1"):
+        prune.shrink_randomly(net, "hidden.0", 2, batches())
+
+
+def test_the_package_mlp_is_a_chain_too():
+    view = chain.linear_chain(models.MLP(in_features=20, hidden=(16, 8)))
+    assert view.names == ("hidden.0", "hidden.1", "out") and view.nonnegative == (True, True)
