@@ -162,3 +162,25 @@ def test_a_failed_rerun_leaves_the_last_good_results_whole(tmp_path, project_roo
         "notebooks",
         "tiny",
     ]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"cifar_aug_epochs": -1}, "cifar_aug_epochs=-1 is out of range"),
+        ({"mlp_epoch": 1}, "has no parameter 'mlp_epoch' (did you mean 'mlp_epochs'?)"),
+    ],
+)
+def test_plain_papermill_stops_in_the_first_cell_before_any_work(
+    project_root, results_dir, tmp_path, parameters, message
+):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(
+            str(project_root / chapters.BASELINES.notebook), str(tmp_path / "out.ipynb"),
+            parameters={"profile": "smoke", **parameters}, cwd=str(project_root), kernel_name="python3",
+            progress_bar=False,
+        )  # fmt: skip
+    assert message in err.value.evalue and err.value.exec_count == 3  # parameters, injected, first cell
+    assert not results_dir.exists(), "nothing is written before the parameters are checked"
