@@ -18,16 +18,16 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: setup  ## run the chapters of PROFILE (and CHAPTERS) and build _build/html
-	$(PY) -m netshrink.runner --profile $(PROFILE) --chapters "$(CHAPTERS)"
+	$(PY) -m netshrink.book.runner --profile $(PROFILE) --chapters "$(CHAPTERS)"
 
 chapters: setup  ## run the chapters only
-	$(PY) -m netshrink.runner --profile $(PROFILE) --chapters "$(CHAPTERS)" --no-build
+	$(PY) -m netshrink.book.runner --profile $(PROFILE) --chapters "$(CHAPTERS)" --no-build
 
 html: setup  ## build _build/html from the finished runs of PROFILE
-	$(PY) -m netshrink.runner --profile $(PROFILE) --build-only
+	$(PY) -m netshrink.book.runner --profile $(PROFILE) --build-only
 
 check-site: setup  ## open every page of _build/html in headless Chromium (needs Debian's chromium)
-	$(PY) -m netshrink.sitecheck _build/html --profile $(PROFILE)
+	$(PY) -m netshrink.book.sitecheck _build/html --profile $(PROFILE)
 
 lint: setup
 	$(PY) -m ruff check src tests chapters

@@ -54,7 +54,7 @@ def results_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """Every chapter run by papermill in the smoke profile: (results root, executed notebooks)."""
-    from netshrink import chapters, runner
+    from netshrink.book import chapters, runner
 
     results = tmp_path_factory.mktemp("results")
     executed = {
@@ -67,7 +67,7 @@ def smoke_run(tmp_path_factory):
 def build_book_copy(root: Path, results: Path):
     """Build the book of the smoke run `results` in a copy of the project's book sources at
     `root`; return (html folder, the finished jupyter-book process)."""
-    from netshrink import runner
+    from netshrink.book import runner
 
     root.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml", "book", "chapters"):

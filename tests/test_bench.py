@@ -7,7 +7,8 @@ the number in brackets after each median is its ratio to the fastest, i.e. the s
 import pytest
 import torch
 
-from netshrink import data, decompose, importance, models, prune
+from netshrink import data, models
+from netshrink.compress import decompose, importance, prune
 
 pytestmark = pytest.mark.bench
 

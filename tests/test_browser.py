@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from netshrink import paths, report, sitecheck
+from netshrink import paths
+from netshrink.book import report, sitecheck
 
 pytestmark = [pytest.mark.chapter, pytest.mark.book]
 

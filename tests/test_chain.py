@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import chain, importance, models, prune
+from netshrink import models
+from netshrink.compress import chain, importance, prune
 
 
 def batches(n=2, size=40, features=20, seed=0):

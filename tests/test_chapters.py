@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from netshrink import chapters, report
+from netshrink.book import chapters, report
 
 pytestmark = pytest.mark.chapter
 
@@ -33,7 +33,7 @@ def test_chapter_produces_every_item(smoke_run, chapter):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
 def test_chapter_runs_on_cuda(chapter, tmp_path):
-    from netshrink import runner
+    from netshrink.book import runner
 
     runner.run_chapter(chapter, "smoke", results=tmp_path, overrides={"device": "cuda"}, progress=False)
     items = report.read_manifest("smoke", tmp_path)["items"]

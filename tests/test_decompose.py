@@ -6,8 +6,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from netshrink import decompose, models
-from netshrink.vbmf import evbmf_rank
+from netshrink import models
+from netshrink.compress import decompose
+from netshrink.compress.vbmf import evbmf_rank
 
 CONV_SHAPES = [
     # (in, out, kernel, stride, padding, dilation, bias)
@@ -260,7 +261,7 @@ def test_parameter_formula_matches_the_built_layer_and_the_budget_is_kept(method
 
 
 def test_magnitude_pruning_zeroes_the_smallest_weights_of_one_layer():
-    from netshrink import prune
+    from netshrink.compress import prune
 
     torch.manual_seed(0)
     net = models.LeNet()

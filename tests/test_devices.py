@@ -9,8 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import chapters, data, decompose, devices, importance, measure, models, paths, prune, train
-from netshrink import vgg_case_study as vcs
+from netshrink import data, devices, measure, models, paths, train
+from netshrink.book import chapters
+from netshrink.compress import decompose, importance, prune
+from netshrink.experiments import vgg_case_study as vcs
 from netshrink.train import TrainConfig
 
 SMALL = {"val_size": 500, "train_size": 2000, "test_size": 500}

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from netshrink import importance, models
+from netshrink import models
+from netshrink.compress import importance
 
 
 def batches(shape, n=2, size=30, classes=10, seed=0):
@@ -48,7 +49,7 @@ def test_zeroing_a_node_equals_removing_its_weights():
     net = models.MLP(in_features=20, hidden=(16,)).eval()
     loader = batches((20,))
     change = importance.loss_change(net, "hidden.0", loader)
-    from netshrink import prune
+    from netshrink.compress import prune
 
     keep = torch.ones(16, dtype=torch.bool)
     keep[3] = False
@@ -143,7 +144,7 @@ def per_class(model, loader, n_classes=10):
 )
 @pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: the exact-maximum path of the last hidden layer
 def test_per_class_loss_and_accuracy_equal_the_pruned_models(model, layer, shape, scale):
-    from netshrink import prune
+    from netshrink.compress import prune
 
     torch.manual_seed(4)
     net = model().eval()
@@ -196,7 +197,7 @@ def outputs_equal(a, b, shape=(20,)):
 
 
 def test_exhaustive_pruning_stops_when_every_removal_raises_the_loss():
-    from netshrink import prune
+    from netshrink.compress import prune
 
     net, val = trained_mlp()
     result = importance.prune_exhaustive(net, "hidden.0", val)
@@ -213,7 +214,7 @@ def test_exhaustive_pruning_stops_when_every_removal_raises_the_loss():
 
 
 def test_greedy_pruning_removes_only_harmless_nodes_and_tests_fewer():
-    from netshrink import prune
+    from netshrink.compress import prune
 
     net, val = trained_mlp()
     greedy = importance.prune_greedy(net, "hidden.0", val, important=0.01)
@@ -309,7 +310,7 @@ def test_the_per_class_bound_is_the_stricter():
     ],
 )
 def test_mask_sweeps_equal_the_physically_pruned_models(model, layer, shape):
-    from netshrink import prune
+    from netshrink.compress import prune
 
     torch.manual_seed(6)
     net = model().eval()

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from netshrink import chapters, pages
+from netshrink.book import chapters, pages
 
 
 def manifest():

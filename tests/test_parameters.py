@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from netshrink import chapters, parameters
-from netshrink.report import PROFILES
+from netshrink.book import chapters, parameters
+from netshrink.book.report import PROFILES
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)

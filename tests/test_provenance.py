@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from netshrink import chapters, provenance
+from netshrink.book import chapters, provenance
 from netshrink.io import write_json
 
 

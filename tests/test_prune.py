@@ -3,7 +3,8 @@ import copy
 import pytest
 import torch
 
-from netshrink import models, prune
+from netshrink import models
+from netshrink.compress import prune
 
 
 @pytest.fixture()
@@ -182,14 +183,6 @@ def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
 def test_shrink_refuses_bad_counts(mlp, n_remove, message):
     with pytest.raises(ValueError, match=message):
         prune.shrink_randomly(mlp, "hidden.0", n_remove, batches(1))
-
-
-def test_timing_reports_both_methods_and_agreement(mlp):
-    masks = prune.random_node_masks(16, 3, 8, generator=torch.Generator().manual_seed(5))
-    table = prune.time_mask_evaluation(mlp, "hidden.0", masks, batches(), repeats=1)
-    assert set(table.index) == {"batched", "per-mask loop"}
-    assert table["agree"].all() and (table["seconds"] > 0).all()
-    assert table.loc["per-mask loop", "speedup"] == pytest.approx(1.0)
 
 
 def _vgg_with_batch_norm_statistics():

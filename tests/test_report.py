@@ -7,7 +7,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from netshrink import io, report  # noqa: E402
+from netshrink import io  # noqa: E402
+from netshrink.book import report  # noqa: E402
 
 
 def make(results_dir, chapter="demo", profile="smoke"):

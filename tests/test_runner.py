@@ -5,8 +5,8 @@ import shutil
 import nbformat
 import pytest
 
-from netshrink import chapters, runner
-from netshrink.report import PROFILES
+from netshrink.book import chapters, runner
+from netshrink.book.report import PROFILES
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
@@ -130,7 +130,7 @@ def test_a_failed_rerun_leaves_the_last_good_results_whole(tmp_path, project_roo
                 metadata={"tags": ["parameters"]},
             ),
             nbformat.v4.new_code_cell(
-                "import pandas as pd\nfrom netshrink.report import Report\n"
+                "import pandas as pd\nfrom netshrink.book.report import Report\n"
                 "r = Report('tiny', profile, {'x': x}, display=False)\n"
                 "r.table('X-T1', pd.DataFrame({'a': [x]}), 'x itself')\n"
                 "if x < 0:\n    raise RuntimeError('negative x')"

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import data, decompose, input_features, measure, models, train
-from netshrink import tensor_decomposition as td
+from netshrink import data, measure, models, train
+from netshrink.compress import decompose, input_features
+from netshrink.experiments import tensor_decomposition as td
 
 
 def low_rank_images(n=60, rank=3, seed=0):

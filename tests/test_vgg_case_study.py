@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from netshrink import data, decompose, models, train
-from netshrink import vgg_case_study as vc
+from netshrink import data, models, train
+from netshrink.compress import decompose
+from netshrink.experiments import vgg_case_study as vc
 
 
 @pytest.fixture(scope="module")

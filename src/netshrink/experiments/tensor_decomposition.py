@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, decompose, input_features, measure, models, prune, train
+from netshrink import data, measure, models, train
+from netshrink.compress import decompose, input_features, prune
 from netshrink.devices import mode
 from netshrink.train import TrainConfig, TrainResult
 

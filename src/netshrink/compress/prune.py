@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink import measure
-from netshrink.chain import linear_chain
+from netshrink.compress.chain import linear_chain
 from netshrink.devices import mode, model_device, to_device
 
 
@@ -304,29 +303,6 @@ def shrink_randomly(
     steps = pd.DataFrame(rows)
     final = steps[steps["step"] == step].set_index("run")[["removed", "val_loss", "val_acc"]]
     return ShrinkResult(steps, final, keep)
-
-
-def time_mask_evaluation(
-    model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
-) -> pd.DataFrame:
-    """Median wall time of `evaluate_masks` and of the per-mask loop on the same masks and data,
-    and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
-    med, results = measure.time_calls(
-        {
-            "batched": lambda: evaluate_masks(model, layer, masks, loader),
-            "per-mask loop": lambda: evaluate_masks_naive(model, layer, masks, loader),
-        },
-        repeats,
-    )
-    agree = bool(((results["batched"] - results["per-mask loop"]).abs().max() < 1e-4).all())
-    return pd.DataFrame(
-        {
-            "seconds": med,
-            "speedup": {k: med["per-mask loop"] / v for k, v in med.items()},
-            "masks": len(masks),
-            "agree": agree,
-        }  # fmt: skip
-    )
 
 
 def magnitude_prune(model: nn.Module, layer: str, rate: float) -> nn.Module:

@@ -26,8 +26,8 @@ from scipy import stats
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink import prune
-from netshrink.chain import LinearChain, linear_chain
+from netshrink.compress import prune
+from netshrink.compress.chain import LinearChain, linear_chain
 from netshrink.devices import mode, model_device, to_device
 
 CLASSES = ("important", "zero", "worse")

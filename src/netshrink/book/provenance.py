@@ -19,8 +19,8 @@ from typing import Any
 import nbformat
 import torch
 
-from netshrink.chapters import RUNTIME, Chapter
-from netshrink.report import read_manifest
+from netshrink.book.chapters import RUNTIME, Chapter
+from netshrink.book.report import read_manifest
 
 RECORD = "provenance.json"
 

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from netshrink import devices, parameters, train
+from netshrink import devices, train
+from netshrink.book import parameters
+from netshrink.book.report import Report, check_profile
 from netshrink.data import DataSplits
-from netshrink.report import Report, check_profile
 
 # Every chapter's device and precision parameters (the same in every profile).
 RUNTIME = {"device": "auto", "precision": "auto"}

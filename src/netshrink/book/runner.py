@@ -1,6 +1,6 @@
 """Run the book's chapters with papermill and build the HTML book.
 
-    python -m netshrink.runner --profile quick [--chapters baselines] [--no-build]
+    python -m netshrink.book.runner --profile quick [--chapters baselines] [--no-build]
 
 Each chapter notebook runs with its profile's parameters into
 `results/<profile>/notebooks/<notebook>.ipynb` (written only when the run succeeds);
@@ -29,10 +29,11 @@ import nbformat
 import papermill as pm
 import yaml
 
-from netshrink import pages, parameters, paths, provenance
-from netshrink.chapters import CHAPTERS, Chapter, select
+from netshrink import paths
+from netshrink.book import pages, parameters, provenance
+from netshrink.book.chapters import CHAPTERS, Chapter, select
+from netshrink.book.report import check_profile, publish, read_manifest
 from netshrink.io import atomic_path, exit_on_sigterm, remove_stale, write_json, write_with
-from netshrink.report import check_profile, publish, read_manifest
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks

@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, importance, measure, prune, train
+from netshrink import data, measure, train
+from netshrink.compress import importance, prune
 from netshrink.train import TrainConfig, TrainResult
 
 LAYER = "hidden.0"

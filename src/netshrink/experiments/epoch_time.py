@@ -1,7 +1,7 @@
 """Seconds per training epoch of the VGG-16 chapter's own configuration, through `train.train_cached`.
 
-    python -m netshrink.epoch_time --device cuda                    # full width, 45,000 images
-    python -m netshrink.epoch_time --device cpu --width 0.25 --train-size 5000 --epochs 2
+    python -m netshrink.experiments.epoch_time --device cuda                    # full width, 45,000 images
+    python -m netshrink.experiments.epoch_time --device cpu --width 0.25 --train-size 5000 --epochs 2
 
 Trains into a fresh temporary cache (so nothing is loaded from an earlier run) and prints one
 line per epoch and the median of the training passes after the first (which pays for cuDNN's
@@ -16,7 +16,7 @@ import statistics
 import tempfile
 
 from netshrink import data, devices, train
-from netshrink.vgg_case_study import vgg_config
+from netshrink.experiments.vgg_case_study import vgg_config
 
 
 def epoch_seconds(

@@ -3,7 +3,7 @@ broken: a link to a page or file that does not exist, an image that does not loa
 error, a request the local server cannot answer, or a figure of the run's manifest missing from
 the Results at a glance page. Saves a screenshot of each chapter's first screen.
 
-    python -m netshrink.sitecheck [_build/html] [--profile quick]
+    python -m netshrink.book.sitecheck [_build/html] [--profile quick]
 
 Chromium is Debian's `chromium` (or `$NETSHRINK_CHROMIUM`), driven by Playwright.
 """
@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from netshrink import paths
-from netshrink.report import read_manifest
+from netshrink.book.report import read_manifest
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from netshrink import plots
+from netshrink.book import plots
 from netshrink.train import TrainConfig, TrainResult
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, decompose, measure, models, prune
+from netshrink import data, measure, models
+from netshrink.compress import decompose, prune
 from netshrink.devices import mode, model_device, to_device
 from netshrink.train import TrainConfig
 

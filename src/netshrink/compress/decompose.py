@@ -37,7 +37,7 @@ import torch
 from tensorly.decomposition import parafac, partial_tucker, tensor_train, tensor_train_matrix
 from torch import nn
 
-from netshrink.vbmf import evbmf_rank
+from netshrink.compress.vbmf import evbmf_rank
 
 tl.set_backend("pytorch")
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netshrink.book.report import PROFILES
+from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS
-from netshrink.decompose import CONV_METHODS
 from netshrink.devices import DEVICES, PRECISIONS
-from netshrink.report import PROFILES
 
 _KINDS = {"int": "an integer", "float": "a finite number", "str": "a string", "dict": "a mapping"}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import papermill as pm
 
-from netshrink.chapters import Chapter
+from netshrink.book.chapters import Chapter
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
 

@@ -3,12 +3,14 @@ trained networks, Algorithm 2, and the draft's tables to set beside ours."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import torch
+from torch import nn
 
-from netshrink import data, prune, stats
+from netshrink import data, measure, stats
+from netshrink.compress import prune
 from netshrink.train import TrainConfig, TrainResult
 
 N_VALUES = (1, 2, 4, 8, 16, 32, 64)
@@ -145,3 +147,26 @@ def statistics_table(trials: pd.DataFrame, value: str, item: str, network: int =
     """The draft's statistics of `value` per n for one trained network, the draft's rows beside."""
     ours = stats.describe(trials[trials["network"] == network], "n", value)
     return stats.beside_seed(ours, SEED_TABLES[item], "seed 004") if item in SEED_TABLES else ours
+
+
+def time_mask_evaluation(
+    model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
+) -> pd.DataFrame:
+    """Median wall time of `prune.evaluate_masks` and of the per-mask loop on the same masks and data,
+    and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
+    med, results = measure.time_calls(
+        {
+            "batched": lambda: prune.evaluate_masks(model, layer, masks, loader),
+            "per-mask loop": lambda: prune.evaluate_masks_naive(model, layer, masks, loader),
+        },
+        repeats,
+    )
+    agree = bool(((results["batched"] - results["per-mask loop"]).abs().max() < 1e-4).all())
+    return pd.DataFrame(
+        {
+            "seconds": med,
+            "speedup": {k: med["per-mask loop"] / v for k, v in med.items()},
+            "masks": len(masks),
+            "agree": agree,
+        }  # fmt: skip
+    )

@@ -1,0 +1,43 @@
+"""The package's dependency rule: `compress` (pure algorithms) imports nothing from the core's
+file handling or the book; the core never imports the book or the experiments."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "netshrink"
+CORE = sorted(p for p in SRC.glob("*.py") if p.name != "__init__.py")
+
+
+def netshrink_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("netshrink"):
+            names |= {
+                f"{node.module}.{a.name}" if node.module == "netshrink" else node.module for a in node.names
+            }
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("netshrink")}
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "compress").glob("*.py")), ids=lambda p: p.name)
+def test_compress_imports_only_compress_devices_and_models(path):
+    allowed = ("netshrink.compress", "netshrink.devices", "netshrink.models")
+    bad = sorted(n for n in netshrink_imports(path) if not n.startswith(allowed))
+    assert not bad, f"compress/{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
+def test_the_core_imports_neither_the_book_nor_the_experiments(path):
+    bad = sorted(
+        n for n in netshrink_imports(path) if n.startswith(("netshrink.book", "netshrink.experiments"))
+    )
+    assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_book_never_imports_an_experiment():
+    for path in (SRC / "book").glob("*.py"):
+        bad = sorted(n for n in netshrink_imports(path) if n.startswith("netshrink.experiments"))
+        assert not bad, f"book/{path.name} imports {bad}"
