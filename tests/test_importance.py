@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from netshrink import models
-from netshrink.compress import importance
+from netshrink.compress import importance, search
 
 
 def batches(shape, n=2, size=30, classes=10, seed=0):
@@ -200,7 +200,7 @@ def test_exhaustive_pruning_stops_when_every_removal_raises_the_loss():
     from netshrink.compress import prune
 
     net, val = trained_mlp()
-    result = importance.prune_exhaustive(net, "hidden.0", val)
+    result = search.prune_exhaustive(net, "hidden.0", val)
     steps = result.steps
     assert len(steps) > 1, "the teacher task leaves some worse nodes"
     assert (steps["loss_change"].iloc[1:] <= 0).all()
@@ -217,8 +217,8 @@ def test_greedy_pruning_removes_only_harmless_nodes_and_tests_fewer():
     from netshrink.compress import prune
 
     net, val = trained_mlp()
-    greedy = importance.prune_greedy(net, "hidden.0", val, important=0.01)
-    exhaustive = importance.prune_exhaustive(net, "hidden.0", val)
+    greedy = search.prune_greedy(net, "hidden.0", val, important=0.01)
+    exhaustive = search.prune_exhaustive(net, "hidden.0", val)
     assert (greedy.steps["loss_change"].iloc[1:] <= 0).all()
     assert (greedy.steps["val_loss"].diff().dropna() <= 1e-9).all()
     assert greedy.nodes_left < 24
@@ -234,7 +234,7 @@ def test_pruning_once_removes_the_classified_nodes(zero):
     net, val = trained_mlp()
     change = importance.loss_change(net, "hidden.0", val)
     labels = importance.classify(change, 1e-4)
-    result = importance.prune_once(net, "hidden.0", val, tol=1e-4, zero=zero)
+    result = search.prune_once(net, "hidden.0", val, tol=1e-4, zero=zero)
     expected = (labels == "worse") | ((labels == "zero") if zero else False)
     assert torch.equal(~result.keep, torch.as_tensor(expected))
     assert result.model.hidden[0].out_features == 24 - int(expected.sum())
@@ -244,7 +244,7 @@ def test_pruning_once_removes_the_classified_nodes(zero):
 def test_pruning_a_conv_layer_removes_channels():
     net = models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7).eval()
     loader = batches((1, 8, 8), n=2)
-    result = importance.prune_exhaustive(net, "conv2", loader, tol=10.0)  # everything may go but one
+    result = search.prune_exhaustive(net, "conv2", loader, tol=10.0)  # everything may go but one
     assert (
         result.nodes_left == 1
         and result.model.conv2.out_channels == 1
@@ -256,16 +256,16 @@ def test_pruning_a_conv_layer_removes_channels():
     ("call", "message"),
     [
         (
-            lambda n, v: importance.prune_exhaustive(n, "hidden.0", v, tol=-0.1),
+            lambda n, v: search.prune_exhaustive(n, "hidden.0", v, tol=-0.1),
             r"tol=-0.1 must be a finite number >= 0",
         ),
         (
-            lambda n, v: importance.prune_greedy(n, "hidden.0", v, important=-1),
+            lambda n, v: search.prune_greedy(n, "hidden.0", v, important=-1),
             r"important=-1 must be a finite number >= 0",
         ),
-        (lambda n, v: importance.prune_greedy(n, "hidden.0", v, tol=0.1, important=0.01), r"important=0.01"),
-        (lambda n, v: importance.prune_once(n, "hidden.3", v), r"layer='hidden.3' does not exist"),
-        (lambda n, v: importance.prune_greedy(n, "out", v), r"layer='out' is the output layer"),
+        (lambda n, v: search.prune_greedy(n, "hidden.0", v, tol=0.1, important=0.01), r"important=0.01"),
+        (lambda n, v: search.prune_once(n, "hidden.3", v), r"layer='hidden.3' does not exist"),
+        (lambda n, v: search.prune_greedy(n, "out", v), r"layer='out' is the output layer"),
     ],
 )
 def test_bad_pruning_arguments_are_refused(call, message):
@@ -277,7 +277,7 @@ def test_bad_pruning_arguments_are_refused(call, message):
 @pytest.mark.parametrize(("per_class", "tol"), [(False, 0.02), (True, 0.3)])
 def test_pruning_within_a_bound_keeps_the_loss_within_it(per_class, tol):
     net, val = trained_mlp()
-    result = importance.prune_within(net, "hidden.0", val, tol, per_class=per_class)
+    result = search.prune_within(net, "hidden.0", val, tol, per_class=per_class)
     before, after = (
         importance.ablate(net, "hidden.0", val, nodes=[]),
         importance.ablate(result.model, "hidden.0", val, nodes=[]),
@@ -293,8 +293,8 @@ def test_pruning_within_a_bound_keeps_the_loss_within_it(per_class, tol):
 
 def test_the_per_class_bound_is_the_stricter():
     net, val = trained_mlp()
-    overall = importance.prune_within(net, "hidden.0", val, 0.02)
-    per_class = importance.prune_within(net, "hidden.0", val, 0.02, per_class=True)
+    overall = search.prune_within(net, "hidden.0", val, 0.02)
+    per_class = search.prune_within(net, "hidden.0", val, 0.02, per_class=True)
     assert per_class.nodes_left >= overall.nodes_left
 
 
@@ -316,7 +316,7 @@ def test_mask_sweeps_equal_the_physically_pruned_models(model, layer, shape):
     net = model().eval()
     loader = batches(shape, n=2, size=40)
     n = net.get_submodule(layer).weight.shape[0]
-    keep = importance.prefix_masks(torch.randperm(n), [0, 1, 3, n - 1])
+    keep = search.prefix_masks(torch.randperm(n), [0, 1, 3, n - 1])
     sweep = importance.ablate_masks(net, layer, loader, keep, chunk=3)
     for row, mask in enumerate(keep, start=1):
         loss, acc = per_class(prune.remove_nodes(net, layer, mask), loader)
@@ -328,10 +328,10 @@ def test_mask_sweeps_equal_the_physically_pruned_models(model, layer, shape):
 
 def test_exhaustive_pruning_can_stop_at_a_multiple_of_a_width():
     net, val = trained_mlp()
-    result = importance.prune_exhaustive(net, "hidden.0", val, multiple=8)
+    result = search.prune_exhaustive(net, "hidden.0", val, multiple=8)
     assert result.nodes_left % 8 == 0 and result.nodes_left < 24
     with pytest.raises(ValueError, match="multiple=0 must be a positive integer"):
-        importance.prune_exhaustive(net, "hidden.0", val, multiple=0)
+        search.prune_exhaustive(net, "hidden.0", val, multiple=0)
 
 
 @pytest.mark.parametrize("tol", [float("nan"), float("inf"), -1e-9, "0.1", None])

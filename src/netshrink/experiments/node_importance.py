@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, train
-from netshrink.compress import importance, prune
+from netshrink.compress import importance, prune, search
 from netshrink.train import TrainConfig, TrainResult
 
 LAYER = "hidden.0"
@@ -87,13 +87,13 @@ def pruning_strategies(
     recomputed strategies (for I-F2).
     """
     results = {
-        "once: worse": importance.prune_once(model, layer, val_loader, tol=class_tol),
-        "once: worse + zero": importance.prune_once(model, layer, val_loader, tol=class_tol, zero=True),
-        "exhaustive": importance.prune_exhaustive(model, layer, val_loader, tol=tol),
-        f"exhaustive, width a multiple of {multiple}": importance.prune_exhaustive(
+        "once: worse": search.prune_once(model, layer, val_loader, tol=class_tol),
+        "once: worse + zero": search.prune_once(model, layer, val_loader, tol=class_tol, zero=True),
+        "exhaustive": search.prune_exhaustive(model, layer, val_loader, tol=tol),
+        f"exhaustive, width a multiple of {multiple}": search.prune_exhaustive(
             model, layer, val_loader, tol=tol, multiple=multiple
         ),
-        "greedy": importance.prune_greedy(model, layer, val_loader, tol=tol, important=important),
+        "greedy": search.prune_greedy(model, layer, val_loader, tol=tol, important=important),
     }
     cost = measure.compare_latency(
         {"original": model, **{name: r.model for name, r in results.items()}}, latency_batch, repeats=repeats
@@ -191,7 +191,7 @@ def prune_hidden_layers(
     Returns the smaller model and the keep-mask of each layer."""
     keeps = {}
     for layer in prune.hidden_layers(model):
-        result = importance.prune_once(model, layer, loader, tol=tol, zero=True)
+        result = search.prune_once(model, layer, loader, tol=tol, zero=True)
         model, keeps[layer] = result.model, result.keep
     return model, keeps
 
@@ -295,7 +295,7 @@ def class_accuracy_after_pruning(
     for layer, result in ablations.items():
         n = len(result.nodes)
         counts = [min(int(round(f * n)), n - 1) for f in fractions]
-        keep = importance.prefix_masks(result.loss_change.argsort(), counts)
+        keep = search.prefix_masks(result.loss_change.argsort(), counts)
         acc = importance.ablate_masks(model, layer, test_loader, keep).class_acc[1:]
         for fraction, k, row in zip(fractions, counts, acc, strict=True):
             rows += [
@@ -314,7 +314,7 @@ def class_criteria(
     latency_batch: torch.Tensor,
     repeats: int = 20,
 ) -> pd.DataFrame:
-    """Pruning by overall against per-class loss, each layer on its own (`importance.prune_within`).
+    """Pruning by overall against per-class loss, each layer on its own (`search.prune_within`).
 
     "overall loss": the most least-important channels whose joint removal keeps the validation
     loss within `tol` of the original's. "every class's loss": keeps every class's loss within
@@ -337,9 +337,7 @@ def class_criteria(
     for layer, result in ablations.items():
         n = len(result.nodes)
         for name, per_class in (("overall loss", False), ("every class's loss", True)):
-            pruned = importance.prune_within(
-                model, layer, val_loader, tol, per_class=per_class, ablations=result
-            )
+            pruned = search.prune_within(model, layer, val_loader, tol, per_class=per_class, ablations=result)
             after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
             acc = after.class_acc[0]
             rows[(layer, name)] = {

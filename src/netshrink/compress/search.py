@@ -1,0 +1,185 @@
+"""Pruning by node importance: remove the nodes whose removal does not raise the validation
+loss, once (by the single-node loss changes), exhaustively, greedily, or as many as a loss
+bound allows; every candidate set is evaluated by the batched oracle of `importance`."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from netshrink.compress import prune
+from netshrink.compress.importance import Ablations, ablate, ablate_masks, check_layer, check_tol, node_count
+
+STRATEGIES = ("once: worse", "once: worse + zero", "exhaustive", "greedy")
+
+
+@dataclass
+class PruneResult:
+    """A pruned model (nodes physically removed) and how it was found.
+
+    `keep` is over the original nodes; `steps` has one row per removal (step 0: the intact
+    model) with the original index of the node removed, its loss change, the validation loss
+    and accuracy after it, and the loss evaluations and seconds spent so far.
+    """
+
+    model: nn.Module
+    keep: torch.Tensor
+    steps: pd.DataFrame
+    evaluations: int
+    seconds: float
+
+    @property
+    def nodes_left(self) -> int:
+        return int(self.keep.sum())
+
+
+def _step(step: int, node: int, change: float, result: Ablations, row: int, evaluations: int, start: float):
+    return {"step": step, "node": node, "loss_change": change, "val_loss": float(result.loss[row]),
+            "val_acc": float(result.acc[row]), "evaluations": evaluations,
+            "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def prune_once(
+    model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0, zero: bool = False
+) -> PruneResult:
+    """Importance computed once, then every worse node (loss change < -tol) removed at once; with
+    `zero`, every zero node (|change| <= tol) too. At least one node stays."""
+    check_tol("tol", tol)
+    check_layer(model, layer)
+    start = time.perf_counter()
+    result = ablate(model, layer, loader)
+    change = result.loss_change
+    drop = change <= tol if zero else change < -tol
+    if drop.all():
+        drop[change.argmax()] = False
+    pruned = prune.remove_nodes(model, layer, ~drop) if drop.any() else copy.deepcopy(model)
+    after = ablate(pruned, layer, loader, nodes=[])
+    rows = [_step(0, -1, 0.0, result, 0, 0, start)]
+    rows.append({**_step(1, -1, float(after.loss[0] - result.loss[0]), after, 0, len(change), start),
+                 "removed": int(drop.sum())})  # fmt: skip
+    return PruneResult(pruned, ~drop, pd.DataFrame(rows), len(change), time.perf_counter() - start)
+
+
+def prune_exhaustive(
+    model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0, multiple: int = 1
+) -> PruneResult:
+    """Recomputed, exhaustive: compute every node's loss change, remove the node whose removal
+    lowers the loss most, recompute on the smaller model; stop when every removal would raise the
+    loss by more than `tol` (default: until no removal lowers or keeps the loss) and the nodes
+    left are a multiple of `multiple` (matrix kernels favour widths that are multiples of 8 or 16)."""
+    check_tol("tol", tol)
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"multiple={multiple} must be a positive integer")
+    check_layer(model, layer)
+    start = time.perf_counter()
+    current, original = model, torch.arange(node_count(model.get_submodule(layer)))
+    result = ablate(current, layer, loader)
+    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0, start)]
+    while len(original) > 1:
+        change = result.loss_change
+        j = int(change.argmin())
+        if change[j] > tol and len(original) % multiple == 0:
+            break
+        rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations, start))
+        keep = torch.arange(len(original)) != j
+        current, original = prune.remove_nodes(current, layer, keep), original[keep]
+        result = ablate(current, layer, loader)
+        evaluations += len(original)
+    mask = torch.zeros(node_count(model.get_submodule(layer)), dtype=torch.bool)
+    mask[original] = True
+    return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
+                       evaluations, time.perf_counter() - start)  # fmt: skip
+
+
+def prune_greedy(
+    model: nn.Module, layer: str, loader: Iterable, tol: float = 0.0, important: float | None = None
+) -> PruneResult:
+    """Recomputed, greedy: test the nodes one at a time in index order and remove the first whose
+    removal does not raise the loss by more than `tol`; a node whose removal raises it by more
+    than `important` is never tested again. Passes repeat until one removes nothing."""
+    check_tol("tol", tol)
+    if important is not None and check_tol("important", important) < tol:
+        raise ValueError(f"important={important} must be >= tol={tol}")
+    check_layer(model, layer)
+    start = time.perf_counter()
+    current, original = model, torch.arange(node_count(model.get_submodule(layer)))
+    base = ablate(current, layer, loader, nodes=[])
+    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0, start)]
+    skipped: set[int] = set()
+    removed = True
+    while removed and len(original) > 1:
+        removed = False
+        for node in [int(n) for n in original if int(n) not in skipped]:
+            if len(original) == 1:
+                break
+            j = int((original == node).nonzero())
+            result = ablate(current, layer, loader, nodes=[j])
+            evaluations += 1
+            change = float(result.loss_change[0])
+            if change <= tol:
+                rows.append(_step(len(rows), node, change, result, 1, evaluations, start))
+                keep = torch.arange(len(original)) != j
+                current, original = prune.remove_nodes(current, layer, keep), original[keep]
+                removed = True
+            elif important is not None and change > important:
+                skipped.add(node)
+    mask = torch.zeros(node_count(model.get_submodule(layer)), dtype=torch.bool)
+    mask[original] = True
+    return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
+                       evaluations, time.perf_counter() - start)  # fmt: skip
+
+
+def prefix_masks(order: torch.Tensor, counts: Iterable[int]) -> torch.Tensor:
+    """Keep-masks (len(counts), n) removing the first k nodes of `order`, one mask per k."""
+    counts = list(counts)
+    keep = torch.ones(len(counts), len(order), dtype=torch.bool)
+    for row, k in enumerate(counts):
+        keep[row, order[:k]] = False
+    return keep
+
+
+def prune_within(
+    model: nn.Module,
+    layer: str,
+    loader: Iterable,
+    tol: float,
+    per_class: bool = False,
+    ablations: Ablations | None = None,
+) -> PruneResult:
+    """Importance computed once (or given as `ablations` of all nodes), then the largest number k
+    of least important nodes removed together whose removal keeps the loss within `tol` of the
+    intact model's; with `per_class`, keeps *every class's* loss within `tol` (importance is then
+    the largest per-class loss change). All n - 1 candidate prefixes are evaluated in one batched
+    pass; `steps` holds that sweep (row k: the k least important nodes removed)."""
+    check_tol("tol", tol)
+    module = check_layer(model, layer)
+    start = time.perf_counter()
+    result = ablations if ablations is not None else ablate(model, layer, loader)
+    if len(result.nodes) != node_count(module):
+        raise ValueError(f"ablations must cover all {node_count(module)} nodes of layer={layer!r}")
+    change = result.class_loss_change.nan_to_num(0).amax(1) if per_class else result.loss_change
+    order = change.argsort()
+    n = len(order)
+    sweep = ablate_masks(model, layer, loader, prefix_masks(order, range(1, n)))
+    if per_class:
+        rise = (sweep.class_loss[1:] - result.class_loss[0]).nan_to_num(0).amax(1)
+    else:
+        rise = sweep.loss[1:] - result.loss[0]
+    within = (rise <= tol).nonzero()
+    k = int(within.max()) + 1 if len(within) else 0
+    keep = prefix_masks(order, [k])[0]
+    pruned = prune.remove_nodes(model, layer, keep) if k else copy.deepcopy(model)
+    steps = pd.DataFrame(
+        {"step": range(n), "node": [-1, *order[: n - 1].tolist()],
+         "loss_change": [0.0, *change[order[: n - 1]].tolist()],
+         "val_loss": [float(result.loss[0]), *sweep.loss[1:].tolist()],
+         "val_acc": [float(result.acc[0]), *sweep.acc[1:].tolist()], "evaluations": n - 1,
+         "seconds": time.perf_counter() - start}
+    )  # fmt: skip
+    return PruneResult(pruned, keep, steps, n - 1, time.perf_counter() - start)
