@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from netshrink import data, models
-from netshrink.compress import decompose, importance, prune
+from netshrink.compress import decompose, importance, naive, prune
 
 pytestmark = pytest.mark.bench
 
@@ -36,7 +36,7 @@ def test_bench_masks_batched(benchmark, setting):
 def test_bench_masks_per_mask_loop(benchmark, setting):
     model, masks, loader = setting
     benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
-    table = benchmark.pedantic(prune.evaluate_masks_naive, args=(model, "hidden.0", masks, loader), rounds=1)
+    table = benchmark.pedantic(naive.evaluate_masks_naive, args=(model, "hidden.0", masks, loader), rounds=1)
     assert len(table) == N_MASKS
 
 
@@ -66,7 +66,7 @@ def test_bench_loss_change_batched(benchmark, oracle_setting):
 def test_bench_loss_change_one_pass_per_node(benchmark, oracle_setting):
     kind, model, layer, batches = oracle_setting
     benchmark.group = f"loss change of all 128 nodes of a {kind}, 10,000 MNIST test images"
-    change = benchmark.pedantic(importance.loss_change_naive, args=(model, layer, batches), rounds=3)
+    change = benchmark.pedantic(naive.loss_change_naive, args=(model, layer, batches), rounds=3)
     assert change.shape == (128,)
 
 

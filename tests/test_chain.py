@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from netshrink import models
-from netshrink.compress import chain, importance, prune
+from netshrink.compress import chain, importance, naive, prune
 
 
 def batches(n=2, size=40, features=20, seed=0):
@@ -57,11 +57,11 @@ def test_masks_removal_and_the_oracle_on_a_sequential_equal_the_dense_model(make
         masks = prune.random_node_masks(n, 3, 6, generator=torch.Generator().manual_seed(1))
         pd.testing.assert_frame_equal(
             prune.evaluate_masks(net, layer, masks, loader, chunk=4),
-            prune.evaluate_masks_naive(net, layer, masks, loader),
+            naive.evaluate_masks_naive(net, layer, masks, loader),
             atol=1e-5, rtol=0,
         )  # fmt: skip
         fast = importance.loss_change(net, layer, loader, chunk=5)
-        assert torch.allclose(fast, importance.loss_change_naive(net, layer, loader), atol=1e-5)
+        assert torch.allclose(fast, naive.loss_change_naive(net, layer, loader), atol=1e-5)
         ablations = importance.ablate(net, layer, loader)
         assert torch.allclose(ablations.loss_change, fast, atol=1e-5)
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from netshrink import data, paths
+from netshrink import data, paths, raw
+from netshrink.io import file_sha256
 
 
 def test_mnist_shapes_range_and_labels():
@@ -73,13 +74,13 @@ def test_bad_arguments_name_the_parameter(kwargs, message):
 
 def _fake_mirror(tmp_path, corrupt=False):
     mirror = tmp_path / "mirror"
-    raw = mirror / "MNIST" / "raw"
-    raw.mkdir(parents=True)
+    folder = mirror / "MNIST" / "raw"
+    folder.mkdir(parents=True)
     src = paths.mirror_dir()
     lines = []
-    for f in data.IDX_FILES:
-        shutil.copy(src / "MNIST" / "raw" / f"{f}.gz", raw / f"{f}.gz")
-        digest = data.file_sha256(raw / f"{f}.gz")
+    for f in raw.IDX_FILES:
+        shutil.copy(src / "MNIST" / "raw" / f"{f}.gz", folder / f"{f}.gz")
+        digest = file_sha256(folder / f"{f}.gz")
         if corrupt and f.startswith("t10k-labels"):
             digest = "0" * 64
         lines.append(f"{digest}  MNIST/raw/{f}.gz")
@@ -113,8 +114,8 @@ def test_no_copy_offline_gives_one_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(data.torchvision.datasets.FashionMNIST, "download", offline)
-    monkeypatch.setattr(data.torchvision.datasets.CIFAR10, "download", offline)
+    monkeypatch.setattr(raw.torchvision.datasets.FashionMNIST, "download", offline)
+    monkeypatch.setattr(raw.torchvision.datasets.CIFAR10, "download", offline)
     root = tmp_path / "empty"
     for name in ("fashion-mnist", "cifar10"):
         with pytest.raises(data.DataNotFoundError) as err:
@@ -133,7 +134,7 @@ def test_decode_cifar_jpeg_tar(tmp_path):
             info = tarfile.TarInfo(f"{split}/{cls}/{i:04d}.jpg")
             info.size = len(buf.getvalue())
             tar.addfile(info, io.BytesIO(buf.getvalue()))
-    arrays = data.decode_cifar_jpeg_tar(tar_path)
+    arrays = raw.decode_cifar_jpeg_tar(tar_path)
     assert arrays["x_train"].shape == (2, 32, 32, 3) and arrays["x_train"].dtype == np.uint8
     assert arrays["y_train"].tolist() == [0, 3]  # sorted by path: airplane, then cat
     assert arrays["y_test"].tolist() == [9]
@@ -233,7 +234,7 @@ def mnist_root(tmp_path):
     data.load_raw("mnist")
     root = tmp_path / "root"
     shutil.copytree(paths.data_root() / "MNIST", root / "MNIST")
-    data._CHECKED.clear()
+    raw._CHECKED.clear()
     return root
 
 
@@ -244,7 +245,7 @@ def test_a_flipped_byte_in_an_unpacked_idx_file_is_refused_naming_it(mnist_root)
     blob = bytearray(path.read_bytes())
     blob[5000] ^= 0xFF
     path.write_bytes(bytes(blob))
-    with pytest.raises(data.DataCorruptError, match=r"train-images-idx3-ubyte does not match .*delete .*raw"):
+    with pytest.raises(raw.DataCorruptError, match=r"train-images-idx3-ubyte does not match .*delete .*raw"):
         data.load_raw("mnist", root=mnist_root, download=False)
 
 
@@ -252,17 +253,17 @@ def test_a_truncated_idx_file_is_refused_naming_it(mnist_root):
     (mnist_root / "MNIST/raw/SHA256SUMS").unlink()  # files put there by hand: no record yet
     path = mnist_root / "MNIST/raw/t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(data.DataCorruptError, match=r"cannot read the IDX files in .*MNIST/raw"):
+    with pytest.raises(raw.DataCorruptError, match=r"cannot read the IDX files in .*MNIST/raw"):
         data.load_raw("mnist", root=mnist_root, mirror=None, download=False)
     assert not (mnist_root / "MNIST/raw/SHA256SUMS").exists(), "a file that cannot be read is never recorded"
 
 
 def test_a_damaged_cifar_cache_is_refused_naming_it(tmp_path):
-    cache = tmp_path / data.CIFAR_JPEG_CACHE
+    cache = tmp_path / raw.CIFAR_JPEG_CACHE
     cache.parent.mkdir(parents=True)
     arrays = {"x_train": np.zeros((2, 32, 32, 3), np.uint8), "y_train": np.zeros(2, np.int64),
               "x_test": np.zeros((1, 32, 32, 3), np.uint8), "y_test": np.zeros(1, np.int64)}  # fmt: skip
-    data._savez(cache, arrays)
+    raw._savez(cache, arrays)
     assert data.load_raw("cifar10", root=tmp_path, mirror=None, download=False).x_train.shape == (
         2,
         3,
@@ -270,13 +271,13 @@ def test_a_damaged_cifar_cache_is_refused_naming_it(tmp_path):
         32,
     )
     cache.write_bytes(cache.read_bytes()[:100])
-    data._CHECKED.clear()
+    raw._CHECKED.clear()
     with pytest.raises(
-        data.DataCorruptError, match=r"cifar10-jpeg.npz does not match .*delete .* to decode it again"
+        raw.DataCorruptError, match=r"cifar10-jpeg.npz does not match .*delete .* to decode it again"
     ):
         data.load_raw("cifar10", root=tmp_path, mirror=None, download=False)
     cache.with_name(cache.name + ".sha256").unlink()  # no record: numpy's error, with the path
-    with pytest.raises(data.DataCorruptError, match=r"cannot read .*cifar10-jpeg.npz \(BadZipFile"):
+    with pytest.raises(raw.DataCorruptError, match=r"cannot read .*cifar10-jpeg.npz \(BadZipFile"):
         data.load_raw("cifar10", root=tmp_path, mirror=None, download=False)
 
 
@@ -284,12 +285,12 @@ def test_a_bad_line_in_sha256sums_names_the_file_and_line(tmp_path):
     mirror = _fake_mirror(tmp_path)
     sums = mirror / "SHA256SUMS"
     sums.write_text(sums.read_text() + "not-a-digest\n")
-    with pytest.raises(data.DataCorruptError, match=r"SHA256SUMS, line 5: 'not-a-digest' is not"):
+    with pytest.raises(raw.DataCorruptError, match=r"SHA256SUMS, line 5: 'not-a-digest' is not"):
         data.load_raw("mnist", root=tmp_path / "root", mirror=mirror, download=False)
 
 
 def test_a_misspelt_mirror_variable_is_reported_as_such(tmp_path, monkeypatch):
     monkeypatch.setenv("NETSHRINK_DATA_MIRROR", str(tmp_path / "shraed"))
-    monkeypatch.setattr(data.torchvision.datasets.FashionMNIST, "download", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(raw.torchvision.datasets.FashionMNIST, "download", lambda *a, **k: 1 / 0)
     with pytest.raises(data.DataNotFoundError, match=r"NETSHRINK_DATA_MIRROR='.*shraed' is not a folder"):
         data.load_raw("fashion-mnist", root=tmp_path / "empty")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import data, devices, measure, models, paths, train
+from netshrink import cache, data, devices, measure, models, paths
 from netshrink.book import chapters
-from netshrink.compress import decompose, importance, prune
+from netshrink.compress import decompose, importance, naive, prune
 from netshrink.experiments import vgg_case_study as vcs
 from netshrink.train import TrainConfig
 
@@ -107,7 +107,7 @@ def test_mask_evaluation_on_the_models_device_equals_the_naive_loop(device):
     masks = prune.random_node_masks(16, 5, 7, generator=torch.Generator().manual_seed(0))
     loader = batches((20,))
     fast = prune.evaluate_masks(net, "hidden.0", masks, loader, chunk=5)
-    slow = prune.evaluate_masks_naive(net, "hidden.0", masks, loader)
+    slow = naive.evaluate_masks_naive(net, "hidden.0", masks, loader)
     pd.testing.assert_frame_equal(fast, slow, atol=1e-5, rtol=0)
     assert devices.model_device(net).type == device.type  # nothing moved the model
 
@@ -127,7 +127,7 @@ def test_loss_change_on_the_models_device_equals_the_naive_loop(device, make, la
     net = on(make(), device)
     loader = batches(shape)
     fast = importance.loss_change(net, layer, loader, chunk=4)
-    slow = importance.loss_change_naive(net, layer, loader)
+    slow = naive.loss_change_naive(net, layer, loader)
     assert fast.shape == slow.shape
     assert torch.allclose(fast.cpu(), slow.cpu(), atol=1e-4)
 
@@ -210,45 +210,45 @@ def config(**kw) -> TrainConfig:
 
 
 def test_training_on_a_device_beats_chance_then_loads_from_the_cache_there(device, data_root):
-    first = train.train_cached(config(), root=data_root, device=device, progress=False)
+    first = cache.train_cached(config(), root=data_root, device=device, progress=False)
     assert not first.cached and first.test["acc"] > 0.6
     assert devices.model_device(first.model).type == device.type
-    second = train.train_cached(config(), root=data_root, device=device, progress=False)
+    second = cache.train_cached(config(), root=data_root, device=device, progress=False)
     assert second.cached and second.test == first.test
     assert devices.model_device(second.model).type == device.type
 
 
 def test_training_on_a_device_resumes_after_an_interruption(device, data_root, monkeypatch):
     cfg = config(epochs=2)
-    real_save = train.save_verified
+    real_save = cache.save_verified
 
     def save_then_crash(path, obj, record):
         real_save(path, obj, record)
         if path.name == "checkpoint.pt" and obj["epoch"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "save_verified", save_then_crash)
+    monkeypatch.setattr(cache, "save_verified", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train.train_cached(cfg, root=data_root, device=device, progress=False)
-    monkeypatch.setattr(train, "save_verified", real_save)
-    resumed = train.train_cached(cfg, root=data_root, device=device, progress=False)
+        cache.train_cached(cfg, root=data_root, device=device, progress=False)
+    monkeypatch.setattr(cache, "save_verified", real_save)
+    resumed = cache.train_cached(cfg, root=data_root, device=device, progress=False)
     assert list(resumed.history["epoch"]) == [1, 2] and not resumed.cached
     assert devices.model_device(resumed.model).type == device.type
 
 
 def test_fine_tuning_stays_on_the_models_device_and_is_cached(device, data_root):
-    trained = train.train_cached(config(epochs=1), root=data_root, device=device, progress=False)
+    trained = cache.train_cached(config(epochs=1), root=data_root, device=device, progress=False)
     splits = data.load_dataset("mnist", root=data_root, **SMALL)
     keep = torch.ones(32, dtype=torch.bool)
     keep[:16] = False
     pruned = prune.remove_nodes(trained.model, "hidden.0", keep)
-    tuned = train.fine_tune_cached(
+    tuned = cache.fine_tune_cached(
         pruned, f"{trained.key}/half", splits, epochs=1, root=data_root, progress=False
     )
     assert not tuned.cached and devices.model_device(tuned.model).type == device.type
     assert tuned.test["acc"] >= tuned.before["acc"] - 0.02
     again = prune.remove_nodes(trained.model, "hidden.0", keep)
-    cached = train.fine_tune_cached(
+    cached = cache.fine_tune_cached(
         again, f"{trained.key}/half", splits, epochs=1, root=data_root, progress=False
     )
     assert cached.cached and cached.test == tuned.test
@@ -258,17 +258,17 @@ def test_a_model_cached_in_one_precision_is_never_loaded_for_another(data_root):
     fp32 = config(epochs=1)
     bf16 = config(epochs=1, precision="bfloat16")
     assert fp32.key() != bf16.key()
-    train.train_cached(fp32, root=data_root, device="cpu", progress=False)
-    other = train.train_cached(bf16, root=data_root, device="cpu", progress=False)
+    cache.train_cached(fp32, root=data_root, device="cpu", progress=False)
+    other = cache.train_cached(bf16, root=data_root, device="cpu", progress=False)
     assert not other.cached and other.test["acc"] > 0.5  # trained anew, under autocast
-    assert train.model_dir(bf16, data_root) != train.model_dir(fp32, data_root)
+    assert cache.model_dir(bf16, data_root) != cache.model_dir(fp32, data_root)
 
 
 def test_fine_tuning_precision_is_part_of_its_key(data_root):
-    trained = train.train_cached(config(epochs=1), root=data_root, device="cpu", progress=False)
+    trained = cache.train_cached(config(epochs=1), root=data_root, device="cpu", progress=False)
     splits = data.load_dataset("mnist", root=data_root, **SMALL)
-    a = train.fine_tune_cached(trained.model, "x", splits, epochs=0, root=data_root, progress=False)
-    b = train.fine_tune_cached(
+    a = cache.fine_tune_cached(trained.model, "x", splits, epochs=0, root=data_root, progress=False)
+    b = cache.fine_tune_cached(
         trained.model, "x", splits, epochs=0, root=data_root, progress=False, precision="bfloat16"
     )
     assert a.key != b.key and not b.cached

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from netshrink import models
-from netshrink.compress import prune
+from netshrink.compress import naive, prune
 
 
 @pytest.fixture()
@@ -77,7 +77,7 @@ def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
     masks = torch.cat([prune.random_node_masks(n, k, 4, generator=g) for k in (0, 1, 5, n - 1)])
     loader = batches()
     fast = prune.evaluate_masks(mlp, layer, masks, loader, chunk=5)
-    slow = prune.evaluate_masks_naive(mlp, layer, masks, loader)
+    slow = naive.evaluate_masks_naive(mlp, layer, masks, loader)
     assert fast.shape == (16, 2)
     assert torch.allclose(torch.tensor(fast.to_numpy()), torch.tensor(slow.to_numpy()), atol=1e-5)
 

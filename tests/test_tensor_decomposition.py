@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import data, measure, models, train
+from netshrink import cache, data, measure, models
 from netshrink.compress import decompose, input_features
 from netshrink.experiments import tensor_decomposition as td
 
@@ -106,18 +106,18 @@ def tiny_mnist():
 
 def test_fine_tuning_is_cached_by_origin_and_settings(tmp_path, tiny_mnist):
     torch.manual_seed(0)
-    first = train.fine_tune_cached(
+    first = cache.fine_tune_cached(
         models.LeNet(), "origin-a", tiny_mnist, epochs=2, root=tmp_path, progress=False
     )
     assert not first.cached and len(first.history) == 2
     torch.manual_seed(1)
-    again = train.fine_tune_cached(
+    again = cache.fine_tune_cached(
         models.LeNet(), "origin-a", tiny_mnist, epochs=2, root=tmp_path, progress=False
     )
     assert again.cached and again.key == first.key and again.test == first.test
     pairs = zip(again.model.state_dict().values(), first.model.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
-    other = train.fine_tune_cached(
+    other = cache.fine_tune_cached(
         models.LeNet(), "origin-b", tiny_mnist, epochs=2, root=tmp_path, progress=False
     )
     assert other.key != first.key and not other.cached

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from netshrink import data, paths, train
+from netshrink import cache, data, paths, train
 from netshrink.train import TrainConfig
 
 SMALL = {"val_size": 500, "train_size": 3000, "test_size": 1000}
@@ -74,48 +74,48 @@ def test_bad_config_is_refused(kw, message):
 
 
 def test_training_beats_chance_and_is_cached(data_root):
-    first = train.train_cached(config(), root=data_root, progress=False)
+    first = cache.train_cached(config(), root=data_root, progress=False)
     assert not first.cached
     assert first.test["acc"] > 0.8  # chance is 0.1
     assert list(first.history["epoch"]) == [1, 2]
     assert {"train_loss", "val_acc", "test_acc", "seconds"} <= set(first.history.columns)
     assert first.history["train_loss"].iloc[-1] < first.history["train_loss"].iloc[0]
-    folder = train.model_dir(config(), data_root)
+    folder = cache.model_dir(config(), data_root)
     assert (folder / "model.pt").is_file() and not (folder / "checkpoint.pt").exists()
-    second = train.train_cached(config(), root=data_root, progress=False)
+    second = cache.train_cached(config(), root=data_root, progress=False)
     assert second.cached and second.test == first.test
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a.cpu(), b.cpu())
 
 
 def test_training_is_repeatable_with_a_seed(data_root, tmp_path):
-    a = train.train_cached(config(epochs=1), root=data_root, progress=False)
+    a = cache.train_cached(config(epochs=1), root=data_root, progress=False)
     other = tmp_path / "other"
     shutil.copytree(data_root / "MNIST", other / "MNIST")
-    b = train.train_cached(config(epochs=1), root=other, progress=False)
+    b = cache.train_cached(config(epochs=1), root=other, progress=False)
     assert a.test == b.test
 
 
 def test_interrupted_training_resumes_where_it_stopped(data_root, tmp_path, monkeypatch):
     cfg = config(epochs=3, model_kwargs={"hidden": [32], "dropout": 0.2})
-    unbroken = train.train_cached(cfg, root=data_root, progress=False)
+    unbroken = cache.train_cached(cfg, root=data_root, progress=False)
 
     other = tmp_path / "other"
     shutil.copytree(data_root / "MNIST", other / "MNIST")
-    real_save = train.save_verified
+    real_save = cache.save_verified
 
     def save_then_crash(path, obj, record):
         real_save(path, obj, record)
         if path.name == "checkpoint.pt" and obj["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "save_verified", save_then_crash)
+    monkeypatch.setattr(cache, "save_verified", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train.train_cached(cfg, root=other, progress=False)
-    folder = train.model_dir(cfg, other)
+        cache.train_cached(cfg, root=other, progress=False)
+    folder = cache.model_dir(cfg, other)
     assert (folder / "checkpoint.pt").is_file() and not (folder / "model.pt").exists()
-    monkeypatch.setattr(train, "save_verified", real_save)
-    resumed = train.train_cached(cfg, root=other, progress=False)
+    monkeypatch.setattr(cache, "save_verified", real_save)
+    resumed = cache.train_cached(cfg, root=other, progress=False)
     assert list(resumed.history["epoch"]) == [1, 2, 3]
     assert resumed.test == unbroken.test
     for a, b in zip(unbroken.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
@@ -139,18 +139,18 @@ def test_evaluate_counts_loss_and_accuracy():
 def test_training_starts_from_stored_initial_weights(data_root):
     torch.manual_seed(5)
     start = train.models.build_model("mlp", hidden=[64])
-    key = train.store_init(start, root=data_root)
-    assert key == train.store_init(start, root=data_root), "the key is the weights' hash"
+    key = cache.store_init(start, root=data_root)
+    assert key == cache.store_init(start, root=data_root), "the key is the weights' hash"
     cfg = config(init=key, epochs=0)
     assert cfg.key() != config(epochs=0).key()
     assert "init" not in config().to_dict(), "configs without init keep their old keys"
-    loaded = train.initial_model(cfg, root=data_root, device=torch.device("cpu"))
+    loaded = cache.initial_model(cfg, root=data_root, device=torch.device("cpu"))
     for a, b in zip(loaded.state_dict().values(), start.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    result = train.train_cached(cfg, root=data_root, progress=False, device=torch.device("cpu"))
+    result = cache.train_cached(cfg, root=data_root, progress=False, device=torch.device("cpu"))
     assert torch.equal(result.model.hidden[0].weight, start.hidden[0].weight)
     with pytest.raises(FileNotFoundError, match="init='0000000000000000'"):
-        train.initial_model(config(init="0" * 16), root=data_root)
+        cache.initial_model(config(init="0" * 16), root=data_root)
 
 
 # --- the cache trusts nothing it did not check --------------------------------------------------
@@ -162,22 +162,22 @@ def test_splits_of_another_data_set_are_refused_before_training(data_root):
         ValueError,
         match=r"splits do not match config .*dataset='fashion-mnist' \(the configuration asks for 'mnist'\)",
     ):
-        train.train_cached(config(), splits=fashion, root=data_root, progress=False)
+        cache.train_cached(config(), splits=fashion, root=data_root, progress=False)
     other_seed = data.load_dataset("mnist", root=data_root, **SMALL, seed=1)
     with pytest.raises(ValueError, match=r"seed=1 \(the configuration asks for 0\)"):
-        train.train_cached(config(), splits=other_seed, root=data_root, progress=False)
-    assert not train.model_dir(config(), data_root).exists()
+        cache.train_cached(config(), splits=other_seed, root=data_root, progress=False)
+    assert not cache.model_dir(config(), data_root).exists()
 
 
 def _retrained(data_root, cfg, damage, match):
-    first = train.train_cached(cfg, root=data_root, progress=False)
-    final = train.model_dir(cfg, data_root) / "model.pt"
+    first = cache.train_cached(cfg, root=data_root, progress=False)
+    final = cache.model_dir(cfg, data_root) / "model.pt"
     damage(final)
-    with pytest.warns(train.CacheWarning, match=match):
-        again = train.train_cached(cfg, root=data_root, progress=False)
+    with pytest.warns(cache.CacheWarning, match=match):
+        again = cache.train_cached(cfg, root=data_root, progress=False)
     assert not again.cached and again.test == first.test  # trained anew, the same way
     assert list(final.parent.glob("model.pt.refused-*")), "the refused file is kept aside"
-    assert train.train_cached(cfg, root=data_root, progress=False).cached
+    assert cache.train_cached(cfg, root=data_root, progress=False).cached
     return again
 
 
@@ -212,33 +212,33 @@ def test_a_cached_model_made_from_other_data_is_never_loaded(data_root):
 
 def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(data_root):
     cfg = config(epochs=1)
-    folder = train.model_dir(cfg, data_root)
+    folder = cache.model_dir(cfg, data_root)
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")
     (folder / "checkpoint.json").write_text("{}")
-    with pytest.warns(train.CacheWarning, match=r"checkpoint.pt: the file does not match"):
-        result = train.train_cached(cfg, root=data_root, progress=False)
+    with pytest.warns(cache.CacheWarning, match=r"checkpoint.pt: the file does not match"):
+        result = cache.train_cached(cfg, root=data_root, progress=False)
     assert list(result.history["epoch"]) == [1] and result.test["acc"] > 0.5
 
 
 def test_damaged_initial_weights_are_refused_naming_the_file(data_root):
-    key = train.store_init(train.initial_model(config()), root=data_root)
+    key = cache.store_init(cache.initial_model(config()), root=data_root)
     path = data_root / "models" / "inits" / f"{key}.pt"
-    assert train.initial_model(config(init=key), root=data_root) is not None
+    assert cache.initial_model(config(init=key), root=data_root) is not None
     _flip_byte(path)
     with pytest.raises(ValueError, match=rf"init='{key}': .*{key}.pt (does not match its key|cannot read)"):
-        train.initial_model(config(init=key), root=data_root)
+        cache.initial_model(config(init=key), root=data_root)
 
 
 def test_temporary_files_of_a_killed_process_are_removed_on_the_next_run(data_root):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     cfg = config(epochs=1)
-    folder = train.model_dir(cfg, data_root)
+    folder = cache.model_dir(cfg, data_root)
     folder.mkdir(parents=True)
     stale = folder / f".checkpoint.{dead.pid}.abc123.tmp.pt"
     live = folder / f".checkpoint.{os.getpid()}.abc123.tmp.pt"
     stale.write_bytes(b"half")
     live.write_bytes(b"mine")
-    train.train_cached(cfg, root=data_root, progress=False)
+    cache.train_cached(cfg, root=data_root, progress=False)
     assert not stale.exists() and live.exists()

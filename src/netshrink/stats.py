@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 DESCRIBE_ROWS = ("mean", "std", "min", "25%", "50%", "75%", "max")
@@ -64,3 +65,10 @@ def spread_by_source(
             "share of variance from the network": between / (between + within) if between + within else 0.0,
         }
     return pd.DataFrame(rows).T.rename_axis(by)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two importance vectors."""
+    return float(
+        stats.spearmanr(torch.as_tensor(a).cpu().numpy(), torch.as_tensor(b).cpu().numpy()).statistic
+    )

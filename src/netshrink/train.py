@@ -1,9 +1,6 @@
-"""Training and evaluation, with trained models cached by a hash of their configuration.
-
-`fit` is the plain loop (no files); `train_cached` wraps it: it looks the configuration
-up under `<data root>/models/<key>/`, loads a finished model instead of training, resumes
-an interrupted run from its last finished epoch, and writes every file atomically.
-"""
+"""Training and evaluation: `TrainConfig` (what to train, and the cache key), `evaluate` (the one
+evaluation loop) and `fit` (the plain training loop, no files). `netshrink.cache` wraps `fit`
+with the cache of trained models."""
 
 from __future__ import annotations
 
@@ -11,20 +8,16 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from netshrink import data, devices, models, paths
-from netshrink.devices import autocast, mode, model_device, resolve_device, to_device
-from netshrink.io import file_sha256, remove_stale, torch_save, write_json
+from netshrink import data, devices, models
+from netshrink.devices import autocast, mode, model_device, to_device
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine")
@@ -74,11 +67,11 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be a non-negative integer")
         if not isinstance(self.batch_size, int) or self.batch_size <= 0:
             raise ValueError(f"batch_size={self.batch_size} must be a positive integer")
-        if not _finite(self.lr) or not self.lr > 0:
+        if not finite(self.lr) or not self.lr > 0:
             raise ValueError(f"lr={self.lr!r} must be a finite positive number")
         for name in ("momentum", "weight_decay"):
             value = getattr(self, name)
-            if not _finite(value) or value < 0:
+            if not finite(value) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a finite number >= 0")
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(
@@ -98,7 +91,7 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -235,314 +228,3 @@ def _train_epoch(
     if n == 0:
         raise ValueError("the training loader yielded no examples")
     return total_loss.item() / n, correct.item() / n
-
-
-@dataclass
-class TrainResult:
-    """A trained model with its history (one row per epoch) and final test metrics."""
-
-    model: nn.Module
-    config: TrainConfig
-    history: pd.DataFrame
-    test: dict[str, float]
-    val: dict[str, float]
-    key: str
-    cached: bool
-    dataset_label: str
-
-    @property
-    def n_parameters(self) -> int:
-        return models.count_parameters(self.model)
-
-
-def _init_path(key: str, root: Path | None = None) -> Path:
-    return (Path(root) if root is not None else paths.data_root()) / "models" / "inits" / f"{key}.pt"
-
-
-def store_init(model: nn.Module, root: Path | None = None) -> str:
-    """Store `model`'s weights as initial weights for a TrainConfig's `init`; return their key
-    (`_state_digest` of the tensors, checked again when they are loaded)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    key = _state_digest(state)
-    path = _init_path(key, root)
-    if not path.is_file():
-        torch_save(path, state)
-    return key
-
-
-def _state_digest(state: dict[str, torch.Tensor]) -> str:
-    """16 hex digits of the SHA-256 of a state dict's names, shapes, dtypes and bytes."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-class CacheWarning(UserWarning):
-    """A cached file was refused (damaged, or made from other data) and set aside."""
-
-
-def _set_aside(path: Path, problem: str) -> None:
-    """Move a refused cache file to `<name>.refused-<time>` and warn, naming both."""
-    aside = path.with_name(f"{path.name}.refused-{time.strftime('%Y%m%d-%H%M%S')}")
-    path.replace(aside)
-    warnings.warn(
-        f"{path}: {problem}; moved aside to {aside.name}, training again", CacheWarning, stacklevel=3
-    )
-
-
-def save_verified(path: Path, obj: dict[str, Any], record: dict[str, Any]) -> None:
-    """`torch_save(path, obj)`, then `<path>.json` holding `record` and the file's SHA-256."""
-    torch_save(path, obj)
-    write_json(path.with_suffix(".json"), {**record, "sha256": file_sha256(path)})
-
-
-def load_verified(path: Path, record: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
-    """The object saved by `save_verified` at `path` when its checksum and its record match
-    `record` (configuration, data identity); else None, the file set aside with a warning that
-    names it. None also when there is no file."""
-    if not path.is_file():
-        return None
-    meta_path = path.with_suffix(".json")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        _set_aside(path, f"no readable record {meta_path.name} to check it against")
-        return None
-    if meta.get("sha256") != file_sha256(path):
-        _set_aside(path, f"the file does not match the SHA-256 in {meta_path.name} (damaged)")
-        return None
-    differs = sorted(k for k in record if json.dumps(meta.get(k), sort_keys=True, default=str)
-                     != json.dumps(record[k], sort_keys=True, default=str))  # fmt: skip
-    if differs:
-        _set_aside(path, f"made with other {', '.join(differs)} than asked: {meta.get(differs[0])} "
-                         f"instead of {record[differs[0]]}")  # fmt: skip
-        return None
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is refused alike
-        _set_aside(path, f"unreadable ({type(err).__name__}: {err})")
-        return None
-
-
-def check_splits(config: TrainConfig, splits: data.DataSplits) -> None:
-    """Raise a ValueError when `splits` are not what `config.data_kwargs` ask for."""
-    kw = config.data_kwargs
-    asked = {"dataset": data.check_dataset(config.dataset), "n_val": kw.get("val_size", 5000),
-             "seed": kw.get("seed", 0), "augment": kw.get("augment", False),
-             "classes": list(kw["classes"]) if kw.get("classes") else None}  # fmt: skip
-    if kw.get("train_size") is not None:
-        asked["n_train"] = kw["train_size"]
-    if kw.get("test_size") is not None:
-        asked["n_test"] = kw["test_size"]
-    got = splits.identity
-    wrong = {k: (got.get(k), v) for k, v in asked.items() if got.get(k) != v}
-    if wrong:
-        said = ", ".join(f"{k}={g!r} (the configuration asks for {v!r})" for k, (g, v) in wrong.items())
-        raise ValueError(f"splits do not match config {config.key()}: {said}")
-
-
-def initial_model(
-    config: TrainConfig, root: Path | None = None, device: torch.device | str = "cpu"
-) -> nn.Module:
-    """The model `config` starts training from, on `device`: seeded random weights (drawn on
-    the CPU, so alike on every device), or the stored `init`."""
-    config.validate()
-    torch.manual_seed(config.seed)
-    model = models.build_model(config.model, **config.model_kwargs)
-    if config.init is not None:
-        path = _init_path(config.init, root)
-        if not path.is_file():
-            raise FileNotFoundError(f"init={config.init!r}: no stored initial weights at {path}")
-        try:
-            state = torch.load(path, map_location="cpu")
-        except Exception as err:  # noqa: BLE001 - name the file whatever failed
-            raise ValueError(
-                f"init={config.init!r}: cannot read {path} ({type(err).__name__}: {err})"
-            ) from err
-        if _state_digest(state) != config.init:
-            raise ValueError(f"init={config.init!r}: {path} does not match its key (damaged); store it again")
-        model.load_state_dict(state)
-    return model.to(resolve_device(device))
-
-
-def model_dir(config: TrainConfig, root: Path | None = None) -> Path:
-    """`<data root>/models/<config key>/`."""
-    return (Path(root) if root is not None else paths.data_root()) / "models" / config.key()
-
-
-def train_cached(
-    config: TrainConfig,
-    *,
-    splits: data.DataSplits | None = None,
-    root: Path | None = None,
-    device: torch.device | str = "auto",
-    progress: bool = True,
-    eval_batch_size: int = 1000,
-) -> TrainResult:
-    """Train `config` on `device` (`auto`: CUDA when present) or load it from the cache; resume
-    an interrupted run. The model is returned on `device`.
-
-    Files under `model_dir(config)`: `config.json`, `checkpoint.pt` (after each epoch while
-    training), `model.pt` (state dict, history and metrics, written once training ends). The
-    configuration's precision is part of its key: a model trained in one precision is never
-    loaded for another.
-    """
-    config.validate()
-    device = resolve_device(device)
-    folder = model_dir(config, root)
-    final, ckpt_path = folder / "model.pt", folder / "checkpoint.pt"
-    if splits is None:
-        splits = data.load_dataset(config.dataset, root=root, **config.data_kwargs)
-    check_splits(config, splits)
-    remove_stale(folder)
-    record = {"key": config.key(), "config": config.to_dict(), "data": splits.identity}
-    model = initial_model(config, root, device)
-    saved = load_verified(final, record, device)
-    if saved is not None:
-        model.load_state_dict(saved["state_dict"])
-        model.eval()
-        return TrainResult(
-            model,
-            config,
-            pd.DataFrame(saved["history"]),
-            saved["test"],
-            saved["val"],
-            config.key(),
-            True,
-            splits.label,
-        )
-
-    optimizer = make_optimizer(config, model.parameters())
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
-        if config.schedule == "cosine"
-        else None
-    )
-    start_epoch, history = 0, []
-    ckpt = load_verified(ckpt_path, record, device)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, history = ckpt["epoch"], ckpt["history"]
-    write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
-
-    def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
-        state = {
-            "epoch": epoch,
-            "history": hist,
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        }
-        save_verified(ckpt_path, state, record)
-
-    train_loader = data.make_loader(
-        splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device
-    )
-    val_loader = data.make_loader(splits.val, eval_batch_size, device=device) if len(splits.val) else None
-    test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
-    history = fit(
-        model,
-        optimizer,
-        train_loader,
-        config.epochs,
-        val_loader=val_loader,
-        test_loader=test_loader,
-        scheduler=scheduler,
-        seed=config.seed,
-        start_epoch=start_epoch,
-        history=history,
-        on_epoch_end=checkpoint,
-        progress=progress,
-        desc=f"{config.model} on {splits.label}",
-        precision=config.precision,
-    )
-    model.eval()
-    test = evaluate(model, test_loader)
-    val = evaluate(model, val_loader) if val_loader else {"loss": math.nan, "acc": math.nan}
-    state = {"state_dict": model.state_dict(), "history": history, "test": test, "val": val,
-             "config": config.to_dict()}  # fmt: skip
-    save_verified(final, state, record)
-    ckpt_path.unlink(missing_ok=True)
-    ckpt_path.with_suffix(".json").unlink(missing_ok=True)
-    return TrainResult(model, config, pd.DataFrame(history), test, val, config.key(), False, splits.label)
-
-
-@dataclass
-class FineTuned:
-    """A compressed model after fine-tuning, with its test accuracy before and after."""
-
-    model: nn.Module
-    history: pd.DataFrame
-    before: dict[str, float]
-    test: dict[str, float]
-    key: str
-    cached: bool
-
-
-def fine_tune_cached(
-    model: nn.Module,
-    origin: str,
-    splits: data.DataSplits,
-    *,
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    seed: int = 0,
-    root: Path | None = None,
-    progress: bool = True,
-    eval_batch_size: int = 1000,
-    precision: str = "float32",
-) -> FineTuned:
-    """Fine-tune `model` (in place, on its device) with Adam, or load the result from the cache.
-
-    `origin` must say everything that made `model` (for example the trained model's key and
-    the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
-    the fine-tuning settings and the precision. `model` must be rebuilt the same way on a rerun.
-    """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
-    if not _finite(lr) or lr <= 0:
-        raise ValueError(f"lr={lr!r} must be a finite positive number")
-    if precision not in TRAIN_PRECISIONS:
-        raise ValueError(
-            f"precision={precision!r} is not known; allowed values: {', '.join(TRAIN_PRECISIONS)}"
-        )
-    blob = json.dumps(
-        {"v": CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-         "seed": seed, "data": splits.identity, "precision": precision},
-        sort_keys=True, default=str,
-    )  # fmt: skip
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
-    device = model_device(model)
-    remove_stale(path.parent)
-    record = {"key": key, "origin": origin, "data": splits.identity}
-    saved = load_verified(path, record, device)
-    if saved is not None:
-        model.load_state_dict(saved["state_dict"])
-        model.eval()
-        return FineTuned(model, pd.DataFrame(saved["history"]), saved["before"], saved["test"], key, True)
-    test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
-    before = evaluate(model, test_loader)
-    history = fit(
-        model,
-        torch.optim.Adam(model.parameters(), lr=lr),
-        data.make_loader(splits.train, batch_size, shuffle=True, seed=seed, device=device),
-        epochs,
-        test_loader=test_loader,
-        seed=seed,
-        progress=progress,
-        desc="fine-tune",
-        precision=precision,
-    )
-    model.eval()
-    test = evaluate(model, test_loader)
-    saved = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test}
-    save_verified(path, {**saved, "origin": origin}, record)
-    return FineTuned(model, pd.DataFrame(history), before, test, key, False)

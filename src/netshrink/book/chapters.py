@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netshrink import devices, train
+from netshrink import cache, devices, train
 from netshrink.book import parameters
 from netshrink.book.report import Report, check_profile
 from netshrink.data import DataSplits
@@ -41,14 +41,14 @@ class ChapterRun:
     precision: str
     params: dict[str, Any]
 
-    def train(self, config: train.TrainConfig, **kwargs: Any) -> train.TrainResult:
-        """`train.train_cached` of `config` in this run's precision, on this run's device."""
+    def train(self, config: train.TrainConfig, **kwargs: Any) -> cache.TrainResult:
+        """`cache.train_cached` of `config` in this run's precision, on this run's device."""
         config = dataclasses.replace(config, precision=self.precision)
-        return train.train_cached(config, device=self.device, **kwargs)
+        return cache.train_cached(config, device=self.device, **kwargs)
 
-    def fine_tune(self, model: nn.Module, origin: str, splits: DataSplits, **kwargs: Any) -> train.FineTuned:
-        """`train.fine_tune_cached` of `model` (moved to this run's device) in this run's precision."""
-        return train.fine_tune_cached(
+    def fine_tune(self, model: nn.Module, origin: str, splits: DataSplits, **kwargs: Any) -> cache.FineTuned:
+        """`cache.fine_tune_cached` of `model` (moved to this run's device) in this run's precision."""
+        return cache.fine_tune_cached(
             model.to(self.device), origin, splits, precision=self.precision, **kwargs
         )
 

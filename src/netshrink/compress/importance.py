@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 from torch.nn import functional as F
 
@@ -351,42 +350,6 @@ def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | Non
     return ablate(model, layer, loader, chunk=chunk, accuracy=False).loss_change
 
 
-def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
-    """The same, one masked forward pass per node: for tests and the benchmark."""
-    module = check_layer(model, layer)
-    device = model_device(model)
-    zeroed: list[int] = []
-
-    def zero(_module, _inputs, output):
-        if zeroed:
-            output = output.clone()
-            output[:, zeroed[0]] = 0
-        return output
-
-    def mean_loss() -> float:
-        total, n = 0.0, 0
-        for x, y in loader:
-            x, y = to_device((x, y), device)
-            total += F.cross_entropy(model(x), y, reduction="sum").item()
-            n += len(y)
-        if n == 0:
-            raise ValueError("loader yielded no examples; loss_change_naive needs at least one batch")
-        return total / n
-
-    handle = module.register_forward_hook(zero)
-    try:
-        with torch.no_grad(), mode(model, training=False):
-            base = mean_loss()
-            out = []
-            for j in range(node_count(module)):
-                zeroed[:] = [j]
-                out.append(mean_loss() - base)
-                zeroed.clear()
-    finally:
-        handle.remove()
-    return torch.tensor(out, dtype=torch.float64)
-
-
 def classify(importance: torch.Tensor, tol: float) -> np.ndarray:
     """'important' (removal raises the loss by more than tol), 'worse' (removal lowers it by more
     than tol), else 'zero'."""
@@ -434,13 +397,6 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     if n == 0:
         raise ValueError("loader yielded no examples; taylor needs at least one batch")
     return (total / n).cpu()
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two importance vectors."""
-    return float(
-        stats.spearmanr(torch.as_tensor(a).cpu().numpy(), torch.as_tensor(b).cpu().numpy()).statistic
-    )
 
 
 def check_tol(name: str, value: float) -> float:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from netshrink.compress.chain import linear_chain
 from netshrink.devices import mode, model_device, to_device
@@ -31,7 +30,7 @@ def hidden_layers(model: nn.Module) -> list[str]:
     return linear_chain(model).hidden
 
 
-def _check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Tensor:
+def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Tensor:
     keep = torch.as_tensor(keep, dtype=torch.bool)
     if keep.shape[-1] != n_nodes:
         raise ValueError(f"{name} has {keep.shape[-1]} entries per mask; the layer has {n_nodes} nodes")
@@ -112,7 +111,7 @@ def mask_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     module, following, _ = _check_chain(model, layer)
     masked = copy.deepcopy(model)
     lin, nxt = masked.get_submodule(layer), masked.get_submodule(following)
-    keep = _check_keep(keep, lin.weight.shape[0]).to(lin.weight.device)
+    keep = check_keep(keep, lin.weight.shape[0]).to(lin.weight.device)
     with torch.no_grad():
         lin.weight[~keep] = 0
         if lin.bias is not None:
@@ -146,7 +145,7 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     `keep.sum()` outputs and the next layer as many inputs. Its outputs equal
     `mask_nodes(model, layer, keep)`'s. Works on MLP, Conv4Net and other plain chains."""
     module, following, nxt = _check_chain(model, layer)
-    keep = _check_keep(keep, module.weight.shape[0]).to(module.weight.device)
+    keep = check_keep(keep, module.weight.shape[0]).to(module.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every node of layer={layer!r}; at least one must stay")
     smaller = copy.deepcopy(model)
@@ -182,7 +181,7 @@ def evaluate_masks(
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} must be a positive integer")
     nxt = view.linears[index + 1]
-    masks = _check_keep(masks, view.linears[index].out_features, "masks")
+    masks = check_keep(masks, view.linears[index].out_features, "masks")
     if masks.dim() == 1:
         masks = masks.unsqueeze(0)
     device = model_device(model)
@@ -209,36 +208,6 @@ def evaluate_masks(
     if n == 0:
         raise ValueError("loader yielded no examples; evaluate_masks needs at least one batch")
     return pd.DataFrame({"loss": (loss_sum / n).cpu().numpy(), "acc": (correct.double() / n).cpu().numpy()})
-
-
-@torch.no_grad()
-def evaluate_masks_naive(model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable) -> pd.DataFrame:
-    """The draft's way, for comparison: per mask, zero the weights, evaluate, restore."""
-    view = linear_chain(model)
-    index = view.index(layer, model)
-    lin, nxt = view.linears[index], view.linears[index + 1]
-    saved = (lin.weight.clone(), None if lin.bias is None else lin.bias.clone(), nxt.weight.clone())
-    device = model_device(model)
-    rows = []
-    with mode(model, training=False):
-        for keep in _check_keep(masks, lin.out_features, "masks").to(device):
-            lin.weight[~keep] = 0
-            if lin.bias is not None:
-                lin.bias[~keep] = 0
-            nxt.weight[:, ~keep] = 0
-            total, correct, n = 0.0, 0, 0
-            for x, y in loader:
-                x, y = to_device((x, y), device)
-                logits = model(x)
-                total += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
-                n += len(y)
-            rows.append({"loss": total / n, "acc": correct / n})
-            lin.weight.copy_(saved[0])
-            if lin.bias is not None:
-                lin.bias.copy_(saved[1])
-            nxt.weight.copy_(saved[2])
-    return pd.DataFrame(rows)
 
 
 @dataclass
@@ -368,7 +337,7 @@ def remove_filters(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Modul
     conv = modules[layer]
     if conv.groups != 1:
         raise ValueError(f"layer={layer!r} is a grouped convolution; allowed: groups=1")
-    keep = _check_keep(keep, conv.out_channels).to(conv.weight.device)
+    keep = check_keep(keep, conv.out_channels).to(conv.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every filter of layer={layer!r}; at least one must stay")
     following = names[names.index(layer) + 1]

@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from netshrink.book import plots
-from netshrink.train import TrainConfig, TrainResult
+from netshrink.cache import TrainResult
+from netshrink.train import TrainConfig
 
 
 @dataclass(frozen=True)

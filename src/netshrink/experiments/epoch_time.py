@@ -1,4 +1,4 @@
-"""Seconds per training epoch of the VGG-16 chapter's own configuration, through `train.train_cached`.
+"""Seconds per training epoch of the VGG-16 chapter's own configuration, through `cache.train_cached`.
 
     python -m netshrink.experiments.epoch_time --device cuda                    # full width, 45,000 images
     python -m netshrink.experiments.epoch_time --device cpu --width 0.25 --train-size 5000 --epochs 2
@@ -15,7 +15,7 @@ import dataclasses
 import statistics
 import tempfile
 
-from netshrink import data, devices, train
+from netshrink import data, devices
 from netshrink.experiments.vgg_case_study import vgg_config
 
 
@@ -28,7 +28,7 @@ def epoch_seconds(
     config = dataclasses.replace(config, precision=devices.resolve_precision(precision, dev))
     splits = data.load_dataset(config.dataset, **config.data_kwargs)
     with tempfile.TemporaryDirectory() as cache:
-        result = train.train_cached(config, splits=splits, root=cache, device=dev)
+        result = cache.train_cached(config, splits=splits, root=cache, device=dev)
     return result.history.to_dict("records")
 
 

@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, measure, train
-from netshrink.compress import importance, prune, search
-from netshrink.train import TrainConfig, TrainResult
+from netshrink import cache, data, measure, stats, train
+from netshrink.cache import TrainResult
+from netshrink.compress import importance, naive, prune, search
+from netshrink.train import TrainConfig
 
 LAYER = "hidden.0"
 SEED_BASE = {"acc": 0.9724, "loss": 0.0879}  # seed 004, section 3.1.1: the 128-node network on MNIST
@@ -52,7 +53,7 @@ def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     estimate with the oracle. One row per network."""
     counts = pd.crosstab(table["network"], table["class"]).reindex(columns=importance.CLASSES, fill_value=0)
     rho = table.groupby("network").apply(
-        lambda g: importance.spearman(
+        lambda g: stats.spearman(
             torch.tensor(g["taylor"].to_numpy()), torch.tensor(g["loss_change"].to_numpy())
         )
     )
@@ -222,8 +223,8 @@ def rewind_rounds(
     """
     if rounds < 0:
         raise ValueError(f"rounds={rounds} must be a non-negative integer")
-    net = train.train_cached(config, splits=splits, progress=progress, device=device)
-    start = train.initial_model(config, device="cpu")
+    net = cache.train_cached(config, splits=splits, progress=progress, device=device)
+    start = cache.initial_model(config, device="cpu")
     test_loader = data.make_loader(splits.test, 10_000, device=device)
     rows = [
         {
@@ -240,10 +241,10 @@ def rewind_rounds(
         widths = [pruned.get_submodule(layer).out_features for layer in prune.hidden_layers(pruned)]
         start = _apply_keeps(start, {layer: keep.cpu() for layer, keep in keeps.items()})
         model_kwargs = {**config.model_kwargs, "hidden": widths}
-        rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=train.store_init(start))
+        rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=cache.store_init(start))
         fresh = dataclasses.replace(config, model_kwargs=model_kwargs, seed=config.seed + 1000 * r)
-        net = train.train_cached(rewound, splits=splits, progress=progress, device=device)
-        plain = train.train_cached(fresh, splits=splits, progress=progress, device=device)
+        net = cache.train_cached(rewound, splits=splits, progress=progress, device=device)
+        plain = cache.train_cached(fresh, splits=splits, progress=progress, device=device)
         rows.append(
             {
                 "round": r,
@@ -363,7 +364,7 @@ def loss_change_benchmark(
     med, out = measure.time_calls(
         {
             "batched": lambda: importance.loss_change(model, layer, loader),
-            "one pass per node": lambda: importance.loss_change_naive(model, layer, loader),
+            "one pass per node": lambda: naive.loss_change_naive(model, layer, loader),
         },
         repeats,
     )

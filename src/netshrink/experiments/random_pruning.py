@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, stats
-from netshrink.compress import prune
-from netshrink.train import TrainConfig, TrainResult
+from netshrink.cache import TrainResult
+from netshrink.compress import naive, prune
+from netshrink.train import TrainConfig
 
 N_VALUES = (1, 2, 4, 8, 16, 32, 64)
 SHRINK_N_VALUES = (1, 2, 3, 4, 8)
@@ -157,7 +158,7 @@ def time_mask_evaluation(
     med, results = measure.time_calls(
         {
             "batched": lambda: prune.evaluate_masks(model, layer, masks, loader),
-            "per-mask loop": lambda: prune.evaluate_masks_naive(model, layer, masks, loader),
+            "per-mask loop": lambda: naive.evaluate_masks_naive(model, layer, masks, loader),
         },
         repeats,
     )

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, models, train
+from netshrink.cache import TrainResult
 from netshrink.compress import decompose, input_features, prune
 from netshrink.devices import mode
-from netshrink.train import TrainConfig, TrainResult
+from netshrink.train import TrainConfig
 
 # ------------------------------------------------------------------ the seeds' numbers
 
