@@ -48,11 +48,11 @@ def test_baselines_are_sane(smoke_run):
     assert len(table) == 10
     acc = table["test acc (ours)"]
     assert acc.between(0, 1).all()
-    # the runs the seeds expect to learn do learn, even on the smoke subsets (chance: 0.1)
+    # the runs the drafts expect to learn do learn, even on the smoke subsets (chance: 0.1)
     assert (acc[["mlp", "one_conv", "two_conv"]] > 0.5).all(), acc
     assert (acc[["cnn_lr0.001", "cnn_pool"]] > 0.15).all(), acc
     assert table.loc["two_conv", "parameters"] > 0
-    assert table.loc["two_conv", "seed's test acc"] == pytest.approx(0.971)
+    assert table.loc["two_conv", "draft's test acc"] == pytest.approx(0.971)
     glued = json.loads((results / "smoke" / "baselines" / "glue.json").read_text())
     assert glued["cifar_label"].startswith("CIFAR-10")
     accs = {k: v for k, v in glued.items() if k.startswith("acc_")}
@@ -88,7 +88,7 @@ def test_random_pruning_is_sane(smoke_run):
     assert ours_loss.map(math.isfinite).all().all() and (ours_loss > 0).all().all()
     # removing more nodes costs more, on average
     assert ours_acc.loc["mean"].iloc[0] >= ours_acc.loc["mean"].iloc[-1]
-    assert acc.xs("seed 004", level="source").loc["mean", "64"] == pytest.approx(0.8485)
+    assert acc.xs("draft 004", level="source").loc["mean", "64"] == pytest.approx(0.8485)
     spread = pd.read_csv(folder / "R-S1-mnist.csv", index_col=0)
     assert (spread["ci95 low"] <= spread["mean"]).all() and (spread["mean"] <= spread["ci95 high"]).all()
     shrink = pd.read_csv(folder / "R-T3-accuracy.csv", index_col=0)
@@ -130,11 +130,11 @@ def test_tensor_decomposition_is_sane(smoke_run):
     t1 = pd.read_csv(folder / "D-T1.csv", index_col=0)
     assert t1.loc["inputs", "CP rank 3"] == 3 and t1.loc["inputs", "full data"] == 784
     assert t1.loc["test accuracy (%)", "CP rank 3"] > 100 / 3, "above chance for three digits"
-    assert t1.loc["parameters", "full data (seed)"] == 3145
+    assert t1.loc["parameters", "full data (draft)"] == 3145
     t5 = pd.read_csv(folder / "D-T5.csv", index_col=0)
     assert t5.loc["original", "parameters"] == 120_382
     assert (t5["parameters"].iloc[1:] < 120_382 / 2).all()
-    assert t5.loc["seed's plan, fine-tuned", "parameters"] == 120_382 - (416 + 12_832 + 96_120 + 10_164) + (
+    assert t5.loc["draft's plan, fine-tuned", "parameters"] == 120_382 - (416 + 12_832 + 96_120 + 10_164) + (
         50 + 48 + 128 + 800 + 160 + 32_000 + 4_800 + 14_520 + 3_600 + 2_604
     )
     assert (t5["s for 10,000 images"] > 0).all()
@@ -145,6 +145,16 @@ def test_tensor_decomposition_is_sane(smoke_run):
     assert t6.loc["k = 8", "test accuracy (%)"] == pytest.approx(
         t6.loc["original", "test accuracy (%)"], abs=0.5
     )
+    # like for like: the draft's numbers stand beside the row of its own plan, and its 88.02 % at
+    # k = 4 (no fine-tuning said) beside our k = 4 before fine-tuning
+    compared = json.loads((results / "smoke" / "manifest.json").read_text())["comparisons"]
+    rows = {r["quantity"]: r for r in compared["tensor_decomposition"]}
+    params = rows["week-6 network, the draft's plan: parameters"]
+    assert params["ours"] == t5.loc["draft's plan, fine-tuned", "parameters"] and params["draft"] == 59_560
+    k_ref = next(q for q in rows if q.endswith(", no fine-tuning")).split("k = ")[1].split(",")[0]
+    before = rows[f"CIFAR-10 CNN: test accuracy at k = {k_ref}, no fine-tuning"]
+    assert before["ours"] == pytest.approx(t6.loc[f"k = {k_ref}", "test accuracy (%)"] / 100)
+    assert before["draft"] == pytest.approx(0.8802)
     f9 = pd.read_csv(folder / "D-F9.csv", index_col=0)
     assert (f9.loc[64] < 1e-5).all() and (f9.loc[1] > f9.loc[8]).all()
     t7 = pd.read_csv(folder / "D-T7.csv", index_col=0)

@@ -234,8 +234,8 @@ def test_unknown_layer_names_in_a_plan_are_refused():
         decompose.decompose_model(net, {"conv2": ["tucker2", [17, 4]]})
 
 
-def test_parameter_counts_of_the_seed_listing():
-    """Seed 002's decomposed Net, built with our layers, has its 59,560 parameters... except
+def test_parameter_counts_of_the_draft_listing():
+    """Draft 002's decomposed Net, built with our layers, has its 59,560 parameters... except
     that its l1 core maps 40 -> 200 features, a rank above l1's 120 outputs that we refuse."""
     net = models.LeNet()
     assert models.count_parameters(net) == 120_382

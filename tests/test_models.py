@@ -3,7 +3,7 @@ import torch
 
 from netshrink import models
 
-SEED_002_NET = """Net(
+DRAFT_002_NET = """Net(
   (conv1): Conv2d(1, 16, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))
   (conv2): Conv2d(16, 32, kernel_size=(5, 5), stride=(1, 1))
   (pool): AvgPool2d(kernel_size=2, stride=2, padding=0)
@@ -38,9 +38,9 @@ def test_models_map_images_to_logits(name, kwargs, shape, n_params):
         assert models.count_parameters(model) == n_params
 
 
-def test_lenet_is_seed_002_net_layer_for_layer():
+def test_lenet_is_draft_002_net_layer_for_layer():
     listing = repr(models.LeNet()).replace("LeNet(", "Net(", 1)
-    assert listing.replace("AvgPool2x2(", "AvgPool2d(") == SEED_002_NET  # the same pooling, computed faster
+    assert listing.replace("AvgPool2x2(", "AvgPool2d(") == DRAFT_002_NET  # the same pooling, computed faster
     assert models.count_parameters(models.LeNet()) == 120_382  # printed in the week 6 slides
 
 

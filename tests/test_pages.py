@@ -28,8 +28,8 @@ def manifest():
                     "item": "R-T1",
                     "quantity": "mean acc | n=64",
                     "ours": 0.84412,
-                    "seed": 0.8485,
-                    "seed source": "seed 004",
+                    "draft": 0.8485,
+                    "source": "draft 004",
                 }
             ]
         },
@@ -60,7 +60,7 @@ def test_glance_lists_every_figure_comparison_and_compressed_model():
     assert "Accuracy against n." in text, "each file keeps its own caption"
     assert files == {"figures/random_pruning/R-F1.png": Path("/results/smoke/random_pruning/R-F1.png")}
     assert (
-        "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | seed 004 | {doc}`../chapters/02_random_pruning` |"
+        "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | draft 004 | {doc}`../chapters/02_random_pruning` |"
         in text
     )
     assert "85,075 of 101,770" in text and "97.48 (was 97.64)" in text and "1.15x" in text

@@ -12,11 +12,11 @@ def test_describe_has_the_drafts_rows_and_one_column_per_group():
     assert table.loc["mean", 1] == pytest.approx(0.2) and table.loc["50%", 2] == pytest.approx(0.5)
 
 
-def test_beside_seed_interleaves_rows():
+def test_beside_draft_interleaves_rows():
     ours = pd.DataFrame({1: [0.5, 0.1]}, index=["mean", "std"])
-    seed = pd.DataFrame({1: [0.6, 0.2], 2: [0.0, 0.0]}, index=["mean", "std"])
-    table = stats.beside_seed(ours, seed, "seed 004")
-    assert list(table.index) == [("mean", "ours"), ("mean", "seed 004"), ("std", "ours"), ("std", "seed 004")]
+    draft = pd.DataFrame({1: [0.6, 0.2], 2: [0.0, 0.0]}, index=["mean", "std"])
+    table = stats.beside_draft(ours, draft, "004")
+    assert list(table.index) == [("mean", "ours"), ("mean", "004"), ("std", "ours"), ("std", "004")]
     assert list(table.columns) == [1]
 
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from netshrink import cache, data, measure, models
 from netshrink.compress import decompose, input_features
+from netshrink.experiments import cifar_decomposition as cd
 from netshrink.experiments import tensor_decomposition as td
 
 
@@ -46,21 +47,21 @@ def test_standardised_training_features_have_zero_mean_and_unit_deviation():
 def test_k_plan_keeps_k_eighths_of_each_dimension_and_full_rank_is_exact():
     torch.manual_seed(0)
     net = models.CifarCNN(pool=True).eval()
-    layers = td.conv_layers(net)
+    layers = cd.conv_layers(net)
     assert layers == ["features.0", "features.2", "features.5", "features.7"]
-    plan = td.k_plan(net, 4, layers)
+    plan = cd.k_plan(net, 4, layers)
     assert plan["features.0"] == ["tucker2", [2, 16]] and plan["features.7"] == ["tucker2", [32, 32]]
     x = torch.rand(2, 3, 32, 32)
-    full = decompose.decompose_model(net, td.k_plan(net, 8, layers))
+    full = decompose.decompose_model(net, cd.k_plan(net, 8, layers))
     assert torch.allclose(full(x), net(x), atol=1e-4)
     with pytest.raises(ValueError, match=r"k=9 is out of range; allowed: 1..8"):
-        td.k_plan(net, 9, layers)
+        cd.k_plan(net, 9, layers)
 
 
 def test_reconstruction_error_falls_with_rank_and_vanishes_at_full_rank():
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 24, 3)
-    curves = td.reconstruction_curves(conv, [1, 4, 8, 16, 24])
+    curves = cd.reconstruction_curves(conv, [1, 4, 8, 16, 24])
     for _, group in curves.groupby("varied"):
         assert group["relative error"].is_monotonic_decreasing
     assert curves[curves["rank"] == 16]["relative error"].min() < 1e-5
@@ -71,15 +72,15 @@ def test_reconstruction_error_falls_with_rank_and_vanishes_at_full_rank():
 def test_budget_plans_keep_the_budget(method):
     net = models.CifarCNN(pool=True)
     names = ["features.2", "features.5", "features.7"]
-    plan = td.budget_plan(net, method, names, 0.25)
+    plan = cd.budget_plan(net, method, names, 0.25)
     new = decompose.decompose_model(net, plan)
     for name in names:
         assert models.count_parameters(new.get_submodule(name)) <= 0.25 * models.count_parameters(
             net.get_submodule(name)
         )
-    assert td.layers_parameters(new, names) < td.layers_parameters(net, names) / 4
+    assert cd.layers_parameters(new, names) < cd.layers_parameters(net, names) / 4
     with pytest.raises(ValueError, match=r"fraction=1.5 is out of range; allowed: \(0, 1\)"):
-        td.budget_plan(net, method, names, 1.5)
+        cd.budget_plan(net, method, names, 1.5)
 
 
 def test_time_images_times_every_model_in_both_layouts():
@@ -123,14 +124,14 @@ def test_fine_tuning_is_cached_by_origin_and_settings(tmp_path, tiny_mnist):
     assert other.key != first.key and not other.cached
 
 
-def test_input_table_puts_the_seed_beside_ours():
+def test_input_table_puts_the_draft_beside_ours():
     images = low_rank_images(n=90)
     labels = torch.arange(90) % 3
     ds = data.ImageDataset(images.unsqueeze(1), labels)
     splits = data.DataSplits("mnist", "tiny", ("a", "b", "c"), ds, ds, ds, {})
     run = td.input_experiment(splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1)
     table = td.input_table(run, {"full data": (784, 3, 3145, 0.98)})
-    assert list(table.columns) == ["full data", "CP rank 3", "full data (seed)"]
+    assert list(table.columns) == ["full data", "CP rank 3", "full data (draft)"]
     assert table.loc["parameters", "CP rank 3"] == 3 * 5 + 5 + 5 * 3 + 3
     assert table.loc["parameters", "full data"] == 120 * 3 + 3 + 3 * 3 + 3
-    assert isinstance(table, pd.DataFrame) and table.loc["test accuracy (%)", "full data (seed)"] == 98.0
+    assert isinstance(table, pd.DataFrame) and table.loc["test accuracy (%)", "full data (draft)"] == 98.0

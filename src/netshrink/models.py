@@ -1,6 +1,6 @@
-"""Every network the seeds train, and a registry to build them by name.
+"""Every network the drafts train, and a registry to build them by name.
 
-| name | seed | network |
+| name | draft | network |
 | --- | --- | --- |
 | `mlp` | 000, 004 | fully connected: one hidden layer of 128, 2x512 with dropout 0.4, 3 hidden layers |
 | `one_conv` | 000 | conv 32 5x5 (stride 1, pad 2) + dense 100 |
@@ -89,7 +89,7 @@ class MLP(nn.Module):
 
 
 class OneConvNet(nn.Module):
-    """Seed 000: conv 32 filters 5x5 (stride 1, pad 2) -> ReLU -> dense 100 -> ReLU -> 10."""
+    """Draft 000: conv 32 filters 5x5 (stride 1, pad 2) -> ReLU -> dense 100 -> ReLU -> 10."""
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, n_classes: int = 10):
         super().__init__()
@@ -103,9 +103,9 @@ class OneConvNet(nn.Module):
 
 
 class TwoConvNet(nn.Module):
-    """Seed 000: 2 x (conv 32 5x5 pad 2 -> ReLU -> 2x2 max-pool) -> dense 100 -> 10.
+    """Draft 000: 2 x (conv 32 5x5 pad 2 -> ReLU -> 2x2 max-pool) -> dense 100 -> 10.
 
-    The seed names the convs and the pooling only; the dense 100 head matches its one-conv net.
+    The draft names the convs and the pooling only; the dense 100 head matches its one-conv net.
     """
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, n_classes: int = 10):
@@ -123,7 +123,7 @@ class TwoConvNet(nn.Module):
 
 
 class LeNet(nn.Module):
-    """Seed 002's `Net`, layer for layer as printed in the week-6 slides (120,382 parameters).
+    """draft 002's `Net`, layer for layer as printed in the week-6 slides (120,382 parameters).
 
     (N, 1, 28, 28) -> conv1 5x5 pad 2 -> pool -> conv2 5x5 -> pool -> 800 -> 120 -> 84 -> 10.
     """
@@ -148,9 +148,9 @@ class LeNet(nn.Module):
 
 
 class CifarCNN(nn.Module):
-    """Seed 003's CIFAR-10 CNN: conv 32, conv 32, conv 64, conv 64 (3x3) -> dense 512 -> 10.
+    """draft 003's CIFAR-10 CNN: conv 32, conv 32, conv 64, conv 64 (3x3) -> dense 512 -> 10.
 
-    The seed's step-4 net has no pooling; its step-6 variant adds max-pooling. To compare
+    The draft's step-4 net has no pooling; its step-6 variant adds max-pooling. To compare
     them at equal parameter counts, the second conv of each pair downsamples by stride 2
     (`pool=False`) or is followed by a 2x2 max-pool (`pool=True`). (N, 3, 32, 32) -> (N, 10).
     """
@@ -176,7 +176,7 @@ class CifarCNN(nn.Module):
 
 
 class Conv4Net(nn.Module):
-    """Seed 004, chapter 5: 4 conv layers (3x3) with max-pooling after the 2nd and 4th, then dense.
+    """Draft 004, chapter 5: 4 conv layers (3x3) with max-pooling after the 2nd and 4th, then dense.
 
     Conv layers are `conv1`..`conv4` (channels `widths`), the dense layer `fc`, output `out`.
     """

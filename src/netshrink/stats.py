@@ -17,14 +17,14 @@ def describe(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
     return table.loc[list(DESCRIBE_ROWS)]
 
 
-def beside_seed(ours: pd.DataFrame, seed: pd.DataFrame, seed_name: str = "seed") -> pd.DataFrame:
-    """Each statistic row of `ours` followed by the same row of `seed`: index (statistic, source)."""
-    seed = seed.reindex(columns=ours.columns)
+def beside_draft(ours: pd.DataFrame, draft: pd.DataFrame, draft_name: str = "draft") -> pd.DataFrame:
+    """Each statistic row of `ours` followed by the same row of `draft`: index (statistic, source)."""
+    draft = draft.reindex(columns=ours.columns)
     pieces = []
     for stat in ours.index:
         pieces.append(ours.loc[[stat]].assign(source="ours"))
-        if stat in seed.index:
-            pieces.append(seed.loc[[stat]].assign(source=seed_name))
+        if stat in draft.index:
+            pieces.append(draft.loc[[stat]].assign(source=draft_name))
     return pd.concat(pieces).rename_axis("statistic").set_index("source", append=True)
 
 

@@ -116,7 +116,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    """SGD with momentum, Adam (L2 weight decay, as the seeds' Keras/PyTorch code) or AdamW."""
+    """SGD with momentum, Adam (L2 weight decay, as the drafts' Keras/PyTorch code) or AdamW."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

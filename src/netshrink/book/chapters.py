@@ -3,7 +3,7 @@
 Profiles:
 - `smoke`: seconds a chapter, tiny subsets; for the tests.
 - `quick`: the default; the whole book in minutes on a 2-core CPU, on subsets and few epochs.
-- `full`: the seeds' settings.
+- `full`: the drafts' settings.
 
 A chapter notebook's `parameters` cell holds the `quick` values (a test checks it);
 the runner injects the chosen profile's values with papermill.

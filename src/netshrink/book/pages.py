@@ -57,29 +57,29 @@ def glance_sections(
     out = [f"The pages of this book were produced by the **`{profile}`** profile.", ""]
     comparisons = [r for rows in manifest.get("comparisons", {}).values() for r in rows]
     chapter_of = {r["id"]: c for c, rows in manifest.get("comparisons", {}).items() for r in rows}
-    out += ["## Our numbers beside the seeds'", ""]
+    out += ["## Our numbers beside the drafts'", ""]
     if comparisons:
         rows = [
             [
                 r["item"],
                 r["quantity"],
                 _number(r["ours"]),
-                _number(r["seed"]),
-                r["seed source"],
+                _number(r["draft"]),
+                r["source"],
                 _chapter_link(chapters, chapter_of[r["id"]]),
             ]
             for r in comparisons
         ]
         out.append(
             _table(
-                "glance-seeds",
-                f"Every number a seed reports, beside ours (profile `{profile}`).",
-                ["item", "quantity", "ours", "seed's", "source", "chapter"],
+                "glance-drafts",
+                f"Every number a draft reports, beside ours (profile `{profile}`).",
+                ["item", "quantity", "ours", "draft's", "source", "chapter"],
                 rows,
             )
         )
     else:
-        out += ["No chapter of this run reports a seed's number.", ""]
+        out += ["No chapter of this run reports a draft's number.", ""]
     compression = [r for rows in manifest.get("compression", {}).values() for r in rows]
     out += ["## Every compressed model", ""]
     if compression:

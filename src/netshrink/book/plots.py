@@ -17,12 +17,12 @@ def learning_curves(
     histories: Mapping[str, pd.DataFrame],
     title: str = "",
     splits: tuple[str, ...] = ("train", "val", "test"),
-    seed_marks: Mapping[str, tuple[float, float]] | None = None,
+    draft_marks: Mapping[str, tuple[float, float]] | None = None,
 ) -> plt.Figure:
     """Loss (left) and accuracy (right) per epoch, one colour per run, one line style per split.
 
     `histories` maps a run's label to its history table (columns `epoch`, `<split>_loss`,
-    `<split>_acc`). `seed_marks` maps a label to an (epoch, accuracy) the seed reported,
+    `<split>_acc`). `draft_marks` maps a label to an (epoch, accuracy) the draft reported,
     drawn as a star on the accuracy panel.
     """
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -51,8 +51,8 @@ def learning_curves(
                 ms=3,
                 label=name,
             )
-        if seed_marks and label in seed_marks:
-            epoch, acc = seed_marks[label]
+        if draft_marks and label in draft_marks:
+            epoch, acc = draft_marks[label]
             ax_acc.plot(
                 [epoch],
                 [100 * acc],
@@ -60,7 +60,7 @@ def learning_curves(
                 color=colour,
                 ms=14,
                 mec="black",
-                label=f"{label}, seed's report" if len(histories) > 1 else "seed's report",
+                label=f"{label}, draft's report" if len(histories) > 1 else "draft's report",
             )
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
@@ -87,10 +87,10 @@ def trial_distributions(
     value: str,
     ylabel: str,
     title: str = "",
-    seed_means: Mapping[int, float] | None = None,
+    draft_means: Mapping[int, float] | None = None,
 ) -> plt.Figure:
     """Box plots of `value` against `n` (the nodes removed), one box per n over all trials,
-    with the seed's mean per n as red diamonds (where given). trials: columns `n`, `value`."""
+    with the draft's mean per n as red diamonds (where given). trials: columns `n`, `value`."""
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -98,9 +98,9 @@ def trial_distributions(
     sns.boxplot(data=trials, x="n", y=value, order=order, ax=ax, color="#9ecae1", fliersize=2, linewidth=1)
     means = trials.groupby("n")[value].mean().reindex(order)
     ax.plot(range(len(order)), means.to_numpy(), "o", color="black", ms=5, label="our mean")
-    if seed_means:
-        xs = [i for i, n in enumerate(order) if n in seed_means]
-        ax.plot(xs, [seed_means[order[i]] for i in xs], "D", color="tab:red", ms=6, label="seed's mean")
+    if draft_means:
+        xs = [i for i, n in enumerate(order) if n in draft_means]
+        ax.plot(xs, [draft_means[order[i]] for i in xs], "D", color="tab:red", ms=6, label="draft's mean")
     ax.set(xlabel="nodes removed at random (n)", ylabel=ylabel, title=title)
     ax.legend()
     fig.tight_layout()

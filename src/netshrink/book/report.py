@@ -19,8 +19,9 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,24 @@ TABLE_STYLES = [
     {"selector": "tbody tr:nth-child(even)", "props": "background-color: #f5f7fa;"},
 ]
 ITEM_ID = re.compile(r"^[A-Z]-[A-Z]+\d+$")
+
+
+@dataclass
+class Findings:
+    """What an experiment hands the report besides its tables and figures: numbers for the prose
+    (`glue`, name -> value), numbers set beside a draft's (`comparisons`, keyword arguments of
+    `Report.compare`) and compressed models (`compressions`, of `Report.compression`)."""
+
+    glue: dict[str, Any] = field(default_factory=dict)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    compressions: list[dict[str, Any]] = field(default_factory=list)
+
+    def __add__(self, other: Findings) -> Findings:
+        return Findings(
+            {**self.glue, **other.glue},
+            self.comparisons + other.comparisons,
+            self.compressions + other.compressions,
+        )
 
 
 def check_profile(profile: str) -> str:
@@ -97,6 +116,35 @@ def publish(chapter: str, profile: str, staging: Path, root: Path | None = None)
         new_dir.rename(target)
         write_json(manifest_path, manifest)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def compression_rows(
+    item: str,
+    table: pd.DataFrame,
+    *,
+    data_set: str,
+    model: str,
+    how: str,
+    rows: list[str] | None = None,
+    base: str | None = None,
+) -> list[dict[str, Any]]:
+    """Keyword arguments of `Report.compression` for each row of a model table (`rows`, default
+    all but `base`) against its `base` row (default the first). The table has `parameters`,
+    `speedup`, MFLOPs as `MFLOPs per image` or `MFLOPs`, and accuracy as `test accuracy (%)` or
+    `test acc` (a fraction). `model` and `how` are formats with `{row}`."""
+    mflops = "MFLOPs per image" if "MFLOPs per image" in table else "MFLOPs"
+    scale, acc = (100, "test accuracy (%)") if "test accuracy (%)" in table else (1, "test acc")
+    base = table.index[0] if base is None else base
+    b = table.loc[base]
+    out = []
+    for name in rows if rows is not None else [r for r in table.index if r != base]:
+        r = table.loc[name]
+        out.append({"item": item, "model": model.format(row=name), "data_set": data_set,
+                    "parameters": r["parameters"], "base_parameters": b["parameters"],
+                    "mflops": r[mflops], "base_mflops": b[mflops], "accuracy": r[acc] / scale,
+                    "base_accuracy": b[acc] / scale, "speedup": r["speedup"],
+                    "how": how.format(row=name)})  # fmt: skip
+    return out
 
 
 class Report:
@@ -211,17 +259,17 @@ class Report:
             rows[:] = [r for r in rows if r.get("id") != row["id"]] + [row]
             write_json(self.manifest_path, manifest)
 
-    def compare(self, item: str, quantity: str, ours: float, seed: float | str, seed_source: str) -> None:
-        """Record one number the seed reports beside ours, for the Results at a glance page.
-        `seed` may be a text where the seed gives a bound ("> 60 %")."""
+    def compare(self, item: str, quantity: str, ours: float, draft: float | str, source: str) -> None:
+        """Record one number the draft reports beside ours, for the Results at a glance page.
+        `draft` may be a text where the draft gives a bound ("> 60 %"); `source` names the document."""
         self._stem(item, None)
         row = {
             "id": f"{item}: {quantity}",
             "item": item,
             "quantity": quantity,
             "ours": float(ours),
-            "seed": seed if isinstance(seed, str) else float(seed),
-            "seed source": seed_source,
+            "draft": draft if isinstance(draft, str) else float(draft),
+            "source": source,
             "profile": self.profile,
         }
         self._append("comparisons", row)
@@ -260,6 +308,17 @@ class Report:
             "profile": self.profile,
         }
         self._append("compression", row)
+
+    def record(self, findings: Findings | Mapping[str, Any]) -> None:
+        """Glue, compare and record everything in `findings` (a mapping: glue only)."""
+        if isinstance(findings, Mapping):
+            findings = Findings(dict(findings))
+        for name, value in findings.glue.items():
+            self.glue(name, value)
+        for row in findings.comparisons:
+            self.compare(**row)
+        for row in findings.compressions:
+            self.compression(**row)
 
     def glue(self, name: str, value: Any, display: bool = False) -> None:
         """`myst_nb.glue` a number for the prose, and keep it in `glue.json`."""

@@ -4,7 +4,7 @@ decompositions of their weights computed by TensorLy (PyTorch backend).
 A conv weight is W (T, S, kh, kw): T output channels, S input channels. Every method returns
 an `nn.Sequential` of plain `nn.Conv2d` / `nn.Linear` layers (its 1x1 convs are `PointwiseConv`,
 an `nn.Conv2d` that runs as a matrix product; for `tt_linear`, a `TTLinear`) whose product is
-the decomposed weight, so the result prints like the seeds' listings, counts in
+the decomposed weight, so the result prints like the drafts' listings, counts in
 `torch.utils.flop_counter` and fine-tunes with any optimiser.
 (tltorch's factorized layers keep a factorized tensor behind functional convs: its CP and
 Tucker convs have no Jaderberg, BTD or Tucker-1 form, and its tensor-train linear runs one

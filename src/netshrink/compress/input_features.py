@@ -1,4 +1,4 @@
-"""Features of images from a CP or Tucker decomposition of the training images (seed 001, week 5).
+"""Features of images from a CP or Tucker decomposition of the training images (draft 001, week 5).
 
 The training images X (N, H, W) are decomposed with TensorLy; the sample-mode factor A (N, R)
 holds each image's loadings and X_(1) ~ A M, with M (R, H*W) built from the other factors.
@@ -41,7 +41,7 @@ def decompose_images(
     images: torch.Tensor, method: str, rank: int, n_iter_max: int = 100, seed: int = 0
 ) -> ImageBasis:
     """CP of rank `rank`, or Tucker with rank `rank` in the sample mode and full rank in the two
-    spatial modes (seed 002), of the images (N, H, W) or (N, 1, H, W)."""
+    spatial modes (draft 002), of the images (N, H, W) or (N, 1, H, W)."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; allowed values: {', '.join(METHODS)}")
     x = _flat_images(images)

@@ -276,7 +276,7 @@ def shrink_randomly(
 
 def magnitude_prune(model: nn.Module, layer: str, rate: float) -> nn.Module:
     """A copy of `model` with the fraction `rate` of `layer`'s weights of smallest magnitude set
-    to zero (unstructured, no retraining; seed 003, part 2). The shapes stay: zeroed weights save
+    to zero (unstructured, no retraining; draft 003, part 2). The shapes stay: zeroed weights save
     nothing on dense hardware, which is why the book removes whole nodes instead."""
     if not (isinstance(rate, int | float) and 0 <= rate < 1):
         raise ValueError(f"rate={rate!r} is out of range; allowed: [0, 1)")

@@ -1,5 +1,6 @@
-"""The seeds' baseline networks (seed 000 on MNIST, seed 003 on CIFAR-10) as training configurations,
-with the numbers the seeds report, and the table that puts ours beside theirs (item B-T1)."""
+"""The drafts' baseline networks (draft 000 on MNIST, 003 on CIFAR-10) as training configurations,
+with the numbers the drafts report (`published.BASELINES`), and the table that puts ours beside
+theirs (item B-T1)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from netshrink import published
 from netshrink.book import plots
 from netshrink.cache import TrainResult
 from netshrink.train import TrainConfig
@@ -17,20 +19,30 @@ from netshrink.train import TrainConfig
 
 @dataclass(frozen=True)
 class Baseline:
-    """One baseline run: its configuration and what the seed reported for it.
-
-    `seed_acc` is the seed's test accuracy (None where the seed gives none) and
-    `seed_epoch` the epoch it was read at.
-    """
+    """One baseline run: its configuration, and (`draft_*`, from `published.BASELINES`) what the
+    draft reported for it: its document, test accuracy (None where it gives none), the epoch it
+    was read at and the draft's words."""
 
     key: str
     item: str
     title: str
     config: TrainConfig
-    seed: str
-    seed_acc: float | None = None
-    seed_epoch: int | None = None
-    seed_note: str = ""
+
+    @property
+    def draft(self) -> str:
+        return published.BASELINES[self.key][0]
+
+    @property
+    def draft_acc(self) -> float | None:
+        return published.BASELINES[self.key][1]
+
+    @property
+    def draft_epoch(self) -> int | None:
+        return published.BASELINES[self.key][2]
+
+    @property
+    def draft_note(self) -> str:
+        return published.BASELINES[self.key][3]
 
     @property
     def optimiser(self) -> str:
@@ -62,124 +74,36 @@ def baseline_runs(
     """The ten baseline runs of the Baselines chapter, in the order of items B-F1..B-F7."""
     mnist = {"val_size": val_size, "train_size": mnist_train_size, "test_size": mnist_test_size, "seed": seed}
     cifar = {"val_size": val_size, "train_size": cifar_train_size, "test_size": cifar_test_size, "seed": seed}
+    mlp = TrainConfig("mlp", "mnist", {"hidden": [512, 512], "dropout": 0.4}, mnist, optimizer="sgd", lr=0.01,
+                      momentum=0.9, epochs=mlp_epochs, batch_size=64, seed=seed)  # fmt: skip
 
     def conv_net(model: str, optimizer: str, lr: float, epochs: int, batch_size: int) -> TrainConfig:
-        # seed 000 states "weight decay 0.1": read as AdamW's decoupled decay, and as Adam's L2 penalty
-        return TrainConfig(
-            model,
-            "mnist",
-            {},
-            mnist,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=0.1,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-        )
+        # draft 000 states "weight decay 0.1": read as AdamW's decoupled decay, and as Adam's L2 penalty
+        return TrainConfig(model, "mnist", {}, mnist, optimizer=optimizer, lr=lr, weight_decay=0.1,
+                           epochs=epochs, batch_size=batch_size, seed=seed)  # fmt: skip
 
     def cnn(lr: float, pool: bool = False, augment: bool = False, epochs: int = cifar_epochs) -> TrainConfig:
-        return TrainConfig(
-            "cifar_cnn",
-            "cifar10",
-            {"pool": pool},
-            {**cifar, "augment": augment},
-            optimizer="adam",
-            lr=lr,
-            epochs=epochs,
-            batch_size=64,
-            seed=seed,
-        )
+        return TrainConfig("cifar_cnn", "cifar10", {"pool": pool}, {**cifar, "augment": augment},
+                           optimizer="adam", lr=lr, epochs=epochs, batch_size=64, seed=seed)  # fmt: skip
 
-    return [
-        Baseline(
-            "mlp",
-            "B-F1",
-            "MLP 2x512, dropout 0.4",
-            TrainConfig(
-                "mlp",
-                "mnist",
-                {"hidden": [512, 512], "dropout": 0.4},
-                mnist,
-                optimizer="sgd",
-                lr=0.01,
-                momentum=0.9,
-                epochs=mlp_epochs,
-                batch_size=64,
-                seed=seed,
-            ),
-            "000",
-            seed_note="no accuracy given",
-        ),
-        Baseline(
-            "one_conv",
-            "B-F2",
-            "one conv layer + dense 100",
-            conv_net("one_conv", "adamw", 1e-4, one_conv_epochs, 64),
-            "000",
-            0.801,
-            seed_note="80.1 %",
-        ),
-        Baseline(
-            "one_conv_l2",
-            "B-F2",
-            "one conv layer + dense 100, L2 reading",
-            conv_net("one_conv", "adam", 1e-4, one_conv_epochs, 64),
-            "000",
-            0.801,
-            seed_note="80.1 %",
-        ),
-        Baseline(
-            "two_conv",
-            "B-F3",
-            "two conv layers, 2x2 max-pool",
-            conv_net("two_conv", "adamw", 1e-3, two_conv_epochs, 1000),
-            "000",
-            0.971,
-            seed_note="97.1 %",
-        ),
-        Baseline(
-            "two_conv_l2",
-            "B-F3",
-            "two conv layers, 2x2 max-pool, L2 reading",
-            conv_net("two_conv", "adam", 1e-3, two_conv_epochs, 1000),
-            "000",
-            0.971,
-            seed_note="97.1 %",
-        ),
-        Baseline(
-            "cnn_lr0.001",
-            "B-F4",
-            "CIFAR-10 CNN, lr 0.001",
-            cnn(1e-3),
-            "003",
-            0.59,
-            15,
-            "59 % after 15 epochs",
-        ),
-        Baseline("cnn_lr0.1", "B-F5", "CIFAR-10 CNN, lr 0.1", cnn(0.1), "003", None, None, "fails to train"),
-        Baseline("cnn_lr1", "B-F5", "CIFAR-10 CNN, lr 1", cnn(1.0), "003", None, None, "fails to train"),
-        Baseline(
-            "cnn_pool",
-            "B-F6",
-            "CIFAR-10 CNN with max-pooling",
-            cnn(1e-3, pool=True),
-            "003",
-            0.60,
-            10,
-            "> 60 % at epoch 10",
-        ),
-        Baseline(
-            "cnn_pool_aug",
-            "B-F7",
-            "CIFAR-10 CNN with max-pooling and augmentation",
-            cnn(1e-3, pool=True, augment=True, epochs=cifar_aug_epochs),
-            "003",
-            0.68,
-            50,
-            "about 68 % at 50 epochs",
-        ),
-    ]
+    runs = [  # (key, item, title, configuration)
+        ("mlp", "B-F1", "MLP 2x512, dropout 0.4", mlp),
+        ("one_conv", "B-F2", "one conv layer + dense 100",
+         conv_net("one_conv", "adamw", 1e-4, one_conv_epochs, 64)),
+        ("one_conv_l2", "B-F2", "one conv layer + dense 100, L2 reading",
+         conv_net("one_conv", "adam", 1e-4, one_conv_epochs, 64)),
+        ("two_conv", "B-F3", "two conv layers, 2x2 max-pool",
+         conv_net("two_conv", "adamw", 1e-3, two_conv_epochs, 1000)),
+        ("two_conv_l2", "B-F3", "two conv layers, 2x2 max-pool, L2 reading",
+         conv_net("two_conv", "adam", 1e-3, two_conv_epochs, 1000)),
+        ("cnn_lr0.001", "B-F4", "CIFAR-10 CNN, lr 0.001", cnn(1e-3)),
+        ("cnn_lr0.1", "B-F5", "CIFAR-10 CNN, lr 0.1", cnn(0.1)),
+        ("cnn_lr1", "B-F5", "CIFAR-10 CNN, lr 1", cnn(1.0)),
+        ("cnn_pool", "B-F6", "CIFAR-10 CNN with max-pooling", cnn(1e-3, pool=True)),
+        ("cnn_pool_aug", "B-F7", "CIFAR-10 CNN with max-pooling and augmentation",
+         cnn(1e-3, pool=True, augment=True, epochs=cifar_aug_epochs)),
+    ]  # fmt: skip
+    return [Baseline(*run) for run in runs]
 
 
 def accuracy_at_epoch(history: pd.DataFrame, epoch: int | None) -> float:
@@ -191,7 +115,7 @@ def accuracy_at_epoch(history: pd.DataFrame, epoch: int | None) -> float:
 
 
 def baseline_table(runs: list[Baseline], results: Mapping[str, TrainResult]) -> pd.DataFrame:
-    """Item B-T1: one row per run, our test accuracy beside the seed's."""
+    """Item B-T1: one row per run, our test accuracy beside the draft's."""
     rows = []
     for run in runs:
         res = results[run.key]
@@ -206,9 +130,9 @@ def baseline_table(runs: list[Baseline], results: Mapping[str, TrainResult]) -> 
                 "batch": run.config.batch_size,
                 "epochs": run.config.epochs,
                 "test acc (ours)": res.test["acc"],
-                "test acc at seed's epoch (ours)": accuracy_at_epoch(res.history, run.seed_epoch),
-                "seed's test acc": run.seed_acc if run.seed_acc is not None else math.nan,
-                "seed's report": f"{run.seed_note} (seed {run.seed})",
+                "test acc at the draft's epoch (ours)": accuracy_at_epoch(res.history, run.draft_epoch),
+                "draft's test acc": run.draft_acc if run.draft_acc is not None else math.nan,
+                "draft's report": f"{run.draft_note} (draft {run.draft})",
                 "train seconds": float(res.history["seconds"].sum()),
             }
         )
@@ -234,23 +158,23 @@ def item_figure(
     label = results[chosen[0].key].dataset_label
     cifar = chosen[0].config.dataset == "cifar10"
     marks, marked = {}, set()
-    for r in chosen:  # each number the seed reports is drawn once, on the first run it belongs to
-        if r.seed_acc is not None and (r.seed_acc, r.seed_epoch) not in marked:
-            marks[r.title] = (r.seed_epoch or len(results[r.key].history), r.seed_acc)
-            marked.add((r.seed_acc, r.seed_epoch))
+    for r in chosen:  # each number the draft reports is drawn once, on the first run it belongs to
+        if r.draft_acc is not None and (r.draft_acc, r.draft_epoch) not in marked:
+            marks[r.title] = (r.draft_epoch or len(results[r.key].history), r.draft_acc)
+            marked.add((r.draft_acc, r.draft_epoch))
     fig = plots.learning_curves(
         {r.title: results[r.key].history for r in chosen},
         title=f"{item}: {' vs '.join(r.title for r in chosen)}",
         splits=("train", "test") if cifar else ("train", "val", "test"),
-        seed_marks=marks,
+        draft_marks=marks,
     )
     runs_text = "; ".join(
         f"{r.title} ({r.optimiser}, batch {r.config.batch_size}, {len(results[r.key].history)} epochs)"
         for r in chosen
     )
-    seed_text = "; ".join(f"{r.title}: {r.seed_note}" for r in chosen if r.item == item)
+    draft_text = "; ".join(f"{r.title}: {r.draft_note}" for r in chosen if r.item == item)
     caption = (
         f"Loss and accuracy per epoch on {label}, profile `{profile}`: {runs_text}. "
-        f"Seed {chosen[-1].seed} reports: {seed_text}{' (stars)' if marks else ''}."
+        f"Draft {chosen[-1].draft} reports: {draft_text}{' (stars)' if marks else ''}."
     )
     return fig, caption

@@ -1,4 +1,4 @@
-"""The Node importance chapter (seed 004, sections 3.2 to 5.2): the loss-change importance of
+"""The Node importance chapter (draft 004, sections 3.2 to 5.2): the loss-change importance of
 every node, pruning by it, and how it behaves in deeper MLPs and in a CNN.
 
 Chapter glue between `importance` (pure algorithms) and the notebook: tables as DataFrames,
@@ -21,7 +21,6 @@ from netshrink.compress import importance, naive, prune, search
 from netshrink.train import TrainConfig
 
 LAYER = "hidden.0"
-SEED_BASE = {"acc": 0.9724, "loss": 0.0879}  # seed 004, section 3.1.1: the 128-node network on MNIST
 
 
 def importance_table(
@@ -212,7 +211,7 @@ def rewind_rounds(
     progress: bool = True,
     device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
-    """Iterative weight initialisation by node importance (our reading of seed 004, section 4.3).
+    """Iterative weight initialisation by node importance (our reading of draft 004, section 4.3).
 
     Round 0 trains `config`. Each round then removes the nodes of the last trained network whose
     removal does not raise the validation loss by more than `tol`, and trains the smaller

@@ -1,4 +1,4 @@
-"""The Random node pruning chapter (seed 004, section 3.1): trials of random removal over several
+"""The Random node pruning chapter (draft 004, section 3.1): trials of random removal over several
 trained networks, Algorithm 2, and the draft's tables to set beside ours."""
 
 from __future__ import annotations
@@ -9,69 +9,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, measure, stats
+from netshrink import data, measure, published, stats
 from netshrink.cache import TrainResult
 from netshrink.compress import naive, prune
 from netshrink.train import TrainConfig
 
-N_VALUES = (1, 2, 4, 8, 16, 32, 64)
-SHRINK_N_VALUES = (1, 2, 3, 4, 8)
-_ROWS = ("mean", "std", "min", "25%", "50%", "75%", "max")
-
-
-def _seed_table(values: Sequence[Sequence[float]], columns: Sequence[int]) -> pd.DataFrame:
-    return pd.DataFrame(values, index=list(_ROWS), columns=list(columns))
-
-
-# The Oslo draft's tables (seed 004), as printed; columns are n, the nodes removed per trial.
-SEED_TABLES = {
-    "R-T1": _seed_table([
-        [0.9720, 0.9714, 0.9704, 0.9681, 0.9619, 0.9427, 0.8485],
-        [0.0009, 0.0013, 0.0020, 0.0032, 0.0056, 0.0130, 0.0417],
-        [0.9687, 0.9624, 0.9602, 0.9523, 0.9270, 0.8861, 0.6831],
-        [0.9715, 0.9708, 0.9694, 0.9664, 0.9588, 0.9364, 0.8215],
-        [0.9721, 0.9717, 0.9708, 0.9685, 0.9628, 0.9448, 0.8546],
-        [0.9726, 0.9724, 0.9719, 0.9704, 0.9660, 0.9526, 0.8803],
-        [0.9736, 0.9743, 0.9744, 0.9749, 0.9724, 0.9662, 0.9328],
-    ], N_VALUES),
-    "R-T2": _seed_table([
-        [0.0895, 0.0914, 0.0948, 0.1024, 0.1216, 0.1794, 0.4466],
-        [0.0026, 0.0038, 0.0058, 0.0095, 0.0164, 0.0361, 0.1074],
-        [0.0848, 0.0839, 0.0838, 0.0844, 0.0901, 0.1127, 0.2306],
-        [0.0877, 0.0887, 0.0907, 0.0957, 0.1101, 0.1516, 0.3662],
-        [0.0890, 0.0907, 0.0937, 0.1012, 0.1186, 0.1738, 0.4313],
-        [0.0908, 0.0932, 0.0981, 0.1069, 0.1305, 0.1980, 0.5112],
-        [0.0997, 0.1245, 0.1292, 0.1489, 0.2233, 0.3409, 0.9883],
-    ], N_VALUES),
-    "R-T3": _seed_table([
-        [7.4000, 8.9000, 8.2500, 5.8000, 2.4000],
-        [1.6983, 2.7891, 2.7314, 3.3023, 3.7613],
-        [5.0, 4.0, 3.0, 0.0, 0.0],
-        [6.0, 7.5, 6.0, 4.0, 0.0],
-        [7.0, 8.0, 9.0, 4.0, 0.0],
-        [8.25, 10.0, 9.75, 8.0, 8.0],
-        [11.0, 16.0, 12.0, 12.0, 8.0],
-    ], SHRINK_N_VALUES),
-    "R-T4": _seed_table([
-        [0.8677, 0.8667, 0.8652, 0.8618, 0.8543, 0.8295, 0.7394],
-        [0.0021, 0.0030, 0.0042, 0.0059, 0.0096, 0.0200, 0.0443],
-        [0.8578, 0.8470, 0.8470, 0.8405, 0.8050, 0.7382, 0.5493],
-        [0.8670, 0.8653, 0.8632, 0.8582, 0.8491, 0.8190, 0.7171],
-        [0.8684, 0.8674, 0.8659, 0.8626, 0.8558, 0.8336, 0.7437],
-        [0.8686, 0.8685, 0.8681, 0.8663, 0.8611, 0.8441, 0.7698],
-        [0.8726, 0.8735, 0.8745, 0.8767, 0.8747, 0.8656, 0.8307],
-    ], N_VALUES),
-    "R-T5": _seed_table([
-        [0.3578, 0.3601, 0.3643, 0.3730, 0.3939, 0.4607, 0.7062],
-        [0.0049, 0.0070, 0.0098, 0.0137, 0.0228, 0.0495, 0.1182],
-        [0.3459, 0.3452, 0.3434, 0.3448, 0.3515, 0.3725, 0.4730],
-        [0.3557, 0.3559, 0.3576, 0.3629, 0.3772, 0.4245, 0.6235],
-        [0.3564, 0.3584, 0.3625, 0.3711, 0.3900, 0.4504, 0.6867],
-        [0.3591, 0.3632, 0.3693, 0.3811, 0.4060, 0.4857, 0.7619],
-        [0.3791, 0.4055, 0.4035, 0.4297, 0.5106, 0.7079, 1.3649],
-    ], N_VALUES),
-}  # fmt: skip
-SEED_BASE = {"mnist": {"acc": 0.9724, "loss": 0.0879}}
+N_VALUES = published.N_VALUES
+SHRINK_N_VALUES = published.SHRINK_N_VALUES
 
 
 def network_configs(
@@ -147,7 +91,11 @@ def evaluation_loader(
 def statistics_table(trials: pd.DataFrame, value: str, item: str, network: int = 0) -> pd.DataFrame:
     """The draft's statistics of `value` per n for one trained network, the draft's rows beside."""
     ours = stats.describe(trials[trials["network"] == network], "n", value)
-    return stats.beside_seed(ours, SEED_TABLES[item], "seed 004") if item in SEED_TABLES else ours
+    return (
+        stats.beside_draft(ours, published.RANDOM_PRUNING_TABLES[item], "draft 004")
+        if item in published.RANDOM_PRUNING_TABLES
+        else ours
+    )
 
 
 def time_mask_evaluation(

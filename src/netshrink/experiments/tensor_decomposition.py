@@ -1,4 +1,4 @@
-"""The Tensor decomposition chapter (seeds 000 to 003): decomposed input images as features,
+"""The Tensor decomposition chapter (drafts 000 to 003): decomposed input images as features,
 the week-6 network decomposed and fine-tuned, the course report's CIFAR-10 experiments, and
 five decompositions compared at matched parameter budgets.
 
@@ -9,8 +9,7 @@ configurations of the networks to train, experiments returning DataFrames.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,58 +17,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, measure, models, train
-from netshrink.cache import TrainResult
-from netshrink.compress import decompose, input_features, prune
+from netshrink import data, measure, models, published, train
+from netshrink.book.report import Findings, compression_rows
+from netshrink.cache import FineTuned, TrainResult
+from netshrink.compress import decompose, input_features
 from netshrink.devices import mode
 from netshrink.train import TrainConfig
-
-# ------------------------------------------------------------------ the seeds' numbers
-
-SEED_INPUT = {  # seed 001 (week 5): full input against CP-decomposed input
-    "D-T1": {"digits": (3, 4, 7), "full": (784, 3, 3145, 0.98), "decomposed": (3, 5, 33, 0.83)},
-    "D-T2": {"digits": (3, 4, 9), "full": (784, 3, 3145, 0.96), "decomposed": (3, 5, 33, 0.68)},
-    "D-T3": {"digits": None, "full": (784, 10, 8724, 0.88), "decomposed": (15, 15, 390, 0.64)},
-}
-SEED_TUCKER = {"full": (784, 3145, 0.93), 15: (15, 535, 0.70), 100: (100, 2320, 0.75), 200: (200, 4420, 0.83)}
-SEED_LENET = {"parameters": (120_382, 59_560), "acc": (0.98277, 0.98227), "seconds": (1.807, 1.945)}
-SEED_CIFAR_LOG = {  # 003 Figure 8, as printed: loop index -> (accuracy, seconds for the forward pass)
-    1: (0.1134, 4.045), 2: (0.5086, 2.305), 3: (0.7772, 2.367), 4: (0.8459, 2.383),
-    5: (0.8802, 2.583), 6: (0.8927, 2.922), 7: (0.8950, 2.756), 8: (0.8994, 3.014),
-}  # fmt: skip
-# The report's text says "at k = 4 ... 88.02 % ... 77 % of the time", which the log prints at
-# index 5: its indices and k differ by one somewhere. We quote the text for k = 4.
-SEED_CIFAR_TEXT = {"k4_acc": 0.8802, "k4_time_fraction": 0.77, "k8_acc": 0.90}
-SEED_LENET_PLAN = {  # the week-6 slide's "Net after", read as our plan (l1's 200 is capped at 120)
-    "conv1": ["tucker1", 2],
-    "conv2": ["tucker2", [8, 4]],
-    "l1": ["tucker2", [40, 120]],
-    "l2": ["tucker1", 30],
-}
-SEED_LISTING = """Net(
-  (conv1): Sequential(
-    (0): Conv2d(1, 2, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2), bias=False)
-    (1): Conv2d(2, 16, kernel_size=(1, 1), stride=(1, 1))
-  )
-  (conv2): Sequential(
-    (0): Conv2d(16, 8, kernel_size=(1, 1), stride=(1, 1), bias=False)
-    (1): Conv2d(8, 4, kernel_size=(5, 5), stride=(1, 1), bias=False)
-    (2): Conv2d(4, 32, kernel_size=(1, 1), stride=(1, 1))
-  )
-  (pool): AvgPool2d(kernel_size=2, stride=2, padding=0)
-  (dropout1): Dropout(p=0.2, inplace=False)
-  (dropout2): Dropout2d(p=0.2, inplace=False)
-  (l1): Sequential(
-    (0): Linear(in_features=800, out_features=40, bias=False)
-    (1): Linear(in_features=40, out_features=200, bias=False)
-    (2): Linear(in_features=200, out_features=120, bias=True)
-  )
-  (l2): Sequential(
-    (0): Linear(in_features=120, out_features=30, bias=False)
-    (1): Linear(in_features=30, out_features=84, bias=True)
-  )
-  (l_out): Linear(in_features=84, out_features=10, bias=True)
-)"""
 
 # ------------------------------------------------------------------ input decomposition
 
@@ -173,9 +126,11 @@ def input_experiment(
     return InputExperiment(classifiers, bases, splits.train.labels)
 
 
-def input_table(experiment: InputExperiment, seed_columns: Mapping[str, tuple] | None = None) -> pd.DataFrame:
+def input_table(
+    experiment: InputExperiment, draft_columns: Mapping[str, tuple] | None = None
+) -> pd.DataFrame:
     """D-T1..D-T4: inputs, hidden nodes, parameters and test accuracy per classifier, with the
-    seed's values (inputs, hidden, parameters, accuracy) as extra columns."""
+    draft's values (inputs, hidden, parameters, accuracy) as extra columns."""
     rows = {
         c.label: {
             "inputs": c.inputs,
@@ -188,8 +143,8 @@ def input_table(experiment: InputExperiment, seed_columns: Mapping[str, tuple] |
         }
         for c in experiment.classifiers
     }
-    for label, (inputs, hidden, params, acc) in (seed_columns or {}).items():
-        rows[f"{label} (seed)"] = {
+    for label, (inputs, hidden, params, acc) in (draft_columns or {}).items():
+        rows[f"{label} (draft)"] = {
             "inputs": inputs,
             "hidden nodes": hidden,
             "parameters": params,
@@ -203,7 +158,7 @@ def input_table(experiment: InputExperiment, seed_columns: Mapping[str, tuple] |
 
 
 def lenet_config(*, epochs: int, seed: int = 0, data_kwargs: dict | None = None) -> TrainConfig:
-    """Seed 002's `Net` on MNIST with Adam 1e-3, batch 64."""
+    """Draft 002's `Net` on MNIST with Adam 1e-3, batch 64."""
     return TrainConfig("lenet", "mnist", {}, dict(data_kwargs or {}), optimizer="adam", lr=1e-3,
                        epochs=epochs, batch_size=64, seed=seed)  # fmt: skip
 
@@ -231,101 +186,6 @@ def compare_models(
     )
 
 
-# ------------------------------------------------------------------ CIFAR-10 (seed 003)
-
-
-def cifar_config(
-    *, epochs: int, seed: int = 0, augment: bool = True, data_kwargs: dict | None = None
-) -> TrainConfig:
-    """Seed 003's CNN with max-pooling (conv 32, 32, 64, 64 + dense 512), Adam 1e-3, batch 64,
-    crop and flip augmentation."""
-    return TrainConfig(
-        "cifar_cnn", "cifar10", {"pool": True}, {**(data_kwargs or {}), "augment": augment},
-        optimizer="adam", lr=1e-3, epochs=epochs, batch_size=64, seed=seed,
-    )  # fmt: skip
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the Conv2d layers of `model`, in order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-
-
-def magnitude_sweep(
-    model: nn.Module, loader: Iterable, layers: Sequence[str], rates: Sequence[float]
-) -> pd.DataFrame:
-    """D-F8: test accuracy with the fraction `rate` of one layer's smallest weights zeroed, no
-    retraining; one row per (layer, rate)."""
-    rows = []
-    for layer in layers:
-        for rate in rates:
-            acc = train.evaluate(prune.magnitude_prune(model, layer, rate), loader)["acc"]
-            rows.append({"layer": layer, "rate": rate, "test accuracy (%)": 100 * acc})
-    return pd.DataFrame(rows)
-
-
-def tucker2_error(conv: nn.Conv2d, ranks: Sequence[int]) -> float:
-    """Relative Frobenius error of the kernel rebuilt from a Tucker-2 decomposition at `ranks`."""
-    first, middle, last = decompose.tucker2_conv(conv, ranks)
-    rebuilt = torch.einsum(
-        "tb,bayx,as->tsyx", last.weight[:, :, 0, 0], middle.weight, first.weight[:, :, 0, 0]
-    )
-    w = conv.weight.detach()
-    return float((rebuilt.detach() - w).norm() / w.norm())
-
-
-def reconstruction_curves(conv: nn.Conv2d, ranks: Sequence[int]) -> pd.DataFrame:
-    """D-F9: the kernel's relative reconstruction error against R2 with R1 full, and against R1
-    with R2 full (003 Figure 6)."""
-    T, S = conv.weight.shape[:2]
-    rows = []
-    for r in ranks:
-        if r <= T:
-            rows.append(
-                {"varied": f"R2 varied, R1 = {S}", "rank": r, "relative error": tucker2_error(conv, (S, r))}
-            )
-        if r <= S:
-            rows.append(
-                {"varied": f"R1 varied, R2 = {T}", "rank": r, "relative error": tucker2_error(conv, (r, T))}
-            )
-    return pd.DataFrame(rows)
-
-
-def k_plan(model: nn.Module, k: int, layers: Sequence[str], n: int = 8) -> dict[str, list]:
-    """Tucker-2 of every layer in `layers` with ranks k/n of its input and output channels
-    (rounded up, at least 1)."""
-    if not 1 <= k <= n:
-        raise ValueError(f"k={k} is out of range; allowed: 1..{n}")
-    plan = {}
-    for name in layers:
-        T, S = model.get_submodule(name).weight.shape[:2]
-        plan[name] = ["tucker2", [max(1, math.ceil(k * S / n)), max(1, math.ceil(k * T / n))]]
-    return plan
-
-
-# ------------------------------------------------------------------ methods at matched budgets
-
-
-def budget_plan(
-    model: nn.Module, method: str, layers: Sequence[str], fraction: float, n_blocks: int = 2
-) -> dict[str, dict[str, Any]]:
-    """For each conv in `layers`, `method` at the largest rank within `fraction` of its parameters."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction={fraction} is out of range; allowed: (0, 1)")
-    options = {"n_blocks": n_blocks} if method == "btd" else {}
-    plan = {}
-    for name in layers:
-        layer = model.get_submodule(name)
-        budget = int(fraction * models.count_parameters(layer))
-        plan[name] = {"method": method, "rank": decompose.rank_for_budget(layer, method, budget, **options),
-                      **options}  # fmt: skip
-    return plan
-
-
-def layers_parameters(model: nn.Module, names: Iterable[str]) -> int:
-    """Parameters of the named submodules of `model` (the layers a plan replaces)."""
-    return sum(models.count_parameters(model.get_submodule(name)) for name in names)
-
-
 def describe_plan(plan: Mapping[str, Any]) -> str:
     """'conv2: tucker2 [8, 8]; l1: ...' for tables."""
     parts = []
@@ -333,3 +193,236 @@ def describe_plan(plan: Mapping[str, Any]) -> str:
         extra = f" x{spec['n_blocks']} blocks" if "n_blocks" in spec else ""
         parts.append(f"{name}: {spec['method']} {spec['rank']}{extra}")
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ the chapter's experiments
+
+INPUT_CASES = {"D-T1": ("D-F1", "D-F2"), "D-T2": ("D-F3", "D-F4"), "D-T3": ("D-F5", "D-F6")}
+"""Item of each input-decomposition case -> its digit-grid and loading-histogram figures."""
+
+
+@dataclass
+class InputCase:
+    """One of draft 001's cases (D-T1..D-T3): a digit set, CP rank, experiment and its table."""
+
+    item: str
+    name: str
+    rank: int
+    splits: data.DataSplits
+    experiment: InputExperiment
+    table: pd.DataFrame
+    findings: Findings
+
+
+def input_case(
+    item: str,
+    *,
+    val_size: int,
+    train_size: int | None,
+    epochs: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> InputCase:
+    """Draft 001's case `item`: its digits (all for D-T3), an MLP on the full images against one on
+    the loadings of a CP decomposition of the training images (rank 3, or 15 for all digits)."""
+    if item not in published.INPUT_CP:
+        raise ValueError(f"item={item!r} is not an input case; allowed: {', '.join(published.INPUT_CP)}")
+    draft = published.INPUT_CP[item]
+    digits = draft["digits"]
+    splits = data.load_dataset("mnist", val_size=val_size, train_size=train_size, classes=digits, seed=seed)
+    rank = 3 if digits else 15
+    experiment = input_experiment(
+        splits,
+        "cp",
+        [rank],
+        hidden_full=draft["full"][1],
+        hidden_decomposed=draft["decomposed"][1],
+        epochs=epochs,
+        seed=seed,
+        device=device,
+    )
+    full, dec = experiment.classifiers
+    name = "digits " + ", ".join(map(str, digits)) if digits else "all digits"
+    key = item.replace("-", "").lower()
+    glue = {
+        f"{key}_full": 100 * full.test_acc,
+        f"{key}_dec": 100 * dec.test_acc,
+        f"{key}_full_params": f"{full.parameters:,}",
+        f"{key}_dec_params": f"{dec.parameters:,}",
+        f"{key}_error": experiment.bases[dec.label].relative_error,
+    }
+    compare = [
+        {
+            "item": item,
+            "quantity": f"{name}: test accuracy, full images",
+            "ours": full.test_acc,
+            "draft": draft["full"][3],
+            "source": "001 (week 5)",
+        },
+        {
+            "item": item,
+            "quantity": f"{name}: test accuracy, CP rank {rank}",
+            "ours": dec.test_acc,
+            "draft": draft["decomposed"][3],
+            "source": "001 (week 5)",
+        },
+    ]
+    table = input_table(experiment, {"full data": draft["full"], dec.label: draft["decomposed"]})
+    return InputCase(item, name, rank, splits, experiment, table, Findings(glue, compare))
+
+
+def tucker_input(
+    splits: data.DataSplits,
+    ranks: Sequence[int],
+    *,
+    epochs: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[pd.DataFrame, Findings]:
+    """D-T4: 20-node MLPs on the full images and on Tucker loadings of each rank in `ranks`
+    (full rank in the two spatial modes), beside draft 002's values where it gives them."""
+    experiment = input_experiment(
+        splits, "tucker", ranks, hidden_full=20, hidden_decomposed=20, epochs=epochs, seed=seed, device=device
+    )
+    draft = published.INPUT_TUCKER
+    columns = {"full data": (784, 20, *draft["full"][1:])}
+    columns.update({f"Tucker rank {r}": (r, 20, *draft[r][1:]) for r in ranks if r in draft})
+    full, *decomposed = experiment.classifiers
+    glue = {
+        "dt4_full": 100 * full.test_acc,
+        "dt4_best": 100 * decomposed[-1].test_acc,
+        "dt4_best_rank": ranks[-1],
+        "dt4_first": 100 * decomposed[0].test_acc,
+        "dt4_first_rank": ranks[0],
+    }
+    compare = [
+        {
+            "item": "D-T4",
+            "quantity": f"all digits: test accuracy, Tucker rank {r}",
+            "ours": c.test_acc,
+            "draft": draft[r][2],
+            "source": "002 (week 6)",
+        }
+        for c, r in zip(decomposed, ranks, strict=True)
+        if r in draft
+    ]
+    compare.append(
+        {
+            "item": "D-T4",
+            "quantity": "all digits: test accuracy, full images, 20 hidden",
+            "ours": full.test_acc,
+            "draft": draft["full"][2],
+            "source": "002 (week 6)",
+        }
+    )
+    return input_table(experiment, columns), Findings(glue, compare)
+
+
+FineTune = Callable[..., FineTuned]  # (model, origin, splits, *, epochs, lr, seed) -> FineTuned
+
+
+@dataclass
+class Decomposed:
+    """Models decomposed by plans and fine-tuned: by name, the resolved plan and the result."""
+
+    plans: dict[str, dict[str, Any]]
+    tuned: dict[str, FineTuned]
+
+
+def decompose_and_fine_tune(
+    base: TrainResult,
+    splits: data.DataSplits,
+    plans: Mapping[str, Mapping[str, Any]],
+    fine_tune: FineTune,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int = 0,
+) -> Decomposed:
+    """Each plan (rank rules resolved on `base.model`) applied to a copy of `base.model` and
+    fine-tuned by `fine_tune` (e.g. `cache.fine_tune_cached`)."""
+    resolved = {name: decompose.resolve_plan(base.model, plan) for name, plan in plans.items()}
+    tuned = {
+        name: fine_tune(
+            decompose.decompose_model(base.model, plan),
+            origin(base, plan),
+            splits,
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+        )
+        for name, plan in resolved.items()
+    }
+    return Decomposed(resolved, tuned)
+
+
+def fine_tuned_table(
+    base: TrainResult, decomposed: Decomposed, images: torch.Tensor, *, batch_size: int, repeats: int
+) -> pd.DataFrame:
+    """`compare_models` of the original and every fine-tuned model, with the accuracy before
+    fine-tuning beside the accuracy after (rows: 'original', '<plan>, fine-tuned')."""
+    named = {"original": base.model, **{f"{k}, fine-tuned": v.model for k, v in decomposed.tuned.items()}}
+    accuracy = {
+        "original": base.test["acc"],
+        **{f"{k}, fine-tuned": v.test["acc"] for k, v in decomposed.tuned.items()},
+    }
+    table = compare_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
+    before = [base.test["acc"]] + [v.before["acc"] for v in decomposed.tuned.values()]
+    table.insert(3, "accuracy before fine-tuning (%)", [100 * a for a in before])
+    return table
+
+
+def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -> Findings:
+    """D-T5's numbers for the prose, the draft's three numbers set beside the row of the draft's
+    own plan (like for like), and a compression record per plan."""
+    seconds = next(c for c in table.columns if c.startswith("s for "))
+    orig, ours, theirs = (
+        table.loc[r] for r in ("original", "our plan, fine-tuned", "draft's plan, fine-tuned")
+    )
+    glue = {
+        "lenet_acc": orig["test accuracy (%)"],
+        "lenet_ours_acc": ours["test accuracy (%)"],
+        "lenet_ours_before": ours["accuracy before fine-tuning (%)"],
+        "lenet_ours_params": f"{int(ours['parameters']):,}",
+        "lenet_ratio": orig["parameters"] / ours["parameters"],
+        "lenet_flops_ratio": orig["MFLOPs per image"] / ours["MFLOPs per image"],
+        "lenet_speedup": ours["speedup"],
+        "lenet_speedup_cl": ours["speedup, channels last"],
+        "lenet_orig_s": orig[seconds],
+        "lenet_ours_s": ours[seconds],
+        "lenet_draft_acc": theirs["test accuracy (%)"],
+        "lenet_draft_params": f"{int(theirs['parameters']):,}",
+        "lenet_draft_speedup": theirs["speedup"],
+        "lenet_draft_speedup_cl": theirs["speedup, channels last"],
+        "vbmf_ranks": str(decomposed.plans["our plan"]["conv2"]["rank"]),
+    }
+    draft, source = published.LENET, "002 (week 6)"
+    compare = [
+        {
+            "item": "D-T5",
+            "quantity": "week-6 network, the draft's plan: parameters",
+            "ours": theirs["parameters"],
+            "draft": draft["parameters"][1],
+            "source": source,
+        },
+        {
+            "item": "D-T5",
+            "quantity": "week-6 network, the draft's plan: test accuracy after fine-tuning",
+            "ours": theirs["test accuracy (%)"] / 100,
+            "draft": draft["acc"][1],
+            "source": source,
+        },
+        {
+            "item": "D-T5",
+            "quantity": "week-6 network, the draft's plan: time decomposed / original",
+            "ours": theirs[seconds] / orig[seconds],
+            "draft": draft["seconds"][1] / draft["seconds"][0],
+            "source": source,
+        },
+    ]
+    how = {f"{k}, fine-tuned": describe_plan(p) for k, p in decomposed.plans.items()}
+    compressions = [
+        {**row, "how": f"Tucker decomposition + fine-tuning: {how[row['how']]}"}
+        for row in compression_rows("D-T5", table, data_set=data_set, model="week-6 Net, {row}", how="{row}")
+    ]
+    return Findings(glue, compare, compressions)

@@ -1,4 +1,4 @@
-"""The VGG-16 case study chapter (seed 004, chapter 6): a VGG-16 trained on CIFAR-10, reduced by
+"""The VGG-16 case study chapter (draft 004, chapter 6): a VGG-16 trained on CIFAR-10, reduced by
 filter pruning (Li et al. 2017) and Tucker decomposition (Kim et al. 2016), each step fine-tuned.
 
 Chapter glue between `prune` / `decompose` (pure algorithms) and the notebook.
@@ -6,30 +6,22 @@ Chapter glue between `prune` / `decompose` (pure algorithms) and the notebook.
 
 from __future__ import annotations
 
+import copy
 import io
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, measure, models
+from netshrink import data, measure, models, published, train
+from netshrink.book.report import Findings, compression_rows
+from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.devices import mode, model_device, to_device
 from netshrink.train import TrainConfig
-
-_PUBLISHED_ROWS = [  # (result, parameters, M multiply-adds, test accuracy %)
-    ("Li et al. 2017, VGG-16 (their baseline)", 15.0e6, 313.0, 93.25),
-    ("Li et al. 2017, VGG-16-pruned-A", 5.4e6, 206.0, 93.40),
-    ("Liu et al. 2017, VGGNet (their baseline)", 20.04e6, 398.5, 93.66),
-    ("Liu et al. 2017, VGGNet 70 % channels pruned", 2.30e6, 195.5, 93.80),
-]
-PUBLISHED = pd.DataFrame(
-    _PUBLISHED_ROWS, columns=["result", "parameters", "M multiply-adds", "test accuracy (%)"]
-).set_index("result")
-"""Published CIFAR-10 results, from the papers' tables (Li et al. 2017, Table 1: error 6.75 and
-6.60 %, 3.13e8 and 2.06e8 multiply-adds; Liu et al. 2017, Table 1: error 6.34 and 6.20 %, 7.97e8
-and 3.91e8 FLOPs counting a multiply-add as two, halved here; their VGGNet has 19 layers)."""
 
 
 def vgg_config(
@@ -155,10 +147,151 @@ def published_table() -> pd.DataFrame:
         "M multiply-adds": mult_adds,
         "test accuracy (%)": float("nan"),
     }
-    return pd.concat([PUBLISHED, pd.DataFrame({"our VGG-16 at full width (counted, multiply-adds)": ours}).T])
+    return pd.concat(
+        [published.VGG_CIFAR10, pd.DataFrame({"our VGG-16 at full width (counted, multiply-adds)": ours}).T]
+    )
 
 
 def data_kwargs(val_size: int, train_size: int | None, test_size: int | None, seed: int) -> dict:
     """The data arguments of the chapter's CIFAR-10 splits."""
     data.check_dataset("cifar10")
     return {"val_size": val_size, "train_size": train_size, "test_size": test_size, "seed": seed}
+
+
+def network_name(width: float) -> str:
+    """'VGG-16', or 'VGG-16 at 0.25 of its width'."""
+    return "VGG-16" if width == 1 else f"VGG-16 at {width:g} of its width"
+
+
+def base_findings(
+    base: TrainResult, splits: data.DataSplits, table: pd.DataFrame, *, width: float
+) -> Findings:
+    """The numbers the prose quotes about the trained network (`table`: its `step_table`)."""
+    return Findings(
+        {
+            "network": network_name(width),
+            "base_acc": 100 * base.test["acc"],
+            "base_params": f"{int(table.iloc[0]['parameters']):,}",
+            "train_size": f"{len(splits.train):,}",
+            "epochs": base.config.epochs,
+            "width_pct": 100 * width,
+        }
+    )
+
+
+def sensitivity_findings(
+    model: nn.Module,
+    rates: Mapping[str, float],
+    *,
+    prune_tol: float,
+    max_rate: float,
+    tucker_rule: str | float,
+) -> Findings:
+    """The numbers the prose quotes about the chosen pruning rates and the rank rule."""
+    vbmf_max = max(max(spec["rank"]) for spec in tucker_plan(model, "vbmf").values())
+    rule = (
+        "VBMF on the unfolded kernels, as Kim et al. do"
+        if tucker_rule == "vbmf"
+        else f"the fewest singular values of each unfolded kernel that keep {100 * tucker_rule:.0f} % of its "
+        f"energy (this profile's network is trained too briefly for VBMF: its kernels are still close to "
+        f"their random initialisation, and VBMF, which separates signal from noise, keeps at most "
+        f"{vbmf_max} components of any of them)"
+    )
+    return Findings(
+        {
+            "prune_tol": prune_tol,
+            "rank_rule": rule,
+            "max_rate": max_rate,
+            "rates": ", ".join(f"{100 * r:.0f}" for r in rates.values()),
+            "n_spared": sum(r == 0 for r in rates.values()),
+        }
+    )
+
+
+@dataclass
+class Reduction:
+    """Every step of `reduce_vgg`: the models and their test accuracy (fractions), by step name."""
+
+    models: dict[str, nn.Module]
+    accuracy: dict[str, float]
+    plans: dict[str, dict]
+
+
+FineTune = Callable[..., FineTuned]  # (model, origin, splits, *, epochs, lr, batch_size, seed)
+
+
+def reduce_vgg(
+    base: TrainResult,
+    splits: data.DataSplits,
+    test: Iterable,
+    rates: Mapping[str, float],
+    tucker_rule: str | float,
+    fine_tune: FineTune,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int = 0,
+) -> Reduction:
+    """Li et al.'s filter pruning at `rates`, then Tucker-2 of the convs (ranks by `tucker_rule`),
+    then of the classifier's hidden layer, each step fine-tuned by `fine_tune` (e.g.
+    `cache.fine_tune_cached`) on a copy, so every step's model is kept as it was made."""
+
+    def tuned(model: nn.Module, origin: dict) -> FineTuned:
+        origin_text = json.dumps(origin, sort_keys=True)
+        return fine_tune(
+            copy.deepcopy(model), origin_text, splits, epochs=epochs, lr=lr, batch_size=128, seed=seed
+        )
+
+    pruned = prune_filters(base.model, rates)
+    pruned_ft = tuned(pruned, {"model": base.key, "rates": dict(rates)})
+    convs = tucker_plan(pruned_ft.model, tucker_rule)
+    decomposed = decompose.decompose_model(pruned_ft.model, convs)
+    decomposed_ft = tuned(decomposed, {"model": pruned_ft.key, "plan": convs})
+    head = classifier_plan(decomposed_ft.model, tucker_rule)
+    compact_ft = tuned(
+        decompose.decompose_model(decomposed_ft.model, head), {"model": decomposed_ft.key, "plan": head}
+    )
+    steps = {
+        "original": (base.model, base.test["acc"]),
+        "filters pruned": (pruned, train.evaluate(pruned, test)["acc"]),
+        "filters pruned, fine-tuned": (pruned_ft.model, pruned_ft.test["acc"]),
+        "+ Tucker-2 convs": (decomposed, train.evaluate(decomposed, test)["acc"]),
+        "+ Tucker-2 convs, fine-tuned": (decomposed_ft.model, decomposed_ft.test["acc"]),
+        "+ Tucker-2 classifier, fine-tuned": (compact_ft.model, compact_ft.test["acc"]),
+    }
+    return Reduction(
+        {k: m for k, (m, _) in steps.items()},
+        {k: a for k, (_, a) in steps.items()},
+        {"rates": dict(rates), "convs": convs, "classifier": head},
+    )
+
+
+def reduction_findings(
+    table: pd.DataFrame, *, network: str, data_set: str, tucker_rule: str | float
+) -> Findings:
+    """The prose's numbers about the reduction (`table`: `step_table` of a `Reduction`) and a
+    compression record for each fine-tuned step."""
+    first, last = table.iloc[0], table.iloc[-1]
+    pruned, tucker = table.loc["filters pruned, fine-tuned"], "+ Tucker-2 convs"
+    glue = {
+        "final_ratio": last["parameters ratio"],
+        "final_speedup": last["speedup"],
+        "final_speedup_cl": last["speedup, channels last"],
+        "final_acc": last["test accuracy (%)"],
+        "final_drop": first["test accuracy (%)"] - last["test accuracy (%)"],
+        "final_size": last["file size (kB)"],
+        "base_size": first["file size (kB)"],
+        "pruned_ratio": pruned["parameters ratio"],
+        "pruned_acc": pruned["test accuracy (%)"],
+        "pruned_speedup": pruned["speedup"],
+        "tucker_before": table.loc[tucker, "test accuracy (%)"],
+        "tucker_after": table.loc[f"{tucker}, fine-tuned", "test accuracy (%)"],
+    }
+    rows = [r for r in table.index if "fine-tuned" in r]
+    how = f"L1 filter pruning by sensitivity, then Tucker-2 (ranks: {tucker_rule}), each fine-tuned"
+    return Findings(
+        glue,
+        compressions=compression_rows(
+            "V-T2", table, data_set=data_set, rows=rows, model=f"{network}, {{row}}", how=how
+        ),
+    )
