@@ -38,6 +38,24 @@ def test_committed_notebooks_hold_no_outputs(project_root):
         assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
 
 
+@pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
+def test_notebooks_stay_thin(project_root, chapter):
+    """Experiments live in the package: no code cell holds more than 15 lines of code (the
+    parameters cell, one plain value a line, aside), and every import is of netshrink, pandas
+    or the standard library, never a `sys.path` edit."""
+    nb = nbformat.read(project_root / chapter.notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        code = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        assert len(code) <= 15, f"{chapter.notebook}: a cell of {len(code)} lines:\n{cell.source}"
+        assert "sys.path" not in cell.source
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert all(n.split(".")[0] in ("netshrink", "pandas") for n in names), names
+
+
 def test_every_chapter_is_in_the_table_of_contents(project_root):
     toc = (project_root / "_toc.yml").read_text()
     for chapter in chapters.CHAPTERS.values():

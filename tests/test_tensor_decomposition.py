@@ -8,6 +8,7 @@ from torch import nn
 from netshrink import cache, data, measure, models
 from netshrink.compress import decompose, input_features
 from netshrink.experiments import cifar_decomposition as cd
+from netshrink.experiments import input_decomposition as inp
 from netshrink.experiments import tensor_decomposition as td
 
 
@@ -129,8 +130,8 @@ def test_input_table_puts_the_draft_beside_ours():
     labels = torch.arange(90) % 3
     ds = data.ImageDataset(images.unsqueeze(1), labels)
     splits = data.DataSplits("mnist", "tiny", ("a", "b", "c"), ds, ds, ds, {})
-    run = td.input_experiment(splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1)
-    table = td.input_table(run, {"full data": (784, 3, 3145, 0.98)})
+    run = inp.input_experiment(splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1)
+    table = inp.input_table(run, {"full data": (784, 3, 3145, 0.98)})
     assert list(table.columns) == ["full data", "CP rank 3", "full data (draft)"]
     assert table.loc["parameters", "CP rank 3"] == 3 * 5 + 5 + 5 * 3 + 3
     assert table.loc["parameters", "full data"] == 120 * 3 + 3 + 3 * 3 + 3

@@ -148,7 +148,8 @@ class LeNet(nn.Module):
 
 
 class CifarCNN(nn.Module):
-    """draft 003's CIFAR-10 CNN: conv 32, conv 32, conv 64, conv 64 (3x3) -> dense 512 -> 10.
+    """Draft 003's CIFAR-10 CNN: conv 32, conv 32, conv 64, conv 64 (3x3) -> dense 512 -> 10.
+    The draft names no layer sizes: these widths are this book's choice.
 
     The draft's step-4 net has no pooling; its step-6 variant adds max-pooling. To compare
     them at equal parameter counts, the second conv of each pair downsamples by stride 2
@@ -177,6 +178,8 @@ class CifarCNN(nn.Module):
 
 class Conv4Net(nn.Module):
     """Draft 004, chapter 5: 4 conv layers (3x3) with max-pooling after the 2nd and 4th, then dense.
+    The draft gives no widths or kernel sizes: (32, 32, 64, 64), 3x3 and dense 128 are this
+    book's choice, used on MNIST and Fashion-MNIST alike.
 
     Conv layers are `conv1`..`conv4` (channels `widths`), the dense layer `fc`, output `out`.
     """

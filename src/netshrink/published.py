@@ -103,7 +103,11 @@ INPUT_CP = {  # 001 (week 5): full input against CP-decomposed input;
     "D-T3": {"digits": None, "full": (784, 10, 8724, 0.88), "decomposed": (15, 15, 390, 0.64)},
 }
 INPUT_TUCKER = {  # 002 (week 6): (inputs, parameters, test accuracy), 20 hidden nodes
-    "full": (784, 3145, 0.93), 15: (15, 535, 0.70), 100: (100, 2320, 0.75), 200: (200, 4420, 0.83)}
+    "full": (784, 3145, 0.93),
+    15: (15, 535, 0.70),
+    100: (100, 2320, 0.75),
+    200: (200, 4420, 0.83),
+}
 # 002 (week 6): the network before and after its decomposition (two values each)
 LENET = {"parameters": (120_382, 59_560), "acc": (0.98277, 0.98227), "seconds": (1.807, 1.945)}
 CIFAR_K_LOG = {  # 003 Figure 8, as printed: loop index -> (accuracy, seconds for the forward pass)

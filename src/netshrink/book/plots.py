@@ -153,11 +153,13 @@ def sorted_importance(table: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def pruning_paths(paths: pd.DataFrame, title: str = "") -> plt.Figure:
+def pruning_paths(paths: Mapping[str, pd.DataFrame], title: str = "") -> plt.Figure:
     """I-F2: validation accuracy (left) and loss (right) against the nodes removed, one line per
-    strategy (colour) and data set (style). paths: columns `strategy`, `data set`, `step`,
-    `val_acc`, `val_loss`."""
+    strategy (colour) and data set (style). paths: data set -> frame with columns `strategy`,
+    `step`, `val_acc`, `val_loss`."""
     import seaborn as sns
+
+    paths = pd.concat([f.assign(**{"data set": name}) for name, f in paths.items()], ignore_index=True)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     p = paths.assign(**{"nodes removed": paths["step"], "val_acc": 100 * paths["val_acc"]})

@@ -5,7 +5,6 @@ bound allows; every candidate set is evaluated by the batched oracle of `importa
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,24 +24,23 @@ class PruneResult:
 
     `keep` is over the original nodes; `steps` has one row per removal (step 0: the intact
     model) with the original index of the node removed, its loss change, the validation loss
-    and accuracy after it, and the loss evaluations and seconds spent so far.
+    and accuracy after it, and the loss evaluations spent so far. (Wall time is the caller's to
+    measure: `experiments.node_importance.pruning_strategies` times each strategy.)
     """
 
     model: nn.Module
     keep: torch.Tensor
     steps: pd.DataFrame
     evaluations: int
-    seconds: float
 
     @property
     def nodes_left(self) -> int:
         return int(self.keep.sum())
 
 
-def _step(step: int, node: int, change: float, result: Ablations, row: int, evaluations: int, start: float):
+def _step(step: int, node: int, change: float, result: Ablations, row: int, evaluations: int):
     return {"step": step, "node": node, "loss_change": change, "val_loss": float(result.loss[row]),
-            "val_acc": float(result.acc[row]), "evaluations": evaluations,
-            "seconds": time.perf_counter() - start}  # fmt: skip
+            "val_acc": float(result.acc[row]), "evaluations": evaluations}  # fmt: skip
 
 
 def prune_once(
@@ -52,7 +50,6 @@ def prune_once(
     `zero`, every zero node (|change| <= tol) too. At least one node stays."""
     check_tol("tol", tol)
     check_layer(model, layer)
-    start = time.perf_counter()
     result = ablate(model, layer, loader)
     change = result.loss_change
     drop = change <= tol if zero else change < -tol
@@ -60,10 +57,10 @@ def prune_once(
         drop[change.argmax()] = False
     pruned = prune.remove_nodes(model, layer, ~drop) if drop.any() else copy.deepcopy(model)
     after = ablate(pruned, layer, loader, nodes=[])
-    rows = [_step(0, -1, 0.0, result, 0, 0, start)]
-    rows.append({**_step(1, -1, float(after.loss[0] - result.loss[0]), after, 0, len(change), start),
+    rows = [_step(0, -1, 0.0, result, 0, 0)]
+    rows.append({**_step(1, -1, float(after.loss[0] - result.loss[0]), after, 0, len(change)),
                  "removed": int(drop.sum())})  # fmt: skip
-    return PruneResult(pruned, ~drop, pd.DataFrame(rows), len(change), time.perf_counter() - start)
+    return PruneResult(pruned, ~drop, pd.DataFrame(rows), len(change))
 
 
 def prune_exhaustive(
@@ -77,16 +74,15 @@ def prune_exhaustive(
     if not isinstance(multiple, int) or multiple < 1:
         raise ValueError(f"multiple={multiple} must be a positive integer")
     check_layer(model, layer)
-    start = time.perf_counter()
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     result = ablate(current, layer, loader)
-    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0, start)]
+    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0)]
     while len(original) > 1:
         change = result.loss_change
         j = int(change.argmin())
         if change[j] > tol and len(original) % multiple == 0:
             break
-        rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations, start))
+        rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations))
         keep = torch.arange(len(original)) != j
         current, original = prune.remove_nodes(current, layer, keep), original[keep]
         result = ablate(current, layer, loader)
@@ -94,7 +90,7 @@ def prune_exhaustive(
     mask = torch.zeros(node_count(model.get_submodule(layer)), dtype=torch.bool)
     mask[original] = True
     return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
-                       evaluations, time.perf_counter() - start)  # fmt: skip
+                       evaluations)  # fmt: skip
 
 
 def prune_greedy(
@@ -107,10 +103,9 @@ def prune_greedy(
     if important is not None and check_tol("important", important) < tol:
         raise ValueError(f"important={important} must be >= tol={tol}")
     check_layer(model, layer)
-    start = time.perf_counter()
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     base = ablate(current, layer, loader, nodes=[])
-    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0, start)]
+    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0)]
     skipped: set[int] = set()
     removed = True
     while removed and len(original) > 1:
@@ -123,7 +118,7 @@ def prune_greedy(
             evaluations += 1
             change = float(result.loss_change[0])
             if change <= tol:
-                rows.append(_step(len(rows), node, change, result, 1, evaluations, start))
+                rows.append(_step(len(rows), node, change, result, 1, evaluations))
                 keep = torch.arange(len(original)) != j
                 current, original = prune.remove_nodes(current, layer, keep), original[keep]
                 removed = True
@@ -132,7 +127,7 @@ def prune_greedy(
     mask = torch.zeros(node_count(model.get_submodule(layer)), dtype=torch.bool)
     mask[original] = True
     return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
-                       evaluations, time.perf_counter() - start)  # fmt: skip
+                       evaluations)  # fmt: skip
 
 
 def prefix_masks(order: torch.Tensor, counts: Iterable[int]) -> torch.Tensor:
@@ -159,7 +154,6 @@ def prune_within(
     pass; `steps` holds that sweep (row k: the k least important nodes removed)."""
     check_tol("tol", tol)
     module = check_layer(model, layer)
-    start = time.perf_counter()
     result = ablations if ablations is not None else ablate(model, layer, loader)
     if len(result.nodes) != node_count(module):
         raise ValueError(f"ablations must cover all {node_count(module)} nodes of layer={layer!r}")
@@ -179,7 +173,6 @@ def prune_within(
         {"step": range(n), "node": [-1, *order[: n - 1].tolist()],
          "loss_change": [0.0, *change[order[: n - 1]].tolist()],
          "val_loss": [float(result.loss[0]), *sweep.loss[1:].tolist()],
-         "val_acc": [float(result.acc[0]), *sweep.acc[1:].tolist()], "evaluations": n - 1,
-         "seconds": time.perf_counter() - start}
+         "val_acc": [float(result.acc[0]), *sweep.acc[1:].tolist()], "evaluations": n - 1}
     )  # fmt: skip
-    return PruneResult(pruned, keep, steps, n - 1, time.perf_counter() - start)
+    return PruneResult(pruned, keep, steps, n - 1)

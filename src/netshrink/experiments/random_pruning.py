@@ -3,13 +3,14 @@ trained networks, Algorithm 2, and the draft's tables to set beside ours."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 from netshrink import data, measure, published, stats
+from netshrink.book.report import Findings
 from netshrink.cache import TrainResult
 from netshrink.compress import naive, prune
 from netshrink.train import TrainConfig
@@ -32,9 +33,20 @@ def network_configs(
     trained `n_networks` times with seeds seed, seed+1, ..."""
     if n_networks < 1:
         raise ValueError(f"n_networks={n_networks} must be at least 1")
-    return [TrainConfig("mlp", dataset, {"hidden": [hidden]}, dict(data_kwargs or {}), optimizer="adam",
-                        lr=1e-3, epochs=epochs, batch_size=batch_size, seed=seed + i)
-            for i in range(n_networks)]  # fmt: skip
+    return [
+        TrainConfig(
+            "mlp",
+            dataset,
+            {"hidden": [hidden]},
+            dict(data_kwargs or {}),
+            optimizer="adam",
+            lr=1e-3,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed + i,
+        )
+        for i in range(n_networks)
+    ]
 
 
 def random_trials(
@@ -117,5 +129,104 @@ def time_mask_evaluation(
             "speedup": {k: med["per-mask loop"] / v for k, v in med.items()},
             "masks": len(masks),
             "agree": agree,
-        }  # fmt: skip
+        }
     )
+
+
+DATASETS = ("mnist", "fashion-mnist")
+ITEMS = {"mnist": ("R-T1", "R-T2", "R-F1", "R-F2"), "fashion-mnist": ("R-T4", "R-T5", "R-F4", "R-F4")}
+"""Per data set: the accuracy and loss tables and figures of the random trials."""
+
+
+def _key(dataset: str) -> str:
+    return dataset.replace("-", "_")
+
+
+def network_findings(nets: Mapping[str, Sequence[TrainResult]]) -> Findings:
+    """The prose's numbers about network 0 of each data set, beside draft 004's 128-node network."""
+    glue = {"draft_base_acc_mnist": 100 * published.MNIST_128["acc"]}
+    for ds, runs in nets.items():
+        glue |= {
+            f"base_acc_{_key(ds)}": 100 * runs[0].test["acc"],
+            f"base_loss_{_key(ds)}": runs[0].test["loss"],
+        }
+    return Findings(glue)
+
+
+def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
+    """The prose's numbers about one data set's random trials (network 0), and our mean accuracy
+    and loss at the smallest and largest n set beside draft 004's tables."""
+    t_acc, t_loss = ITEMS[dataset][:2]
+    first = trials[trials["network"] == 0]
+    largest = int(first["n"].max())
+    acc_table, loss_table = published.RANDOM_PRUNING_TABLES[t_acc], published.RANDOM_PRUNING_TABLES[t_loss]
+    glue = {
+        f"mean_acc_max_n_{_key(dataset)}": 100 * first.loc[first["n"] == largest, "acc"].mean(),
+        f"draft_mean_acc_max_n_{_key(dataset)}": 100 * acc_table.loc["mean", 64],
+        "max_n": largest,
+    }
+    compare = []
+    for n in sorted({int(first["n"].min()), largest} & set(acc_table.columns)):
+        sel = first[first["n"] == n]
+        for item, value, table, what in (
+            (t_acc, "acc", acc_table, "accuracy"),
+            (t_loss, "loss", loss_table, "loss"),
+        ):
+            compare.append(
+                {
+                    "item": item,
+                    "quantity": f"{label}: mean test {what}, {n} random nodes removed",
+                    "ours": sel[value].mean(),
+                    "draft": table.loc["mean", n],
+                    "source": "draft 004",
+                }
+            )
+    return Findings(glue, compare)
+
+
+def spread_findings(spread: pd.DataFrame, dataset: str, n_trials: int) -> Findings:
+    """At the largest n: the share of variance from the network, the 95 % CI half-width over
+    networks and the mask-sampling error, in percentage points (`spread`: `stats.spread_by_source`)."""
+    row, key = spread.iloc[-1], _key(dataset)
+    return Findings(
+        {
+            f"share_network_max_n_{key}": 100 * row["share of variance from the network"],
+            f"ci_half_max_n_{key}": 100 * (row["ci95 high"] - row["ci95 low"]) / 2,
+            f"mask_se_max_n_{key}": 100 * 1.96 * row["sd within a network (masks)"] / n_trials**0.5,
+        }
+    )
+
+
+def shrink_findings(final: pd.DataFrame, label: str) -> Findings:
+    """Algorithm 2's best n (most nodes removed on average), its test accuracy, and the mean
+    nodes removed per n set beside draft 004's R-T3."""
+    removed = final.groupby("n")["removed"].mean()
+    best = int(removed.idxmax())
+    glue = {
+        "shrink_best_n": best,
+        "shrink_best_removed": float(removed.max()),
+        "shrink_test_acc": 100 * float(final.loc[final["n"] == best, "test_acc"].mean()),
+    }
+    draft = published.RANDOM_PRUNING_TABLES["R-T3"]
+    compare = [
+        {
+            "item": "R-T3",
+            "quantity": f"{label}: mean nodes removed by Algorithm 2, n = {n}",
+            "ours": mean,
+            "draft": draft.loc["mean", n],
+            "source": "draft 004",
+        }
+        for n, mean in removed.items()
+        if n in draft.columns
+    ]
+    return Findings(glue, compare)
+
+
+def mask_benchmark(
+    model: nn.Module, loader: Iterable, *, n_masks: int, repeats: int, n_remove: int = 16, seed: int = 0,
+    layer: str = "hidden.0",
+) -> pd.DataFrame:  # fmt: skip
+    """R-B1: `time_mask_evaluation` of `n_masks` random masks that each remove `n_remove` nodes."""
+    n_nodes = model.get_submodule(layer).out_features
+    masks = prune.random_node_masks(n_nodes, n_remove, n_masks, generator=torch.Generator().manual_seed(seed))
+    return time_mask_evaluation(model, layer, masks, loader, repeats=repeats)

@@ -1,0 +1,332 @@
+"""The Node importance chapter's deeper networks (draft 004, sections 4 to 5.2): importance per
+layer of a 3-hidden-layer MLP by batch size and dropout, iterative pruning with rewinding to the
+surviving nodes' initial weights, and a CNN's channels pruned by overall against per-class loss.
+Importance is always measured on the validation split; the test split only reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from netshrink import cache, data, measure, train
+from netshrink.book.report import Findings, compression_rows
+from netshrink.cache import TrainResult
+from netshrink.compress import importance, prune, search
+from netshrink.train import TrainConfig
+
+
+def mlp3_config(
+    dataset: str,
+    *,
+    hidden: Sequence[int] = (128, 128, 128),
+    batch_size: int = 32,
+    dropout: float = 0.0,
+    epochs: int = 5,
+    seed: int = 0,
+    data_kwargs: dict | None = None,
+    precision: str = "float32",
+) -> TrainConfig:
+    """Section 4: the MLP with 3 hidden layers, Adam 1e-3."""
+    return TrainConfig(
+        "mlp",
+        dataset,
+        {"hidden": list(hidden), "dropout": dropout},
+        dict(data_kwargs or {}),
+        optimizer="adam",
+        lr=1e-3,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        precision=precision,
+    )
+
+
+def layer_importance(nets: Mapping[str, TrainResult], loader: Iterable, tol: float) -> pd.DataFrame:
+    """Loss change of every node of every hidden layer, one row per (setting, layer, node), with
+    the setting's test accuracy."""
+    frames = []
+    for setting, net in nets.items():
+        for layer in prune.hidden_layers(net.model):
+            change = importance.loss_change(net.model, layer, loader)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "setting": setting,
+                        "layer": layer,
+                        "node": range(len(change)),
+                        "loss_change": change.numpy(),
+                        "class": importance.classify(change, tol),
+                        "test acc": net.test["acc"],
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Nodes of each class per (setting, layer), with the test accuracy of the setting."""
+    counts = pd.crosstab([table["setting"], table["layer"]], table["class"]).reindex(
+        columns=importance.CLASSES, fill_value=0
+    )
+    acc = table.groupby(["setting", "layer"])["test acc"].first()
+    order = list(dict.fromkeys(table["setting"]))
+    return counts.assign(**{"test acc": acc}).reindex(order, level=0).rename_axis(columns=None)
+
+
+def prune_hidden_layers(
+    model: nn.Module, loader: Iterable, tol: float
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Remove, layer by layer from the first, every node whose removal does not raise the
+    validation loss by more than `tol` (importance recomputed after each layer).
+    Returns the smaller model and the keep-mask of each layer."""
+    keeps = {}
+    for layer in prune.hidden_layers(model):
+        result = search.prune_once(model, layer, loader, tol=tol, zero=True)
+        model, keeps[layer] = result.model, result.keep
+    return model, keeps
+
+
+def _apply_keeps(model: nn.Module, keeps: Mapping[str, torch.Tensor]) -> nn.Module:
+    for layer, keep in keeps.items():
+        model = prune.remove_nodes(model, layer, keep)
+    return model
+
+
+def rewind_rounds(
+    config: TrainConfig,
+    splits: data.DataSplits,
+    val_loader: Iterable,
+    rounds: int,
+    tol: float,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """Iterative weight initialisation by node importance (our reading of draft 004, section 4.3).
+
+    Round 0 trains `config`. Each round then removes the nodes of the last trained network whose
+    removal does not raise the validation loss by more than `tol`, and trains the smaller
+    architecture twice for the same epochs: from the surviving nodes' *initial* weights of the
+    previous round ("importance init"), and from a fresh random initialisation ("random init").
+    The next round continues from the importance-init network. Networks train on `device`; the
+    initial weights are kept on the CPU. One row per round.
+    """
+    if rounds < 0:
+        raise ValueError(f"rounds={rounds} must be a non-negative integer")
+    net = cache.train_cached(config, splits=splits, progress=progress, device=device)
+    start = cache.initial_model(config, device="cpu")
+    test_loader = data.make_loader(splits.test, 10_000, device=device)
+    rows = [
+        {
+            "round": 0,
+            "widths": "-".join(map(str, config.model_kwargs["hidden"])),
+            "parameters": net.n_parameters,
+            "pruned, not retrained": float("nan"),
+            "importance init": net.test["acc"],
+            "random init": net.test["acc"],
+        }
+    ]
+    for r in range(1, rounds + 1):
+        pruned, keeps = prune_hidden_layers(net.model, val_loader, tol)
+        widths = [pruned.get_submodule(layer).out_features for layer in prune.hidden_layers(pruned)]
+        start = _apply_keeps(start, {layer: keep.cpu() for layer, keep in keeps.items()})
+        model_kwargs = {**config.model_kwargs, "hidden": widths}
+        rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=cache.store_init(start))
+        fresh = dataclasses.replace(config, model_kwargs=model_kwargs, seed=config.seed + 1000 * r)
+        net = cache.train_cached(rewound, splits=splits, progress=progress, device=device)
+        plain = cache.train_cached(fresh, splits=splits, progress=progress, device=device)
+        rows.append(
+            {
+                "round": r,
+                "widths": "-".join(map(str, widths)),
+                "parameters": net.n_parameters,
+                "pruned, not retrained": train.evaluate(pruned, test_loader)["acc"],
+                "importance init": net.test["acc"],
+                "random init": plain.test["acc"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("round")
+
+
+def conv4_config(
+    dataset: str, *, epochs: int = 5, seed: int = 0, data_kwargs: dict | None = None
+) -> TrainConfig:
+    """Section 5: the CNN with 4 conv layers and a dense layer, Adam 1e-3, batch 64."""
+    return TrainConfig(
+        "conv4",
+        dataset,
+        {"in_channels": 1, "image_size": 28},
+        dict(data_kwargs or {}),
+        optimizer="adam",
+        lr=1e-3,
+        epochs=epochs,
+        batch_size=64,
+        seed=seed,
+    )
+
+
+def channel_ablations(
+    model: nn.Module, layers: Sequence[str], val_loader: Iterable
+) -> dict[str, importance.Ablations]:
+    """The oracle (per class) for every channel of each layer, on the validation data."""
+    return {layer: importance.ablate(model, layer, val_loader) for layer in layers}
+
+
+def class_accuracy_after_pruning(
+    model: nn.Module,
+    ablations: Mapping[str, importance.Ablations],
+    test_loader: Iterable,
+    fractions: Sequence[float],
+    classes: Sequence[str],
+) -> pd.DataFrame:
+    """Per-class test accuracy after removing the least important fraction of each layer's
+    channels (importance from `ablations`, on validation data), one layer at a time, all
+    fractions of a layer in one batched pass. One row per (layer, fraction, class)."""
+    rows = []
+    for layer, result in ablations.items():
+        n = len(result.nodes)
+        counts = [min(int(round(f * n)), n - 1) for f in fractions]
+        keep = search.prefix_masks(result.loss_change.argsort(), counts)
+        acc = importance.ablate_masks(model, layer, test_loader, keep).class_acc[1:]
+        for fraction, k, row in zip(fractions, counts, acc, strict=True):
+            rows += [
+                {"layer": layer, "fraction removed": fraction, "removed": k, "class": c, "acc": float(a)}
+                for c, a in zip(classes, row, strict=True)
+            ]
+    return pd.DataFrame(rows)
+
+
+def class_criteria(
+    model: nn.Module,
+    ablations: Mapping[str, importance.Ablations],
+    val_loader: Iterable,
+    test_loader: Iterable,
+    tol: float,
+    latency_batch: torch.Tensor,
+    repeats: int = 20,
+) -> pd.DataFrame:
+    """Pruning by overall against per-class loss, each layer on its own (`search.prune_within`).
+
+    "overall loss": the most least-important channels whose joint removal keeps the validation
+    loss within `tol` of the original's. "every class's loss": keeps every class's loss within
+    `tol`. One row per (layer, criterion): channels left, test accuracy, lowest class accuracy,
+    largest drop of a class's accuracy, and parameters, FLOPs and the forward time on
+    `latency_batch` of every pruned model, timed side by side with the original.
+    """
+    layers = list(ablations)
+    intact = importance.ablate(model, layers[0], test_loader, nodes=[])
+    base = intact.class_acc[0]
+    rows = {
+        ("(none)", "original"): {
+            "channels left": "",
+            "test acc": float(intact.acc[0]),
+            "lowest class acc": float(base.min()),
+            "largest class drop": 0.0,
+        }
+    }
+    models = {("(none)", "original"): model}
+    for layer, result in ablations.items():
+        n = len(result.nodes)
+        for name, per_class in (("overall loss", False), ("every class's loss", True)):
+            pruned = search.prune_within(model, layer, val_loader, tol, per_class=per_class, ablations=result)
+            after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
+            acc = after.class_acc[0]
+            rows[(layer, name)] = {
+                "channels left": f"{pruned.nodes_left} of {n}",
+                "test acc": float(after.acc[0]),
+                "lowest class acc": float(acc.min()),
+                "largest class drop": float((base - acc).max()),
+            }
+            models[(layer, name)] = pruned.model
+    cost = measure.compare_latency(
+        {f"{k[0]}: {k[1]}": m for k, m in models.items()}, latency_batch, repeats=repeats
+    )
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    cost.index = table.index
+    return table.join(cost).rename_axis(["layer", "criterion"])
+
+
+def setting_findings(
+    counts: pd.DataFrame, nets: Mapping[str, TrainResult], setting: str, n_nodes: int
+) -> Findings:
+    """I-F3/I-F4: the share of important nodes at the first and last setting (`counts`:
+    `layer_counts`, `n_nodes`: hidden nodes in all), whether it grows, and both accuracies."""
+    share = counts["important"].groupby(level="setting", sort=False).sum() / n_nodes
+    first, last, key = share.index[0], share.index[-1], setting.split()[0]
+    return Findings(
+        {
+            f"{key}_important_first": 100 * float(share.iloc[0]),
+            f"{key}_important_last": 100 * float(share.iloc[-1]),
+            f"{key}_first": first,
+            f"{key}_last": last,
+            f"{key}_direction": "more" if share.iloc[-1] > share.iloc[0] else "fewer",
+            f"{key}_acc_first": 100 * float(nets[first].test["acc"]),
+            f"{key}_acc_last": 100 * float(nets[last].test["acc"]),
+        }
+    )
+
+
+def rewind_findings(rewind: pd.DataFrame) -> Findings:
+    """I-T4's first and last round (`rewind`: `rewind_rounds`)."""
+    first, last = rewind.iloc[0], rewind.iloc[-1]
+    return Findings(
+        {
+            "rewind_widths": last["widths"],
+            "rewind_params": int(last["parameters"]),
+            "rewind_params0": int(first["parameters"]),
+            "rewind_acc_importance": 100 * float(last["importance init"]),
+            "rewind_acc_random": 100 * float(last["random init"]),
+            "rewind_acc0": 100 * float(first["importance init"]),
+        }
+    )
+
+
+def per_class_findings(per_class: pd.DataFrame) -> Findings:
+    """I-F5 at the largest fraction removed: the layer whose pruning hurts most on average, and
+    its best and worst class (`per_class`: `class_accuracy_after_pruning`)."""
+    fraction = per_class["fraction removed"].max()
+    worst = per_class[per_class["fraction removed"] == fraction]
+    layer = worst.groupby("layer")["acc"].mean().idxmin()
+    acc = worst[worst["layer"] == layer].set_index("class")["acc"]
+    return Findings(
+        {
+            "f5_fraction": 100 * fraction,
+            "f5_layer": layer,
+            "f5_best_class": acc.idxmax(),
+            "f5_best_acc": 100 * float(acc.max()),
+            "f5_worst_class": acc.idxmin(),
+            "f5_worst_acc": 100 * float(acc.min()),
+        }
+    )
+
+
+def criteria_findings(criteria: pd.DataFrame, label: str) -> Findings:
+    """I-T5: the largest drop of one class under each criterion, in how many layers the per-class
+    criterion keeps more channels, the best speedup, and a compression record per pruned model
+    (`criteria`: `class_criteria`)."""
+    rows = criteria.drop(index="(none)", level="layer")
+    overall = rows.xs("overall loss", level="criterion")
+    per_class = rows.xs("every class's loss", level="criterion")
+    left = rows["channels left"].str.split(" of ").str[0].astype(int)
+    more = left.xs("every class's loss", level="criterion") > left.xs("overall loss", level="criterion")
+    glue = {
+        "t5_drop_overall": 100 * float(overall["largest class drop"].max()),
+        "t5_drop_class": 100 * float(per_class["largest class drop"].max()),
+        "t5_more_layers": int(more.sum()),
+        "t5_layers": len(overall),
+        "t5_best_speedup": float(rows["speedup"].max()),
+        "t5_best_at": " ".join(rows["speedup"].idxmax()),
+    }
+    flat = criteria.set_axis([f"{layer} pruned by {name}" for layer, name in criteria.index])
+    records = compression_rows(
+        "I-T5",
+        flat,
+        data_set=label,
+        rows=list(flat.index[1:]),
+        model="CNN, {row}",
+        how="channels removed within a loss bound ({row})",
+    )
+    return Findings(glue, compressions=records)
