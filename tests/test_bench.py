@@ -28,7 +28,11 @@ def test_bench_masks_batched(benchmark, setting):
     model, masks, loader = setting
     benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
     table = benchmark.pedantic(
-        prune.evaluate_masks, args=(model, "hidden.0", masks, loader), rounds=5, warmup_rounds=1
+        prune.evaluate_masks,
+        args=(model, "hidden.0", loader),
+        kwargs={"keep": masks},
+        rounds=5,
+        warmup_rounds=1,
     )
     assert len(table) == N_MASKS
 
@@ -36,7 +40,9 @@ def test_bench_masks_batched(benchmark, setting):
 def test_bench_masks_per_mask_loop(benchmark, setting):
     model, masks, loader = setting
     benchmark.group = f"{N_MASKS} random masks, n={N_REMOVE}, 10,000 MNIST test images"
-    table = benchmark.pedantic(naive.evaluate_masks_naive, args=(model, "hidden.0", masks, loader), rounds=1)
+    table = benchmark.pedantic(
+        naive.evaluate_masks_naive, args=(model, "hidden.0", loader), kwargs={"keep": masks}, rounds=1
+    )
     assert len(table) == N_MASKS
 
 

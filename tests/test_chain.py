@@ -56,8 +56,8 @@ def test_masks_removal_and_the_oracle_on_a_sequential_equal_the_dense_model(make
         assert torch.allclose(smaller(x), prune.mask_nodes(net, layer, keep)(x), atol=1e-5)
         masks = prune.random_node_masks(n, 3, 6, generator=torch.Generator().manual_seed(1))
         pd.testing.assert_frame_equal(
-            prune.evaluate_masks(net, layer, masks, loader, chunk=4),
-            naive.evaluate_masks_naive(net, layer, masks, loader),
+            prune.evaluate_masks(net, layer, loader, keep=masks, chunk=4),
+            naive.evaluate_masks_naive(net, layer, loader, keep=masks),
             atol=1e-5, rtol=0,
         )  # fmt: skip
         fast = importance.loss_change(net, layer, loader, chunk=5)
@@ -83,7 +83,7 @@ def test_a_model_that_is_no_chain_gets_an_error_naming_what_is_supported(model, 
     with pytest.raises(ValueError, match=message):
         chain.linear_chain(model)
     with pytest.raises(ValueError, match=message):
-        prune.evaluate_masks(model, "0", torch.ones(1, 16, dtype=torch.bool), batches())
+        prune.evaluate_masks(model, "0", batches(), keep=torch.ones(1, 16, dtype=torch.bool))
 
 
 def test_layer_names_of_a_sequential_are_checked():
@@ -91,9 +91,9 @@ def test_layer_names_of_a_sequential_are_checked():
     with pytest.raises(
         ValueError, match=r"layer='3' is the output layer, whose nodes are the classes; allowed values: 1"
     ):
-        prune.evaluate_masks(net, "3", torch.ones(1, 10, dtype=torch.bool), batches())
+        prune.evaluate_masks(net, "3", batches(), keep=torch.ones(1, 10, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"layer='2' is not a hidden linear layer; allowed values: 1"):
-        prune.evaluate_masks(net, "2", torch.ones(1, 16, dtype=torch.bool), batches())
+        prune.evaluate_masks(net, "2", batches(), keep=torch.ones(1, 16, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"layer='hidden.0' does not exist; allowed values: 1"):
         prune.shrink_randomly(net, "hidden.0", 2, batches())
 

@@ -201,8 +201,8 @@ def test_evbmf_finds_the_rank_of_a_noisy_low_rank_matrix():
 @pytest.mark.parametrize(
     ("layer", "method", "spec", "message"),
     [
-        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": (5, 6)}, r"ranks\[0\] \(input channels\)=5 .* 1\.\.4"),
-        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": (4, 7)}, r"ranks\[1\] \(output channels\)=7 .* 1\.\.6"),
+        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": (5, 6)}, r"rank\[0\] \(input channels\)=5 .* 1\.\.4"),
+        (nn.Conv2d(4, 6, 3), "tucker2", {"rank": (4, 7)}, r"rank\[1\] \(output channels\)=7 .* 1\.\.6"),
         (nn.Conv2d(4, 6, 3), "tucker1", {"rank": 0}, r"rank=0 is out of range; allowed: integers 1\.\.6"),
         (nn.Conv2d(4, 6, 3), "cp", {"rank": -2}, r"rank=-2 is out of range"),
         (nn.Conv2d(4, 6, 3), "jaderberg", {"rank": 13}, r"rank=13 .* 1\.\.12"),
@@ -215,8 +215,8 @@ def test_evbmf_finds_the_rank_of_a_noisy_low_rank_matrix():
         (nn.Linear(12, 20), "tt", {"rank": 2, "in_modes": [3, 5], "out_modes": [4, 5]},
          r"in_modes=\[3, 5\] multiply to 15; allowed: a product of 12"),
         (nn.Linear(12, 20), "tt", {"rank": 13, "in_modes": [3, 4], "out_modes": [4, 5]},
-         r"ranks\[0\]=13 .* 1\.\.12"),
-        (nn.BatchNorm2d(3), "tucker2", {"rank": 2}, r"layer is BatchNorm2d; allowed: nn.Conv2d and"),
+         r"rank\[0\]=13 .* 1\.\.12"),
+        (nn.BatchNorm2d(3), "tucker2", {"rank": 2}, r"module is BatchNorm2d; allowed: nn.Conv2d and"),
     ],
 )  # fmt: skip
 def test_bad_ranks_and_layers_get_a_clear_error(layer, method, spec, message):
@@ -228,9 +228,9 @@ def test_unknown_layer_names_in_a_plan_are_refused():
     net = models.LeNet()
     with pytest.raises(ValueError, match=r"layer 'conv9' is not in the model; allowed: conv1, conv2, l1"):
         decompose.decompose_model(net, {"conv9": ["tucker2", 4]})
-    with pytest.raises(ValueError, match=r"layer 'pool': layer is AvgPool2x2"):
+    with pytest.raises(ValueError, match=r"layer 'pool': module is AvgPool2x2"):
         decompose.decompose_model(net, {"pool": ["tucker2", 4]})
-    with pytest.raises(ValueError, match=r"layer 'conv2': ranks\[0\] \(input channels\)=17"):
+    with pytest.raises(ValueError, match=r"layer 'conv2': rank\[0\] \(input channels\)=17"):
         decompose.decompose_model(net, {"conv2": ["tucker2", [17, 4]]})
 
 
@@ -239,7 +239,7 @@ def test_parameter_counts_of_the_draft_listing():
     that its l1 core maps 40 -> 200 features, a rank above l1's 120 outputs that we refuse."""
     net = models.LeNet()
     assert models.count_parameters(net) == 120_382
-    with pytest.raises(ValueError, match=r"ranks\[1\] \(output features\)=200"):
+    with pytest.raises(ValueError, match=r"rank\[1\] \(output features\)=200"):
         decompose.decompose_model(net, {"l1": ["tucker2", [40, 200]]})
     new = decompose.decompose_model(
         net, {"conv1": ["tucker1", 2], "conv2": ["tucker2", [8, 4]], "l2": ["tucker1", 30]}
@@ -270,7 +270,7 @@ def test_magnitude_pruning_zeroes_the_smallest_weights_of_one_layer():
     assert (w == 0).sum() == w.numel() // 2
     assert w.abs().max() == w0.abs().max() and (w[w != 0].abs().min() >= w0.abs().median())
     assert torch.equal(new.l1.weight, net.l1.weight)
-    with pytest.raises(ValueError, match=r"rate=1.0 is out of range; allowed: \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"fraction=1.0 is out of range; allowed: \[0, 1\)"):
         prune.magnitude_prune(net, "conv2", 1.0)
     with pytest.raises(
         ValueError, match=r"layer='pool' is not a Conv2d or Linear of the model; allowed: conv1"

@@ -106,8 +106,8 @@ def test_mask_evaluation_on_the_models_device_equals_the_naive_loop(device):
     net = on(models.MLP(in_features=20, hidden=(16, 8)), device)
     masks = prune.random_node_masks(16, 5, 7, generator=torch.Generator().manual_seed(0))
     loader = batches((20,))
-    fast = prune.evaluate_masks(net, "hidden.0", masks, loader, chunk=5)
-    slow = naive.evaluate_masks_naive(net, "hidden.0", masks, loader)
+    fast = prune.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=5)
+    slow = naive.evaluate_masks_naive(net, "hidden.0", loader, keep=masks)
     pd.testing.assert_frame_equal(fast, slow, atol=1e-5, rtol=0)
     assert devices.model_device(net).type == device.type  # nothing moved the model
 

@@ -76,8 +76,8 @@ def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
     g = torch.Generator().manual_seed(3)
     masks = torch.cat([prune.random_node_masks(n, k, 4, generator=g) for k in (0, 1, 5, n - 1)])
     loader = batches()
-    fast = prune.evaluate_masks(mlp, layer, masks, loader, chunk=5)
-    slow = naive.evaluate_masks_naive(mlp, layer, masks, loader)
+    fast = prune.evaluate_masks(mlp, layer, loader, keep=masks, chunk=5)
+    slow = naive.evaluate_masks_naive(mlp, layer, loader, keep=masks)
     assert fast.shape == (16, 2)
     assert torch.allclose(torch.tensor(fast.to_numpy()), torch.tensor(slow.to_numpy()), atol=1e-5)
 
@@ -110,7 +110,7 @@ def test_bad_layer_is_refused(mlp, layer, message):
 )
 def test_bad_layer_is_refused_by_mask_evaluation(mlp, layer, message):
     with pytest.raises(ValueError, match=message):
-        prune.evaluate_masks(mlp, layer, torch.ones(1, 16, dtype=torch.bool), batches(1))
+        prune.evaluate_masks(mlp, layer, batches(1), keep=torch.ones(1, 16, dtype=torch.bool))
 
 
 def _zero_channels(model, layer, keep):
@@ -170,7 +170,7 @@ def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
         assert (run["val_loss"].diff().dropna() <= 1e-12).all(), "the kept loss never rises"
         assert (run["removed"].diff().dropna() >= 0).all()
     # the final keep-masks reproduce the recorded losses
-    again = prune.evaluate_masks(mlp, "hidden.0", result.keep, loader)
+    again = prune.evaluate_masks(mlp, "hidden.0", loader, keep=result.keep)
     assert torch.allclose(
         torch.tensor(again["loss"].to_numpy()), torch.tensor(result.final["val_loss"].to_numpy())
     )
@@ -224,9 +224,9 @@ def test_smallest_l1_filters_and_bad_requests():
     norms = conv.weight.abs().sum(dim=(1, 2, 3))
     assert int((~keep).sum()) == conv.out_channels // 2 and norms[~keep].max() <= norms[keep].min()
     assert prune.smallest_l1_filters(conv, 0.99).sum() == 1, "one filter always stays"
-    with pytest.raises(ValueError, match=r"rate=1.0 is out of range; allowed: \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"fraction=1.0 is out of range; allowed: \[0, 1\)"):
         prune.smallest_l1_filters(conv, 1.0)
-    with pytest.raises(ValueError, match=r"rate=-0.1 is out of range"):
+    with pytest.raises(ValueError, match=r"fraction=-0.1 is out of range"):
         prune.smallest_l1_filters(conv, -0.1)
     with pytest.raises(
         ValueError, match=r"layer='features.1' is not a conv layer of the chain; allowed values: features.0"
@@ -242,10 +242,10 @@ def test_mask_evaluation_refuses_a_chunk_that_is_not_a_positive_integer(chunk):
     masks = torch.ones(2, 6, dtype=torch.bool)
     loader = [(torch.randn(4, 8), torch.randint(0, 10, (4,)))]
     with pytest.raises(ValueError, match=r"chunk=.* must be a positive integer"):
-        prune.evaluate_masks(net, "hidden.0", masks, loader, chunk=chunk)
+        prune.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=chunk)
 
 
 def test_mask_evaluation_on_an_empty_loader_is_an_error():
     net = models.MLP(in_features=8, hidden=(6,)).eval()
     with pytest.raises(ValueError, match=r"loader yielded no examples"):
-        prune.evaluate_masks(net, "hidden.0", torch.ones(2, 6, dtype=torch.bool), [])
+        prune.evaluate_masks(net, "hidden.0", [], keep=torch.ones(2, 6, dtype=torch.bool))

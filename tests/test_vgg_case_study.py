@@ -63,7 +63,7 @@ def test_the_pipeline_shrinks_the_network_and_keeps_it_working(vgg):
         ValueError, match=r"layer='features.1' is not a conv layer; allowed values: features.0"
     ):
         vc.prune_filters(vgg, {"features.1": 0.5})
-    with pytest.raises(ValueError, match=r"rate=1.2 is out of range; allowed: \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"fraction=1.2 is out of range; allowed: \[0, 1\)"):
         vc.prune_filters(vgg, {"features.0": 1.2})
 
 

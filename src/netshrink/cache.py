@@ -25,16 +25,23 @@ from netshrink.io import file_sha256, remove_stale, torch_save, write_json
 
 
 @dataclass
-class TrainResult:
-    """A trained model with its history (one row per epoch) and final test metrics."""
+class Trained:
+    """A model after training or fine-tuning: its history (one row per epoch), final test
+    metrics, cache key, and whether it came from the cache."""
 
     model: nn.Module
-    config: train.TrainConfig
     history: pd.DataFrame
     test: dict[str, float]
-    val: dict[str, float]
     key: str
     cached: bool
+
+
+@dataclass
+class TrainResult(Trained):
+    """A trained model, with its configuration, validation metrics and data set."""
+
+    config: train.TrainConfig
+    val: dict[str, float]
     dataset_label: str
 
     @property
@@ -191,16 +198,8 @@ def train_cached(
     if saved is not None:
         model.load_state_dict(saved["state_dict"])
         model.eval()
-        return TrainResult(
-            model,
-            config,
-            pd.DataFrame(saved["history"]),
-            saved["test"],
-            saved["val"],
-            config.key(),
-            True,
-            splits.label,
-        )
+        history, test, val = pd.DataFrame(saved["history"]), saved["test"], saved["val"]
+        return TrainResult(model, history, test, config.key(), True, config, val, splits.label)
 
     optimizer = train.make_optimizer(config, model.parameters())
     scheduler = (
@@ -257,19 +256,14 @@ def train_cached(
     save_verified(final, state, record)
     ckpt_path.unlink(missing_ok=True)
     ckpt_path.with_suffix(".json").unlink(missing_ok=True)
-    return TrainResult(model, config, pd.DataFrame(history), test, val, config.key(), False, splits.label)
+    return TrainResult(model, pd.DataFrame(history), test, config.key(), False, config, val, splits.label)
 
 
 @dataclass
-class FineTuned:
-    """A compressed model after fine-tuning, with its test accuracy before and after."""
+class FineTuned(Trained):
+    """A compressed model after fine-tuning, with its test metrics before it too."""
 
-    model: nn.Module
-    history: pd.DataFrame
     before: dict[str, float]
-    test: dict[str, float]
-    key: str
-    cached: bool
 
 
 def fine_tune_cached(
@@ -314,7 +308,7 @@ def fine_tune_cached(
     if saved is not None:
         model.load_state_dict(saved["state_dict"])
         model.eval()
-        return FineTuned(model, pd.DataFrame(saved["history"]), saved["before"], saved["test"], key, True)
+        return FineTuned(model, pd.DataFrame(saved["history"]), saved["test"], key, True, saved["before"])
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
     before = train.evaluate(model, test_loader)
     history = train.fit(
@@ -332,4 +326,4 @@ def fine_tune_cached(
     test = train.evaluate(model, test_loader)
     saved = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test}
     save_verified(path, {**saved, "origin": origin}, record)
-    return FineTuned(model, pd.DataFrame(history), before, test, key, False)
+    return FineTuned(model, pd.DataFrame(history), test, key, False, before)

@@ -157,6 +157,8 @@ _RANDOM_FULL = {
     "n_networks": 5, "n_values": [1, 2, 4, 8, 16, 32, 64], "n_trials": 1000,
     "shrink_n_values": [1, 2, 3, 4, 8], "shrink_runs": 20, "bench_masks": 1000, "bench_repeats": 3,
 }  # fmt: skip
+# The smoke profile's 128-node networks, shared by Random pruning and Node importance.
+_SMOKE_MLP = {"val_size": 1000, "train_size": 3000, "epochs": 1, "n_networks": 2}
 
 RANDOM_PRUNING = Chapter(
     name="random_pruning",
@@ -166,10 +168,7 @@ RANDOM_PRUNING = Chapter(
     profiles={
         "smoke": {
             **_RANDOM_FULL,
-            "val_size": 1000,
-            "train_size": 3000,
-            "epochs": 1,
-            "n_networks": 2,
+            **_SMOKE_MLP,
             "n_values": [1, 8, 64],
             "n_trials": 20,
             "shrink_n_values": [4, 8],
@@ -203,10 +202,7 @@ NODE_IMPORTANCE = Chapter(
     profiles={
         "smoke": {
             **_IMPORTANCE_FULL,
-            "val_size": 1000,
-            "train_size": 3000,
-            "epochs": 1,
-            "n_networks": 2,
+            **_SMOKE_MLP,
             "latency_batch": 200,
             "latency_repeats": 3,
             "bench_repeats": 1,

@@ -24,14 +24,14 @@ from netshrink.compress.layers import (
 tl.set_backend("pytorch")
 
 
-def tucker2_conv(conv: nn.Conv2d, ranks: int | Sequence[int]) -> nn.Sequential:
+def tucker2_conv(conv: nn.Conv2d, rank: int | Sequence[int]) -> nn.Sequential:
     """Tucker-2 (Kim et al. 2016): W = G x_1 U_out x_2 U_in, G (R2, R1, kh, kw).
     Layers: 1x1 S->R1, kxk R1->R2 with the conv's stride/padding/dilation, 1x1 R2->T with its bias."""
     conv = check_conv(conv)
     T, S, kh, kw = conv.weight.shape
-    r_in, r_out = rank_pair(ranks, "ranks")
-    check_rank("ranks[0] (input channels)", r_in, S)
-    check_rank("ranks[1] (output channels)", r_out, T)
+    r_in, r_out = rank_pair(rank, "rank")
+    check_rank("rank[0] (input channels)", r_in, S)
+    check_rank("rank[1] (output channels)", r_out, T)
     (core, (u_out, u_in)), _ = partial_tucker(weight64(conv), rank=[r_out, r_in], modes=[0, 1], init="svd")
     first = conv_like(S, r_in, (1, 1))
     middle = conv_like(r_in, r_out, (kh, kw), like=conv)
@@ -87,18 +87,18 @@ def cp_conv(conv: nn.Conv2d, rank: int, n_iter_max: int = 300, seed: int = 0) ->
     return cp_layers(conv, cp.weights, cp.factors)
 
 
-def tt_conv(conv: nn.Conv2d, ranks: int | Sequence[int]) -> nn.Sequential:
+def tt_conv(conv: nn.Conv2d, rank: int | Sequence[int]) -> nn.Sequential:
     """Tensor train of the kernel ordered (S, kh, kw, T): cores (1,S,r1), (r1,kh,r2), (r2,kw,r3),
     (r3,T,1), run as 1x1 S->r1, kx1 r1->r2, 1xk r2->r3, 1x1 r3->T (as tltorch's `tt_conv`)."""
     conv = check_conv(conv)
     T, S, kh, kw = conv.weight.shape
-    r = (ranks,) * 3 if isinstance(ranks, int) and not isinstance(ranks, bool) else tuple(ranks)
+    r = (rank,) * 3 if isinstance(rank, int) and not isinstance(rank, bool) else tuple(rank)
     if len(r) != 3:
-        raise ValueError(f"ranks={ranks!r} must be an integer or three TT ranks (r1, r2, r3)")
+        raise ValueError(f"rank={rank!r} must be an integer or three TT rank (r1, r2, r3)")
     dims = (S, kh, kw, T)
     for i, value in enumerate(r):
         upper = min(math.prod(dims[: i + 1]), math.prod(dims[i + 1 :]))
-        check_rank(f"ranks[{i}]", value, upper)
+        check_rank(f"rank[{i}]", value, upper)
     cores = tensor_train(weight64(conv).permute(1, 2, 3, 0), rank=[1, *r, 1]).factors
     first = conv_like(S, r[0], (1, 1))
     vertical = conv_like(r[0], r[1], (kh, 1), like=conv, axis="h")
@@ -129,15 +129,15 @@ def jaderberg_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:
     return finish([vertical, horizontal], conv)
 
 
-def btd_conv(conv: nn.Conv2d, ranks: int | Sequence[int], n_blocks: int, sweeps: int = 10) -> nn.Sequential:
+def btd_conv(conv: nn.Conv2d, rank: int | Sequence[int], n_blocks: int, sweeps: int = 10) -> nn.Sequential:
     """Block term decomposition (Wang and Cheng 2016): W = sum of `n_blocks` Tucker-2 terms of
-    ranks (R1, R2), fitted by block coordinate descent (each block the Tucker-2 of the residual
+    rank (R1, R2), fitted by block coordinate descent (each block the Tucker-2 of the residual
     of the others; TensorLy has no BTD). Layers: 1x1 S->n R1, grouped kxk -> n R2, 1x1 -> T."""
     conv = check_conv(conv)
     T, S, kh, kw = conv.weight.shape
-    r_in, r_out = rank_pair(ranks, "ranks")
-    check_rank("ranks[0] (input channels)", r_in, S)
-    check_rank("ranks[1] (output channels)", r_out, T)
+    r_in, r_out = rank_pair(rank, "rank")
+    check_rank("rank[0] (input channels)", r_in, S)
+    check_rank("rank[1] (output channels)", r_out, T)
     check_rank("n_blocks", n_blocks, 64)
     check_rank("sweeps", sweeps, 1000)
     weight = weight64(conv)

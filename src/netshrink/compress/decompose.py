@@ -63,40 +63,40 @@ CONV_METHODS = ("tucker2", "tucker1", "cp", "tt", "jaderberg", "btd")
 LINEAR_METHODS = ("tucker2", "tucker1", "tt")
 
 
-def decompose_layer(layer: nn.Module, method: str, rank: Any = None, **options: Any) -> nn.Module:
+def decompose_layer(module: nn.Module, method: str, rank: Any = None, **options: Any) -> nn.Module:
     """Decompose one Conv2d or Linear by `method` (see the module docstring) at `rank`:
     explicit ranks, 'vbmf', or an energy fraction. `options`: `n_blocks` (btd), `in_modes`
     and `out_modes` (tt linear)."""
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(module, nn.Conv2d):
         if method not in CONV_METHODS:
             raise ValueError(f"method={method!r} for a Conv2d; allowed: {', '.join(CONV_METHODS)}")
-    elif isinstance(layer, nn.Linear):
+    elif isinstance(module, nn.Linear):
         if method not in LINEAR_METHODS:
             raise ValueError(f"method={method!r} for a Linear; allowed: {', '.join(LINEAR_METHODS)}")
     else:
-        raise ValueError(f"layer is {type(layer).__name__}; allowed: nn.Conv2d and nn.Linear")
+        raise ValueError(f"module is {type(module).__name__}; allowed: nn.Conv2d and nn.Linear")
     if rank is None:
         raise ValueError("rank is missing; allowed: integers, " + ", ".join(RANK_RULES))
-    rank = resolve_rank(layer, method, rank)
+    rank = resolve_rank(module, method, rank)
     allowed = {"btd": {"n_blocks", "sweeps"}, "tt": {"in_modes", "out_modes"}, "cp": {"n_iter_max", "seed"}}
     extra = set(options) - allowed.get(method, set())
     if extra:
         raise ValueError(f"options {sorted(extra)} do not apply to {method!r}")
-    if isinstance(layer, nn.Linear):
+    if isinstance(module, nn.Linear):
         if method == "tt":
             if "in_modes" not in options or "out_modes" not in options:
                 raise ValueError("method 'tt' on a Linear needs in_modes and out_modes")
-            return tt_linear(layer, options["in_modes"], options["out_modes"], rank)
-        return {"tucker1": tucker1_linear, "tucker2": tucker2_linear}[method](layer, rank)
+            return tt_linear(module, options["in_modes"], options["out_modes"], rank)
+        return {"tucker1": tucker1_linear, "tucker2": tucker2_linear}[method](module, rank)
     if method == "btd":
         if "n_blocks" not in options:
             raise ValueError("method 'btd' needs n_blocks")
-        return btd_conv(layer, rank, **options)
+        return btd_conv(module, rank, **options)
     functions = {
         "tucker2": tucker2_conv, "tucker1": tucker1_conv, "cp": cp_conv, "tt": tt_conv,
         "jaderberg": jaderberg_conv,
     }  # fmt: skip
-    return functions[method](layer, rank, **options)
+    return functions[method](module, rank, **options)
 
 
 def decomposable_layers(model: nn.Module) -> list[str]:

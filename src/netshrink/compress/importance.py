@@ -311,6 +311,7 @@ def ablate_masks(
     model: nn.Module,
     layer: str,
     loader: Iterable,
+    *,
     keep: torch.Tensor,
     chunk: int | None = None,
     accuracy: bool = True,
@@ -330,19 +331,6 @@ def ablate_masks(
         return _hooked_sums(model, module, x, y, keep, chunk, n_classes, accuracy)
 
     return _accumulate(model, layer, loader, len(keep), sums, accuracy)
-
-
-def ablation_losses(
-    model: nn.Module,
-    layer: str,
-    loader: Iterable,
-    nodes: torch.Tensor | None = None,
-    chunk: int | None = None,
-) -> tuple[float, torch.Tensor]:
-    """Mean cross-entropy of the model, and of the model with each of `nodes` removed alone:
-    (base loss, losses of shape (len(nodes),))."""
-    result = ablate(model, layer, loader, nodes, chunk)
-    return float(result.loss[0]), result.loss[1:]
 
 
 def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | None = None) -> torch.Tensor:

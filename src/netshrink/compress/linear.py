@@ -29,14 +29,14 @@ def tucker1_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
     return finish([first, last], linear)
 
 
-def tucker2_linear(linear: nn.Linear, ranks: int | Sequence[int]) -> nn.Sequential:
+def tucker2_linear(linear: nn.Linear, rank: int | Sequence[int]) -> nn.Sequential:
     """W (out, in) = A G B^T with B (in, R_in), G (R_out, R_in), A (out, R_out):
     Linear in->R_in, R_in->R_out (no biases), R_out->out with the bias."""
     linear = check_linear(linear)
     out_f, in_f = linear.weight.shape
-    r_in, r_out = rank_pair(ranks, "ranks")
-    check_rank("ranks[0] (input features)", r_in, in_f)
-    check_rank("ranks[1] (output features)", r_out, out_f)
+    r_in, r_out = rank_pair(rank, "rank")
+    check_rank("rank[0] (input features)", r_in, in_f)
+    check_rank("rank[1] (output features)", r_out, out_f)
     (core, (a, b)), _ = partial_tucker(weight64(linear), rank=[r_out, r_in], modes=[0, 1], init="svd")
     first = nn.Linear(in_f, r_in, bias=False)
     middle = nn.Linear(r_in, r_out, bias=False)
@@ -77,10 +77,10 @@ class TTLinear(nn.Module):
 
 
 def tt_linear(
-    linear: nn.Linear, in_modes: Sequence[int], out_modes: Sequence[int], ranks: int | Sequence[int]
+    linear: nn.Linear, in_modes: Sequence[int], out_modes: Sequence[int], rank: int | Sequence[int]
 ) -> TTLinear:
     """TT-SVD (TensorLy's `tensor_train_matrix`) of W^T tensorized as (i_1..i_d, o_1..o_d).
-    `ranks`: one internal rank for all, or the d-1 internal ranks."""
+    `rank`: one internal rank for all, or the d-1 internal rank."""
     linear = check_linear(linear)
     out_f, in_f = linear.weight.shape
     in_modes, out_modes = [int(m) for m in in_modes], [int(m) for m in out_modes]
@@ -97,12 +97,12 @@ def tt_linear(
             f"out_modes={out_modes} multiply to {math.prod(out_modes)}; allowed: a product of {out_f}"
         )
     d = len(in_modes)
-    r = [ranks] * (d - 1) if isinstance(ranks, int) and not isinstance(ranks, bool) else list(ranks)
+    r = [rank] * (d - 1) if isinstance(rank, int) and not isinstance(rank, bool) else list(rank)
     if len(r) != d - 1:
-        raise ValueError(f"ranks={ranks!r} must be an integer or {d - 1} internal TT ranks")
+        raise ValueError(f"rank={rank!r} must be an integer or {d - 1} internal TT rank")
     sizes = [i * o for i, o in zip(in_modes, out_modes, strict=True)]
     for k, value in enumerate(r):
-        check_rank(f"ranks[{k}]", value, min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])))
+        check_rank(f"rank[{k}]", value, min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])))
     tensor = weight64(linear).T.reshape(*in_modes, *out_modes)
     cores = tensor_train_matrix(tensor, rank=[1, *r, 1]).factors
     layer = TTLinear(cores, linear.bias.detach().double() if linear.bias is not None else None)

@@ -17,7 +17,9 @@ from netshrink.devices import mode, model_device, to_device
 
 
 @torch.no_grad()
-def evaluate_masks_naive(model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable) -> pd.DataFrame:
+def evaluate_masks_naive(
+    model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor
+) -> pd.DataFrame:
     """The draft's way, for comparison: per mask, zero the weights, evaluate, restore."""
     view = linear_chain(model)
     index = view.index(layer, model)
@@ -26,11 +28,11 @@ def evaluate_masks_naive(model: nn.Module, layer: str, masks: torch.Tensor, load
     device = model_device(model)
     rows = []
     with mode(model, training=False):
-        for keep in check_keep(masks, lin.out_features, "masks").to(device):
-            lin.weight[~keep] = 0
+        for mask in check_keep(keep, lin.out_features).to(device):
+            lin.weight[~mask] = 0
             if lin.bias is not None:
-                lin.bias[~keep] = 0
-            nxt.weight[:, ~keep] = 0
+                lin.bias[~mask] = 0
+            nxt.weight[:, ~mask] = 0
             total, correct, n = 0.0, 0, 0
             for x, y in loader:
                 x, y = to_device((x, y), device)

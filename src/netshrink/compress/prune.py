@@ -167,12 +167,12 @@ def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.
 
 @torch.no_grad()
 def evaluate_masks(
-    model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, chunk: int = 32
+    model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor, chunk: int = 32
 ) -> pd.DataFrame:
     """Loss and accuracy of the model under each keep-mask, in batched passes.
 
-    masks: (T, n_nodes) bool. The layer's activations are computed once per data batch; the
-    next layer's pre-activations under a chunk of masks come from one matrix product with
+    keep: (T, n_nodes) bool, one keep-mask a row. The layer's activations are computed once per
+    data batch; the next layer's pre-activations under a chunk of masks come from one matrix product with
     per-mask effective weights W_next * mask, never from T forward passes.
     Returns a table with columns `loss` (mean cross-entropy) and `acc`, one row per mask.
     """
@@ -181,7 +181,7 @@ def evaluate_masks(
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} must be a positive integer")
     nxt = view.linears[index + 1]
-    masks = check_keep(masks, view.linears[index].out_features, "masks")
+    masks = check_keep(keep, view.linears[index].out_features)
     if masks.dim() == 1:
         masks = masks.unsqueeze(0)
     device = model_device(model)
@@ -247,7 +247,7 @@ def shrink_randomly(
         raise ValueError(f"tol={tol!r} must be a finite number >= 0")
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
-    base = evaluate_masks(model, layer, keep[:1], val_loader).iloc[0]
+    base = evaluate_masks(model, layer, val_loader, keep=keep[:1]).iloc[0]
     loss = torch.full((n_runs,), float(base["loss"]), dtype=torch.float64)
     acc = torch.full((n_runs,), float(base["acc"]), dtype=torch.float64)
     rows = [{"run": r, "step": 0, "removed": 0, "accepted": True, "val_loss": loss[r].item(),
@@ -261,7 +261,7 @@ def shrink_randomly(
         trial = keep.clone()
         trial.scatter_(1, drawn, False)
         untested.scatter_(1, drawn, False)
-        metrics = evaluate_masks(model, layer, trial, val_loader)
+        metrics = evaluate_masks(model, layer, val_loader, keep=trial)
         new_loss = torch.tensor(metrics["loss"].to_numpy())
         accept = new_loss <= loss + tol
         keep[accept] = trial[accept]
@@ -274,12 +274,12 @@ def shrink_randomly(
     return ShrinkResult(steps, final, keep)
 
 
-def magnitude_prune(model: nn.Module, layer: str, rate: float) -> nn.Module:
-    """A copy of `model` with the fraction `rate` of `layer`'s weights of smallest magnitude set
+def magnitude_prune(model: nn.Module, layer: str, fraction: float) -> nn.Module:
+    """A copy of `model` with the fraction `fraction` of `layer`'s weights of smallest magnitude set
     to zero (unstructured, no retraining; draft 003, part 2). The shapes stay: zeroed weights save
     nothing on dense hardware, which is why the book removes whole nodes instead."""
-    if not (isinstance(rate, int | float) and 0 <= rate < 1):
-        raise ValueError(f"rate={rate!r} is out of range; allowed: [0, 1)")
+    if not (isinstance(fraction, int | float) and 0 <= fraction < 1):
+        raise ValueError(f"fraction={fraction!r} is out of range; allowed: [0, 1)")
     names = dict(model.named_modules())
     if layer not in names or not isinstance(names[layer], nn.Conv2d | nn.Linear):
         allowed = [n for n, m in names.items() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -288,20 +288,20 @@ def magnitude_prune(model: nn.Module, layer: str, rate: float) -> nn.Module:
         )
     new = copy.deepcopy(model)
     weight = new.get_submodule(layer).weight.data
-    n_zero = int(round(rate * weight.numel()))
+    n_zero = int(round(fraction * weight.numel()))
     if n_zero:
         order = weight.abs().flatten().argsort()
         weight.view(-1)[order[:n_zero]] = 0.0
     return new
 
 
-def smallest_l1_filters(conv: nn.Conv2d, rate: float) -> torch.Tensor:
-    """Keep-mask (out_channels,) without the fraction `rate` of filters of smallest L1 norm
+def smallest_l1_filters(conv: nn.Conv2d, fraction: float) -> torch.Tensor:
+    """Keep-mask (out_channels,) without the fraction `fraction` of filters of smallest L1 norm
     (Li et al. 2017); at least one filter stays."""
-    if not (isinstance(rate, int | float) and 0 <= rate < 1):
-        raise ValueError(f"rate={rate!r} is out of range; allowed: [0, 1)")
+    if not (isinstance(fraction, int | float) and 0 <= fraction < 1):
+        raise ValueError(f"fraction={fraction!r} is out of range; allowed: [0, 1)")
     n = conv.out_channels
-    n_remove = min(int(round(rate * n)), n - 1)
+    n_remove = min(int(round(fraction * n)), n - 1)
     order = conv.weight.detach().abs().sum(dim=(1, 2, 3)).argsort()
     keep = torch.ones(n, dtype=torch.bool, device=conv.weight.device)
     keep[order[:n_remove]] = False

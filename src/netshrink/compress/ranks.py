@@ -15,11 +15,11 @@ from netshrink.compress.vbmf import evbmf_rank
 RANK_RULES = ("vbmf", "an energy fraction in (0, 1)")
 
 
-def layer_parameters(layer: nn.Module, method: str, rank: Any, **options: Any) -> int:
-    """Parameters of `layer` decomposed by `method` at explicit `rank`, without decomposing."""
-    bias = layer.bias.numel() if layer.bias is not None else 0
-    if isinstance(layer, nn.Linear):
-        out_f, in_f = layer.weight.shape
+def layer_parameters(module: nn.Module, method: str, rank: Any, **options: Any) -> int:
+    """Parameters of `module` decomposed by `method` at explicit `rank`, without decomposing."""
+    bias = module.bias.numel() if module.bias is not None else 0
+    if isinstance(module, nn.Linear):
+        out_f, in_f = module.weight.shape
         if method == "tucker1":
             return rank * (in_f + out_f) + bias
         if method == "tucker2":
@@ -29,8 +29,8 @@ def layer_parameters(layer: nn.Module, method: str, rank: Any, **options: Any) -
             modes = list(zip(options["in_modes"], options["out_modes"], strict=True))
             r = [1, *([rank] * (len(modes) - 1) if isinstance(rank, int) else rank), 1]
             return sum(r[k] * i * o * r[k + 1] for k, (i, o) in enumerate(modes)) + bias
-    elif isinstance(layer, nn.Conv2d):
-        T, S, kh, kw = layer.weight.shape
+    elif isinstance(module, nn.Conv2d):
+        T, S, kh, kw = module.weight.shape
         if method == "tucker2":
             r_in, r_out = rank_pair(rank)
             return S * r_in + r_in * r_out * kh * kw + r_out * T + bias
@@ -46,14 +46,14 @@ def layer_parameters(layer: nn.Module, method: str, rank: Any, **options: Any) -
         if method == "btd":
             r_in, r_out = rank_pair(rank)
             return options["n_blocks"] * (S * r_in + r_in * r_out * kh * kw + r_out * T) + bias
-    raise ValueError(f"method={method!r} does not apply to {type(layer).__name__}")
+    raise ValueError(f"method={method!r} does not apply to {type(module).__name__}")
 
 
-def rank_for_budget(layer: nn.Conv2d, method: str, budget: int, **options: Any) -> Any:
-    """The largest rank of `method` whose decomposition of `layer` has at most `budget`
+def rank_for_budget(module: nn.Conv2d, method: str, budget: int, **options: Any) -> Any:
+    """The largest rank of `method` whose decomposition of `module` has at most `budget`
     parameters; one free size t: R for cp/jaderberg/tucker1, (t, t) for tucker2/btd blocks
     and (t, t, t) for tt, each rank capped by its dimension."""
-    conv = check_conv(layer)
+    conv = check_conv(module)
     T, S, kh, kw = conv.weight.shape
     caps = {
         "tucker2": lambda t: [min(t, S), min(t, T)],
@@ -72,7 +72,7 @@ def rank_for_budget(layer: nn.Conv2d, method: str, budget: int, **options: Any) 
             break
         best = rank
     if best is None:
-        raise ValueError(f"budget={budget} is below the smallest {method} decomposition of the layer")
+        raise ValueError(f"budget={budget} is below the smallest {method} decomposition of the module")
     return best
 
 
@@ -104,7 +104,7 @@ def select_rank(weight: torch.Tensor, mode: int, rule: str | float) -> int:
     raise ValueError(f"rank rule {rule!r} is not known; allowed: integers, {', '.join(RANK_RULES)}")
 
 
-def resolve_rank(layer: nn.Module, method: str, rank: Any) -> Any:
+def resolve_rank(module: nn.Module, method: str, rank: Any) -> Any:
     """Turn a rule ('vbmf' or an energy fraction) into explicit ranks for a Tucker method."""
     if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
         return int(rank)
@@ -112,7 +112,7 @@ def resolve_rank(layer: nn.Module, method: str, rank: Any) -> Any:
         return rank
     if method not in ("tucker1", "tucker2"):
         raise ValueError(f"rank={rank!r} for method {method!r}: rank rules apply to tucker1 and tucker2 only")
-    w = weight64(layer)
+    w = weight64(module)
     if method == "tucker1":
         return select_rank(w, 0, rank)
     return [select_rank(w, 1, rank), select_rank(w, 0, rank)]

@@ -160,7 +160,7 @@ def prune_within(
     change = result.class_loss_change.nan_to_num(0).amax(1) if per_class else result.loss_change
     order = change.argsort()
     n = len(order)
-    sweep = ablate_masks(model, layer, loader, prefix_masks(order, range(1, n)))
+    sweep = ablate_masks(model, layer, loader, keep=prefix_masks(order, range(1, n)))
     if per_class:
         rise = (sweep.class_loss[1:] - result.class_loss[0]).nan_to_num(0).amax(1)
     else:

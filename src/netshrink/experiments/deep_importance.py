@@ -190,7 +190,7 @@ def class_accuracy_after_pruning(
         n = len(result.nodes)
         counts = [min(int(round(f * n)), n - 1) for f in fractions]
         keep = search.prefix_masks(result.loss_change.argsort(), counts)
-        acc = importance.ablate_masks(model, layer, test_loader, keep).class_acc[1:]
+        acc = importance.ablate_masks(model, layer, test_loader, keep=keep).class_acc[1:]
         for fraction, k, row in zip(fractions, counts, acc, strict=True):
             rows += [
                 {"layer": layer, "fraction removed": fraction, "removed": k, "class": c, "acc": float(a)}

@@ -67,7 +67,7 @@ def random_trials(
         gen = torch.Generator().manual_seed(seed * 1000 + net_index)
         for n in n_values:
             masks = prune.random_node_masks(n_nodes, n, n_trials, generator=gen)
-            metrics = prune.evaluate_masks(net.model, layer, masks, loader)
+            metrics = prune.evaluate_masks(net.model, layer, loader, keep=masks)
             frames.append(metrics.assign(network=net_index, n=n, trial=range(n_trials)))
     return pd.concat(frames, ignore_index=True)[["network", "n", "trial", "loss", "acc"]]
 
@@ -87,7 +87,7 @@ def shrink_runs(
     for n in n_values:
         gen = torch.Generator().manual_seed(seed * 1000 + n)
         result = prune.shrink_randomly(net.model, layer, n, val_loader, n_runs=n_runs, generator=gen)
-        test = prune.evaluate_masks(net.model, layer, result.keep, test_loader)
+        test = prune.evaluate_masks(net.model, layer, test_loader, keep=result.keep)
         steps.append(result.steps.assign(n=n))
         finals.append(result.final.reset_index().assign(n=n, test_loss=test["loss"], test_acc=test["acc"]))
     return pd.concat(steps, ignore_index=True), pd.concat(finals, ignore_index=True)
@@ -117,8 +117,8 @@ def time_mask_evaluation(
     and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
     med, results = measure.time_calls(
         {
-            "batched": lambda: prune.evaluate_masks(model, layer, masks, loader),
-            "per-mask loop": lambda: naive.evaluate_masks_naive(model, layer, masks, loader),
+            "batched": lambda: prune.evaluate_masks(model, layer, loader, keep=masks),
+            "per-mask loop": lambda: naive.evaluate_masks_naive(model, layer, loader, keep=masks),
         },
         repeats,
     )
@@ -163,7 +163,6 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
     glue = {
         f"mean_acc_max_n_{_key(dataset)}": 100 * first.loc[first["n"] == largest, "acc"].mean(),
         f"draft_mean_acc_max_n_{_key(dataset)}": 100 * acc_table.loc["mean", 64],
-        "max_n": largest,
     }
     compare = []
     for n in sorted({int(first["n"].min()), largest} & set(acc_table.columns)):

@@ -21,6 +21,7 @@ from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.devices import mode, model_device, to_device
+from netshrink.experiments.tensor_decomposition import compare_models
 from netshrink.train import TrainConfig
 
 
@@ -119,20 +120,15 @@ def file_size(model: nn.Module) -> int:
 
 
 def step_table(
-    steps: Mapping[str, nn.Module],
-    accuracy: Mapping[str, float],
-    images: torch.Tensor,
-    *,
-    batch_size: int,
+    steps: Mapping[str, nn.Module], accuracy: Mapping[str, float], images: torch.Tensor, *, batch_size: int,
     repeats: int,
-) -> pd.DataFrame:
+) -> pd.DataFrame:  # fmt: skip
     """V-T2: `measure.side_by_side` as milliseconds per batch, with the test accuracy, the saved
     file size and the parameter ratio to the first model."""
-    table = measure.side_by_side(steps, images, batch_size, repeats)
+    table = compare_models(steps, accuracy, images, batch_size=batch_size, repeats=repeats)
     per_batch = 1000 * batch_size / len(images)
-    table.insert(2, "test accuracy (%)", [100 * accuracy[k] for k in steps])
-    table.insert(3, f"ms per {batch_size} images", table.pop("seconds") * per_batch)
-    table.insert(4, "ms, channels last", table.pop("seconds, channels last") * per_batch)
+    table.insert(3, f"ms per {batch_size} images", table.pop(f"s for {len(images):,} images") * per_batch)
+    table.insert(4, "ms, channels last", table.pop("s, channels last") * per_batch)
     table.insert(5, "file size (kB)", [file_size(m) / 1000 for m in steps.values()])
     table.insert(6, "parameters ratio", table["parameters"].iloc[0] / table["parameters"])
     return table
