@@ -88,3 +88,29 @@ def smoke_book(smoke_run, tmp_path_factory):
 def book_builder():
     """`build_book_copy`, for tests that build a book of their own."""
     return build_book_copy
+
+
+def synthetic_batches(features: int = 20, n: int = 2, size: int = 40, classes: int = 10, seed: int = 0):
+    """Batches of (x, y) whose class is readable from x (x[:, y] is raised by 3)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        y = torch.randint(0, classes, (size,), generator=g)
+        x = torch.randn(size, features, generator=g)
+        x[torch.arange(size), y] += 3.0
+        out.append((x, y))
+    return out
+
+
+def trained_result(model, loader, *, key: str = "tiny", label: str = "tiny data"):
+    """A `cache.TrainResult` for `model` as it is, its test metrics measured on `loader`."""
+    import pandas as pd
+
+    from netshrink import cache, train
+
+    metrics = train.evaluate(model, loader)
+    config = train.TrainConfig("mlp", "mnist", {}, {})
+    history = pd.DataFrame({"epoch": [1], "test_acc": [metrics["acc"]], "seconds": [0.1]})
+    return cache.TrainResult(model.eval(), history, metrics, key, True, config, metrics, label)

@@ -136,3 +136,55 @@ def test_input_table_puts_the_draft_beside_ours():
     assert table.loc["parameters", "CP rank 3"] == 3 * 5 + 5 + 5 * 3 + 3
     assert table.loc["parameters", "full data"] == 120 * 3 + 3 + 3 * 3 + 3
     assert isinstance(table, pd.DataFrame) and table.loc["test accuracy (%)", "full data (draft)"] == 98.0
+
+
+def test_the_week6_network_decomposed_by_each_plan_and_compared_like_for_like(tmp_path, tiny_mnist):
+    import functools
+
+    from conftest import trained_result
+
+    from netshrink import published
+
+    torch.manual_seed(0)
+    base = trained_result(models.LeNet(), data.make_loader(tiny_mnist.test, 60), key="lenet")
+    fine_tune = functools.partial(cache.fine_tune_cached, root=tmp_path, progress=False)
+    plans = {
+        "draft's plan": published.LENET_PLAN,
+        "our plan": {"conv2": ["tucker2", "vbmf"], "l2": ["tucker1", 16]},
+    }
+    lenet = td.decompose_and_fine_tune(base, tiny_mnist, plans, fine_tune, epochs=1, lr=1e-3)
+    assert set(lenet.plans) == set(plans) and isinstance(lenet.plans["our plan"]["conv2"]["rank"], list)
+    assert td.describe_plan(lenet.plans["draft's plan"]).startswith("conv1: tucker1 2; conv2: tucker2 [8, 4]")
+    table = td.fine_tuned_table(base, lenet, tiny_mnist.test.images[:20], batch_size=10, repeats=1)
+    assert list(table.index) == ["original", "draft's plan, fine-tuned", "our plan, fine-tuned"]
+    assert table.loc["original", "parameters"] == 120_382
+    assert table.loc["our plan, fine-tuned", "accuracy before fine-tuning (%)"] == pytest.approx(
+        100 * lenet.tuned["our plan"].before["acc"]
+    )
+    found = td.lenet_findings(table, lenet, "tiny")
+    params = next(c for c in found.comparisons if c["quantity"].endswith("parameters"))
+    assert params["ours"] == table.loc["draft's plan, fine-tuned", "parameters"] and params["draft"] == 59_560
+    assert found.glue["lenet_draft_params"] == f"{int(params['ours']):,}" and len(found.compressions) == 2
+    config = td.lenet_config(epochs=3, data_kwargs={"val_size": 10})
+    assert config.model == "lenet" and config.batch_size == 64 and config.epochs == 3
+
+
+def test_input_case_and_tucker_input_on_real_digits():
+    case = inp.input_case("D-T1", val_size=100, train_size=300, epochs=1)
+    assert case.name == "digits 3, 4, 7" and case.rank == 3 and case.splits.classes == ("3", "4", "7")
+    assert list(case.table.columns) == ["full data", "CP rank 3", "full data (draft)", "CP rank 3 (draft)"]
+    assert [c["draft"] for c in case.findings.comparisons] == [0.98, 0.83]
+    assert case.findings.comparisons[1]["ours"] == case.experiment.classifiers[1].test_acc
+    grid, histograms = inp.case_figures(case)
+    assert len(grid.axes) >= 50 and len(histograms.axes) >= 3
+    with pytest.raises(ValueError, match="item='D-T9' is not an input case; allowed: D-T1, D-T2, D-T3"):
+        inp.input_case("D-T9", val_size=100, train_size=300, epochs=1)
+    splits = data.load_dataset("mnist", val_size=100, train_size=300, test_size=200)
+    table, found = inp.tucker_input(splits, [15], epochs=1)
+    assert list(table.columns) == [
+        "full data",
+        "Tucker rank 15",
+        "full data (draft)",
+        "Tucker rank 15 (draft)",
+    ]
+    assert found.glue["dt4_first_rank"] == 15 and [c["draft"] for c in found.comparisons] == [0.70, 0.93]

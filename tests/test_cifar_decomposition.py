@@ -1,0 +1,87 @@
+"""The Tensor decomposition chapter's CIFAR-10 experiments, on a narrow CNN and random images."""
+
+import functools
+
+import pytest
+import torch
+from conftest import trained_result
+
+from netshrink import cache, data, models, train
+from netshrink.experiments import cifar_decomposition as cd
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    ds = data.ImageDataset(torch.rand(48, 3, 32, 32, generator=g), torch.randint(0, 10, (48,), generator=g))
+    splits = data.DataSplits("cifar10", "tiny CIFAR", tuple("abcdefghij"), ds, ds, ds, {"n": 48})
+    loader = data.make_loader(ds, 24)
+    cnn = models.CifarCNN(pool=True).eval()
+    return trained_result(cnn, loader, key="cnn", label="tiny CIFAR"), splits, loader
+
+
+@pytest.fixture()
+def fine_tune(tmp_path):
+    return functools.partial(cache.fine_tune_cached, root=tmp_path, progress=False, batch_size=24)
+
+
+def test_cifar_config_is_the_reports_network_with_augmentation():
+    config = cd.cifar_config(epochs=4, data_kwargs={"val_size": 100})
+    assert config.model == "cifar_cnn" and config.model_kwargs == {"pool": True}
+    assert config.data_kwargs == {"val_size": 100, "augment": True} and config.lr == 1e-3
+
+
+def test_magnitude_sweep_and_its_findings(cifar):
+    result, _, loader = cifar
+    layers = cd.conv_layers(result.model)
+    sweep = cd.magnitude_sweep(result.model, loader, [layers[0], "fc"], [0.0, 0.5])
+    assert len(sweep) == 4 and set(sweep["layer"]) == {layers[0], "fc"}
+    intact = 100 * train.evaluate(result.model, loader)["acc"]
+    assert sweep[sweep["rate"] == 0.0]["test accuracy (%)"].tolist() == pytest.approx([intact, intact])
+    found = cd.sweep_findings(sweep, layers)
+    assert found.glue["prune_fc"] == sweep[(sweep["layer"] == "fc") & (sweep["rate"] == 0.5)].iloc[0, 2]
+    assert found.glue["prune_last"] != found.glue["prune_last"]  # NaN: the last conv was not swept
+
+
+def test_reconstruction_findings_read_both_curves_at_the_middle_rank(cifar):
+    result, _, _ = cifar
+    conv = result.model.get_submodule(cd.conv_layers(result.model)[-1])
+    curves = cd.reconstruction_curves(conv, [8, 32, 64])
+    found = cd.reconstruction_findings(curves, [8, 32, 64])
+    assert found.glue["recon_rank"] == 32
+    assert found.glue["recon_r1"] == pytest.approx(cd.tucker2_error(conv, (32, 64)))
+    assert found.glue["recon_r2"] == pytest.approx(cd.tucker2_error(conv, (64, 32)))
+
+
+def test_k_sweep_times_every_k_and_sets_the_reports_number_beside_k4_before_fine_tuning(cifar, fine_tune):
+    result, splits, loader = cifar
+    layers = cd.conv_layers(result.model)[1:]
+    sweep = cd.k_sweep(result, splits, loader, [2, 4, 8], layers, fine_tune, epochs=1,
+                       images=splits.test.images[:8], batch_size=4, repeats=1)  # fmt: skip
+    assert list(sweep.table.index) == ["original", "k = 2", "k = 4", "k = 8", "k = 4, fine-tuned"]
+    assert sweep.k_ref == 4 and len(sweep.plot) == 3 * 3
+    params = sweep.table["parameters"]
+    assert params["k = 2"] < params["k = 4"] < params["k = 8"]
+    assert sweep.table.loc["k = 8", "test accuracy (%)"] == pytest.approx(
+        sweep.table.loc["original", "test accuracy (%)"], abs=1e-6
+    ), "k = 8 keeps every rank: the same network"
+    before = next(c for c in sweep.findings.comparisons if c["quantity"].endswith("no fine-tuning"))
+    assert before["ours"] == pytest.approx(sweep.table.loc["k = 4", "test accuracy (%)"] / 100)
+    assert before["draft"] == 0.8802 and len(sweep.findings.compressions) == 1
+
+
+def test_methods_at_budget_keep_the_budget_and_fine_tune_each(cifar, fine_tune):
+    result, splits, loader = cifar
+    layers = cd.conv_layers(result.model)[1:]
+    timing = {"images": splits.test.images[:8], "batch_size": 4, "repeats": 1}
+    methods = ["tucker2", "cp"]
+    table, found = cd.methods_at_budget(
+        result, splits, methods, layers, 0.25, fine_tune, n_blocks=2, epochs=1, **timing
+    )
+    assert list(table.index) == ["original", "tucker2", "cp"]
+    budget = table["decomposed layers' parameters"]
+    assert (budget[["tucker2", "cp"]] <= 0.25 * budget["original"]).all()
+    assert table.loc["original", "ranks"] == "dense" and "tucker2" in table.loc["tucker2", "ranks"]
+    assert found.glue["budget_pct"] == 25 and found.glue["best_method"] in ("tucker2", "cp")
+    assert "cp_speedup" in found.glue and len(found.compressions) == 2
