@@ -286,3 +286,56 @@ def test_numpy_integer_ranks_are_ranks():
     assert decompose.decompose_layer(conv, "tucker1", np.int32(5))[1].out_channels == 8
     with pytest.raises(ValueError, match=r"out of range; allowed: integers 1..8"):
         decompose.decompose_layer(conv, "tucker1", np.int64(9))
+
+
+@pytest.mark.parametrize(
+    "function, method",
+    [(decompose.tucker2_conv, "tucker2"), (decompose.tucker1_conv, "tucker1"), (decompose.tt_conv, "tt"),
+     (decompose.jaderberg_conv, "jaderberg"), (decompose.btd_conv, "btd"), (decompose.cp_conv, "cp")],
+    ids=lambda f: getattr(f, "__name__", f),
+)  # fmt: skip
+def test_each_conv_function_is_the_method_decompose_layer_names(function, method):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    spec = full_rank(method, conv)
+    rank, options = spec.pop("rank"), spec
+    direct, named = function(conv, rank, **options), decompose.decompose_layer(conv, method, rank, **options)
+    x = torch.randn(2, 4, 8, 8)
+    assert [type(m) for m in direct] == [type(m) for m in named]
+    assert relative_error(direct(x), conv(x)) <= 1e-4 and relative_error(named(x), conv(x)) <= 1e-4
+
+
+def test_cp_layers_build_the_four_convs_from_given_factors():
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    weights = torch.ones(2)
+    factors = [torch.randn(d, 2) for d in (5, 3, 3, 3)]  # (T, S, kh, kw) modes, rank 2
+    layer = decompose.cp_layers(conv, weights, factors)
+    kernel = torch.einsum("tr,sr,hr,wr->tshw", *factors)
+    x = torch.randn(1, 3, 6, 6)
+    expected = torch.nn.functional.conv2d(x, kernel, padding=1)
+    assert len(layer) == 4 and relative_error(layer(x), expected) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "function, rank", [(decompose.tucker1_linear, 20), (decompose.tucker2_linear, (24, 20))]
+)
+def test_each_linear_function_is_exact_at_full_rank(function, rank):
+    torch.manual_seed(0)
+    linear = nn.Linear(24, 20)
+    x = torch.randn(3, 24)
+    assert relative_error(function(linear, rank)(x), linear(x)) <= 1e-4
+
+
+def test_plans_layers_and_rank_rules_by_name():
+    net = models.LeNet()
+    assert decompose.decomposable_layers(net) == ["conv1", "conv2", "l1", "l2", "l_out"]
+    assert decompose.normalise_plan({"l1": ["tucker1", 4], "conv2": {"method": "cp", "rank": 3}}) == {
+        "l1": {"method": "tucker1", "rank": 4}, "conv2": {"method": "cp", "rank": 3}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"plan\['l1'\]=.* must be \[method, rank\]"):
+        decompose.normalise_plan({"l1": "tucker1"})
+    w = torch.randn(6, 4, 3, 3)
+    assert decompose.unfold(w, 1).shape == (4, 54)
+    from netshrink.compress import ranks
+
+    assert ranks.resolve_rank(net.conv2, "tucker2", 0.999999) == [16, 32]  # nearly all energy: full rank
+    assert ranks.resolve_rank(net.conv2, "cp", 5) == 5

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from netshrink import models, stats
-from netshrink.compress import importance, naive, search
+from netshrink.compress import importance, naive, prune, search
 
 
 def batches(shape, n=2, size=30, classes=10, seed=0):
@@ -346,3 +347,20 @@ def test_loss_change_on_an_empty_loader_is_an_error_not_nan():
         importance.loss_change(net, "hidden.0", [])
     with pytest.raises(ValueError, match=r"loader yielded no examples"):
         naive.loss_change_naive(net, "hidden.0", [])
+
+
+def test_layer_names_checks_and_node_counts():
+    net = models.MLP(in_features=20, hidden=(16, 8))
+    assert importance.prunable_layers(net) == ["hidden.0", "hidden.1"]
+    assert importance.check_layer(net, "hidden.1") is net.hidden[1]
+    with pytest.raises(ValueError, match=r"layer='out' .*allowed.*hidden.0, hidden.1"):
+        importance.check_layer(net, "out")
+    assert importance.node_count(net.hidden[0]) == 16 and importance.node_count(nn.Conv2d(3, 5, 3)) == 5
+    assert importance.check_tol("tol", 0) == 0.0
+    for bad in (-1, float("nan"), float("inf"), True, "0.1"):
+        with pytest.raises(ValueError, match="tol=.* must be a finite number >= 0"):
+            importance.check_tol("tol", bad)
+    assert prune.hidden_layers(net) == ["hidden.0", "hidden.1"]
+    assert prune.check_keep(torch.ones(16, dtype=torch.bool), 16).all()
+    with pytest.raises(ValueError, match="keep"):
+        prune.check_keep(torch.ones(15, dtype=torch.bool), 16)

@@ -41,3 +41,32 @@ def test_the_book_never_imports_an_experiment():
     for path in (SRC / "book").glob("*.py"):
         bad = sorted(n for n in netshrink_imports(path) if n.startswith("netshrink.experiments"))
         assert not bad, f"book/{path.name} imports {bad}"
+
+
+NAMED_BY_A_TEST = (
+    "netshrink.compress", "netshrink.experiments", "netshrink.book.plots", "netshrink.book.report",
+    "netshrink.train", "netshrink.cache", "netshrink.measure",
+)  # fmt: skip
+
+
+def test_every_public_function_of_the_algorithms_and_experiments_is_named_by_a_test():
+    """No function of compress, the experiments, plots, report, train, cache or measure is left to
+    the smoke notebooks alone: each is called by name in some test file."""
+    import importlib
+    import inspect
+    import pkgutil
+    import re
+
+    import netshrink
+
+    tests = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    unnamed = []
+    for info in pkgutil.walk_packages(netshrink.__path__, "netshrink."):
+        if not info.name.startswith(NAMED_BY_A_TEST):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            defined_here = inspect.isfunction(obj) and obj.__module__ == module.__name__
+            if defined_here and not name.startswith("_") and not re.search(rf"\b{name}\b", tests):
+                unnamed.append(f"{info.name}.{name}")
+    assert not unnamed, f"functions no test names: {unnamed}"

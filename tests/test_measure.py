@@ -51,3 +51,25 @@ def test_time_images_refuses_bad_settings():
         measure.time_images({}, images, batch_size=4)
     seconds = measure.time_images(named, images, batch_size=3, repeats=2)  # batches of 3, 3 and 2
     assert list(seconds.index) == ["net"] and seconds["net"] > 0
+
+
+def test_side_by_side_counts_and_times_every_model_against_the_first():
+    import torch
+    from torch import nn
+
+    from netshrink import measure
+
+    big = nn.Sequential(nn.Flatten(), nn.Linear(48, 64), nn.ReLU(), nn.Linear(64, 10))
+    small = nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.ReLU(), nn.Linear(8, 10))
+    table = measure.side_by_side({"big": big, "small": small}, torch.rand(20, 3, 4, 4), 10, repeats=2)
+    assert list(table.index) == ["big", "small"]
+    assert table.loc["big", "parameters"] == 48 * 64 + 64 + 64 * 10 + 10
+    assert table.loc["small", "MFLOPs per image"] == pytest.approx(2 * (48 * 8 + 8 * 10) / 1e6)
+    assert table.loc["big", "speedup"] == 1.0 and table.loc["big", "speedup, channels last"] == 1.0
+    assert (table["seconds"] > 0).all() and (table["seconds, channels last"] > 0).all()
+
+
+def test_timing_note_names_the_device():
+    from netshrink import measure
+
+    assert measure.timing_note("cpu").startswith("CPU (")

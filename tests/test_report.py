@@ -64,3 +64,48 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_findings_are_glued_compared_and_recorded_in_one_call(results_dir):
+    rep = make(results_dir)
+    table = pd.DataFrame(
+        {"parameters": [100, 40], "MFLOPs": [2.0, 1.0], "test acc": [0.9, 0.85], "speedup": [1.0, 1.8]},
+        index=["original", "pruned"],
+    )
+    rows = report.compression_rows("X-T1", table, data_set="MNIST", model="MLP, {row}", how="by {row}")
+    assert rows == [{"item": "X-T1", "model": "MLP, pruned", "data_set": "MNIST", "parameters": 40,
+                     "base_parameters": 100, "mflops": 1.0, "base_mflops": 2.0, "accuracy": 0.85,
+                     "base_accuracy": 0.9, "speedup": 1.8, "how": "by pruned"}]  # fmt: skip
+    percent = table.rename(columns={"test acc": "test accuracy (%)", "MFLOPs": "MFLOPs per image"})
+    percent["test accuracy (%)"] *= 100
+    assert report.compression_rows("X-T1", percent, data_set="M", model="m", how="h")[0]["accuracy"] == 0.85
+    compare = {"item": "X-T1", "quantity": "acc", "ours": 0.85, "draft": 0.8, "source": "draft 004"}
+    found = report.Findings({"a": 1}, [compare]) + report.Findings({"b": 2.5}, compressions=rows)
+    rep.record(found)
+    rep.record({"c": "text"})
+    assert json.loads((results_dir / "smoke" / "demo" / "glue.json").read_text()) == {
+        "a": 1,
+        "b": 2.5,
+        "c": "text",
+    }
+    manifest = report.read_manifest("smoke", results_dir)
+    assert manifest["comparisons"]["demo"][0]["draft"] == 0.8
+    assert manifest["compression"]["demo"][0]["model"] == "MLP, pruned"
+
+
+def test_check_profile_and_publish_swap_a_chapters_results_in_whole(tmp_path):
+    assert report.check_profile("quick") == "quick"
+    with pytest.raises(ValueError, match="profile='fast' is not known; allowed values: smoke, quick, full"):
+        report.check_profile("fast")
+    root, staging = tmp_path / "results", tmp_path / "staging"
+    old = report.Report("demo", "smoke", {}, root=root, display=False)
+    old.table("X-T1", pd.DataFrame({"a": [1]}), "old")
+    old.table("X-T2", pd.DataFrame({"a": [1]}), "gone in the new run")
+    new = report.Report("demo", "smoke", {}, root=staging, display=False)
+    new.table("X-T1", pd.DataFrame({"a": [2]}), "new")
+    report.publish("demo", "smoke", staging, root=root)
+    assert pd.read_csv(root / "smoke" / "demo" / "X-T1.csv")["a"].tolist() == [2]
+    assert not (root / "smoke" / "demo" / "X-T2.csv").exists()
+    assert set(report.read_manifest("smoke", root)["items"]) == {"X-T1"}
+    with pytest.raises(FileNotFoundError, match="the run of chapter 'other' wrote no results"):
+        report.publish("other", "smoke", staging, root=root)

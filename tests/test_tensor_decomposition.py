@@ -188,3 +188,13 @@ def test_input_case_and_tucker_input_on_real_digits():
         "Tucker rank 15 (draft)",
     ]
     assert found.glue["dt4_first_rank"] == 15 and [c["draft"] for c in found.comparisons] == [0.70, 0.93]
+
+
+def test_train_classifier_learns_separable_features():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (150,), generator=g)
+    x = torch.randn(150, 6, generator=g)
+    x[torch.arange(150), y] += 4.0
+    clf = inp.train_classifier("toy", (x[:100], y[:100]), (x[100:], y[100:]), 8, 3, epochs=30, lr=0.01)
+    assert clf.label == "toy" and clf.inputs == 6 and clf.parameters == 6 * 8 + 8 + 8 * 3 + 3
+    assert clf.test_acc > 0.8 and clf.predictions.shape == (50,)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from netshrink import cache, data, paths, train
+from netshrink import cache, data, models, paths, train
 from netshrink.train import TrainConfig
 
 SMALL = {"val_size": 500, "train_size": 3000, "test_size": 1000}
@@ -242,3 +242,44 @@ def test_temporary_files_of_a_killed_process_are_removed_on_the_next_run(data_ro
     live.write_bytes(b"mine")
     cache.train_cached(cfg, root=data_root, progress=False)
     assert not stale.exists() and live.exists()
+
+
+def test_fit_learns_a_separable_problem_and_records_every_epoch():
+    from conftest import synthetic_batches
+
+    torch.manual_seed(0)
+    net = models.MLP(in_features=20, hidden=(32,))
+    loader = synthetic_batches(n=4)
+    before = train.evaluate(net, loader)["acc"]
+    epochs = []
+    history = train.fit(net, torch.optim.Adam(net.parameters(), lr=0.01), loader, 6, test_loader=loader,
+                        progress=False, on_epoch_end=lambda e, h: epochs.append(e))  # fmt: skip
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6] and epochs == [1, 2, 3, 4, 5, 6]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_acc"] > max(0.5, before), "well above chance (0.1) on learnable data"
+    with pytest.raises(ValueError):
+        train.fit(net, torch.optim.Adam(net.parameters()), [], 1, progress=False)
+
+
+@pytest.mark.parametrize(
+    "optimizer, cls, decay",
+    [("sgd", torch.optim.SGD, 5e-4), ("adam", torch.optim.Adam, 0.1), ("adamw", torch.optim.AdamW, 0.1)],
+)
+def test_make_optimizer_builds_the_configured_optimiser(optimizer, cls, decay):
+    momentum = 0.9 if optimizer == "sgd" else 0.0
+    config = TrainConfig(
+        "mlp", "mnist", {}, {}, optimizer=optimizer, lr=0.05, momentum=momentum, weight_decay=decay
+    )
+    opt = train.make_optimizer(config, models.MLP(in_features=4, hidden=(3,)).parameters())
+    assert type(opt) is cls and opt.defaults["lr"] == 0.05 and opt.defaults["weight_decay"] == decay
+    if optimizer == "sgd":
+        assert opt.defaults["momentum"] == 0.9
+
+
+def test_a_verified_file_loads_only_with_its_own_record(tmp_path):
+    path = tmp_path / "model.pt"
+    cache.save_verified(path, {"w": torch.ones(2)}, {"config": "a"})
+    assert torch.equal(cache.load_verified(path, {"config": "a"}, torch.device("cpu"))["w"], torch.ones(2))
+    with pytest.warns(cache.CacheWarning, match="model.pt"):
+        assert cache.load_verified(path, {"config": "b"}, torch.device("cpu")) is None
+    assert not path.exists() and cache.load_verified(path, {"config": "a"}, torch.device("cpu")) is None

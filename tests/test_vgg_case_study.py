@@ -72,3 +72,45 @@ def test_published_table_counts_our_full_vgg_as_the_papers_do():
     ours = table.loc["our VGG-16 at full width (counted, multiply-adds)"]
     assert 14.9e6 < ours["parameters"] < 15.3e6, "VGG-16 for CIFAR-10: about 15.0M parameters (Li et al.)"
     assert 300 < ours["M multiply-adds"] < 320, "about 313M multiply-adds (Li et al.)"
+
+
+def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
+    import functools
+
+    from conftest import trained_result
+
+    from netshrink import cache
+
+    images, labels = torch.cat([x for x, _ in loader]), torch.cat([y for _, y in loader])
+    ds = data.ImageDataset(images, labels)
+    splits = data.DataSplits("cifar10", "tiny CIFAR", tuple("abcdefghij"), ds, ds, ds, {"n": len(ds)})
+    base = trained_result(vgg, loader, key="vgg")
+    fine_tune = functools.partial(cache.fine_tune_cached, root=tmp_path, progress=False)
+    rates = {name: 0.5 for name in vc.conv_layers(vgg)[1:4]}
+    reduction = vc.reduce_vgg(base, splits, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4)
+    assert list(reduction.models) == [
+        "original", "filters pruned", "filters pruned, fine-tuned", "+ Tucker-2 convs",
+        "+ Tucker-2 convs, fine-tuned", "+ Tucker-2 classifier, fine-tuned",
+    ]  # fmt: skip
+    pruned = reduction.models["filters pruned"]
+    # fine-tuning worked on a copy: the pruned step still gives its own accuracy
+    assert reduction.accuracy["filters pruned"] == pytest.approx(train.evaluate(pruned, loader)["acc"])
+    assert pruned.get_submodule(vc.conv_layers(vgg)[1]).out_channels == 2
+    assert reduction.plans["rates"] == rates and list(reduction.plans["classifier"]) == ["classifier.0"]
+    table = vc.step_table(reduction.models, reduction.accuracy, images[:4], batch_size=2, repeats=1)
+    found = vc.reduction_findings(table, network="VGG", data_set="tiny", tucker_rule=0.8)
+    assert found.glue["final_ratio"] == table.iloc[-1]["parameters ratio"] > 1
+    assert [c["model"] for c in found.compressions] == [f"VGG, {r}" for r in table.index if "fine-tuned" in r]
+    base_found = vc.base_findings(base, splits, table, width=0.0625)
+    assert base_found.glue["network"] == "VGG-16 at 0.0625 of its width" == vc.network_name(0.0625)
+    assert vc.network_name(1) == "VGG-16"
+    sens = vc.sensitivity_findings(vgg, {"a": 0.5, "b": 0.0}, prune_tol=2.0, max_rate=0.9, tucker_rule="vbmf")
+    assert sens.glue["rates"] == "50, 0" and sens.glue["n_spared"] == 1
+    assert sens.glue["rank_rule"].startswith("VBMF on the unfolded kernels")
+
+
+def test_file_size_and_config():
+    small, large = models.vgg16(width=0.0625), models.vgg16(width=0.125)
+    assert 0 < vc.file_size(small) < vc.file_size(large)
+    config = vc.vgg_config(width=0.5, epochs=3, lr=0.1, data_kwargs={"val_size": 10})
+    assert config.model == "vgg16" and config.model_kwargs["width"] == 0.5 and config.lr == 0.1
