@@ -114,3 +114,76 @@ def trained_result(model, loader, *, key: str = "tiny", label: str = "tiny data"
     config = train.TrainConfig("mlp", "mnist", {}, {})
     history = pd.DataFrame({"epoch": [1], "test_acc": [metrics["acc"]], "seconds": [0.1]})
     return cache.TrainResult(model.eval(), history, metrics, key, True, config, metrics, label)
+
+
+@pytest.fixture()
+def data_root(tmp_path):
+    """A private data root with MNIST copied in (no network, no mirror needed)."""
+    from netshrink import data, paths
+
+    data.load_raw("mnist")  # fills the project's data root from the mirror on first use
+    root = tmp_path / "data"
+    shutil.copytree(paths.data_root() / "MNIST", root / "MNIST")
+    return root
+
+
+SMALL_MNIST = {"val_size": 500, "train_size": 3000, "test_size": 1000}
+
+
+def small_config(**kw):
+    """A 64-node MLP on a small MNIST subset, Adam, 2 epochs: a configuration quick to train."""
+    from netshrink.train import TrainConfig
+
+    base = dict(model="mlp", dataset="mnist", model_kwargs={"hidden": [64]}, data_kwargs=SMALL_MNIST,
+                optimizer="adam", lr=1e-3, epochs=2, batch_size=64, seed=0)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def random_batches(shape, n=2, size=30, classes=10, seed=0):
+    """`n` batches of standard normal inputs of `shape` and random labels."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(size, *shape, generator=g), torch.randint(0, classes, (size,), generator=g))
+        for _ in range(n)
+    ]
+
+
+def fake_mirror(tmp_path, corrupt=False):
+    """A mirror folder holding MNIST's IDX files and a SHA256SUMS (one wrong digest if `corrupt`)."""
+    from netshrink import paths, raw
+    from netshrink.io import file_sha256
+
+    mirror = tmp_path / "mirror"
+    folder = mirror / "MNIST" / "raw"
+    folder.mkdir(parents=True)
+    src = paths.mirror_dir()
+    lines = []
+    for f in raw.IDX_FILES:
+        shutil.copy(src / "MNIST" / "raw" / f"{f}.gz", folder / f"{f}.gz")
+        digest = file_sha256(folder / f"{f}.gz")
+        if corrupt and f.startswith("t10k-labels"):
+            digest = "0" * 64
+        lines.append(f"{digest}  MNIST/raw/{f}.gz")
+    (mirror / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return mirror
+
+
+def per_class_metrics(model, loader, n_classes=10):
+    """Mean loss and accuracy per class, one plain forward pass per batch: the reference the
+    batched per-class ablations are checked against."""
+    import torch
+
+    loss, hits, count = (
+        torch.zeros(n_classes, dtype=torch.float64),
+        torch.zeros(n_classes),
+        torch.zeros(n_classes),
+    )
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            loss.index_add_(0, y, torch.nn.functional.cross_entropy(logits, y, reduction="none").double())
+            hits.index_add_(0, y, (logits.argmax(1) == y).float())
+            count.index_add_(0, y, torch.ones(len(y)))
+    return loss / count, hits.double() / count

@@ -5,8 +5,10 @@ import functools
 import pytest
 import torch
 from conftest import trained_result
+from torch import nn
 
 from netshrink import cache, data, models, train
+from netshrink.compress import decompose
 from netshrink.experiments import cifar_decomposition as cd
 
 
@@ -85,3 +87,42 @@ def test_methods_at_budget_keep_the_budget_and_fine_tune_each(cifar, fine_tune):
     assert table.loc["original", "ranks"] == "dense" and "tucker2" in table.loc["tucker2", "ranks"]
     assert found.glue["budget_pct"] == 25 and found.glue["best_method"] in ("tucker2", "cp")
     assert "cp_speedup" in found.glue and len(found.compressions) == 2
+
+
+def test_k_plan_keeps_k_eighths_of_each_dimension_and_full_rank_is_exact():
+    torch.manual_seed(0)
+    net = models.CifarCNN(pool=True).eval()
+    layers = cd.conv_layers(net)
+    assert layers == ["features.0", "features.2", "features.5", "features.7"]
+    plan = cd.k_plan(net, 4, layers)
+    assert plan["features.0"] == ["tucker2", [2, 16]] and plan["features.7"] == ["tucker2", [32, 32]]
+    x = torch.rand(2, 3, 32, 32)
+    full = decompose.decompose_model(net, cd.k_plan(net, 8, layers))
+    assert torch.allclose(full(x), net(x), atol=1e-4)
+    with pytest.raises(ValueError, match=r"k=9 is out of range; allowed: 1..8"):
+        cd.k_plan(net, 9, layers)
+
+
+def test_reconstruction_error_falls_with_rank_and_vanishes_at_full_rank():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 24, 3)
+    curves = cd.reconstruction_curves(conv, [1, 4, 8, 16, 24])
+    for _, group in curves.groupby("varied"):
+        assert group["relative error"].is_monotonic_decreasing
+    assert curves[curves["rank"] == 16]["relative error"].min() < 1e-5
+    assert set(curves["varied"]) == {"R2 varied, R1 = 16", "R1 varied, R2 = 24"}
+
+
+@pytest.mark.parametrize("method", ["cp", "tucker2", "tt", "jaderberg", "btd"])
+def test_budget_plans_keep_the_budget(method):
+    net = models.CifarCNN(pool=True)
+    names = ["features.2", "features.5", "features.7"]
+    plan = cd.budget_plan(net, method, names, 0.25)
+    new = decompose.decompose_model(net, plan)
+    for name in names:
+        assert models.count_parameters(new.get_submodule(name)) <= 0.25 * models.count_parameters(
+            net.get_submodule(name)
+        )
+    assert cd.layers_parameters(new, names) < cd.layers_parameters(net, names) / 4
+    with pytest.raises(ValueError, match=r"fraction=1.5 is out of range; allowed: \(0, 1\)"):
+        cd.budget_plan(net, method, names, 1.5)

@@ -2,14 +2,12 @@
 takes a model and data run on each device this machine has (`device` fixture: the CPU always,
 CUDA when present; `pytest -m cuda` runs the CUDA half)."""
 
-import shutil
-
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from netshrink import cache, data, devices, measure, models, paths
+from netshrink import cache, data, devices, measure, models
 from netshrink.book import chapters
 from netshrink.compress import decompose, importance, naive, prune
 from netshrink.experiments import vgg_case_study as vcs
@@ -192,15 +190,6 @@ def test_flops_and_cpu_latency_leave_the_model_where_it_was(device):
 
 
 # --- training, fine-tuning and the cache, on every device ---------------------------------------
-
-
-@pytest.fixture()
-def data_root(tmp_path):
-    """A private data root with MNIST copied in."""
-    data.load_raw("mnist")
-    root = tmp_path / "data"
-    shutil.copytree(paths.data_root() / "MNIST", root / "MNIST")
-    return root
 
 
 def config(**kw) -> TrainConfig:

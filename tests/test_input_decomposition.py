@@ -1,0 +1,58 @@
+"""The input images as features (drafts 001 and 002): CP and Tucker loadings, classifiers, the cases."""
+
+import pandas as pd
+import pytest
+import torch
+
+from netshrink import data
+from netshrink.experiments import input_decomposition as inp
+
+
+def low_rank_images(n=60, rank=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a, b, c = (torch.rand(d, rank, generator=g) for d in (n, 12, 10))
+    return torch.einsum("nr,hr,wr->nhw", a, b, c)
+
+
+def test_input_table_puts_the_draft_beside_ours():
+    images = low_rank_images(n=90)
+    labels = torch.arange(90) % 3
+    ds = data.ImageDataset(images.unsqueeze(1), labels)
+    splits = data.DataSplits("mnist", "tiny", ("a", "b", "c"), ds, ds, ds, {})
+    run = inp.input_experiment(splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1)
+    table = inp.input_table(run, {"full data": (784, 3, 3145, 0.98)})
+    assert list(table.columns) == ["full data", "CP rank 3", "full data (draft)"]
+    assert table.loc["parameters", "CP rank 3"] == 3 * 5 + 5 + 5 * 3 + 3
+    assert table.loc["parameters", "full data"] == 120 * 3 + 3 + 3 * 3 + 3
+    assert isinstance(table, pd.DataFrame) and table.loc["test accuracy (%)", "full data (draft)"] == 98.0
+
+
+def test_input_case_and_tucker_input_on_real_digits():
+    case = inp.input_case("D-T1", val_size=100, train_size=300, epochs=1)
+    assert case.name == "digits 3, 4, 7" and case.rank == 3 and case.splits.classes == ("3", "4", "7")
+    assert list(case.table.columns) == ["full data", "CP rank 3", "full data (draft)", "CP rank 3 (draft)"]
+    assert [c["draft"] for c in case.findings.comparisons] == [0.98, 0.83]
+    assert case.findings.comparisons[1]["ours"] == case.experiment.classifiers[1].test_acc
+    grid, histograms = inp.case_figures(case)
+    assert len(grid.axes) >= 50 and len(histograms.axes) >= 3
+    with pytest.raises(ValueError, match="item='D-T9' is not an input case; allowed: D-T1, D-T2, D-T3"):
+        inp.input_case("D-T9", val_size=100, train_size=300, epochs=1)
+    splits = data.load_dataset("mnist", val_size=100, train_size=300, test_size=200)
+    table, found = inp.tucker_input(splits, [15], epochs=1)
+    assert list(table.columns) == [
+        "full data",
+        "Tucker rank 15",
+        "full data (draft)",
+        "Tucker rank 15 (draft)",
+    ]
+    assert found.glue["dt4_first_rank"] == 15 and [c["draft"] for c in found.comparisons] == [0.70, 0.93]
+
+
+def test_train_classifier_learns_separable_features():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (150,), generator=g)
+    x = torch.randn(150, 6, generator=g)
+    x[torch.arange(150), y] += 4.0
+    clf = inp.train_classifier("toy", (x[:100], y[:100]), (x[100:], y[100:]), 8, 3, epochs=30, lr=0.01)
+    assert clf.label == "toy" and clf.inputs == 6 and clf.parameters == 6 * 8 + 8 + 8 * 3 + 3
+    assert clf.test_acc > 0.8 and clf.predictions.shape == (50,)
