@@ -78,8 +78,8 @@ def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
     loader = batches()
     fast = prune.evaluate_masks(mlp, layer, loader, keep=masks, chunk=5)
     slow = naive.evaluate_masks_naive(mlp, layer, loader, keep=masks)
-    assert fast.shape == (16, 2)
-    assert torch.allclose(torch.tensor(fast.to_numpy()), torch.tensor(slow.to_numpy()), atol=1e-5)
+    assert fast.loss.shape == fast.acc.shape == (16,)
+    assert torch.allclose(fast.loss, slow.loss, atol=1e-5) and torch.allclose(fast.acc, slow.acc, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -164,17 +164,15 @@ def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
     loader = batches()
     g = torch.Generator().manual_seed(4)
     result = prune.shrink_randomly(mlp, "hidden.0", 2, loader, n_runs=6, generator=g)
-    steps = result.steps
-    assert set(steps["run"]) == set(range(6)) and steps["step"].max() == 8  # 16 candidates / 2
-    for _, run in steps.groupby("run"):
-        assert (run["val_loss"].diff().dropna() <= 1e-12).all(), "the kept loss never rises"
-        assert (run["removed"].diff().dropna() >= 0).all()
+    assert result.val_loss.shape == result.removed.shape == (9, 6)  # step 0 and 16 candidates / 2
+    assert (result.val_loss.diff(dim=0) <= 1e-12).all(), "the kept loss never rises"
+    assert (result.removed.diff(dim=0) >= 0).all() and result.accepted[0].all()
+    # a step whose removal was refused removes nothing
+    assert (result.removed.diff(dim=0)[~result.accepted[1:]] == 0).all()
     # the final keep-masks reproduce the recorded losses
     again = prune.evaluate_masks(mlp, "hidden.0", loader, keep=result.keep)
-    assert torch.allclose(
-        torch.tensor(again["loss"].to_numpy()), torch.tensor(result.final["val_loss"].to_numpy())
-    )
-    assert ((~result.keep).sum(1).numpy() == result.final["removed"].to_numpy()).all()
+    assert torch.allclose(again.loss, result.val_loss[-1])
+    assert torch.equal((~result.keep).sum(1), result.removed[-1])
 
 
 @pytest.mark.parametrize(

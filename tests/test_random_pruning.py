@@ -67,6 +67,21 @@ def test_statistics_table_sets_the_drafts_rows_below_ours(nets):
     assert rp.statistics_table(trials, "acc", "R-XX").index.nlevels == 1  # no draft table: ours alone
 
 
+def test_mask_scores_and_shrink_records_as_tables(nets):
+    runs, loader = nets
+    masks = prune.random_node_masks(128, 8, 3, generator=torch.Generator().manual_seed(0))
+    scores = prune.evaluate_masks(runs[0].model, "hidden.0", loader, keep=masks)
+    frame = rp.scores_frame(scores)
+    assert list(frame.columns) == ["loss", "acc"] and frame["loss"].tolist() == scores.loss.tolist()
+    result = prune.shrink_randomly(runs[0].model, "hidden.0", 32, loader, n_runs=2)
+    steps = rp.shrink_steps(result)
+    assert len(steps) == 2 * 5 and list(steps.columns[:3]) == ["run", "step", "removed"]
+    last = steps[(steps["step"] == 4) & (steps["run"] == 1)].iloc[0]
+    assert last["removed"] == int((~result.keep[1]).sum()) and last["val_loss"] == float(
+        result.val_loss[4, 1]
+    )
+
+
 def test_shrink_runs_report_the_test_metrics_of_the_kept_nodes(nets):
     runs, loader = nets
     steps, final = rp.shrink_runs(runs[0], loader, loader, [8], n_runs=3, seed=1)

@@ -5,28 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.importance import check_layer, node_count
-from netshrink.compress.prune import check_keep
+from netshrink.compress.prune import MaskScores, check_keep
 from netshrink.devices import mode, model_device, to_device
 
 
 @torch.no_grad()
-def evaluate_masks_naive(
-    model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor
-) -> pd.DataFrame:
+def evaluate_masks_naive(model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor) -> MaskScores:
     """The draft's way, for comparison: per mask, zero the weights, evaluate, restore."""
     view = linear_chain(model)
     index = view.index(layer, model)
     lin, nxt = view.linears[index], view.linears[index + 1]
     saved = (lin.weight.clone(), None if lin.bias is None else lin.bias.clone(), nxt.weight.clone())
     device = model_device(model)
-    rows = []
+    losses, accuracies = [], []
     with mode(model, training=False):
         for mask in check_keep(keep, lin.out_features).to(device):
             lin.weight[~mask] = 0
@@ -40,12 +37,15 @@ def evaluate_masks_naive(
                 total += F.cross_entropy(logits, y, reduction="sum").item()
                 correct += (logits.argmax(1) == y).sum().item()
                 n += len(y)
-            rows.append({"loss": total / n, "acc": correct / n})
+            losses.append(total / n)
+            accuracies.append(correct / n)
             lin.weight.copy_(saved[0])
             if lin.bias is not None:
                 lin.bias.copy_(saved[1])
             nxt.weight.copy_(saved[2])
-    return pd.DataFrame(rows)
+    return MaskScores(
+        torch.tensor(losses, dtype=torch.float64), torch.tensor(accuracies, dtype=torch.float64)
+    )
 
 
 def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:

@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -165,16 +164,24 @@ def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.
     return z if nxt.bias is None else z + nxt.bias
 
 
+@dataclass
+class MaskScores:
+    """Mean cross-entropy and accuracy of a model under each of T keep-masks: (T,) each,
+    float64 on the CPU."""
+
+    loss: torch.Tensor
+    acc: torch.Tensor
+
+
 @torch.no_grad()
 def evaluate_masks(
     model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor, chunk: int = 32
-) -> pd.DataFrame:
+) -> MaskScores:
     """Loss and accuracy of the model under each keep-mask, in batched passes.
 
     keep: (T, n_nodes) bool, one keep-mask a row. The layer's activations are computed once per
     data batch; the next layer's pre-activations under a chunk of masks come from one matrix product with
     per-mask effective weights W_next * mask, never from T forward passes.
-    Returns a table with columns `loss` (mean cross-entropy) and `acc`, one row per mask.
     """
     view = linear_chain(model)
     index = view.index(layer, model)
@@ -207,16 +214,21 @@ def evaluate_masks(
             n += len(y)
     if n == 0:
         raise ValueError("loader yielded no examples; evaluate_masks needs at least one batch")
-    return pd.DataFrame({"loss": (loss_sum / n).cpu().numpy(), "acc": (correct.double() / n).cpu().numpy()})
+    return MaskScores((loss_sum / n).cpu(), (correct.double() / n).cpu())
 
 
 @dataclass
 class ShrinkResult:
-    """Algorithm 2 over several runs: `steps` has one row per (run, step), `final` one per run."""
+    """Algorithm 2 over R runs of S steps (row 0: the intact model). Per (step, run): the nodes
+    removed so far (long), whether that step's removal was kept (bool), and the kept model's
+    validation loss and accuracy (float64), each (S + 1, R); `keep` the final keep-masks
+    (R, n_nodes)."""
 
-    steps: pd.DataFrame
-    final: pd.DataFrame
-    keep: torch.Tensor  # (runs, n_nodes) final keep-masks
+    removed: torch.Tensor
+    accepted: torch.Tensor
+    val_loss: torch.Tensor
+    val_acc: torch.Tensor
+    keep: torch.Tensor
 
 
 @torch.no_grad()
@@ -247,31 +259,24 @@ def shrink_randomly(
         raise ValueError(f"tol={tol!r} must be a finite number >= 0")
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
-    base = evaluate_masks(model, layer, val_loader, keep=keep[:1]).iloc[0]
-    loss = torch.full((n_runs,), float(base["loss"]), dtype=torch.float64)
-    acc = torch.full((n_runs,), float(base["acc"]), dtype=torch.float64)
-    rows = [{"run": r, "step": 0, "removed": 0, "accepted": True, "val_loss": loss[r].item(),
-             "val_acc": acc[r].item()} for r in range(n_runs)]  # fmt: skip
-    step = 0
+    base = evaluate_masks(model, layer, val_loader, keep=keep[:1])
+    loss, acc = base.loss.expand(n_runs).clone(), base.acc.expand(n_runs).clone()
+    history = [((~keep).sum(1), torch.ones(n_runs, dtype=torch.bool), loss.clone(), acc.clone())]
     while int(untested.sum(1).min()) >= n_remove:
-        step += 1
         # draw n_remove untested nodes per run: random keys, untested first
         keys = torch.rand(n_runs, n_nodes, generator=generator) + (~untested).float() * 2
         drawn = keys.argsort(dim=1)[:, :n_remove]
         trial = keep.clone()
         trial.scatter_(1, drawn, False)
         untested.scatter_(1, drawn, False)
-        metrics = evaluate_masks(model, layer, val_loader, keep=trial)
-        new_loss = torch.tensor(metrics["loss"].to_numpy())
-        accept = new_loss <= loss + tol
+        scores = evaluate_masks(model, layer, val_loader, keep=trial)
+        accept = scores.loss <= loss + tol
         keep[accept] = trial[accept]
-        loss[accept] = new_loss[accept]
-        acc[accept] = torch.tensor(metrics["acc"].to_numpy())[accept]
-        rows += [{"run": r, "step": step, "removed": int((~keep[r]).sum()), "accepted": bool(accept[r]),
-                  "val_loss": loss[r].item(), "val_acc": acc[r].item()} for r in range(n_runs)]  # fmt: skip
-    steps = pd.DataFrame(rows)
-    final = steps[steps["step"] == step].set_index("run")[["removed", "val_loss", "val_acc"]]
-    return ShrinkResult(steps, final, keep)
+        loss[accept] = scores.loss[accept]
+        acc[accept] = scores.acc[accept]
+        history.append(((~keep).sum(1), accept, loss.clone(), acc.clone()))
+    removed, accepted, val_loss, val_acc = (torch.stack(column) for column in zip(*history, strict=True))
+    return ShrinkResult(removed, accepted, val_loss, val_acc, keep)
 
 
 def magnitude_prune(model: nn.Module, layer: str, fraction: float) -> nn.Module:

@@ -8,7 +8,6 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -18,19 +17,30 @@ from netshrink.compress.importance import Ablations, ablate, ablate_masks, check
 STRATEGIES = ("once: worse", "once: worse + zero", "exhaustive", "greedy")
 
 
+@dataclass(frozen=True)
+class Step:
+    """One removal of a search (step 0: the intact model): the original index of the node
+    removed (-1: none, or several), its loss change, the nodes removed so far, the validation
+    loss and accuracy after it, and the loss evaluations spent so far."""
+
+    step: int
+    node: int
+    loss_change: float
+    removed: int
+    val_loss: float
+    val_acc: float
+    evaluations: int
+
+
 @dataclass
 class PruneResult:
-    """A pruned model (nodes physically removed) and how it was found.
-
-    `keep` is over the original nodes; `steps` has one row per removal (step 0: the intact
-    model) with the original index of the node removed, its loss change, the validation loss
-    and accuracy after it, and the loss evaluations spent so far. (Wall time is the caller's to
-    measure: `experiments.node_importance.pruning_strategies` times each strategy.)
-    """
+    """A pruned model (nodes physically removed) and how it was found: `keep` over the original
+    nodes, one `Step` per removal. (Wall time is the caller's to measure:
+    `experiments.node_importance.pruning_strategies` times each strategy.)"""
 
     model: nn.Module
     keep: torch.Tensor
-    steps: pd.DataFrame
+    steps: list[Step]
     evaluations: int
 
     @property
@@ -38,9 +48,10 @@ class PruneResult:
         return int(self.keep.sum())
 
 
-def _step(step: int, node: int, change: float, result: Ablations, row: int, evaluations: int):
-    return {"step": step, "node": node, "loss_change": change, "val_loss": float(result.loss[row]),
-            "val_acc": float(result.acc[row]), "evaluations": evaluations}  # fmt: skip
+def _step(
+    step: int, node: int, change: float, result: Ablations, row: int, evaluations: int, removed: int
+) -> Step:
+    return Step(step, node, change, removed, float(result.loss[row]), float(result.acc[row]), evaluations)
 
 
 def prune_once(
@@ -57,10 +68,9 @@ def prune_once(
         drop[change.argmax()] = False
     pruned = prune.remove_nodes(model, layer, ~drop) if drop.any() else copy.deepcopy(model)
     after = ablate(pruned, layer, loader, nodes=[])
-    rows = [_step(0, -1, 0.0, result, 0, 0)]
-    rows.append({**_step(1, -1, float(after.loss[0] - result.loss[0]), after, 0, len(change)),
-                 "removed": int(drop.sum())})  # fmt: skip
-    return PruneResult(pruned, ~drop, pd.DataFrame(rows), len(change))
+    rise = float(after.loss[0] - result.loss[0])
+    steps = [_step(0, -1, 0.0, result, 0, 0, 0), _step(1, -1, rise, after, 0, len(change), int(drop.sum()))]
+    return PruneResult(pruned, ~drop, steps, len(change))
 
 
 def prune_exhaustive(
@@ -76,21 +86,22 @@ def prune_exhaustive(
     check_layer(model, layer)
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     result = ablate(current, layer, loader)
-    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0)]
+    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0, 0)]
     while len(original) > 1:
         change = result.loss_change
         j = int(change.argmin())
         if change[j] > tol and len(original) % multiple == 0:
             break
-        rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations))
+        rows.append(
+            _step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations, len(rows))
+        )
         keep = torch.arange(len(original)) != j
         current, original = prune.remove_nodes(current, layer, keep), original[keep]
         result = ablate(current, layer, loader)
         evaluations += len(original)
     mask = torch.zeros(node_count(model.get_submodule(layer)), dtype=torch.bool)
     mask[original] = True
-    return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
-                       evaluations)  # fmt: skip
+    return PruneResult(current if current is not model else copy.deepcopy(model), mask, rows, evaluations)
 
 
 def prune_greedy(
@@ -105,7 +116,7 @@ def prune_greedy(
     check_layer(model, layer)
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     base = ablate(current, layer, loader, nodes=[])
-    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0)]
+    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0, 0)]
     skipped: set[int] = set()
     removed = True
     while removed and len(original) > 1:
@@ -118,7 +129,7 @@ def prune_greedy(
             evaluations += 1
             change = float(result.loss_change[0])
             if change <= tol:
-                rows.append(_step(len(rows), node, change, result, 1, evaluations))
+                rows.append(_step(len(rows), node, change, result, 1, evaluations, len(rows)))
                 keep = torch.arange(len(original)) != j
                 current, original = prune.remove_nodes(current, layer, keep), original[keep]
                 removed = True
@@ -126,8 +137,7 @@ def prune_greedy(
                 skipped.add(node)
     mask = torch.zeros(node_count(model.get_submodule(layer)), dtype=torch.bool)
     mask[original] = True
-    return PruneResult(current if current is not model else copy.deepcopy(model), mask, pd.DataFrame(rows),
-                       evaluations)  # fmt: skip
+    return PruneResult(current if current is not model else copy.deepcopy(model), mask, rows, evaluations)
 
 
 def prefix_masks(order: torch.Tensor, counts: Iterable[int]) -> torch.Tensor:
@@ -169,10 +179,7 @@ def prune_within(
     k = int(within.max()) + 1 if len(within) else 0
     keep = prefix_masks(order, [k])[0]
     pruned = prune.remove_nodes(model, layer, keep) if k else copy.deepcopy(model)
-    steps = pd.DataFrame(
-        {"step": range(n), "node": [-1, *order[: n - 1].tolist()],
-         "loss_change": [0.0, *change[order[: n - 1]].tolist()],
-         "val_loss": [float(result.loss[0]), *sweep.loss[1:].tolist()],
-         "val_acc": [float(result.acc[0]), *sweep.acc[1:].tolist()], "evaluations": n - 1}
-    )  # fmt: skip
+    steps = [_step(0, -1, 0.0, result, 0, n - 1, 0)] + [
+        _step(k, int(order[k - 1]), float(change[order[k - 1]]), sweep, k, n - 1, k) for k in range(1, n)
+    ]
     return PruneResult(pruned, keep, steps, n - 1)

@@ -8,6 +8,7 @@ the test split only reports.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -127,7 +128,11 @@ def pruning_strategies(
     table["nodes left"] = table["nodes left"].astype(int)
     table["loss evaluations"] = table["loss evaluations"].astype(int)
     paths = pd.concat(
-        [results[s].steps.assign(strategy=s) for s in ("exhaustive", "greedy")], ignore_index=True
+        [
+            pd.DataFrame(map(dataclasses.asdict, results[s].steps)).assign(strategy=s)
+            for s in ("exhaustive", "greedy")
+        ],
+        ignore_index=True,
     )
     return table, paths
 

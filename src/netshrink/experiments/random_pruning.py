@@ -67,9 +67,26 @@ def random_trials(
         gen = torch.Generator().manual_seed(seed * 1000 + net_index)
         for n in n_values:
             masks = prune.random_node_masks(n_nodes, n, n_trials, generator=gen)
-            metrics = prune.evaluate_masks(net.model, layer, loader, keep=masks)
-            frames.append(metrics.assign(network=net_index, n=n, trial=range(n_trials)))
+            scores = prune.evaluate_masks(net.model, layer, loader, keep=masks)
+            frames.append(scores_frame(scores).assign(network=net_index, n=n, trial=range(n_trials)))
     return pd.concat(frames, ignore_index=True)[["network", "n", "trial", "loss", "acc"]]
+
+
+def scores_frame(scores: prune.MaskScores) -> pd.DataFrame:
+    """`loss` and `acc` columns, one row per mask."""
+    return pd.DataFrame({"loss": scores.loss.numpy(), "acc": scores.acc.numpy()})
+
+
+def shrink_steps(result: prune.ShrinkResult) -> pd.DataFrame:
+    """Algorithm 2's record as a table: one row per (run, step) with the nodes removed, whether
+    the step was kept, and the kept model's validation loss and accuracy."""
+    steps, runs = result.removed.shape
+    return pd.DataFrame({
+        "run": torch.arange(runs).repeat(steps).numpy(),
+        "step": torch.arange(steps).repeat_interleave(runs).numpy(),
+        "removed": result.removed.flatten().numpy(), "accepted": result.accepted.flatten().numpy(),
+        "val_loss": result.val_loss.flatten().numpy(), "val_acc": result.val_acc.flatten().numpy(),
+    })  # fmt: skip
 
 
 def shrink_runs(
@@ -88,8 +105,10 @@ def shrink_runs(
         gen = torch.Generator().manual_seed(seed * 1000 + n)
         result = prune.shrink_randomly(net.model, layer, n, val_loader, n_runs=n_runs, generator=gen)
         test = prune.evaluate_masks(net.model, layer, test_loader, keep=result.keep)
-        steps.append(result.steps.assign(n=n))
-        finals.append(result.final.reset_index().assign(n=n, test_loss=test["loss"], test_acc=test["acc"]))
+        table = shrink_steps(result)
+        steps.append(table.assign(n=n))
+        final = table[table["step"] == table["step"].max()].drop(columns=["step", "accepted"])
+        finals.append(final.assign(n=n, test_loss=test.loss.numpy(), test_acc=test.acc.numpy()))
     return pd.concat(steps, ignore_index=True), pd.concat(finals, ignore_index=True)
 
 
@@ -122,7 +141,8 @@ def time_mask_evaluation(
         },
         repeats,
     )
-    agree = bool(((results["batched"] - results["per-mask loop"]).abs().max() < 1e-4).all())
+    fast, slow = results["batched"], results["per-mask loop"]
+    agree = torch.allclose(fast.loss, slow.loss, atol=1e-4) and torch.allclose(fast.acc, slow.acc, atol=1e-4)
     return pd.DataFrame(
         {
             "seconds": med,
