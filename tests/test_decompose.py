@@ -328,7 +328,7 @@ def test_each_linear_function_is_exact_at_full_rank(function, rank):
 
 def test_plans_layers_and_rank_rules_by_name():
     net = models.LeNet()
-    assert decompose.decomposable_layers(net) == ["conv1", "conv2", "l1", "l2", "l_out"]
+    assert models.layer_names(net) == ["conv1", "conv2", "l1", "l2", "l_out"]
     assert decompose.normalise_plan({"l1": ["tucker1", 4], "conv2": {"method": "cp", "rank": 3}}) == {
         "l1": {"method": "tucker1", "rank": 4}, "conv2": {"method": "cp", "rank": 3}}  # fmt: skip
     with pytest.raises(ValueError, match=r"plan\['l1'\]=.* must be \[method, rank\]"):

@@ -255,3 +255,9 @@ def build_model(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def layer_names(model: nn.Module, kinds: type | tuple[type, ...] = (nn.Linear, nn.Conv2d)) -> list[str]:
+    """Names of the submodules of `model` of the given kinds, in the order they are defined (the
+    one layer-listing helper: compress and the experiments all list layers with it)."""
+    return [name for name, m in model.named_modules() if isinstance(m, kinds)]

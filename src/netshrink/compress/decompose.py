@@ -51,10 +51,11 @@ from netshrink.compress.ranks import (
     select_rank,
     unfold,
 )
+from netshrink.models import layer_names
 
 __all__ = [  # the layer functions live in conv, linear and ranks; this is the one place to import them from
     "CONV_METHODS", "LINEAR_METHODS", "RANK_RULES", "PointwiseConv", "TTLinear", "btd_conv", "cp_conv",
-    "cp_layers", "decomposable_layers", "decompose_layer", "decompose_model", "jaderberg_conv",
+    "cp_layers", "decompose_layer", "decompose_model", "jaderberg_conv",
     "layer_parameters", "normalise_plan", "rank_for_budget", "resolve_plan", "select_rank", "tt_conv",
     "tt_linear", "tucker1_conv", "tucker1_linear", "tucker2_conv", "tucker2_linear", "unfold",
 ]  # fmt: skip
@@ -99,11 +100,6 @@ def decompose_layer(module: nn.Module, method: str, rank: Any = None, **options:
     return functions[method](module, rank, **options)
 
 
-def decomposable_layers(model: nn.Module) -> list[str]:
-    """Names of the Conv2d and Linear layers of `model`."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-
-
 def normalise_plan(plan: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A plan maps a layer name to `[method, rank]` or `{"method": .., "rank": .., **options}`."""
     out = {}
@@ -126,9 +122,7 @@ def decompose_model(model: nn.Module, plan: Mapping[str, Any]) -> nn.Module:
     names = dict(model.named_modules())
     for name in plan:
         if name not in names or name == "":
-            raise ValueError(
-                f"layer {name!r} is not in the model; allowed: {', '.join(decomposable_layers(model))}"
-            )
+            raise ValueError(f"layer {name!r} is not in the model; allowed: {', '.join(layer_names(model))}")
     new = copy.deepcopy(model)
     for name, spec in plan.items():
         spec = dict(spec)
@@ -149,9 +143,7 @@ def resolve_plan(model: nn.Module, plan: Mapping[str, Any]) -> dict[str, dict[st
     for name, spec in normalise_plan(plan).items():
         layer = model.get_submodule(name) if name in dict(model.named_modules()) else None
         if layer is None:
-            raise ValueError(
-                f"layer {name!r} is not in the model; allowed: {', '.join(decomposable_layers(model))}"
-            )
+            raise ValueError(f"layer {name!r} is not in the model; allowed: {', '.join(layer_names(model))}")
         rank = spec.get("rank")
         out[name] = {**spec, "rank": list(rank) if isinstance(rank, tuple) else rank}
         if isinstance(layer, nn.Conv2d | nn.Linear) and rank is not None:

@@ -22,17 +22,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink.compress import prune
 from netshrink.compress.chain import LinearChain, linear_chain
 from netshrink.devices import mode, model_device, to_device
+from netshrink.models import layer_names
 
 CLASSES = ("important", "zero", "worse")
 
 
 def prunable_layers(model: nn.Module) -> list[str]:
     """Names of the Linear and Conv2d layers whose nodes can be removed: all but the last layer."""
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
-    return names[:-1]
+    return layer_names(model)[:-1]
 
 
 def check_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -235,7 +234,7 @@ def _hooked_sums(
 
 
 def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) -> Ablations:
-    n_classes = model.get_submodule(prune.chain_layers(model)[-1]).weight.shape[0]
+    n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
     device = model_device(model)
     loss_sum = torch.zeros(rows + 1, n_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(rows + 1, n_classes, dtype=torch.long, device=device) if accuracy else None

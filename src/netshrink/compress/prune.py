@@ -22,6 +22,7 @@ from torch import nn
 
 from netshrink.compress.chain import linear_chain
 from netshrink.devices import mode, model_device, to_device
+from netshrink.models import layer_names
 
 
 def hidden_layers(model: nn.Module) -> list[str]:
@@ -63,15 +64,9 @@ def random_node_masks(
     return keep
 
 
-def chain_layers(model: nn.Module) -> list[str]:
-    """Names of the Linear and Conv2d layers in the order they are defined: for the networks here
-    (MLP, Conv4Net, ...) each one feeds the next, through ReLU, pooling or dropout only."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
-
-
 def _check_chain(model: nn.Module, layer: str) -> tuple[nn.Module, str, nn.Module]:
     """The module `layer`, the name of the layer it feeds and that layer; a ValueError otherwise."""
-    names = chain_layers(model)
+    names = layer_names(model)
     modules = dict(model.named_modules())
     if layer not in names[:-1]:
         what = (
@@ -332,7 +327,7 @@ def remove_filters(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Modul
     batch-norm channels (a BatchNorm2d right after the conv), nor the next layer's matching
     input channels (a conv, or a linear layer after a flatten). For VGG-like chains; written by
     hand because the bookkeeping is these few lines (Torch-Pruning's graph tracing is not needed)."""
-    names = chain_layers(model)
+    names = layer_names(model)
     modules = dict(model.named_modules())
     if layer not in names[:-1] or not isinstance(modules[layer], nn.Conv2d):
         convs = [n for n in names[:-1] if isinstance(modules[n], nn.Conv2d)]

@@ -41,7 +41,7 @@ def cifar_config(
 
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of the Conv2d layers of `model`, in order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return models.layer_names(model, nn.Conv2d)
 
 
 def magnitude_sweep(

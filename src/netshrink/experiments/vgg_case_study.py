@@ -38,7 +38,7 @@ def vgg_config(
 
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of the Conv2d layers, in order (features.0, features.3, ... for VGG)."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return models.layer_names(model, nn.Conv2d)
 
 
 def _head(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
