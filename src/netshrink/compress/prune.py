@@ -203,6 +203,8 @@ def evaluate_masks(
                     z = view.forward_from(index, z.flatten(0, 1)).view(len(y), t, -1)
                 target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)  # (N, t)
                 top = z.max(2).values  # one pass gives the stable log-sum-exp and the prediction
+                # the plain max-shifted log-sum-exp; importance._last_hidden_sums needs its own (a bound
+                # of every ablated logit for its rank-one updates, and per-class sums)
                 lse = top + (z - top.unsqueeze(2)).exp_().sum(2).log_()
                 loss_sum[start : start + t] += (lse - target).sum(0).double()
                 correct[start : start + t] += (target >= top).sum(0)  # the target's logit is the largest
