@@ -187,3 +187,20 @@ def per_class_metrics(model, loader, n_classes=10):
             hits.index_add_(0, y, (logits.argmax(1) == y).float())
             count.index_add_(0, y, torch.ones(len(y)))
     return loss / count, hits.double() / count
+
+
+def trained_mlps(hidden: int, epochs: int, n_batches: int = 2):
+    """Two MLPs (seeds 0 and 1) with one hidden layer of `hidden`, trained on `synthetic_batches`:
+    ([TrainResult, TrainResult], the batches)."""
+    import torch
+
+    from netshrink import models, train
+
+    loader = synthetic_batches(n=n_batches)
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        mlp = models.MLP(in_features=20, hidden=(hidden,))
+        train.fit(mlp, torch.optim.Adam(mlp.parameters(), lr=0.01), loader, epochs, progress=False)
+        out.append(trained_result(mlp, loader, key=f"net{seed}"))
+    return out, loader

@@ -2,23 +2,16 @@
 
 import pytest
 import torch
-from conftest import synthetic_batches, trained_result
+from conftest import trained_mlps
 
-from netshrink import models, train
+from netshrink import train
 from netshrink.compress import importance, prune
 from netshrink.experiments import node_importance as ni
 
 
 @pytest.fixture(scope="module")
 def nets():
-    loader = synthetic_batches(n=3)
-    out = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        mlp = models.MLP(in_features=20, hidden=(32,))
-        train.fit(mlp, torch.optim.Adam(mlp.parameters(), lr=0.01), loader, 8, progress=False)
-        out.append(trained_result(mlp, loader, key=f"net{seed}"))
-    return out, loader
+    return trained_mlps(32, 8, n_batches=3)
 
 
 def test_importance_table_holds_the_oracle_the_classes_and_taylor(nets):

@@ -3,23 +3,16 @@
 import pandas as pd
 import pytest
 import torch
-from conftest import synthetic_batches, trained_result
+from conftest import synthetic_batches, trained_mlps
 
-from netshrink import models, published, stats, train
+from netshrink import models, published, stats
 from netshrink.compress import prune
 from netshrink.experiments import random_pruning as rp
 
 
 @pytest.fixture(scope="module")
 def nets():
-    loader = synthetic_batches()
-    out = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        mlp = models.MLP(in_features=20, hidden=(128,))
-        train.fit(mlp, torch.optim.Adam(mlp.parameters(), lr=0.01), loader, 5, progress=False)
-        out.append(trained_result(mlp, loader, key=f"net{seed}"))
-    return out, loader
+    return trained_mlps(128, 5)
 
 
 def test_timing_reports_both_methods_and_agreement():
