@@ -36,7 +36,7 @@ def test_cifar_config_is_the_reports_network_with_augmentation():
 
 def test_magnitude_sweep_and_its_findings(cifar):
     result, _, loader = cifar
-    layers = cd.conv_layers(result.model)
+    layers = models.conv_layers(result.model)
     sweep = cd.magnitude_sweep(result.model, loader, [layers[0], "fc"], [0.0, 0.5])
     assert len(sweep) == 4 and set(sweep["layer"]) == {layers[0], "fc"}
     intact = 100 * train.evaluate(result.model, loader)["acc"]
@@ -48,7 +48,7 @@ def test_magnitude_sweep_and_its_findings(cifar):
 
 def test_reconstruction_findings_read_both_curves_at_the_middle_rank(cifar):
     result, _, _ = cifar
-    conv = result.model.get_submodule(cd.conv_layers(result.model)[-1])
+    conv = result.model.get_submodule(models.conv_layers(result.model)[-1])
     curves = cd.reconstruction_curves(conv, [8, 32, 64])
     found = cd.reconstruction_findings(curves, [8, 32, 64])
     assert found.glue["recon_rank"] == 32
@@ -58,7 +58,7 @@ def test_reconstruction_findings_read_both_curves_at_the_middle_rank(cifar):
 
 def test_k_sweep_times_every_k_and_sets_the_reports_number_beside_k4_before_fine_tuning(cifar, fine_tune):
     result, splits, loader = cifar
-    layers = cd.conv_layers(result.model)[1:]
+    layers = models.conv_layers(result.model)[1:]
     sweep = cd.k_sweep(result, splits, loader, [2, 4, 8], layers, fine_tune, epochs=1,
                        images=splits.test.images[:8], batch_size=4, repeats=1)  # fmt: skip
     assert list(sweep.table.index) == ["original", "k = 2", "k = 4", "k = 8", "k = 4, fine-tuned"]
@@ -75,7 +75,7 @@ def test_k_sweep_times_every_k_and_sets_the_reports_number_beside_k4_before_fine
 
 def test_methods_at_budget_keep_the_budget_and_fine_tune_each(cifar, fine_tune):
     result, splits, loader = cifar
-    layers = cd.conv_layers(result.model)[1:]
+    layers = models.conv_layers(result.model)[1:]
     timing = {"images": splits.test.images[:8], "batch_size": 4, "repeats": 1}
     methods = ["tucker2", "cp"]
     table, found = cd.methods_at_budget(
@@ -92,7 +92,7 @@ def test_methods_at_budget_keep_the_budget_and_fine_tune_each(cifar, fine_tune):
 def test_k_plan_keeps_k_eighths_of_each_dimension_and_full_rank_is_exact():
     torch.manual_seed(0)
     net = models.CifarCNN(pool=True).eval()
-    layers = cd.conv_layers(net)
+    layers = models.conv_layers(net)
     assert layers == ["features.0", "features.2", "features.5", "features.7"]
     plan = cd.k_plan(net, 4, layers)
     assert plan["features.0"] == ["tucker2", [2, 16]] and plan["features.7"] == ["tucker2", [32, 32]]

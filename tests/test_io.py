@@ -58,3 +58,33 @@ def test_remove_stale_takes_only_a_dead_processs_leftovers(tmp_path):
     removed = io.remove_stale(tmp_path)
     assert sorted(p.name for p in removed) == sorted(names[:3])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])
+
+
+def test_a_held_lock_refuses_a_second_holder_naming_the_process(tmp_path):
+    lock = tmp_path / "run.lock"
+    with io.hold_lock(lock, "chapter 'tiny' (smoke)", {"chapter": "tiny"}):
+        with pytest.raises(io.Busy) as err, io.hold_lock(lock, "chapter 'tiny' (smoke)"):
+            pytest.fail("a second holder got the lock")
+        assert f"chapter 'tiny' (smoke) is already running in process {os.getpid()}" in str(err.value)
+        assert f"kill {os.getpid()}" in str(err.value)
+    with io.hold_lock(lock, "chapter 'tiny' (smoke)"):  # released at the end of the block
+        pass
+
+
+def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
+    lock = tmp_path / "run.lock"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from netshrink import io
+        with io.hold_lock({str(lock)!r}, "x"):
+            print("held", flush=True)
+            time.sleep(60)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(io.Busy, match=f"process {holder.pid}"), io.hold_lock(lock, "x"):
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with io.hold_lock(lock, "x"):  # the kernel dropped the dead process's lock
+        pass

@@ -122,3 +122,7 @@ def test_evaluation_loader_keeps_the_split_in_large_batches(nets):
     splits = data.DataSplits("mnist", "tiny", tuple("0123456789"), ds, ds, ds, {})
     batches = list(rp.evaluation_loader(splits, "val", batch_size=16))
     assert [len(y) for _, y in batches] == [16, 14]
+
+
+def test_glue_key_makes_a_data_set_name_a_glue_name_part():
+    assert rp.glue_key("fashion-mnist") == "fashion_mnist" and rp.glue_key("mnist") == "mnist"

@@ -1,5 +1,6 @@
 import ast
 import json
+import os
 import shutil
 
 import nbformat
@@ -175,6 +176,7 @@ def test_a_failed_rerun_leaves_the_last_good_results_whole(tmp_path, project_roo
     assert csv.read_text().splitlines()[1].endswith(",3")
     assert not executed.with_suffix(".failed.ipynb").exists()
     assert sorted(p.name for p in (results / "smoke").iterdir()) == [
+        ".running",
         "manifest.json",
         "manifest.lock",
         "notebooks",
@@ -202,3 +204,61 @@ def test_plain_papermill_stops_in_the_first_cell_before_any_work(
         )  # fmt: skip
     assert message in err.value.evalue and err.value.exec_count == 3  # parameters, injected, first cell
     assert not results_dir.exists(), "nothing is written before the parameters are checked"
+
+
+def _tiny_chapter(tmp_path, project_root, body):
+    root = tmp_path / "book"
+    (root / "chapters").mkdir(parents=True)
+    shutil.copy(project_root / "_toc.yml", root / "_toc.yml")
+    params = "profile = 'quick'\nx = 1\ndevice = 'auto'\nprecision = 'auto'"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(body)])  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "chapters" / "tiny.ipynb")
+    tiny = chapters.Chapter("tiny", "chapters/tiny.ipynb", "Tiny", ("X-T1",), {p: {"x": 2} for p in PROFILES})
+    return root, tiny
+
+
+TABLE_CELL = (
+    "import pandas as pd\nfrom netshrink.book.report import Report\n"
+    "r = Report('tiny', profile, {'x': x}, display=False)\n"
+    "r.table('X-T1', pd.DataFrame({'a': [x]}), 'x itself')"
+)
+
+
+def test_a_second_run_of_the_same_chapter_is_refused_naming_the_running_process(tmp_path, project_root):
+    root, tiny = _tiny_chapter(tmp_path, project_root, TABLE_CELL)
+    results = tmp_path / "results"
+    runner.run_chapter(tiny, "smoke", root=root, results=results, progress=False)
+    csv = results / "smoke" / "tiny" / "X-T1.csv"
+    before = csv.read_text()
+    lock = runner.running_dir(results, "smoke") / "tiny.lock"
+    with runner.hold_lock(lock, "chapter 'tiny' (smoke)"):
+        with pytest.raises(
+            runner.Busy, match=f"chapter 'tiny' \\(smoke\\) is already running in process {os.getpid()}"
+        ):
+            runner.run_chapter(tiny, "smoke", root=root, results=results, overrides={"x": 5}, progress=False)
+        assert f"tiny: process {os.getpid()}" in runner.status_report("smoke", results)
+    assert csv.read_text() == before, "the refused run touched the results"
+    assert runner.status_report("smoke", results) == "no chapter of profile 'smoke' is running"
+    runner.run_chapter(
+        tiny, "quick", root=root, results=results, progress=False
+    )  # another profile: its own lock
+
+
+def test_a_run_records_the_cpu_and_its_kernels_cpu_seconds_and_prints_its_status(
+    tmp_path, project_root, capsys
+):
+    body = ("from netshrink import progress\nimport time\nprogress.update(stage='sleeping')\n"
+            "time.sleep(1.5)\n" + TABLE_CELL)  # fmt: skip
+    root, tiny = _tiny_chapter(tmp_path, project_root, body)
+    results = tmp_path / "results"
+    runner.run_chapter(tiny, "smoke", root=root, results=results, progress=False, status_every=0.2)
+    prov = json.loads((results / "smoke" / "tiny" / "provenance.json").read_text())
+    assert prov["cpu"]["model"] and prov["cpu"]["vector unit"] and prov["cpu"]["threads"] >= 1
+    usage = prov["cpu usage"]
+    assert usage["user seconds"] > 0.5, "the kernel's CPU time (imports of torch, pandas) is counted"
+    assert 0 <= usage["system share"] < 1 and usage["minor page faults"] > 0
+    out = capsys.readouterr().out
+    assert "sleeping" in out and "tiny: " in out and "% system" in out
+    assert not (runner.running_dir(results, "smoke") / "tiny.status.json").exists()

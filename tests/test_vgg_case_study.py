@@ -23,7 +23,7 @@ def loader():
 
 
 def test_sensitivity_reuses_the_prefix_and_matches_a_full_evaluation(vgg, loader):
-    layers = vc.conv_layers(vgg)
+    layers = models.conv_layers(vgg)
     assert len(layers) == 13 and layers[0] == "features.0" and layers[-1] == "features.40"
     table = vc.sensitivity(vgg, loader, [layers[2], layers[-1]], [0.0, 0.5])
     assert list(table.columns) == ["layer", "rate", "filters left", "accuracy (%)"] and len(table) == 4
@@ -45,7 +45,7 @@ def test_rates_follow_the_tolerance():
 
 
 def test_the_pipeline_shrinks_the_network_and_keeps_it_working(vgg):
-    layers = vc.conv_layers(vgg)
+    layers = models.conv_layers(vgg)
     pruned = vc.prune_filters(vgg, {name: 0.5 for name in layers})
     assert models.count_parameters(pruned) < models.count_parameters(vgg) / 3
     plan = vc.tucker_plan(pruned, "vbmf")
@@ -86,7 +86,7 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
     splits = data.DataSplits("cifar10", "tiny CIFAR", tuple("abcdefghij"), ds, ds, ds, {"n": len(ds)})
     base = trained_result(vgg, loader, key="vgg")
     fine_tune = functools.partial(cache.fine_tune_cached, root=tmp_path, progress=False)
-    rates = {name: 0.5 for name in vc.conv_layers(vgg)[1:4]}
+    rates = {name: 0.5 for name in models.conv_layers(vgg)[1:4]}
     reduction = vc.reduce_vgg(base, splits, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4)
     assert list(reduction.models) == [
         "original", "filters pruned", "filters pruned, fine-tuned", "+ Tucker-2 convs",
@@ -95,7 +95,7 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
     pruned = reduction.models["filters pruned"]
     # fine-tuning worked on a copy: the pruned step still gives its own accuracy
     assert reduction.accuracy["filters pruned"] == pytest.approx(train.evaluate(pruned, loader)["acc"])
-    assert pruned.get_submodule(vc.conv_layers(vgg)[1]).out_channels == 2
+    assert pruned.get_submodule(models.conv_layers(vgg)[1]).out_channels == 2
     assert reduction.plans["rates"] == rates and list(reduction.plans["classifier"]) == ["classifier.0"]
     table = vc.step_table(reduction.models, reduction.accuracy, images[:4], batch_size=2, repeats=1)
     found = vc.reduction_findings(table, network="VGG", data_set="tiny", tucker_rule=0.8)

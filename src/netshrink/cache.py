@@ -245,7 +245,7 @@ def train_cached(
         history=history,
         on_epoch_end=checkpoint,
         progress=progress,
-        desc=f"{config.model} on {splits.label}",
+        desc=f"{config.model} on {splits.label} (lr {config.lr:g}, key {config.key()[:8]})",
         precision=config.precision,
     )
     model.eval()
@@ -319,7 +319,7 @@ def fine_tune_cached(
         test_loader=test_loader,
         seed=seed,
         progress=progress,
-        desc="fine-tune",
+        desc=f"fine-tuning {key[:8]} on {splits.label}",
         precision=precision,
     )
     model.eval()

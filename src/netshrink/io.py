@@ -4,13 +4,16 @@ run's `remove_stale`)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,3 +127,49 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+class Busy(RuntimeError):
+    """Another live process holds a lock (`hold_lock`); the message names it, `holder_text`
+    says which process."""
+
+    holder_text: str = ""
+
+
+@contextmanager
+def hold_lock(path: Path | str, what: str, info: dict[str, Any] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the block, or raise `Busy` naming the process that
+    holds it (pid, command, since when). `what` says what the lock guards, for the message.
+
+    The lock is the kernel's (`flock`): it dies with its process, so a killed run never leaves
+    a lock behind; the file only says who holds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 1 << 16, 0).decode() or "{}")
+            except ValueError:
+                holder = {}
+            text = (f"process {holder.get('pid', '?')} ({holder.get('command', 'command unknown')}, "
+                    f"started {holder.get('started', '?')})")  # fmt: skip
+            busy = Busy(
+                f"{what} is already running in {text}; wait for it to finish or stop it "
+                f"(kill {holder.get('pid', '<pid>')}) and run again"
+            )
+            busy.holder_text = text
+            raise busy from None
+        me = {"pid": os.getpid(), "command": " ".join(sys.argv) or sys.executable,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **(info or {})}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

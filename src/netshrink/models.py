@@ -261,3 +261,8 @@ def layer_names(model: nn.Module, kinds: type | tuple[type, ...] = (nn.Linear, n
     """Names of the submodules of `model` of the given kinds, in the order they are defined (the
     one layer-listing helper: compress and the experiments all list layers with it)."""
     return [name for name, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the Conv2d layers of `model`, in order (features.0, features.3, ... for VGG)."""
+    return layer_names(model, nn.Conv2d)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from netshrink import data, devices, models
 from netshrink.devices import autocast, mode, model_device, to_device
+from netshrink.progress import training as report_epoch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine")
@@ -192,6 +193,8 @@ def fit(
                     row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
             row["seconds"] = time.perf_counter() - start
             history.append(row)
+            done = history[-(epoch + 1 - start_epoch):]  # the epochs this call trained
+            report_epoch(desc, epoch + 1, epochs, sum(r["seconds"] for r in done) / len(done))
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc")})
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)

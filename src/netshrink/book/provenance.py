@@ -2,8 +2,9 @@
 committed results (`results/full/`, made on a GPU that CI does not have) still match the code.
 
 `results/<profile>/<chapter>/provenance.json` holds the commit, whether the working tree had
-changes, the device and precision, the PyTorch and Python versions, the wall time, the date,
-the profile's parameters and a digest of the notebook's code cells.
+changes, the device and precision, the CPU (model, vector unit, threads), the PyTorch and Python
+versions, the wall time, the CPU seconds (user and system) and page faults of the chapter's kernel,
+the date, the profile's parameters and a digest of the notebook's code cells.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
+import resource
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +46,79 @@ def notebook_digest(path: Path) -> str:
     return hashlib.sha256("\n\x00\n".join(code).encode()).hexdigest()[:16]
 
 
-def record(chapter: Chapter, profile: str, params: dict[str, Any], wall_seconds: float, root: Path) -> dict:
-    """The provenance of a run of `chapter` that just finished, with `params` as it ran."""
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_record(threads: int | None = None) -> dict[str, Any]:
+    """The CPU a run used: model, the vector unit PyTorch's kernels dispatch to (`AVX2`,
+    `AVX512`, ...), cores and the threads PyTorch computes with."""
+    return {
+        "model": cpu_model(),
+        "vector unit": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+        "threads": threads if threads is not None else torch.get_num_threads(),
+    }
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds and page faults of finished child processes (a chapter's kernel), from
+    `getrusage(RUSAGE_CHILDREN)`; subtract two readings to get a run's own."""
+
+    user: float
+    system: float
+    minor_faults: int
+    major_faults: int
+
+    @classmethod
+    def children(cls) -> Usage:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(r.ru_utime, r.ru_stime, r.ru_minflt, r.ru_majflt)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            self.user - other.user,
+            self.system - other.system,
+            self.minor_faults - other.minor_faults,
+            self.major_faults - other.major_faults,
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        total = self.user + self.system
+        return {
+            "user seconds": round(self.user, 1),
+            "system seconds": round(self.system, 1),
+            "system share": round(self.system / total, 4) if total > 0 else None,
+            "minor page faults": self.minor_faults,
+            "major page faults": self.major_faults,
+        }
+
+    def summary(self) -> str:
+        """'CPU 812 s user + 31 s system (3.7 % system), 1.2 M minor page faults'."""
+        total = self.user + self.system
+        share = 100 * self.system / total if total > 0 else 0.0
+        return (f"CPU {self.user:.0f} s user + {self.system:.0f} s system ({share:.1f} % system), "
+                f"{self.minor_faults / 1e6:.2f} M minor page faults")  # fmt: skip
+
+
+def record(
+    chapter: Chapter,
+    profile: str,
+    params: dict[str, Any],
+    wall_seconds: float,
+    root: Path,
+    usage: Usage | None = None,
+) -> dict:
+    """The provenance of a run of `chapter` that just finished, with `params` as it ran and
+    `usage`, the CPU time of its kernel."""
     status = _git(root, "status", "--porcelain", "--", "src", "chapters")
     return {
         "chapter": chapter.name,
@@ -54,10 +129,12 @@ def record(chapter: Chapter, profile: str, params: dict[str, Any], wall_seconds:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "wall seconds": round(wall_seconds, 1),
+        "cpu": cpu_record(params.get("threads")),
+        "cpu usage": usage.as_record() if usage is not None else None,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "notebook": chapter.notebook,
         "notebook digest": notebook_digest(root / chapter.notebook),
-        "parameters": {k: v for k, v in params.items() if k != "computed on"},
+        "parameters": {k: v for k, v in params.items() if k not in ("computed on", "threads")},
     }
 
 
@@ -94,8 +171,12 @@ def page_note(prov: dict) -> str:
     """A note for the top of a chapter page: which profile, device and commit made its numbers."""
     commit = prov["commit"][:10] + (" with uncommitted changes" if prov.get("uncommitted changes") else "")
     minutes = prov["wall seconds"] / 60
+    device = prov["computed on"] or "an unrecorded device"
+    cpu = prov.get("cpu")
+    if cpu and device.startswith("CPU"):
+        device += f" of an {cpu['model']} ({cpu['vector unit']})"
     return (
         f"```{{note}}\nThe numbers on this page were made by the **`{prov['profile']}`** profile on "
-        f"{prov['computed on'] or 'an unrecorded device'}, at commit `{commit}`, on {prov['date'][:10]} "
+        f"{device}, at commit `{commit}`, on {prov['date'][:10]} "
         f"(PyTorch {prov['torch']}; {minutes:.1f} minutes).\n```"
     )

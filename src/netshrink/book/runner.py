@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +30,11 @@ import nbformat
 import papermill as pm
 import yaml
 
-from netshrink import paths
+from netshrink import paths, progress
 from netshrink.book import pages, parameters, provenance
 from netshrink.book.chapters import CHAPTERS, Chapter, select
 from netshrink.book.report import check_profile, publish, read_manifest
-from netshrink.io import atomic_path, exit_on_sigterm, remove_stale, write_json, write_with
+from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
@@ -79,11 +80,49 @@ def run_chapter(
     results: Path | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    status_every: float | None = None,
 ) -> Path:
-    """Execute one chapter; return the executed notebook's path."""
+    """Execute one chapter; return the executed notebook's path.
+
+    Only one run of a chapter and profile at a time: a second one raises `io.Busy` naming the
+    running process. While it runs, the chapter writes where it is (cell, stage, model, epoch,
+    time left) to `running_dir(...)/<chapter>.status.json`; with `status_every` (seconds) this
+    function also prints it that often when it changed. Models already trained come from the
+    cache and an interrupted training resumes from its last epoch, so a rerun after a kill
+    picks up where the killed run stopped."""
     root = root or paths.project_root()
     results = results or paths.results_root()
     params = check_parameters(chapter, {**chapter.parameters(profile), **(overrides or {})}, root)
+    running = running_dir(results, profile)
+    with hold_lock(running / f"{chapter.name}.lock", f"chapter {chapter.name!r} ({profile})",
+                   {"chapter": chapter.name, "profile": profile}):  # fmt: skip
+        return _run_locked(chapter, profile, params, root, results, progress, status_every)
+
+
+def running_dir(results: Path, profile: str) -> Path:
+    """`results/<profile>/.running/`: the locks and status files of the chapters running now."""
+    return results / profile / ".running"
+
+
+def _watch(status_path: Path, n_cells: int, every: float, stop: threading.Event) -> None:
+    """Print the chapter's status line every `every` seconds when it changed."""
+    last = None
+    while not stop.wait(every):
+        status = progress.read(status_path)
+        if status and status.get("updated") != last:
+            last = status.get("updated")
+            print(f"   [{time.strftime('%H:%M:%S')}] {progress.describe(status, n_cells)}", flush=True)
+
+
+def _run_locked(
+    chapter: Chapter,
+    profile: str,
+    params: dict[str, Any],
+    root: Path,
+    results: Path,
+    progress_bar: bool,
+    status_every: float | None,
+) -> Path:
     notebooks = results / profile / "notebooks"
     out = notebooks / f"{chapter.stem}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
@@ -91,9 +130,18 @@ def run_chapter(
         remove_stale(folder)
     staging = results / f".{chapter.name}.run-{os.getpid()}"  # a fresh results root for this run
     shutil.rmtree(staging, ignore_errors=True)
-    start = time.perf_counter()
+    status_path = running_dir(results, profile) / f"{chapter.name}.status.json"
+    status_path.unlink(missing_ok=True)
+    n_cells = sum(c.cell_type == "code" for c in nbformat.read(root / chapter.notebook, as_version=4).cells)
+    stop = threading.Event()
+    if status_every:
+        threading.Thread(target=_watch, args=(status_path, n_cells, status_every, stop), daemon=True).start()
+    start, usage = time.perf_counter(), provenance.Usage.children()
     try:
-        with atomic_path(out) as tmp, _environment(NETSHRINK_RESULTS=str(staging)):
+        with (
+            atomic_path(out) as tmp,
+            _environment(NETSHRINK_RESULTS=str(staging), **{progress.ENV: str(status_path)}),
+        ):
             try:
                 pm.execute_notebook(
                     str(root / chapter.notebook),
@@ -101,7 +149,7 @@ def run_chapter(
                     parameters=params,
                     cwd=str(root),
                     kernel_name="python3",
-                    progress_bar=progress,
+                    progress_bar=progress_bar,
                     report_mode=False,
                 )
             except pm.PapermillExecutionError as err:
@@ -119,12 +167,17 @@ def run_chapter(
                 if (made / "parameters.json").is_file()
                 else {}
             )
+            used = provenance.Usage.children() - usage
             prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
-                                     time.perf_counter() - start, root)  # fmt: skip
+                                     time.perf_counter() - start, root, used)  # fmt: skip
+            wall = time.perf_counter() - start
+            print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}", flush=True)
             write_json(made / provenance.RECORD, prov)
             publish(chapter.name, profile, staging, results)
         failed.unlink(missing_ok=True)
     finally:
+        stop.set()
+        status_path.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     return out
 
@@ -220,6 +273,23 @@ def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path)
     return out
 
 
+def status_report(profile: str, results: Path) -> str:
+    """Which chapters of `profile` are running now (their lock is held), by which process, and
+    where each is; the status files of runs that died are reported as such."""
+    lines = []
+    for chapter in CHAPTERS.values():
+        lock = running_dir(results, profile) / f"{chapter.name}.lock"
+        if not lock.is_file():
+            continue
+        try:
+            with hold_lock(lock, chapter.name):
+                continue  # nobody holds it: not running
+        except Busy as busy:
+            status = progress.read(running_dir(results, profile) / f"{chapter.name}.status.json")
+            lines.append(f"{chapter.name}: {busy.holder_text}\n   {progress.describe(status or {})}")
+    return "\n".join(lines) or f"no chapter of profile {profile!r} is running"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -230,9 +300,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="set a chapter parameter, as papermill's -p (VALUE read as YAML)")  # fmt: skip
     parser.add_argument("--no-build", action="store_true", help="run the chapters, skip the HTML build")
     parser.add_argument("--build-only", action="store_true", help="build the HTML book from finished runs")
+    parser.add_argument("--status", action="store_true",
+                        help="say which chapters of the profile are running, and where they are")  # fmt: skip
+    parser.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
+                        help="print a running chapter's stage, model, epoch and time left this often "
+                             "(default 60; 0: never)")  # fmt: skip
     args = parser.parse_args(argv)
     exit_on_sigterm()
     root = paths.project_root()
+    if args.status:
+        print(status_report(check_profile(args.profile), paths.results_root()))
+        return 0
     try:
         profile = check_profile(args.profile)
         chapters = select(args.chapters)
@@ -248,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             print(f"== chapter {chapter.name} ({profile})", flush=True)
             try:
-                out = run_chapter(chapter, profile, overrides=overrides[chapter.name])
-            except (ChapterFailed, ValueError) as err:
+                out = run_chapter(chapter, profile, overrides=overrides[chapter.name],
+                                  status_every=args.status_every or None)  # fmt: skip
+            except (ChapterFailed, ValueError, Busy) as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 1
             print(f"   done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)

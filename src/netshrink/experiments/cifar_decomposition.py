@@ -39,11 +39,6 @@ def cifar_config(
     )
 
 
-def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the Conv2d layers of `model`, in order."""
-    return models.layer_names(model, nn.Conv2d)
-
-
 def magnitude_sweep(
     model: nn.Module, loader: Iterable, layers: Sequence[str], rates: Sequence[float]
 ) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from netshrink import measure, published, stats, train
 from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import importance, naive, search
+from netshrink.experiments.random_pruning import glue_key
 
 LAYER = "hidden.0"
 
@@ -160,7 +161,6 @@ def loss_change_benchmark(
     ).rename_axis("method")
 
 
-DATASETS = ("mnist", "fashion-mnist")
 STRATEGY_GLUE = {
     "once: worse": "once",
     "once: worse + zero": "once_zero",
@@ -170,10 +170,6 @@ STRATEGY_GLUE = {
     "original": "orig",
 }
 """Strategy (row of `pruning_strategies`) -> the short name its numbers are glued under."""
-
-
-def _key(dataset: str) -> str:
-    return dataset.replace("-", "_")
 
 
 def base_findings(net: TrainResult) -> Findings:
@@ -197,7 +193,7 @@ def base_findings(net: TrainResult) -> Findings:
 def class_findings(counts: pd.DataFrame, dataset: str) -> Findings:
     """Mean important, zero and worse nodes over networks, and the mean Spearman correlation of
     the Taylor estimate with the oracle (`counts`: `class_counts`)."""
-    key = _key(dataset)
+    key = glue_key(dataset)
     glue = {f"{cls}_{key}": float(counts[cls].mean()) for cls in ("important", "zero", "worse")}
     return Findings(glue | {f"rho_{key}": float(counts["Spearman (Taylor, oracle)"].mean())})
 
@@ -207,7 +203,7 @@ def strategy_findings(table: pd.DataFrame, dataset: str, label: str) -> Findings
     (`table`: `pruning_strategies`)."""
     glue = {}
     for strategy, short in STRATEGY_GLUE.items():
-        row, key = table.loc[strategy], f"{short}_{{}}_{_key(dataset)}"
+        row, key = table.loc[strategy], f"{short}_{{}}_{glue_key(dataset)}"
         glue |= {
             key.format("left"): int(row["nodes left"]),
             key.format("acc"): 100 * float(row["test acc"]),
@@ -218,10 +214,9 @@ def strategy_findings(table: pd.DataFrame, dataset: str, label: str) -> Findings
     if dataset == "mnist":
         faster = table.loc["exhaustive", "seconds"] < table.loc["greedy", "seconds"]
         glue["exh_vs_greedy"] = "the faster" if faster else "the slower"
-    rows = [r for r in table.index if r != "original"]
-    records = compression_rows("I-T2", table, data_set=label, rows=rows, model="MLP 128, {row}",
-                               how="nodes removed by importance ({row})")  # fmt: skip
-    compressions = [
-        {**c, "item": "I-T3" if row == "greedy" else "I-T2"} for row, c in zip(rows, records, strict=True)
-    ]
+    once = [r for r in table.index if r not in ("original", "greedy")]
+    kw = {"data_set": label, "model": "MLP 128, {row}", "how": "nodes removed by importance ({row})"}
+    compressions = compression_rows("I-T2", table, rows=once, **kw) + compression_rows(
+        "I-T3", table, rows=["greedy"], **kw
+    )
     return Findings(glue, compressions=compressions)

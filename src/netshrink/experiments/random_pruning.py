@@ -158,7 +158,8 @@ ITEMS = {"mnist": ("R-T1", "R-T2", "R-F1", "R-F2"), "fashion-mnist": ("R-T4", "R
 """Per data set: the accuracy and loss tables and figures of the random trials."""
 
 
-def _key(dataset: str) -> str:
+def glue_key(dataset: str) -> str:
+    """'fashion-mnist' -> 'fashion_mnist': the data set's part of a glue name."""
     return dataset.replace("-", "_")
 
 
@@ -167,8 +168,8 @@ def network_findings(nets: Mapping[str, Sequence[TrainResult]]) -> Findings:
     glue = {"draft_base_acc_mnist": 100 * published.MNIST_128["acc"]}
     for ds, runs in nets.items():
         glue |= {
-            f"base_acc_{_key(ds)}": 100 * runs[0].test["acc"],
-            f"base_loss_{_key(ds)}": runs[0].test["loss"],
+            f"base_acc_{glue_key(ds)}": 100 * runs[0].test["acc"],
+            f"base_loss_{glue_key(ds)}": runs[0].test["loss"],
         }
     return Findings(glue)
 
@@ -181,8 +182,8 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
     largest = int(first["n"].max())
     acc_table, loss_table = published.RANDOM_PRUNING_TABLES[t_acc], published.RANDOM_PRUNING_TABLES[t_loss]
     glue = {
-        f"mean_acc_max_n_{_key(dataset)}": 100 * first.loc[first["n"] == largest, "acc"].mean(),
-        f"draft_mean_acc_max_n_{_key(dataset)}": 100 * acc_table.loc["mean", 64],
+        f"mean_acc_max_n_{glue_key(dataset)}": 100 * first.loc[first["n"] == largest, "acc"].mean(),
+        f"draft_mean_acc_max_n_{glue_key(dataset)}": 100 * acc_table.loc["mean", 64],
     }
     compare = []
     for n in sorted({int(first["n"].min()), largest} & set(acc_table.columns)):
@@ -206,7 +207,7 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
 def spread_findings(spread: pd.DataFrame, dataset: str, n_trials: int) -> Findings:
     """At the largest n: the share of variance from the network, the 95 % CI half-width over
     networks and the mask-sampling error, in percentage points (`spread`: `stats.spread_by_source`)."""
-    row, key = spread.iloc[-1], _key(dataset)
+    row, key = spread.iloc[-1], glue_key(dataset)
     return Findings(
         {
             f"share_network_max_n_{key}": 100 * row["share of variance from the network"],

@@ -61,7 +61,9 @@ def describe_plan(plan: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-FineTune = Callable[..., FineTuned]  # (model, origin, splits, *, epochs, lr, seed) -> FineTuned
+FineTune = Callable[
+    ..., FineTuned
+]  # cache.fine_tune_cached's shape: (model, origin, splits, *, epochs, lr, ...)
 
 
 @dataclass

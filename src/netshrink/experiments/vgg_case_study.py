@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,7 +21,7 @@ from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.devices import mode, model_device, to_device
-from netshrink.experiments.tensor_decomposition import compare_models
+from netshrink.experiments.tensor_decomposition import FineTune, compare_models
 from netshrink.train import TrainConfig
 
 
@@ -34,11 +34,6 @@ def vgg_config(
         "vgg16", "cifar10", {"width": width}, {**(data_kwargs or {}), "augment": True}, optimizer="sgd",
         lr=lr, momentum=0.9, weight_decay=5e-4, schedule="cosine", epochs=epochs, batch_size=128, seed=seed,
     )  # fmt: skip
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the Conv2d layers, in order (features.0, features.3, ... for VGG)."""
-    return models.layer_names(model, nn.Conv2d)
 
 
 def _head(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +86,8 @@ def prune_filters(model: nn.Module, rates: Mapping[str, float]) -> nn.Module:
     L1 norm (on the weights the earlier removals left, Li et al.'s greedy variant), physically,
     with their batch-norm channels and the next layer's inputs."""
     for layer, rate in rates.items():
-        if layer not in conv_layers(model):
-            allowed = ", ".join(conv_layers(model))
+        if layer not in models.conv_layers(model):
+            allowed = ", ".join(models.conv_layers(model))
             raise ValueError(f"layer={layer!r} is not a conv layer; allowed values: {allowed}")
         keep = prune.smallest_l1_filters(model.get_submodule(layer), rate)
         if not keep.all():
@@ -102,7 +97,7 @@ def prune_filters(model: nn.Module, rates: Mapping[str, float]) -> nn.Module:
 
 def tucker_plan(model: nn.Module, rule: str | float = "vbmf", skip_first: bool = True) -> dict[str, list]:
     """Tucker-2 of every conv (but the first, 3 input channels) with ranks by `rule`."""
-    layers = conv_layers(model)[1 if skip_first else 0 :]
+    layers = models.conv_layers(model)[1 if skip_first else 0 :]
     return decompose.resolve_plan(model, {name: ["tucker2", rule] for name in layers})
 
 
@@ -211,9 +206,6 @@ class Reduction:
     models: dict[str, nn.Module]
     accuracy: dict[str, float]
     plans: dict[str, dict]
-
-
-FineTune = Callable[..., FineTuned]  # (model, origin, splits, *, epochs, lr, batch_size, seed)
 
 
 def reduce_vgg(
