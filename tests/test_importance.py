@@ -30,6 +30,7 @@ def test_batched_loss_change_equals_one_pass_per_node(model, layer, shape, chunk
     torch.manual_seed(0)
     net = model().eval()
     loader = random_batches(shape)
+    chunk = min(chunk, net.get_submodule(layer).weight.shape[0])  # at most one node a row
     fast = importance.loss_change(net, layer, loader, chunk=chunk)
     hooked = importance.ablate(net, layer, loader, chunk=chunk, accuracy=False).loss
     slow = naive.loss_change_naive(net, layer, loader)
@@ -182,3 +183,40 @@ def test_layer_names_checks_and_node_counts():
     assert prune.check_keep(torch.ones(16, dtype=torch.bool), 16).all()
     with pytest.raises(ValueError, match="keep"):
         prune.check_keep(torch.ones(15, dtype=torch.bool), 16)
+
+
+@pytest.mark.parametrize("chunk", [0, -1, 17, 2.5, True])
+def test_a_chunk_that_cannot_fit_is_refused_naming_the_allowed_range(chunk):
+    net = models.MLP(in_features=20, hidden=(16,)).eval()
+    loader = random_batches((20,))
+    with pytest.raises(
+        ValueError, match=r"chunk=.* is out of range; allowed: integers 1\.\.16 \(the number of nodes"
+    ):
+        importance.ablate(net, "hidden.0", loader, chunk=chunk)
+    with pytest.raises(
+        ValueError, match=r"chunk=.* is out of range; allowed: integers 1\.\.3 \(the number of masks\)"
+    ):
+        importance.ablate_masks(
+            net, "hidden.0", loader, keep=torch.ones(3, 16, dtype=torch.bool), chunk=chunk
+        )
+
+
+def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch):
+    torch.manual_seed(0)
+    net = models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7).eval()
+    x = torch.randn(1, 1, 8, 8)
+    # per image: conv1 4 x 8 x 8 = 256 elements, conv2 6 x 8 x 8 = 384 (the largest from conv1 on);
+    # fc 7 and out 10 (the largest from fc on)
+    assert importance.rows_per_pass(net, net.conv1, x) == importance.PASS_BUDGET["cpu"] // 384
+    assert importance.rows_per_pass(net, net.fc, x) == importance.PASS_BUDGET["cpu"] // 10
+    loader = random_batches((1, 8, 8))
+    wide = importance.ablate(net, "conv1", loader)
+    monkeypatch.setitem(importance.PASS_BUDGET, "cpu", 384 * 3)  # 3 rows a pass: blocks of one image
+    rows = []
+    real = net.conv2.forward
+    monkeypatch.setattr(net.conv2, "forward", lambda x: rows.append(len(x)) or real(x))
+    narrow = importance.ablate(net, "conv1", loader)
+    assert max(rows) <= 3
+    intact = importance.ablate(net, "conv1", loader, nodes=[])  # no ablation: the intact row alone
+    assert intact.loss_sum.shape == (1, 10) and torch.allclose(intact.loss_sum, wide.loss_sum[:1])
+    assert torch.allclose(narrow.loss_sum, wide.loss_sum) and torch.equal(narrow.correct, wide.correct)

@@ -12,11 +12,11 @@ from netshrink.io import write_json
 def test_committed_full_results_match_the_code(project_root, chapter):
     results = project_root / "results"
     if provenance.read(results, "full", chapter.name) is None:
-        pytest.skip(f"no committed full results of {chapter.name} (they are made on a GPU: README, 'full')")
+        pytest.skip(f"no committed full results of {chapter.name} (README, 'Thesis-scale results')")
     reasons = provenance.stale(chapter, "full", results, project_root)
     assert not reasons, (
         f"results/full/{chapter.name} no longer matches the code ({'; '.join(reasons)}): rerun the chapter's "
-        "full profile on a GPU (README) or say in the commit why not"
+        "full profile (README) or say in the commit why not"
     )
 
 
@@ -46,7 +46,9 @@ def test_changed_parameters_items_or_notebook_make_results_stale(tmp_path, proje
         "parameters differ: cifar_epochs ran 7, now 15"
     ]
     _fake_run(tmp_path, project_root, chapter, items=chapter.items[:-1])
-    assert provenance.stale(chapter, "full", tmp_path, project_root)[0].startswith("items differ: made")
+    assert provenance.stale(chapter, "full", tmp_path, project_root) == [
+        f"items differ: the chapter now lists ['{chapter.items[-1]}'], which the run did not make"
+    ]
     _fake_run(tmp_path, project_root, chapter)
     path = tmp_path / "full" / chapter.name / provenance.RECORD
     prov = json.loads(path.read_text())

@@ -239,7 +239,7 @@ def test_mask_evaluation_refuses_a_chunk_that_is_not_a_positive_integer(chunk):
     net = models.MLP(in_features=8, hidden=(6,)).eval()
     masks = torch.ones(2, 6, dtype=torch.bool)
     loader = [(torch.randn(4, 8), torch.randint(0, 10, (4,)))]
-    with pytest.raises(ValueError, match=r"chunk=.* must be a positive integer"):
+    with pytest.raises(ValueError, match=r"chunk=.* is out of range; allowed: integers 1\.\."):
         prune.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=chunk)
 
 

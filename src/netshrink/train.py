@@ -193,7 +193,7 @@ def fit(
                     row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
             row["seconds"] = time.perf_counter() - start
             history.append(row)
-            done = history[-(epoch + 1 - start_epoch):]  # the epochs this call trained
+            done = history[-(epoch + 1 - start_epoch) :]  # the epochs this call trained
             report_epoch(desc, epoch + 1, epochs, sum(r["seconds"] for r in done) / len(done))
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc")})
             if on_epoch_end is not None:

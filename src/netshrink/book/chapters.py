@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netshrink import cache, devices, train
+from netshrink import allocator, cache, devices, train
 from netshrink.book import parameters
 from netshrink.book.report import Report, check_profile
 from netshrink.data import DataSplits
@@ -95,9 +95,11 @@ class Chapter:
         """Set a chapter up from its notebook's parameters (`globals()`) before any work: check
         every value (`parameters.check`; converted values are written back into `namespace`),
         resolve the device (`auto`: CUDA when present) and the precision (`auto`: bfloat16 on
-        CUDA, float32 on the CPU), and open the report, whose parameters and captions name both."""
+        CUDA, float32 on the CPU), and open the report, whose parameters and captions name both.
+        The kernel keeps freed memory for reuse (`allocator.keep_freed_memory`)."""
         params = self.collect(namespace)
         namespace.update(params)
+        allocator.keep_freed_memory()
         device = devices.resolve_device(params["device"])
         precision = devices.resolve_precision(params["precision"], device)
         report = Report(self.name, params["profile"], params, display=display,

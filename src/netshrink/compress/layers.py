@@ -20,6 +20,15 @@ def check_rank(name: str, value: Any, upper: int) -> int:
     return int(value)
 
 
+def check_chunk(value: Any, upper: int, what: str) -> int:
+    """A batching `chunk`: an int in 1..upper (`upper` = the number of `what`), else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= max(upper, 1):
+        raise ValueError(
+            f"chunk={value!r} is out of range; allowed: integers 1..{max(upper, 1)} (the number of {what})"
+        )
+    return int(value)
+
+
 def rank_pair(rank: int | Sequence[int], name: str = "rank") -> tuple[int, int]:
     if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
         return int(rank), int(rank)

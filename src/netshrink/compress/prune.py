@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from netshrink.compress.chain import linear_chain
+from netshrink.compress.layers import check_chunk
 from netshrink.devices import mode, model_device, to_device
 from netshrink.models import layer_names
 
@@ -170,7 +171,7 @@ class MaskScores:
 
 @torch.no_grad()
 def evaluate_masks(
-    model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor, chunk: int = 32
+    model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor, chunk: int | None = None
 ) -> MaskScores:
     """Loss and accuracy of the model under each keep-mask, in batched passes.
 
@@ -180,12 +181,11 @@ def evaluate_masks(
     """
     view = linear_chain(model)
     index = view.index(layer, model)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk={chunk!r} must be a positive integer")
     nxt = view.linears[index + 1]
     masks = check_keep(keep, view.linears[index].out_features)
     if masks.dim() == 1:
         masks = masks.unsqueeze(0)
+    chunk = max(1, min(32, len(masks))) if chunk is None else check_chunk(chunk, len(masks), "masks")
     device = model_device(model)
     masks = masks.to(device)
     n_masks = masks.shape[0]

@@ -18,6 +18,7 @@ from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models, describe_plan, origin
+from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
 
@@ -44,6 +45,7 @@ def magnitude_sweep(
 ) -> pd.DataFrame:
     """D-F8: test accuracy with the fraction `rate` of one layer's smallest weights zeroed, no
     retraining; one row per (layer, rate)."""
+    report_progress(stage="magnitude pruning sweep")
     rows = []
     for layer in layers:
         for rate in rates:
@@ -169,6 +171,7 @@ def k_sweep(
     and at k = 4 (or the middle k) also after `epochs` of fine-tuning at lr 1e-4; all timed side
     by side on `images`. The draft's 88.02 % at k = 4 (no fine-tuning mentioned) is set beside our
     k = 4 before fine-tuning, and beside the fine-tuned one."""
+    report_progress(stage="decomposition for each k")
     k_ref = 4 if 4 in ks else ks[len(ks) // 2]
     named, accuracy = {"original": cnn.model}, {"original": cnn.test["acc"]}
     for k in ks:
@@ -264,6 +267,7 @@ def methods_at_budget(
 ) -> tuple[pd.DataFrame, Findings]:
     """D-T7: each method of `methods` on every conv of `layers` at the largest ranks within
     `fraction` of each layer's parameters, fine-tuned `epochs` at lr 1e-4, all timed side by side."""
+    report_progress(stage="methods at matched budgets")
     plans = {m: budget_plan(cnn.model, m, layers, fraction, n_blocks=n_blocks) for m in methods}
     tuned = {
         m: fine_tune(

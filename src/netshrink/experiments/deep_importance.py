@@ -16,6 +16,7 @@ from netshrink import cache, data, measure, train
 from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import importance, prune, search
+from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
 
@@ -48,6 +49,7 @@ def mlp3_config(
 def layer_importance(nets: Mapping[str, TrainResult], loader: Iterable, tol: float) -> pd.DataFrame:
     """Loss change of every node of every hidden layer, one row per (setting, layer, node), with
     the setting's test accuracy."""
+    report_progress(stage="node importance per layer")
     frames = []
     for setting, net in nets.items():
         for layer in prune.hidden_layers(net.model):
@@ -114,6 +116,7 @@ def rewind_rounds(
     The next round continues from the importance-init network. Networks train on `device`; the
     initial weights are kept on the CPU. One row per round.
     """
+    report_progress(stage="rewinding rounds")
     if rounds < 0:
         raise ValueError(f"rounds={rounds} must be a non-negative integer")
     net = cache.train_cached(config, splits=splits, progress=progress, device=device)
@@ -172,6 +175,7 @@ def channel_ablations(
     model: nn.Module, layers: Sequence[str], val_loader: Iterable
 ) -> dict[str, importance.Ablations]:
     """The oracle (per class) for every channel of each layer, on the validation data."""
+    report_progress(stage="channel ablations")
     return {layer: importance.ablate(model, layer, val_loader) for layer in layers}
 
 
@@ -185,6 +189,7 @@ def class_accuracy_after_pruning(
     """Per-class test accuracy after removing the least important fraction of each layer's
     channels (importance from `ablations`, on validation data), one layer at a time, all
     fractions of a layer in one batched pass. One row per (layer, fraction, class)."""
+    report_progress(stage="per-class accuracy after pruning")
     rows = []
     for layer, result in ablations.items():
         n = len(result.nodes)
@@ -216,6 +221,7 @@ def class_criteria(
     largest drop of a class's accuracy, and parameters, FLOPs and the forward time on
     `latency_batch` of every pruned model, timed side by side with the original.
     """
+    report_progress(stage="pruning by class accuracy")
     layers = list(ablations)
     intact = importance.ablate(model, layers[0], test_loader, nodes=[])
     base = intact.class_acc[0]

@@ -17,6 +17,7 @@ from netshrink.book import plots
 from netshrink.book.report import Findings
 from netshrink.compress import input_features
 from netshrink.devices import mode
+from netshrink.progress import update as report_progress
 
 
 @dataclass
@@ -174,6 +175,7 @@ def input_case(
 ) -> InputCase:
     """Draft 001's case `item`: its digits (all for D-T3), an MLP on the full images against one on
     the loadings of a CP decomposition of the training images (rank 3, or 15 for all digits)."""
+    report_progress(stage="input decomposition")
     if item not in published.INPUT_CP:
         raise ValueError(f"item={item!r} is not an input case; allowed: {', '.join(published.INPUT_CP)}")
     draft = published.INPUT_CP[item]

@@ -21,6 +21,7 @@ from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import importance, naive, search
 from netshrink.experiments.random_pruning import glue_key
+from netshrink.progress import update as report_progress
 
 LAYER = "hidden.0"
 
@@ -30,6 +31,7 @@ def importance_table(
 ) -> pd.DataFrame:
     """One row per (network, node): the oracle's loss and accuracy change when the node is
     removed, its class, and the first-order Taylor estimate of the loss change."""
+    report_progress(stage="node importance of every hidden node")
     frames = []
     for i, net in enumerate(nets):
         result = importance.ablate(net.model, layer, loader)
@@ -88,6 +90,7 @@ def pruning_strategies(
     pass on `latency_batch`, all models timed side by side. `paths` holds the steps of the
     recomputed strategies (for I-F2).
     """
+    report_progress(stage="pruning strategies")
     strategies = {
         "once: worse": lambda: search.prune_once(model, layer, val_loader, tol=class_tol),
         "once: worse + zero": lambda: search.prune_once(model, layer, val_loader, tol=class_tol, zero=True),
@@ -143,6 +146,7 @@ def loss_change_benchmark(
 ) -> pd.DataFrame:
     """Median seconds of `importance.loss_change` and of one forward pass per node on the same
     data, the speedup, and whether the two agree (to 1e-5)."""
+    report_progress(stage="loss-change benchmark")
     med, out = measure.time_calls(
         {
             "batched": lambda: importance.loss_change(model, layer, loader),

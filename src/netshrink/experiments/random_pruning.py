@@ -13,6 +13,7 @@ from netshrink import data, measure, published, stats
 from netshrink.book.report import Findings
 from netshrink.cache import TrainResult
 from netshrink.compress import naive, prune
+from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
 N_VALUES = published.N_VALUES
@@ -61,6 +62,7 @@ def random_trials(
 
     Returns one row per (network, n, trial) with columns `network`, `n`, `trial`, `loss`, `acc`.
     """
+    report_progress(stage="random node trials")
     frames = []
     for net_index, net in enumerate(networks):
         n_nodes = net.model.hidden[0].out_features
@@ -100,6 +102,7 @@ def shrink_runs(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Algorithm 2 for each n: (steps, final). `final` has one row per (n, run) with the nodes
     removed, validation and test loss and accuracy of the shrunk network."""
+    report_progress(stage="Algorithm 2 (shrinking by random removal)")
     steps, finals = [], []
     for n in n_values:
         gen = torch.Generator().manual_seed(seed * 1000 + n)
@@ -247,6 +250,7 @@ def mask_benchmark(
     layer: str = "hidden.0",
 ) -> pd.DataFrame:  # fmt: skip
     """R-B1: `time_mask_evaluation` of `n_masks` random masks that each remove `n_remove` nodes."""
+    report_progress(stage="mask benchmark")
     n_nodes = model.get_submodule(layer).out_features
     masks = prune.random_node_masks(n_nodes, n_remove, n_masks, generator=torch.Generator().manual_seed(seed))
     return time_mask_evaluation(model, layer, masks, loader, repeats=repeats)

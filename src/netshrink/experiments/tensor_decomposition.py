@@ -18,6 +18,7 @@ from netshrink import data, measure, published
 from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose
+from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
 # ------------------------------------------------------------------ the week-6 network
@@ -86,6 +87,7 @@ def decompose_and_fine_tune(
 ) -> Decomposed:
     """Each plan (rank rules resolved on `base.model`) applied to a copy of `base.model` and
     fine-tuned by `fine_tune` (e.g. `cache.fine_tune_cached`)."""
+    report_progress(stage="decomposition and fine-tuning")
     resolved = {name: decompose.resolve_plan(base.model, plan) for name, plan in plans.items()}
     tuned = {
         name: fine_tune(

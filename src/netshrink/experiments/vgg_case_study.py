@@ -22,6 +22,7 @@ from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.devices import mode, model_device, to_device
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models
+from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
 
@@ -47,6 +48,7 @@ def sensitivity(
     """V-F1: test accuracy with the fraction `rate` of one conv layer's filters of smallest L1
     norm removed, no retraining (Li et al. 2017, Figure 2b). The features before the layer are
     computed once per layer and reused for every rate, on the model's device. One row per (layer, rate)."""
+    report_progress(stage="filter-pruning sensitivity")
     device = model_device(model)
     batches = [to_device((x, y), device) for x, y in loader]
     n = sum(len(y) for _, y in batches)
@@ -223,6 +225,7 @@ def reduce_vgg(
     """Li et al.'s filter pruning at `rates`, then Tucker-2 of the convs (ranks by `tucker_rule`),
     then of the classifier's hidden layer, each step fine-tuned by `fine_tune` (e.g.
     `cache.fine_tune_cached`) on a copy, so every step's model is kept as it was made."""
+    report_progress(stage="VGG reduction")
 
     def tuned(model: nn.Module, origin: dict) -> FineTuned:
         origin_text = json.dumps(origin, sort_keys=True)
