@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup book chapters html check-site test lint bench clean
+.PHONY: setup book chapters html pages check-site test lint bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ chapters: setup  ## run the chapters only
 
 html: setup  ## build _build/html from the finished runs of PROFILE
 	$(PY) -m netshrink.book.runner --profile $(PROFILE) --build-only
+
+pages: setup  ## the published book: quick runs of the chapters without committed full results, then the HTML
+	$(PY) -m netshrink.book.runner --profile quick --skip-full
 
 check-site: setup  ## open every page of _build/html in headless Chromium (needs Debian's chromium)
 	$(PY) -m netshrink.book.sitecheck _build/html --profile $(PROFILE)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -60,6 +61,27 @@ def test_baselines_are_sane(smoke_run):
 
 
 @pytest.mark.book
+def test_plain_jupyter_book_build_makes_the_same_book(smoke_run, tmp_path, project_root):
+    """`jupyter-book build .` (no runner): the extension shows the executed chapters too."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    results, _ = smoke_run
+    for name in ("_config.yml", "_toc.yml", "book", "chapters"):
+        src = project_root / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    env = {**os.environ, "NETSHRINK_RESULTS": str(results), "NETSHRINK_BOOK_PROFILE": "smoke"}
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", "."], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "No key" not in proc.stdout + proc.stderr, "a glued number was not found"
+    page = (tmp_path / "_build" / "html" / "chapters" / "02_random_pruning.html").read_text()
+    assert "The numbers on this page were made by the" in page and page.count("<img") >= 4
+
+
+@pytest.mark.book
 def test_book_builds_from_the_smoke_run(smoke_book):
     html, proc = smoke_book
     warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line]
@@ -71,6 +93,9 @@ def test_book_builds_from_the_smoke_run(smoke_book):
     assert (html / "index.html").is_file()
     glance = (html / "book" / "glance.html").read_text()
     assert "0.9724" in glance and "Every compressed model" in glance
+    assert "Where the numbers come from" in glance and glance.count("smoke</span></code>") >= 5
+    for item in ("D-F8", "D-F9", "V-F1"):  # a table and a figure both: the figure is shown too
+        assert f"{item}.png" in glance, item
     rerun = (html / "book" / "rerun.html").read_text()
     assert "n_trials" in rerun and "smoke" in rerun
     for chapter in chapters.CHAPTERS.values():  # each page says what made its numbers

@@ -60,11 +60,23 @@ def test_glance_lists_every_figure_comparison_and_compressed_model():
     assert "Accuracy against n." in text, "each file keeps its own caption"
     assert files == {"figures/random_pruning/R-F1.png": Path("/results/smoke/random_pruning/R-F1.png")}
     assert (
-        "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | draft 004 | {doc}`../chapters/02_random_pruning` |"
-        in text
+        "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | draft 004 | `smoke` "
+        "| {doc}`../chapters/02_random_pruning` |" in text
     )
-    assert "85,075 of 101,770" in text and "97.48 (was 97.64)" in text and "1.15x" in text
-    assert "**`smoke`** profile" in text
+    assert "85,075 of 101,770" in text and "97.48 (was 97.64)" in text and "1.15x | `smoke` |" in text
+
+
+def test_glance_shows_items_that_are_a_table_and_a_figure_both_from_the_run_that_made_them():
+    both = manifest()
+    both["items"]["D-F8"] = {"chapter": "tensor_decomposition", "kind": "table", "profile": "full",
+                             "files": ["tensor_decomposition/D-F8.csv", "tensor_decomposition/D-F8.png"],
+                             "captions": ["Magnitude pruning."]}  # fmt: skip
+    text, files = pages.glance_sections(both, Path("/results"), chapters.CHAPTERS)
+    assert "```{figure} figures/tensor_decomposition/D-F8.png" in text
+    assert files["figures/tensor_decomposition/D-F8.png"] == Path(
+        "/results/full/tensor_decomposition/D-F8.png"
+    )
+    assert files["figures/random_pruning/R-F1.png"] == Path("/results/smoke/random_pruning/R-F1.png")
 
 
 def test_glance_says_when_there_is_nothing_to_show():

@@ -6,7 +6,7 @@ import shutil
 import nbformat
 import pytest
 
-from netshrink.book import chapters, runner
+from netshrink.book import chapters, report, runner
 from netshrink.book.report import PROFILES
 
 
@@ -167,7 +167,7 @@ def test_a_failed_rerun_leaves_the_last_good_results_whole(tmp_path, project_roo
     with pytest.raises(runner.ChapterFailed, match="negative x"):
         runner.run_chapter(tiny, "smoke", root=root, results=results, overrides={"x": -5}, progress=False)
     assert csv.read_text().splitlines()[1].endswith(",2"), "the good table was replaced"
-    entry = runner.read_manifest("smoke", results)["items"]["X-T1"]
+    entry = report.read_manifest("smoke", results)["items"]["X-T1"]
     assert entry["params"]["x"] == 2
     assert executed.is_file() and executed.with_suffix(".failed.ipynb").is_file()
     assert [p.name for p in results.iterdir()] == ["smoke"], "a staging folder was left behind"

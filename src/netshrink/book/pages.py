@@ -12,6 +12,7 @@ from typing import Any
 
 import papermill as pm
 
+from netshrink.book import provenance
 from netshrink.book.chapters import Chapter
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
@@ -54,7 +55,7 @@ def glance_sections(
     """The generated part of the Results at a glance page for one run's manifest, and the
     figure files it shows ({path relative to the page: file under `results`})."""
     profile = manifest.get("profile", "?")
-    out = [f"The pages of this book were produced by the **`{profile}`** profile.", ""]
+    out = []
     comparisons = [r for rows in manifest.get("comparisons", {}).values() for r in rows]
     chapter_of = {r["id"]: c for c, rows in manifest.get("comparisons", {}).items() for r in rows}
     out += ["## Our numbers beside the drafts'", ""]
@@ -66,6 +67,7 @@ def glance_sections(
                 _number(r["ours"]),
                 _number(r["draft"]),
                 r["source"],
+                f"`{r.get('profile', profile)}`",
                 _chapter_link(chapters, chapter_of[r["id"]]),
             ]
             for r in comparisons
@@ -73,8 +75,8 @@ def glance_sections(
         out.append(
             _table(
                 "glance-drafts",
-                f"Every number a draft reports, beside ours (profile `{profile}`).",
-                ["item", "quantity", "ours", "draft's", "source", "chapter"],
+                "Every number a draft reports, beside ours, with the profile that made ours.",
+                ["item", "quantity", "ours", "draft's", "source", "profile", "chapter"],
                 rows,
             )
         )
@@ -92,16 +94,26 @@ def glance_sections(
                 f"{_number(r['MFLOPs'])} of {_number(r['base MFLOPs'])}",
                 f"{100 * r['accuracy']:.2f} (was {100 * r['base accuracy']:.2f})",
                 f"{r['speedup']:.2f}x",
+                f"`{r.get('profile', profile)}`",
             ]
             for r in compression
         ]
         out.append(
             _table(
                 "glance-compression",
-                f"Every compressed model beside the model it came from: parameters, forward MFLOPs per "
-                f"example, test accuracy (%) and the speedup measured side by side in the same run "
-                f"(profile `{profile}`).",
-                ["item", "data set", "model", "parameters", "MFLOPs", "test accuracy", "measured speedup"],
+                "Every compressed model beside the model it came from: parameters, forward MFLOPs per "
+                "example, test accuracy (%) and the speedup measured side by side in the same run, with "
+                "the profile of that run.",
+                [
+                    "item",
+                    "data set",
+                    "model",
+                    "parameters",
+                    "MFLOPs",
+                    "test accuracy",
+                    "measured speedup",
+                    "profile",
+                ],
                 rows,
             )
         )
@@ -109,7 +121,10 @@ def glance_sections(
         out += ["No chapter of this run has compressed a model yet.", ""]
     out += ["## Every figure", ""]
     files: dict[str, Path] = {}
-    figures = {k: v for k, v in manifest.get("items", {}).items() if v.get("kind") == "figure"}
+    # every item with an image, also those that are a table and a figure both (D-F8, V-F1)
+    figures = {
+        k: v for k, v in manifest.get("items", {}).items() if any(f.endswith(".png") for f in v["files"])
+    }
     for chapter_name in dict.fromkeys(v["chapter"] for v in figures.values()):
         chapter = chapters.get(chapter_name)
         out += [f"### {chapter.title if chapter else chapter_name}", ""]
@@ -118,7 +133,7 @@ def glance_sections(
                 continue
             for rel in sorted(f for f in entry["files"] if f.endswith(".png")):
                 target = f"{FIGURES_DIR}/{rel}"
-                files[target] = results / profile / rel
+                files[target] = results / entry.get("profile", profile) / rel
                 caption = entry.get("file_captions", {}).get(rel, entry["captions"][0])
                 stem = Path(rel).stem
                 out += [
@@ -131,6 +146,44 @@ def glance_sections(
                     "",
                 ]
     return "\n".join(out), files
+
+
+def _scale(params: Mapping[str, Any]) -> str:
+    """The scale of a run in words, from its parameters: data, epochs and width."""
+    sizes = {k: v for k, v in params.items() if k.endswith("train_size")}
+    parts = ["whole training sets" if all(v is None for v in sizes.values()) else
+             "subsets: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items() if v is not None)]  # fmt: skip
+    epochs = {k: v for k, v in params.items() if k == "epochs" or k.endswith("_epochs")}
+    if epochs:
+        parts.append("epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items()))
+    if "width" in params:
+        parts.append(f"width {params['width']:g}")
+    return "; ".join(parts)
+
+
+def sources_section(run: Any, chapters: Mapping[str, Chapter]) -> str:
+    """Which run each chapter shows (`run`: a `sphinx_ext.BookRun`): profile, device and CPU,
+    time, date and scale, from each run's provenance record."""
+    rows = []
+    for name, used in run.chosen.items():
+        prov = provenance.read(run.results, used, name)
+        if prov is None:
+            rows.append([_chapter_link(chapters, name), f"`{used}`", "not run yet", "–", "–", "–"])
+            continue
+        device = prov.get("computed on") or "–"
+        cpu = prov.get("cpu")
+        if cpu and device.startswith("CPU"):
+            device += f", {cpu['model']} ({cpu['vector unit']})"
+        rows.append([_chapter_link(chapters, name), f"`{used}`", device, f"{prov['wall seconds'] / 60:.1f}",
+                     prov["date"][:10], _scale(prov["parameters"])])  # fmt: skip
+    table = _table(
+        "glance-runs",
+        f"The run each chapter of this book shows: its committed `full` results where they match the code, "
+        f"else the `{run.profile}` run.",
+        ["chapter", "profile", "computed on", "minutes", "date", "scale"],
+        rows,
+    )
+    return "\n".join(["## Where the numbers come from", "", table])
 
 
 def parameter_sections(chapters: Iterable[Chapter], root: Path) -> str:

@@ -93,6 +93,7 @@ RULES: dict[str, Rule] = {
             "one_conv_epochs",
             "two_conv_epochs",
             "cifar_epochs",
+            "cifar_lr_epochs",
             "cifar_aug_epochs",
             "mlp3_epochs",
             "cnn_epochs",

@@ -175,7 +175,7 @@ def page_note(prov: dict) -> str:
     device = prov["computed on"] or "an unrecorded device"
     cpu = prov.get("cpu")
     if cpu and device.startswith("CPU"):
-        device += f" of an {cpu['model']} ({cpu['vector unit']})"
+        device += f" ({cpu['model']}, {cpu['vector unit']})"
     return (
         f"```{{note}}\nThe numbers on this page were made by the **`{prov['profile']}`** profile on "
         f"{device}, at commit `{commit}`, on {prov['date'][:10]} "

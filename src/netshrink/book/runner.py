@@ -4,9 +4,9 @@
 
 Each chapter notebook runs with its profile's parameters into
 `results/<profile>/notebooks/<notebook>.ipynb` (written only when the run succeeds);
-a failing chapter stops the run and prints the failing cell. The book is then built from
-a staging copy of the sources (`_build/source`) in which each chapter is its executed
-notebook, so the committed notebooks stay free of outputs.
+a failing chapter stops the run and prints the failing cell. The book is then built by
+`jupyter-book build`, whose `sphinx_ext` shows each chapter's executed notebook in place of the
+committed one (which stays free of outputs).
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ import papermill as pm
 import yaml
 
 from netshrink import paths, progress
-from netshrink.book import pages, parameters, provenance
-from netshrink.book.chapters import CHAPTERS, Chapter, select
-from netshrink.book.report import check_profile, publish, read_manifest
+from netshrink.book import parameters, provenance, sources, sphinx_ext
+from netshrink.book.chapters import Chapter, select
+from netshrink.book.report import check_profile, publish
 from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 
 
@@ -182,65 +181,21 @@ def _run_locked(
     return out
 
 
-def stage_book(profile: str, *, root: Path | None = None, results: Path | None = None) -> Path:
-    """Copy the book sources to `_build/source/`, with each chapter's executed notebook for
-    `profile` where one exists (the committed, unexecuted one otherwise)."""
-    root = root or paths.project_root()
-    results = results or paths.results_root()
-    stage = root / "_build" / "source"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    for name in BOOK_SOURCES:
-        src = root / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, stage / name)
-    (stage / "chapters").mkdir()
-    by_notebook = {Path(c.notebook).name: c for c in CHAPTERS.values()}
-    for nb in sorted((root / "chapters").glob("*.ipynb")):
-        executed = results / profile / "notebooks" / nb.name
-        shutil.copy(executed if executed.is_file() else nb, stage / "chapters" / nb.name)
-        chapter = by_notebook.get(nb.name)
-        prov = provenance.read(results, profile, chapter.name) if chapter and executed.is_file() else None
-        if prov is not None:  # say which profile, device and commit made the page's numbers
-            page = nbformat.read(stage / "chapters" / nb.name, as_version=4)
-            page.cells.insert(1, nbformat.v4.new_markdown_cell(provenance.page_note(prov)))
-            nbformat.write(page, stage / "chapters" / nb.name)
-    write_generated_pages(stage, profile, root=root, results=results)
-    return stage
-
-
-def write_generated_pages(stage: Path, profile: str, *, root: Path, results: Path) -> None:
-    """Append the run's generated sections to the staged Results at a glance and rerunning
-    pages, and copy the figures the glance page shows beside it. A figure file missing from the
-    results stays missing in the book (the browser test catches it)."""
-    manifest = read_manifest(profile, results)
-    glance, files = pages.glance_sections(manifest, results, CHAPTERS)
-    page = stage / "book" / "glance.md"
-    page.write_text(page.read_text() + "\n" + glance)
-    for target, source in files.items():
-        if source.is_file():
-            (page.parent / target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, page.parent / target)
-    rerun = stage / "book" / "rerun.md"
-    rerun.write_text(
-        rerun.read_text()
-        + f"\nThe pages you are reading were produced by the **`{profile}`** profile.\n\n"
-        + pages.parameter_sections(CHAPTERS.values(), root)
-    )
-
-
 def build_book(
     profile: str, *, root: Path | None = None, results: Path | None = None, strict: bool = False
 ) -> subprocess.CompletedProcess:
-    """Build the HTML book of `profile` into `<root>/_build/html`; return the finished process
-    (its `stdout` holds Sphinx's warnings). `strict` turns warnings into errors."""
+    """Build the HTML book of `profile` into `<root>/_build/html` with `jupyter-book build`;
+    return the finished process (its `stdout` holds Sphinx's warnings). `strict` turns warnings
+    into errors. The pages come from the runs (`sphinx_ext`): each chapter from its committed
+    `full` results where they match the code (a `quick` book), else from the run of `profile`."""
     root = root or paths.project_root()
-    stage = stage_book(profile, root=root, results=results)
+    results = results or paths.results_root()
     jb = Path(sys.executable).parent / "jupyter-book"  # the CLI installed beside this interpreter
-    cmd = [str(jb), "build", str(stage), "--path-output", str(root), "--builder", "html"]
+    cmd = [str(jb), "build", str(root), "--path-output", str(root), "--builder", "html"]
     if strict:
         cmd += ["--warningiserror", "--keep-going"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, sphinx_ext.PROFILE_ENV: profile, "NETSHRINK_RESULTS": str(results)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(
             f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
@@ -275,18 +230,15 @@ def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path)
 
 def status_report(profile: str, results: Path) -> str:
     """Which chapters of `profile` are running now (their lock is held), by which process, and
-    where each is; the status files of runs that died are reported as such."""
+    where each is."""
     lines = []
-    for chapter in CHAPTERS.values():
-        lock = running_dir(results, profile) / f"{chapter.name}.lock"
-        if not lock.is_file():
-            continue
+    for lock in sorted(running_dir(results, profile).glob("*.lock")):
         try:
-            with hold_lock(lock, chapter.name):
+            with hold_lock(lock, lock.stem):
                 continue  # nobody holds it: not running
         except Busy as busy:
-            status = progress.read(running_dir(results, profile) / f"{chapter.name}.status.json")
-            lines.append(f"{chapter.name}: {busy.holder_text}\n   {progress.describe(status or {})}")
+            status = progress.read(lock.with_suffix(".status.json"))
+            lines.append(f"{lock.stem}: {busy.holder_text}\n   {progress.describe(status or {})}")
     return "\n".join(lines) or f"no chapter of profile {profile!r} is running"
 
 
@@ -300,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="set a chapter parameter, as papermill's -p (VALUE read as YAML)")  # fmt: skip
     parser.add_argument("--no-build", action="store_true", help="run the chapters, skip the HTML build")
     parser.add_argument("--build-only", action="store_true", help="build the HTML book from finished runs")
+    parser.add_argument("--skip-full", action="store_true",
+                        help="skip the chapters whose committed full results match the code: a quick "
+                             "book shows those (the published book)")  # fmt: skip
     parser.add_argument("--status", action="store_true",
                         help="say which chapters of the profile are running, and where they are")  # fmt: skip
     parser.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
@@ -321,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    if args.skip_full:
+        shown = sources.chapter_profiles(profile, paths.results_root(), root)
+        for chapter in [c for c in chapters if shown[c.name] != profile]:
+            print(f"== chapter {chapter.name}: the book shows its committed {shown[chapter.name]} results")
+        chapters = [c for c in chapters if shown[c.name] == profile]
     if not args.build_only:
         for chapter in chapters:
             t0 = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from netshrink import paths
-from netshrink.book.report import read_manifest
+from netshrink.book.sources import book_manifest
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -151,7 +151,7 @@ def check_site(
     if manifest is not None:
         shown = report.images.get(GLANCE_PAGE, [])
         for item, entry in sorted(manifest.get("items", {}).items()):
-            for rel in entry["files"] if entry.get("kind") == "figure" else []:
+            for rel in entry["files"]:  # every image, also of items that are a table and a figure both
                 name = Path(rel).name
                 if rel.endswith(".png") and not any(unquote(src).endswith("/" + name) for src in shown):
                     report.problems.append(
@@ -165,11 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("html", nargs="?", default=None, help="the built book (default: _build/html)")
-    parser.add_argument("--profile", default="quick", help="the run whose manifest the book shows")
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        help="the book's profile (a quick book shows full results where they match the code)",
+    )
     args = parser.parse_args(argv)
     html = Path(args.html) if args.html else paths.project_root() / "_build" / "html"
     shots = paths.results_root() / args.profile / "screenshots"
-    report = check_site(html, read_manifest(args.profile), shots)
+    manifest = book_manifest(args.profile, paths.results_root(), paths.project_root())
+    report = check_site(html, manifest, shots)
     for line in report.problems:
         print(f"  {line}")
     print(f"{len(report.pages)} pages opened in Chromium, {len(report.problems)} problems")

@@ -1,0 +1,109 @@
+"""A Sphinx extension that makes any Jupyter Book build of this project the book of its runs.
+
+Listed in `_config.yml`, so `jupyter-book build .` and `make html` build the same pages: each
+chapter from its executed notebook of the run `sources.chapter_profiles` chooses (committed
+`full` results where they match the code, else the book's profile, `quick` by default), with a
+note on which profile, device and commit made it; Results at a glance and the rerunning page
+with their sections generated from those runs. The committed notebooks, without outputs, are
+never touched: the extension hands Sphinx the executed notebook's text in their place
+(`source-read`).
+
+The book's profile: `$NETSHRINK_BOOK_PROFILE` (default `quick`); the results root:
+`$NETSHRINK_RESULTS` (default `results/` beside `_config.yml`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from netshrink.book import pages, provenance, sources
+from netshrink.book.chapters import CHAPTERS, Chapter
+
+PROFILE_ENV = "NETSHRINK_BOOK_PROFILE"
+GLANCE, RERUN = "book/glance", "book/rerun"
+
+
+@dataclass
+class BookRun:
+    """What one build shows: the book's profile, the results root and each chapter's run."""
+
+    profile: str
+    results: Path
+    root: Path
+    chosen: dict[str, str]
+    manifest: dict[str, Any]
+
+    @classmethod
+    def from_environment(cls, root: Path) -> BookRun:
+        profile = os.environ.get(PROFILE_ENV) or "quick"
+        results = (
+            Path(os.environ["NETSHRINK_RESULTS"]) if os.environ.get("NETSHRINK_RESULTS") else root / "results"
+        )
+        chosen = sources.chapter_profiles(profile, results, root)
+        return cls(profile, results, root, chosen, sources.book_manifest(profile, results, root))
+
+
+def _docname(chapter: Chapter) -> str:
+    return str(Path(chapter.notebook).with_suffix(""))
+
+
+def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
+    """The text of the chapter's executed notebook with the provenance note after its title,
+    or None when the chapter has not been run (the committed notebook is shown then)."""
+    used = run.chosen[chapter.name]
+    executed = sources.executed_notebook(run.results, used, chapter)
+    if not executed.is_file():
+        return None
+    page = nbformat.read(executed, as_version=4)
+    prov = provenance.read(run.results, used, chapter.name)
+    if prov is not None:
+        page.cells.insert(1, nbformat.v4.new_markdown_cell(provenance.page_note(prov)))
+    return nbformat.writes(page)
+
+
+def prepare(app: Any) -> None:
+    """Choose the runs, and copy the figures the glance page shows beside it (`book/figures/`,
+    generated, git-ignored). A figure file missing from the results stays missing: the browser
+    test catches it."""
+    run = BookRun.from_environment(Path(app.srcdir))
+    app.netshrink_book = run
+    glance, files = pages.glance_sections(run.manifest, run.results, CHAPTERS)
+    run_figures = Path(app.srcdir) / "book" / pages.FIGURES_DIR
+    shutil.rmtree(run_figures, ignore_errors=True)
+    for target, source in files.items():
+        if source.is_file():
+            (run_figures.parent / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, run_figures.parent / target)
+    app.netshrink_glance = pages.sources_section(run, CHAPTERS) + "\n" + glance
+
+
+def reread(app: Any, env: Any, added: set, changed: set, removed: set) -> list[str]:
+    """The pages made from runs are read again on every build: their sources never change."""
+    return [GLANCE, RERUN, *(_docname(c) for c in CHAPTERS.values())]
+
+
+def substitute(app: Any, docname: str, source: list[str]) -> None:
+    run: BookRun = app.netshrink_book
+    if docname == GLANCE:
+        source[0] += "\n" + app.netshrink_glance
+    elif docname == RERUN:
+        source[0] += "\n" + pages.parameter_sections(CHAPTERS.values(), run.root)
+    else:
+        for chapter in CHAPTERS.values():
+            if docname == _docname(chapter):
+                text = chapter_page(run, chapter)
+                if text is not None:
+                    source[0] = text
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.connect("builder-inited", prepare)
+    app.connect("env-get-outdated", reread)
+    app.connect("source-read", substitute)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
