@@ -76,3 +76,27 @@ def test_the_notebook_digest_ignores_outputs_and_parameter_values(tmp_path, proj
     code.source += "\nprint(1)"
     nbformat.write(nb, tmp_path / "b.ipynb")
     assert provenance.notebook_digest(tmp_path / "b.ipynb") != before
+
+
+def test_a_record_names_the_code_the_run_started_from(project_root):
+    chapter = chapters.RANDOM_PRUNING
+    state = provenance.code_state(chapter, project_root)
+    assert len(state["commit"]) == 40 and state["notebook digest"] == provenance.notebook_digest(
+        project_root / chapter.notebook
+    )
+    started = {"commit": "0" * 40, "uncommitted changes": False, "notebook digest": "f" * 16}
+    prov = provenance.record(chapter, "full", chapter.parameters("full"), 1.0, project_root, state=started)
+    assert (prov["commit"], prov["uncommitted changes"], prov["notebook digest"]) == (
+        "0" * 40,
+        False,
+        "f" * 16,
+    )
+
+
+def test_cpu_usage_is_the_difference_of_two_readings():
+    a = provenance.Usage(10.0, 1.0, 1000, 2)
+    b = provenance.Usage(110.0, 6.0, 51000, 2)
+    used = b - a
+    assert used.as_record() == {"user seconds": 100.0, "system seconds": 5.0, "system share": 0.0476,
+                                "minor page faults": 50000, "major page faults": 0}  # fmt: skip
+    assert used.summary() == "CPU 100 s user + 5 s system (4.8 % system), 0.05 M minor page faults"

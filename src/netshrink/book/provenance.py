@@ -109,6 +109,18 @@ class Usage:
                 f"{self.minor_faults / 1e6:.2f} M minor page faults")  # fmt: skip
 
 
+def code_state(chapter: Chapter, root: Path) -> dict[str, Any]:
+    """The code a run starts from: the commit, whether `src` or `chapters` had uncommitted
+    changes, and the notebook's digest. Taken when the run starts: a commit made while a long
+    run goes on is not the code it ran."""
+    status = _git(root, "status", "--porcelain", "--", "src", "chapters")
+    return {
+        "commit": _git(root, "rev-parse", "HEAD") or "unknown",
+        "uncommitted changes": bool(status) if status is not None else None,
+        "notebook digest": notebook_digest(root / chapter.notebook),
+    }
+
+
 def record(
     chapter: Chapter,
     profile: str,
@@ -116,15 +128,17 @@ def record(
     wall_seconds: float,
     root: Path,
     usage: Usage | None = None,
+    state: dict[str, Any] | None = None,
 ) -> dict:
-    """The provenance of a run of `chapter` that just finished, with `params` as it ran and
-    `usage`, the CPU time of its kernel."""
-    status = _git(root, "status", "--porcelain", "--", "src", "chapters")
+    """The provenance of a run of `chapter` that just finished, with `params` as it ran,
+    `usage`, the CPU time of its kernel, and `state`, the `code_state` it started from (now,
+    when not given)."""
+    state = state or code_state(chapter, root)
     return {
         "chapter": chapter.name,
         "profile": profile,
-        "commit": _git(root, "rev-parse", "HEAD") or "unknown",
-        "uncommitted changes": bool(status) if status is not None else None,
+        "commit": state["commit"],
+        "uncommitted changes": state["uncommitted changes"],
         "computed on": params.get("computed on"),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -133,7 +147,7 @@ def record(
         "cpu usage": usage.as_record() if usage is not None else None,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "notebook": chapter.notebook,
-        "notebook digest": notebook_digest(root / chapter.notebook),
+        "notebook digest": state["notebook digest"],
         "parameters": {k: v for k, v in params.items() if k not in ("computed on", "threads")},
     }
 

@@ -136,6 +136,7 @@ def _run_locked(
     if status_every:
         threading.Thread(target=_watch, args=(status_path, n_cells, status_every, stop), daemon=True).start()
     start, usage = time.perf_counter(), provenance.Usage.children()
+    state = provenance.code_state(chapter, root)  # the code this run starts from
     try:
         with (
             atomic_path(out) as tmp,
@@ -168,7 +169,7 @@ def _run_locked(
             )
             used = provenance.Usage.children() - usage
             prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
-                                     time.perf_counter() - start, root, used)  # fmt: skip
+                                     time.perf_counter() - start, root, used, state)  # fmt: skip
             wall = time.perf_counter() - start
             print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}", flush=True)
             write_json(made / provenance.RECORD, prov)
