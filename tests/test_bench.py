@@ -46,18 +46,30 @@ def test_bench_masks_per_mask_loop(benchmark, setting):
     assert len(table.loss) == N_MASKS
 
 
-@pytest.fixture(scope="module", params=["netshrink MLP", "nn.Sequential"])
+ORACLE_CASES = [
+    ("netshrink MLP", 10_000),
+    ("nn.Sequential", 100),
+    ("nn.Sequential", 1000),
+    ("nn.Sequential", 10_000),
+]
+
+
+@pytest.fixture(scope="module", params=ORACLE_CASES, ids=lambda c: f"{c[0]}, batches of {c[1]}")
 def oracle_setting(request, setting):
-    """784-128-10 as the package's MLP and as a user's own nn.Sequential (the same weights)."""
+    """784-128-10 as the package's MLP and as a user's own nn.Sequential (the same weights), over
+    the 10,000 test images in batches made once (no per-sample collation is timed)."""
     model, _, loader = setting
-    if request.param == "netshrink MLP":
-        return request.param, model, "hidden.0", list(loader)
+    kind, batch = request.param
+    x, y = next(iter(loader))
+    batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(y), batch)]
+    if kind == "netshrink MLP":
+        return f"{kind}, batches of {batch:,}", model, "hidden.0", batches
     seq = torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)
     )
     seq[1].load_state_dict(model.hidden[0].state_dict())
     seq[3].load_state_dict(model.out.state_dict())
-    return request.param, seq.eval(), "1", list(loader)
+    return f"{kind}, batches of {batch:,}", seq.eval(), "1", batches
 
 
 def test_bench_loss_change_batched(benchmark, oracle_setting):
@@ -74,6 +86,35 @@ def test_bench_loss_change_one_pass_per_node(benchmark, oracle_setting):
     benchmark.group = f"loss change of all 128 nodes of a {kind}, 10,000 MNIST test images"
     change = benchmark.pedantic(naive.loss_change_naive, args=(model, layer, batches), rounds=3)
     assert change.shape == (128,)
+
+
+# The hooked path (any layer of any model): every channel of each layer of the Node importance
+# chapter's 4-conv CNN ablated, against one forward pass per channel, on 1,000 images.
+CONV4_LAYERS = ["conv1", "conv2", "conv3", "conv4", "fc"]
+
+
+@pytest.fixture(scope="module")
+def conv4_setting():
+    torch.manual_seed(0)
+    model = models.Conv4Net().eval()
+    x, y = torch.randn(1000, 1, 28, 28), torch.randint(0, 10, (1000,))
+    return model, [(x[i : i + 500], y[i : i + 500]) for i in range(0, 1000, 500)]
+
+
+@pytest.mark.parametrize("layer", CONV4_LAYERS)
+def test_bench_hooked_ablation_batched(benchmark, conv4_setting, layer):
+    model, batches = conv4_setting
+    benchmark.group = f"loss change of every node of Conv4Net's {layer}, 1,000 images"
+    change = benchmark.pedantic(importance.loss_change, args=(model, layer, batches), rounds=2)
+    assert change.shape == (importance.node_count(model.get_submodule(layer)),)
+
+
+@pytest.mark.parametrize("layer", CONV4_LAYERS)
+def test_bench_hooked_ablation_one_pass_per_node(benchmark, conv4_setting, layer):
+    model, batches = conv4_setting
+    benchmark.group = f"loss change of every node of Conv4Net's {layer}, 1,000 images"
+    change = benchmark.pedantic(naive.loss_change_naive, args=(model, layer, batches), rounds=1)
+    assert change.shape == (importance.node_count(model.get_submodule(layer)),)
 
 
 # A decomposed layer's 1x1 convs: `decompose.PointwiseConv` (one batched matrix product) against
@@ -116,3 +157,17 @@ def test_bench_pooling(benchmark, kind):
     with torch.inference_mode():
         y = benchmark.pedantic(POOLS[kind](), args=(x,), rounds=20, iterations=10, warmup_rounds=2)
     assert y.shape == (100, 32, 16, 16)
+
+
+def test_bench_training_near_the_machines_limit(capsys):
+    """Achieved GFLOP/s of every training step the chapters run, beside this machine's matrix
+    product in the same run (printed: pytest-benchmark has no column for it)."""
+    from netshrink import throughput
+
+    table = throughput.throughput_table(steps=5)
+    with capsys.disabled():
+        print(
+            f"\nfloat32 matrix product: {table.attrs['limit']:.1f} GFLOP/s, {torch.get_num_threads()} threads"
+        )
+        print(table.round(2).to_string())
+    assert (table["% of the matmul limit"] > 0).all() and len(table) == len(throughput.chapter_configs())

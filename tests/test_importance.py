@@ -220,3 +220,19 @@ def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch
     intact = importance.ablate(net, "conv1", loader, nodes=[])  # no ablation: the intact row alone
     assert intact.loss_sum.shape == (1, 10) and torch.allclose(intact.loss_sum, wide.loss_sum[:1])
     assert torch.allclose(narrow.loss_sum, wide.loss_sum) and torch.equal(narrow.correct, wide.correct)
+
+
+def test_small_batches_are_merged_without_splitting_one():
+    batches = [(torch.full((n, 2), float(i)), torch.full((n,), i)) for i, n in enumerate([3, 3, 5, 2, 9])]
+    merged = list(importance.merged_batches(batches, torch.device("cpu"), rows=6))
+    assert [len(y) for _, y in merged] == [6, 5, 2, 9]  # 3+3; 5 (5+2 > 6); 2 (2+9 > 6); 9 alone
+    assert torch.equal(torch.cat([y for _, y in merged]), torch.cat([y for _, y in batches]))
+
+
+def test_loss_change_does_not_depend_on_the_batch_size():
+    torch.manual_seed(0)
+    net = models.MLP(in_features=20, hidden=(16,)).eval()
+    ((x, y),) = random_batches((20,), n=1, size=120)
+    whole = importance.loss_change(net, "hidden.0", [(x, y)])
+    small = importance.loss_change(net, "hidden.0", [(x[i : i + 7], y[i : i + 7]) for i in range(0, 120, 7)])
+    assert torch.allclose(whole, small, atol=1e-6)

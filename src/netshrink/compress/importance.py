@@ -273,6 +273,27 @@ def _hooked_sums(
     return loss_sum, correct
 
 
+MERGE_ROWS = 4096  # small batches are merged up to this many rows: the sums are additive
+
+
+def merged_batches(loader: Iterable, device: torch.device, rows: int = MERGE_ROWS):
+    """The batches of `loader` on `device`, consecutive ones concatenated up to `rows` rows (a
+    batch is never split), so that the per-pass overhead does not grow with small batches."""
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    held = 0
+    for x, y in loader:
+        x, y = to_device((x, y), device)
+        if xs and held + len(y) > rows:
+            yield (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
+            xs, ys, held = [], [], 0
+        xs.append(x)
+        ys.append(y)
+        held += len(y)
+    if xs:
+        yield (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
+
+
 def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) -> Ablations:
     n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
     device = model_device(model)
@@ -280,8 +301,7 @@ def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) 
     correct = torch.zeros(rows + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
     count = torch.zeros(n_classes, dtype=torch.long, device=device)
     with mode(model, training=False):
-        for x, y in loader:
-            x, y = to_device((x, y), device)
+        for x, y in merged_batches(loader, device):
             count += torch.bincount(y, minlength=n_classes)
             sums = sums_of_batch(x, y, n_classes)
             loss_sum += sums[0]
