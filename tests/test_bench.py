@@ -171,3 +171,48 @@ def test_bench_training_near_the_machines_limit(capsys):
         )
         print(table.round(2).to_string())
     assert (table["% of the matmul limit"] > 0).all() and len(table) == len(throughput.chapter_configs())
+
+
+# CP of a conv kernel: TensorLy's ALS as `decompose.cp_conv` runs it, against tensorly-torch's
+# defaults at the same rank (the shapes of the CIFAR-10 CNN's convs, a rank within 25 % of the
+# parameters); the fit of each is asserted: ours must be at least as good.
+CP_CASES = [(64, 64, 100), (64, 32, 60), (32, 32, 40)]  # (out, in, rank)
+
+
+def _cp_error(kernel, approx):
+    return float(torch.linalg.norm(approx.double() - kernel.double()) / torch.linalg.norm(kernel.double()))
+
+
+@pytest.mark.parametrize("case", CP_CASES, ids=lambda c: f"{c[0]}x{c[1]}x3x3, rank {c[2]}")
+@pytest.mark.parametrize("kind", ["netshrink cp_conv", "tltorch defaults"])
+def test_bench_cp_of_a_conv_kernel(benchmark, kind, case):
+    import tensorly as tl
+    import tltorch
+
+    out_ch, in_ch, rank = case
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(in_ch, out_ch, 3)
+    kernel = conv.weight.detach()
+    benchmark.group = f"CP of a {out_ch}x{in_ch}x3x3 kernel at rank {rank}"
+    if kind == "netshrink cp_conv":
+        layers = benchmark.pedantic(
+            decompose.decompose_layer, args=(conv, "cp"), kwargs={"rank": rank}, rounds=3
+        )
+        first, _, _, last = layers
+        approx = torch.einsum("rs,ry,rx,tr->tsyx", first.weight[:, :, 0, 0], layers[1].weight[:, 0, :, 0],
+                              layers[2].weight[:, 0, 0, :], last.weight[:, :, 0, 0])  # fmt: skip
+    else:
+        tl.set_backend("pytorch")
+        factorized = benchmark.pedantic(
+            tltorch.FactorizedTensor.from_tensor,
+            args=(kernel,),
+            kwargs={"rank": rank, "factorization": "cp"},
+            rounds=3,
+        )
+        approx = factorized.to_tensor().detach()
+    error = benchmark.extra_info["relative error"] = _cp_error(kernel, approx.detach())
+    assert 0 < error < 1
+    if kind == "netshrink cp_conv":  # at least as good a fit as tensorly-torch's (its init is random)
+        torch.manual_seed(0)
+        reference = tltorch.FactorizedTensor.from_tensor(kernel, rank=rank, factorization="cp").to_tensor()
+        assert error <= _cp_error(kernel, reference.detach()) + 1e-3

@@ -73,16 +73,20 @@ def cp_layers(conv: nn.Conv2d, weights: torch.Tensor, factors: Sequence[torch.Te
     return finish([first, vertical, horizontal, last], conv)
 
 
-def cp_conv(conv: nn.Conv2d, rank: int, n_iter_max: int = 300, seed: int = 0) -> nn.Sequential:
+def cp_conv(conv: nn.Conv2d, rank: int, n_iter_max: int = 150, seed: int = 0) -> nn.Sequential:
     """CP (Lebedev et al. 2015): W = sum_r K_t(:,r) o K_s(:,r) o K_y(:,r) o K_x(:,r), by
-    TensorLy's ALS. CP has no exact finite 'full rank'; `rank` may be at most T*S*kh*kw / max dim."""
+    TensorLy's ALS. CP has no exact finite 'full rank'; `rank` may be at most T*S*kh*kw / max dim.
+
+    ALS stops after `n_iter_max` sweeps or when the error improves by less than 1e-8: 150
+    sweeps fit better than tensorly-torch's defaults (100) at under 2x their time (`make bench`)."""
     conv = check_conv(conv)
     T, S, kh, kw = conv.weight.shape
     dims = (T, S, kh, kw)
     check_rank("rank", rank, math.prod(dims) // max(dims))
+    check_rank("n_iter_max", n_iter_max, 100_000)
     cp = parafac(
         weight64(conv), rank, init="random" if rank > min(dims) else "svd", n_iter_max=n_iter_max,
-        tol=1e-10, random_state=seed,
+        tol=1e-8, random_state=seed,
     )  # fmt: skip
     return cp_layers(conv, cp.weights, cp.factors)
 
