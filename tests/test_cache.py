@@ -41,8 +41,11 @@ def test_training_is_repeatable_with_a_seed(data_root, tmp_path):
     assert a.test == b.test
 
 
-def test_interrupted_training_resumes_where_it_stopped(data_root, tmp_path, monkeypatch):
-    cfg = small_config(epochs=3, model_kwargs={"hidden": [32], "dropout": 0.2})
+@pytest.mark.parametrize(
+    "recipe", [{}, {"schedule": "onecycle", "label_smoothing": 0.1}], ids=["plain", "one-cycle"]
+)
+def test_interrupted_training_resumes_where_it_stopped(data_root, tmp_path, monkeypatch, recipe):
+    cfg = small_config(epochs=3, model_kwargs={"hidden": [32], "dropout": 0.2}, **recipe)
     unbroken = cache.train_cached(cfg, root=data_root, progress=False)
 
     other = tmp_path / "other"

@@ -36,8 +36,12 @@ def test_config_key_is_stable_and_covers_every_field():
         small_config(model_kwargs={"hidden": [32]}),
         small_config(data_kwargs={**SMALL_MNIST, "augment": True}),
         small_config(optimizer="sgd"),
+        small_config(schedule="onecycle"),
+        small_config(label_smoothing=0.1),
     ]
     assert len({c.key() for c in others} | {small_config().key()}) == len(others) + 1
+    # fields added later leave the keys of models trained before them as they were
+    assert "label_smoothing" not in small_config().to_dict() and "init" not in small_config().to_dict()
 
 
 @pytest.mark.parametrize(
@@ -55,6 +59,8 @@ def test_config_key_is_stable_and_covers_every_field():
         ({"weight_decay": float("nan")}, r"weight_decay=nan must be a finite number >= 0"),
         ({"momentum": -0.1}, r"momentum=-0.1 must be a finite number >= 0"),
         ({"precision": "float16"}, r"precision='float16' is not known; allowed values: float32, bfloat16"),
+        ({"label_smoothing": 1.0}, r"label_smoothing=1.0 must be a number in \[0, 1\)"),
+        ({"schedule": "cyclic"}, r"schedule='cyclic' is not known; allowed values: none, cosine, onecycle"),
     ],
 )
 def test_bad_config_is_refused(kw, message):
@@ -128,3 +134,18 @@ def test_make_optimizer_builds_the_configured_optimiser(optimizer, cls, decay):
     assert type(opt) is cls and opt.defaults["lr"] == 0.05 and opt.defaults["weight_decay"] == decay
     if optimizer == "sgd":
         assert opt.defaults["momentum"] == 0.9
+
+
+def test_one_cycle_warms_up_to_lr_then_anneals_once_a_batch():
+    config = small_config(schedule="onecycle", lr=0.1, epochs=2)
+    model = torch.nn.Linear(4, 2)
+    optimizer = train.make_optimizer(config, model.parameters())
+    scheduler = train.make_scheduler(config, optimizer, steps_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = max(range(20), key=lambda i: lrs[i])
+    assert lrs[0] < 0.01 and abs(lrs[peak] - 0.1) < 1e-3 and 4 <= peak <= 7 and lrs[-1] < 1e-3
+    assert train.make_scheduler(small_config(), optimizer, 10) is None

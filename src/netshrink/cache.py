@@ -202,11 +202,10 @@ def train_cached(
         return TrainResult(model, history, test, config.key(), True, config, val, splits.label)
 
     optimizer = train.make_optimizer(config, model.parameters())
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
-        if config.schedule == "cosine"
-        else None
+    train_loader = data.make_loader(
+        splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device
     )
+    scheduler = train.make_scheduler(config, optimizer, steps_per_epoch=len(train_loader))
     start_epoch, history = 0, []
     ckpt = load_verified(ckpt_path, record, device)
     if ckpt is not None:
@@ -227,9 +226,6 @@ def train_cached(
         }
         save_verified(ckpt_path, state, record)
 
-    train_loader = data.make_loader(
-        splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device
-    )
     val_loader = data.make_loader(splits.val, eval_batch_size, device=device) if len(splits.val) else None
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
     history = train.fit(
@@ -239,7 +235,9 @@ def train_cached(
         config.epochs,
         val_loader=val_loader,
         test_loader=test_loader,
-        scheduler=scheduler,
+        scheduler=scheduler if config.schedule != "onecycle" else None,
+        step_scheduler=scheduler if config.schedule == "onecycle" else None,
+        label_smoothing=config.label_smoothing,
         seed=config.seed,
         start_epoch=start_epoch,
         history=history,

@@ -21,7 +21,7 @@ from netshrink.devices import autocast, mode, model_device, to_device
 from netshrink.progress import training as report_epoch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "cosine")
+SCHEDULES = ("none", "cosine", "onecycle")
 TRAIN_PRECISIONS = ("float32", "bfloat16")
 # Bump when a change of the training code invalidates cached models. 2: batched augmentation,
 # channels-last training of conv nets, precision in the configuration.
@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     init: str | None = None  # key of stored initial weights (`store_init`); None: seeded random
     precision: str = "float32"  # "bfloat16": autocast of the forward pass (for a GPU)
+    label_smoothing: float = 0.0  # of the training loss (evaluation is plain cross-entropy)
 
     def validate(self) -> TrainConfig:
         """Raise a ValueError naming the first bad parameter and its allowed values."""
@@ -74,6 +75,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not finite(value) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        if not finite(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing={self.label_smoothing!r} must be a number in [0, 1)")
         if self.precision not in TRAIN_PRECISIONS:
             raise ValueError(
                 f"precision={self.precision!r} is not known; allowed values: {', '.join(TRAIN_PRECISIONS)}"
@@ -84,6 +87,8 @@ class TrainConfig:
         d = json.loads(json.dumps(asdict(self), sort_keys=True))  # tuples -> lists, a canonical form
         if d["init"] is None:
             del d["init"]  # so that keys made before the field existed stay valid
+        if d["label_smoothing"] == 0:
+            del d["label_smoothing"]  # the same
         return d
 
     def key(self) -> str:
@@ -126,6 +131,20 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def make_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule of `config`: none; cosine (stepped once an epoch); or one-cycle
+    (Smith & Topin 2019, stepped once a batch: warm-up to `lr` over the first 30 % of the steps,
+    then annealing to lr / 10^4)."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+    if config.schedule == "onecycle":
+        total = max(config.epochs * steps_per_epoch, 1)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    return None
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch  # one seed per epoch: a resumed run shuffles as an unbroken one
 
@@ -146,6 +165,8 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     precision: str = "float32",
+    label_smoothing: float = 0.0,
+    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> list[dict[str, float]]:
     """Train for `epochs` epochs (from `start_epoch`), one history row per epoch, on the model's
     device (batches follow the model).
@@ -153,7 +174,8 @@ def fit(
     A row holds `epoch`, `train_loss`, `train_acc` (running over the epoch), `val_*` and
     `test_*` (when those loaders are given), `lr`, `train_seconds` (the training pass) and
     `seconds` (with the evaluation). `on_epoch_end(epoch, history)` is called after every epoch
-    (the cache uses it to checkpoint).
+    (the cache uses it to checkpoint). `scheduler` steps once an epoch, `step_scheduler` once a
+    batch (one-cycle); `label_smoothing` applies to the training loss.
 
     Conv nets train in the channels-last memory format (oneDNN's and cuDNN's fast path: 1.4-1.7x
     per step on a 2-core CPU) and are returned in the default format. `precision="bfloat16"`
@@ -181,7 +203,9 @@ def fit(
                 train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
             start = time.perf_counter()
             with mode(model, training=True):
-                train_loss, train_acc = _train_epoch(model, optimizer, train_loader, device, fmt, precision)
+                train_loss, train_acc = _train_epoch(
+                    model, optimizer, train_loader, device, fmt, precision, label_smoothing, step_scheduler
+                )
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                    "lr": optimizer.param_groups[0]["lr"],
                    "train_seconds": time.perf_counter() - start}  # fmt: skip
@@ -210,6 +234,8 @@ def _train_epoch(
     device: torch.device,
     fmt: torch.memory_format,
     precision: str,
+    label_smoothing: float = 0.0,
+    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[float, float]:
     """One pass over `loader`: (mean training loss, training accuracy). Synchronises once, at the end."""
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -221,10 +247,12 @@ def _train_epoch(
             x = x.contiguous(memory_format=fmt)
         with autocast(device, precision):
             logits = model(x)
-        loss = nn.functional.cross_entropy(logits.float(), y)
+        loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
         total_loss += loss.detach().double() * len(y)
         correct += (logits.argmax(1) == y).sum()
         n += len(y)
