@@ -19,6 +19,7 @@ from netshrink.book.report import PROFILES
 from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS
 from netshrink.devices import DEVICES, PRECISIONS
+from netshrink.train import SCHEDULES
 
 _KINDS = {"int": "an integer", "float": "a finite number", "str": "a string", "dict": "a mapping"}
 
@@ -154,6 +155,8 @@ RULES: dict[str, Rule] = {
     "max_rate": Rule("float", low=0, high=0.99),
     "tucker_rule": Rule("str", choices=("vbmf",)),  # or an energy fraction: see _check_rank_rule
     "lenet_plan": Rule("dict"),
+    "schedule": Rule("str", choices=SCHEDULES),
+    "label_smoothing": Rule("float", low=0, high=0.99),
 }
 assert set(RULES["cnn_dataset"].choices) <= set(DATASETS)
 
@@ -189,8 +192,13 @@ def check_value(name: str, value: Any, rule: Rule) -> Any:
         if rule.optional:
             return None
         raise ValueError(f"{name}=None is not allowed; allowed: {rule.describe()}")
-    if name == "tucker_rule" and not isinstance(value, str):
-        return _number(name, value, Rule("float", low=0, high=1, low_open=True))  # an energy fraction
+    if name == "tucker_rule" and not isinstance(value, str):  # an energy fraction, below 1
+        fraction = _number(name, value, Rule("float", low=0, high=1, low_open=True))
+        if fraction >= 1:
+            raise ValueError(
+                f"{name}={value!r} is out of range; allowed: 'vbmf' or an energy fraction in (0, 1)"
+            )
+        return fraction
     if rule.kind == "dict":
         if not isinstance(value, Mapping):
             raise ValueError(f"{name}={value!r} must be {rule.describe()}")

@@ -131,7 +131,8 @@ def _run_locked(
     shutil.rmtree(staging, ignore_errors=True)
     status_path = running_dir(results, profile) / f"{chapter.name}.status.json"
     status_path.unlink(missing_ok=True)
-    n_cells = sum(c.cell_type == "code" for c in nbformat.read(root / chapter.notebook, as_version=4).cells)
+    notebook = nbformat.read(root / chapter.notebook, as_version=4)
+    n_cells = 1 + sum(c.cell_type == "code" for c in notebook.cells)  # with papermill's injected one
     stop = threading.Event()
     if status_every:
         threading.Thread(target=_watch, args=(status_path, n_cells, status_every, stop), daemon=True).start()

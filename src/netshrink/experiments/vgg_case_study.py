@@ -27,13 +27,22 @@ from netshrink.train import TrainConfig
 
 
 def vgg_config(
-    *, width: float, epochs: int, lr: float = 0.05, seed: int = 0, data_kwargs: dict | None = None
+    *,
+    width: float,
+    epochs: int,
+    lr: float = 0.05,
+    seed: int = 0,
+    data_kwargs: dict | None = None,
+    schedule: str = "cosine",
+    label_smoothing: float = 0.0,
 ) -> TrainConfig:
-    """VGG-16 with batch norm for 32x32 inputs, SGD with momentum 0.9 and weight decay 5e-4, a
-    cosine schedule, batch 128, crop and flip augmentation."""
+    """VGG-16 with batch norm for 32x32 inputs, SGD with momentum 0.9 and weight decay 5e-4,
+    batch 128, crop and flip augmentation; a cosine schedule, or one-cycle with label smoothing
+    (the recipe that reaches a good accuracy in few epochs)."""
     return TrainConfig(
         "vgg16", "cifar10", {"width": width}, {**(data_kwargs or {}), "augment": True}, optimizer="sgd",
-        lr=lr, momentum=0.9, weight_decay=5e-4, schedule="cosine", epochs=epochs, batch_size=128, seed=seed,
+        lr=lr, momentum=0.9, weight_decay=5e-4, schedule=schedule, epochs=epochs, batch_size=128, seed=seed,
+        label_smoothing=label_smoothing,
     )  # fmt: skip
 
 
