@@ -8,6 +8,7 @@ import pytest
 
 from netshrink.book import chapters, report, runner
 from netshrink.book.report import PROFILES
+from netshrink.io import write_json
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
@@ -262,3 +263,36 @@ def test_a_run_records_the_cpu_and_its_kernels_cpu_seconds_and_prints_its_status
     out = capsys.readouterr().out
     assert "sleeping" in out and "tiny: " in out and "% system" in out
     assert not (runner.running_dir(results, "smoke") / "tiny.status.json").exists()
+
+
+def test_device_chapter_runs_a_chapter_and_its_results_are_adopted_elsewhere(tmp_path, project_root):
+    """tools/device-chapter end to end on the CPU at smoke size (as on the GPU machine, without
+    its pack): the chapter's results come back as results.tgz and are adopted into another
+    results root with their manifest entries and notebook; the last good results stay otherwise."""
+    import subprocess
+    import sys
+
+    device_results, out = tmp_path / "device-results", tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "NETSHRINK_RESULTS": str(device_results), "OUT": str(out), "PYTHON": sys.executable}
+    cmd = [str(project_root / "tools" / "device-chapter"), "random_pruning", "smoke", "-p", "device", "cpu",
+           "-p", "n_trials", "5", "--status-every", "0"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    bundle = out / "results.tgz"
+    assert bundle.is_file()
+
+    here = tmp_path / "here"
+    (here / "smoke" / "baselines").mkdir(parents=True)  # another chapter's results stay as they are
+    write_json(
+        here / "smoke" / "manifest.json", {"profile": "smoke", "items": {"B-T1": {"chapter": "baselines"}}}
+    )
+    assert runner.adopt(bundle, "smoke", here) == ["random_pruning"]
+    items = report.read_manifest("smoke", here)["items"]
+    assert set(chapters.RANDOM_PRUNING.items) <= set(items) and items["B-T1"] == {"chapter": "baselines"}
+    assert (here / "smoke" / "random_pruning" / "provenance.json").is_file()
+    assert (here / "smoke" / "notebooks" / "02_random_pruning.ipynb").is_file()
+    with pytest.raises(ValueError, match="holds no finished chapter of profile 'full'"):
+        runner.adopt(bundle, "full", here)
+    with pytest.raises(ValueError, match="neither a results folder nor a results.tgz"):
+        runner.adopt(tmp_path / "missing.tgz", "smoke", here)
