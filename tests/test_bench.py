@@ -162,7 +162,7 @@ def test_bench_pooling(benchmark, kind):
 def test_bench_training_near_the_machines_limit(capsys):
     """Achieved GFLOP/s of every training step the chapters run, beside this machine's matrix
     product in the same run (printed: pytest-benchmark has no column for it)."""
-    from netshrink import throughput
+    from netshrink.experiments import throughput
 
     table = throughput.throughput_table(steps=5)
     with capsys.disabled():

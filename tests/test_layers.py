@@ -47,3 +47,17 @@ def test_finish_copies_the_bias_and_set_weight_reshapes():
     seq = layers.finish([first, last], source)
     x = torch.randn(1, 2, 4, 4)
     assert torch.allclose(seq(x), source(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [0, -1, 9, 2.5, True, "3"])
+def test_check_chunk_names_the_allowed_range(value):
+    with pytest.raises(
+        ValueError, match=r"chunk=.* is out of range; allowed: integers 1\.\.8 \(the number of masks\)"
+    ):
+        layers.check_chunk(value, 8, "masks")
+
+
+def test_check_chunk_takes_numpy_integers_and_allows_one_for_an_empty_set():
+    import numpy as np
+
+    assert layers.check_chunk(np.int64(3), 8, "masks") == 3 and layers.check_chunk(1, 0, "nodes") == 1

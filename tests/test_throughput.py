@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import throughput, train
+from netshrink import train
+from netshrink.experiments import throughput
 
 
 def test_step_flops_counts_forward_and_backward_of_a_linear_layer():
@@ -44,3 +45,9 @@ def test_every_model_the_chapters_train_is_in_the_table():
     assert table.loc["MLP", "% of the matmul limit"] == pytest.approx(
         100 * table.loc["MLP", "GFLOP/s"] / table.attrs["limit"]
     )
+
+
+def test_matmul_gflops_is_the_best_of_its_repeats(monkeypatch):
+    times = iter([0.0, 2.0, 2.0, 3.0, 3.0, 3.5])  # three products of 2, 1 and 0.5 seconds
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(times))
+    assert throughput.matmul_gflops(size=8, repeats=3) == pytest.approx(2 * 8**3 / 0.5 / 1e9)

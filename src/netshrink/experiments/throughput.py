@@ -1,7 +1,7 @@
 """How close training comes to the machine's limit: achieved GFLOP/s of each training step the
 chapters run, beside the machine's own matrix-multiply GFLOP/s measured in the same run.
 
-    python -m netshrink.throughput            # the table, on this machine's threads
+    python -m netshrink.experiments.throughput            # the table, on this machine's threads
 
 FLOPs are torch's `FlopCounterMode` count of one step's forward and backward pass (a multiply-add
 counts 2); the step is `train.fit`'s own, on synthetic batches of the configuration's batch size,
