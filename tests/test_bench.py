@@ -101,76 +101,17 @@ def conv4_setting():
     return model, [(x[i : i + 500], y[i : i + 500]) for i in range(0, 1000, 500)]
 
 
-@pytest.mark.parametrize("layer", CONV4_LAYERS)
-def test_bench_hooked_ablation_batched(benchmark, conv4_setting, layer):
-    model, batches = conv4_setting
-    benchmark.group = f"loss change of every node of Conv4Net's {layer}, 1,000 images"
-    change = benchmark.pedantic(importance.loss_change, args=(model, layer, batches), rounds=2)
-    assert change.shape == (importance.node_count(model.get_submodule(layer)),)
+HOOKED_METHODS = {"batched": (importance.loss_change, 2), "one pass per node": (naive.loss_change_naive, 1)}
 
 
 @pytest.mark.parametrize("layer", CONV4_LAYERS)
-def test_bench_hooked_ablation_one_pass_per_node(benchmark, conv4_setting, layer):
+@pytest.mark.parametrize("method", HOOKED_METHODS)
+def test_bench_hooked_ablation(benchmark, conv4_setting, layer, method):
     model, batches = conv4_setting
     benchmark.group = f"loss change of every node of Conv4Net's {layer}, 1,000 images"
-    change = benchmark.pedantic(naive.loss_change_naive, args=(model, layer, batches), rounds=1)
+    function, rounds = HOOKED_METHODS[method]
+    change = benchmark.pedantic(function, args=(model, layer, batches), rounds=rounds)
     assert change.shape == (importance.node_count(model.get_submodule(layer)),)
-
-
-# A decomposed layer's 1x1 convs: `decompose.PointwiseConv` (one batched matrix product) against
-# nn.Conv2d (oneDNN) on the same NCHW input, at the shapes of the decomposed LeNet's conv2 and
-# the CIFAR-10 CNN's second conv at k = 4.
-POINTWISE_SHAPES = [(1000, 15, 10, 32), (100, 16, 32, 32)]  # (batch, in channels, side, out channels)
-
-
-@pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("kind", ["PointwiseConv", "nn.Conv2d"])
-def test_bench_pointwise_conv(benchmark, kind, shape):
-    n, c, side, t = shape
-    torch.manual_seed(0)
-    layer = decompose.PointwiseConv(c, t, bias=True).eval()
-    if kind == "nn.Conv2d":
-        conv = torch.nn.Conv2d(c, t, 1).eval()
-        conv.load_state_dict(layer.state_dict())
-        layer = conv
-    x = torch.randn(n, c, side, side)
-    benchmark.group = f"1x1 conv {c} -> {t} channels on {n} NCHW maps of {side}x{side}"
-    with torch.inference_mode():
-        y = benchmark.pedantic(layer, args=(x,), rounds=20, iterations=10, warmup_rounds=2)
-    assert y.shape == (n, t, side, side)
-
-
-# The networks' 2x2 pooling (`models.MaxPool2x2`, `models.AvgPool2x2`) against the library's
-# kernels on the same NCHW maps: the CIFAR-10 network's first pooling input.
-POOLS = {
-    "MaxPool2x2": lambda: models.MaxPool2x2(),
-    "nn.MaxPool2d": lambda: torch.nn.MaxPool2d(2),
-    "AvgPool2x2": lambda: models.AvgPool2x2(),
-    "nn.AvgPool2d": lambda: torch.nn.AvgPool2d(2, 2),
-}
-
-
-@pytest.mark.parametrize("kind", POOLS)
-def test_bench_pooling(benchmark, kind):
-    x = torch.randn(100, 32, 32, 32)
-    benchmark.group = f"2x2 {'max' if 'Max' in kind else 'average'} pooling of 100 NCHW maps 32x32x32"
-    with torch.inference_mode():
-        y = benchmark.pedantic(POOLS[kind](), args=(x,), rounds=20, iterations=10, warmup_rounds=2)
-    assert y.shape == (100, 32, 16, 16)
-
-
-def test_bench_training_near_the_machines_limit(capsys):
-    """Achieved GFLOP/s of every training step the chapters run, beside this machine's matrix
-    product in the same run (printed: pytest-benchmark has no column for it)."""
-    from netshrink.experiments import throughput
-
-    table = throughput.throughput_table(steps=5)
-    with capsys.disabled():
-        print(
-            f"\nfloat32 matrix product: {table.attrs['limit']:.1f} GFLOP/s, {torch.get_num_threads()} threads"
-        )
-        print(table.round(2).to_string())
-    assert (table["% of the matmul limit"] > 0).all() and len(table) == len(throughput.chapter_configs())
 
 
 # CP of a conv kernel: TensorLy's ALS as `decompose.cp_conv` runs it, against tensorly-torch's
