@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from netshrink import models
-from netshrink.compress import naive, prune
+from netshrink.compress import importance, naive, prune
 
 
 @pytest.fixture()
@@ -156,7 +156,7 @@ def test_removing_every_node_is_refused(mlp):
 
 
 def test_mask_of_wrong_length_is_refused(mlp):
-    with pytest.raises(ValueError, match="the layer has 16 nodes"):
+    with pytest.raises(ValueError, match=r"for a layer of 16 nodes; got \(15,\)"):
         prune.remove_nodes(mlp, "hidden.0", torch.ones(15, dtype=torch.bool))
 
 
@@ -247,3 +247,31 @@ def test_mask_evaluation_on_an_empty_loader_is_an_error():
     net = models.MLP(in_features=8, hidden=(6,)).eval()
     with pytest.raises(ValueError, match=r"loader yielded no examples"):
         prune.evaluate_masks(net, "hidden.0", [], keep=torch.ones(2, 6, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    ("keep", "got"),
+    [
+        (torch.arange(6), "dtype torch.int64"),  # indices: would keep every node but node 0
+        (torch.full((6,), 0.3), "dtype torch.float32"),  # 0.3 would read as True
+        ([1, 0, 1, 1, -1, 1], "dtype torch.int64"),  # -1 would read as True
+        ("111111", "str"),
+    ],
+)
+def test_a_keep_mask_must_be_booleans(keep, got):
+    net = models.MLP(in_features=8, hidden=(6,)).eval()
+    with pytest.raises(ValueError, match=f"keep must be booleans, True for each node to keep.*got {got}"):
+        prune.remove_nodes(net, "hidden.0", keep)
+    with pytest.raises(ValueError, match="keep must be booleans"):
+        importance.ablate_masks(net, "hidden.0", [(torch.randn(4, 8), torch.randint(0, 10, (4,)))], keep=keep)
+
+
+def test_a_keep_mask_of_bools_in_any_container_is_taken():
+    import numpy as np
+
+    net = models.MLP(in_features=8, hidden=(6,)).eval()
+    as_list = [True, False, True, True, False, True]
+    for keep in (as_list, np.array(as_list), torch.tensor(as_list)):
+        assert prune.remove_nodes(net, "hidden.0", keep).hidden[0].out_features == 4
+    with pytest.raises(ValueError, match=r"keep must have shape \(6,\) or \(masks, 6\).*got \(1, 1, 6\)"):
+        prune.remove_nodes(net, "hidden.0", torch.ones(1, 1, 6, dtype=torch.bool))

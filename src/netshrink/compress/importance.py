@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from netshrink.compress.chain import LinearChain, linear_chain
 from netshrink.compress.layers import check_chunk
+from netshrink.compress.prune import check_keep
 from netshrink.devices import mode, model_device, to_device
 from netshrink.models import layer_names
 
@@ -379,8 +380,8 @@ def ablate_masks(
     the model with the nodes outside keep[j] removed together, all masks in batched passes."""
     module = check_layer(model, layer)
     n = node_count(module)
-    keep = torch.as_tensor(keep, dtype=torch.bool)
-    if keep.dim() != 2 or keep.shape[1] != n:
+    keep = check_keep(keep, n)
+    if keep.dim() != 2:
         raise ValueError(f"keep must have shape (masks, {n}) for layer={layer!r}; got {tuple(keep.shape)}")
     if chunk is not None:
         chunk = check_chunk(chunk, len(keep), "masks")

@@ -32,10 +32,25 @@ def hidden_layers(model: nn.Module) -> list[str]:
 
 
 def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Tensor:
-    keep = torch.as_tensor(keep, dtype=torch.bool)
-    if keep.shape[-1] != n_nodes:
-        raise ValueError(f"{name} has {keep.shape[-1]} entries per mask; the layer has {n_nodes} nodes")
-    return keep
+    """A keep-mask (n_nodes,) or one a row (T, n_nodes) as a bool tensor. Only booleans are taken
+    (a bool tensor or array, a list of bools): integer indices or 0/1 floats would otherwise be
+    read as True/False node by node, silently keeping the wrong nodes."""
+    try:
+        mask = keep if isinstance(keep, torch.Tensor) else torch.as_tensor(keep)
+    except (TypeError, ValueError, RuntimeError):
+        mask = None
+    if mask is None or mask.dtype != torch.bool:
+        what = f"dtype {mask.dtype}" if mask is not None else type(keep).__name__
+        raise ValueError(
+            f"{name} must be booleans, True for each node to keep (a bool tensor or a list of bools); "
+            f"got {what}. To keep nodes by index: torch.isin(torch.arange({n_nodes}), indices)"
+        )
+    if mask.dim() not in (1, 2) or mask.shape[-1] != n_nodes:
+        raise ValueError(
+            f"{name} must have shape ({n_nodes},) or (masks, {n_nodes}) for a layer of {n_nodes} nodes; "
+            f"got {tuple(mask.shape)}"
+        )
+    return mask
 
 
 def random_node_masks(
