@@ -141,3 +141,24 @@ def test_a_verified_file_loads_only_with_its_own_record(tmp_path):
     with pytest.warns(cache.CacheWarning, match="model.pt"):
         assert cache.load_verified(path, {"config": "b"}, torch.device("cpu")) is None
     assert not path.exists() and cache.load_verified(path, {"config": "a"}, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("record", ["[1]", "null", "123", '"text"'])
+def test_a_record_that_is_no_object_is_set_aside_not_a_crash(tmp_path, record):
+    path = tmp_path / "model.pt"
+    cache.save_verified(path, {"w": torch.ones(2)}, {"config": "a"})
+    path.with_suffix(".json").write_text(record)
+    with pytest.warns(cache.CacheWarning, match="no readable record model.json"):
+        assert cache.load_verified(path, {"config": "a"}, torch.device("cpu")) is None
+    assert not path.exists() and len(list(tmp_path.glob("model.pt.refused-*"))) == 1
+
+
+def test_files_refused_in_the_same_second_keep_their_own_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache.time, "strftime", lambda fmt: "20261201-120000")
+    path = tmp_path / "model.pt"
+    for content in (b"first", b"second", b"third"):
+        path.write_bytes(content)
+        with pytest.warns(cache.CacheWarning):
+            cache.load_verified(path, {"config": "a"}, torch.device("cpu"))
+    kept = sorted(p.read_bytes() for p in tmp_path.glob("model.pt.refused-*"))
+    assert kept == [b"first", b"second", b"third"]

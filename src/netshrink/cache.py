@@ -80,7 +80,12 @@ class CacheWarning(UserWarning):
 
 def _set_aside(path: Path, problem: str) -> None:
     """Move a refused cache file to `<name>.refused-<time>` and warn, naming both."""
-    aside = path.with_name(f"{path.name}.refused-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.refused-{stamp}")
+    n = 1
+    while aside.exists():  # two refusals in one second: never overwrite the first
+        n += 1
+        aside = path.with_name(f"{path.name}.refused-{stamp}-{n}")
     path.replace(aside)
     warnings.warn(
         f"{path}: {problem}; moved aside to {aside.name}, training again", CacheWarning, stacklevel=3
@@ -103,6 +108,8 @@ def load_verified(path: Path, record: dict[str, Any], device: torch.device) -> d
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):  # missing, unreadable, or valid JSON that is no record ([1], null)
         _set_aside(path, f"no readable record {meta_path.name} to check it against")
         return None
     if meta.get("sha256") != file_sha256(path):
