@@ -48,6 +48,13 @@ BAD_OTHER = [
     ("tensor_decomposition", "methods", ["svd"], r"methods\[0\]='svd' is not known; allowed values: tucker2"),
     ("tensor_decomposition", "ks", [0, 4], r"ks\[0\]=0 is out of range; allowed: an integer >= 1 and <= 8"),
     ("tensor_decomposition", "lenet_plan", [1], r"lenet_plan=\[1\] must be a mapping"),
+    ("vgg_case_study", "tucker_rule", 1.0, r"tucker_rule=1.0 is out of range; allowed: 'vbmf' or an energy"),
+    ("vgg_case_study", "schedule", "step", r"schedule='step' is not known; allowed values: none, cosine"),
+    ("vgg_case_study", "label_smoothing", 1.0, r"label_smoothing=1.0 is out of range"),
+    ("random_pruning", "seed", 2**80, r"seed=1208925819614629174706176 is out of range"),
+    ("random_pruning", "n_values", [1, 200], r"n_values=\[1, 200\]: cannot remove 200 of the 128 hidden"),
+    ("random_pruning", "shrink_n_values", [129], r"shrink_n_values=\[129\]: cannot remove 129 of the 128"),
+    ("random_pruning", "n_trials", 10**9, r"n_trials=1,000,000,000 needs about 1,907.3 GiB for its masks"),
 ]  # fmt: skip
 
 

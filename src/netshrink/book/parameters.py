@@ -67,7 +67,7 @@ RULES: dict[str, Rule] = {
     "profile": Rule("str", choices=PROFILES),
     "device": Rule("str", choices=DEVICES),
     "precision": Rule("str", choices=PRECISIONS),
-    "seed": _int(low=0),
+    "seed": _int(low=0, high=2**32 - 1),  # numpy's generators take 32-bit seeds
     "val_size": _int(low=0),
     # sizes of data subsets
     **dict.fromkeys(
@@ -217,6 +217,41 @@ def check_value(name: str, value: Any, rule: Rule) -> Any:
     return _number(name, value, rule)
 
 
+def _available_bytes() -> int | None:
+    """Memory the machine has available now (Linux: MemAvailable), or None when unknown."""
+    try:
+        for line in open("/proc/meminfo"):  # noqa: SIM115 - a short read
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_together(values: Mapping[str, Any]) -> None:
+    """Checks of parameters against each other, before any work: node counts against the layer
+    they index, and the masks' memory against what the machine has."""
+    hidden = values.get("hidden")
+    if isinstance(hidden, int):
+        for name in ("n_values", "shrink_n_values"):
+            too_many = [n for n in values.get(name) or [] if n > hidden]
+            if too_many:
+                raise ValueError(
+                    f"{name}={values[name]!r}: cannot remove {too_many[0]} of the {hidden} hidden nodes; "
+                    f"allowed: integers 1..{hidden} (hidden={hidden})"
+                )
+        available = _available_bytes()
+        for name in ("n_trials", "bench_masks"):
+            n = values.get(name)
+            need = n * hidden * 16 if isinstance(n, int) else 0  # a mask and its sort keys, per trial
+            if available is not None and need > available // 2:
+                raise ValueError(
+                    f"{name}={n:,} needs about {need / 2**30:,.1f} GiB for its masks ({name} x hidden x 16 "
+                    f"bytes); this machine has {available / 2**30:,.1f} GiB available: at most "
+                    f"{available // 2 // (hidden * 16):,}"
+                )
+
+
 def check(notebook: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
     """Check `params` (a chapter's parameter values) against `RULES`: every name must be one of
     `known` (the chapter's parameters), every value follow its rule (the book's chapters have a
@@ -235,4 +270,8 @@ def check(notebook: str, params: Mapping[str, Any], known: Mapping[str, Any]) ->
             out[name] = check_value(name, value, RULES[name])
         except ValueError as err:
             raise ValueError(f"{notebook}: {err}") from None
+    try:
+        check_together({**known, **out})
+    except ValueError as err:
+        raise ValueError(f"{notebook}: {err}") from None
     return out
