@@ -94,6 +94,7 @@ def test_book_builds_from_the_smoke_run(smoke_book):
     glance = (html / "book" / "glance.html").read_text()
     assert "0.9724" in glance and "Every compressed model" in glance
     assert "Where the numbers come from" in glance and glance.count("smoke</span></code>") >= 5
+    assert "```" not in glance and "{table}" not in glance, "a table directive was left as text"
     for item in ("D-F8", "D-F9", "V-F1"):  # a table and a figure both: the figure is shown too
         assert f"{item}.png" in glance, item
     rerun = (html / "book" / "rerun.html").read_text()

@@ -178,8 +178,8 @@ def sources_section(run: Any, chapters: Mapping[str, Chapter]) -> str:
                      prov["date"][:10], _scale(prov["parameters"])])  # fmt: skip
     table = _table(
         "glance-runs",
-        f"The run each chapter of this book shows: its committed `full` results where they match the code, "
-        f"else the `{run.profile}` run.",
+        f"The run each chapter of this book shows: its committed full results where they match the code, "
+        f"else the {run.profile} run.",
         ["chapter", "profile", "computed on", "minutes", "date", "scale"],
         rows,
     )
