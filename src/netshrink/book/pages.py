@@ -170,10 +170,7 @@ def sources_section(run: Any, chapters: Mapping[str, Chapter]) -> str:
         if prov is None:
             rows.append([_chapter_link(chapters, name), f"`{used}`", "not run yet", "–", "–", "–"])
             continue
-        device = prov.get("computed on") or "–"
-        cpu = prov.get("cpu")
-        if cpu and device.startswith("CPU"):
-            device += f", {cpu['model']} ({cpu['vector unit']})"
+        device = provenance.device_text(prov) or "–"
         rows.append([_chapter_link(chapters, name), f"`{used}`", device, f"{prov['wall seconds'] / 60:.1f}",
                      prov["date"][:10], _scale(prov["parameters"])])  # fmt: skip
     table = _table(

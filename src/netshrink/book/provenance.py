@@ -182,14 +182,20 @@ def stale(chapter: Chapter, profile: str, results: Path, root: Path) -> list[str
     return reasons
 
 
+def device_text(prov: dict) -> str | None:
+    """'CPU (2 threads), float32 (AMD EPYC, AVX2)': where a run computed, with the CPU's model
+    and vector unit when it ran on the CPU; None when the record does not say."""
+    device, cpu = prov.get("computed on"), prov.get("cpu")
+    if device and cpu and device.startswith("CPU"):
+        device += f" ({cpu['model']}, {cpu['vector unit']})"
+    return device
+
+
 def page_note(prov: dict) -> str:
     """A note for the top of a chapter page: which profile, device and commit made its numbers."""
     commit = prov["commit"][:10] + (" with uncommitted changes" if prov.get("uncommitted changes") else "")
     minutes = prov["wall seconds"] / 60
-    device = prov["computed on"] or "an unrecorded device"
-    cpu = prov.get("cpu")
-    if cpu and device.startswith("CPU"):
-        device += f" ({cpu['model']}, {cpu['vector unit']})"
+    device = device_text(prov) or "an unrecorded device"
     return (
         f"```{{note}}\nThe numbers on this page were made by the **`{prov['profile']}`** profile on "
         f"{device}, at commit `{commit}`, on {prov['date'][:10]} "

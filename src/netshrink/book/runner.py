@@ -124,8 +124,8 @@ def _run_locked(
     progress_bar: bool,
     status_every: float | None,
 ) -> Path:
-    notebooks = results / profile / "notebooks"
-    out = notebooks / f"{chapter.stem}.ipynb"
+    out = sources.executed_notebook(results, profile, chapter)
+    notebooks = out.parent
     failed = out.with_suffix(".failed.ipynb")
     for folder in (results, results / profile, notebooks):
         remove_stale(folder)
@@ -170,10 +170,9 @@ def _run_locked(
                 if (made / "parameters.json").is_file()
                 else {}
             )
-            used = provenance.Usage.children() - usage
+            used, wall = provenance.Usage.children() - usage, time.perf_counter() - start
             prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
-                                     time.perf_counter() - start, root, used, state)  # fmt: skip
-            wall = time.perf_counter() - start
+                                     wall, root, used, state)  # fmt: skip
             print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}", flush=True)
             write_json(made / provenance.RECORD, prov)
             publish(chapter.name, profile, staging, results)
