@@ -48,6 +48,7 @@ def results_dir(tmp_path, monkeypatch) -> Path:
     """A private results root for one test."""
     path = tmp_path / "results"
     monkeypatch.setenv("NETSHRINK_RESULTS", str(path))
+    monkeypatch.setenv("NETSHRINK_STAGED", "1")  # written in place, as under the runner
     return path
 
 

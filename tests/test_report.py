@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -109,3 +110,63 @@ def test_check_profile_and_publish_swap_a_chapters_results_in_whole(tmp_path):
     assert set(report.read_manifest("smoke", root)["items"]) == {"X-T1"}
     with pytest.raises(FileNotFoundError, match="the run of chapter 'other' wrote no results"):
         report.publish("other", "smoke", staging, root=root)
+
+
+def _old_and_new(tmp_path):
+    """A results root whose chapter 'demo' holds a good table (a = 1), and a run's staging root
+    with a new one (a = 2)."""
+    root, staging = tmp_path / "results", tmp_path / "staging"
+    for where, a, caption in ((root, 1, "old"), (staging, 2, "new")):
+        report.Report("demo", "smoke", {}, root=where, display=False).table(
+            "X-T1", pd.DataFrame({"a": [a]}), caption
+        )
+    return root, staging
+
+
+def _table(root):
+    return pd.read_csv(root / "smoke" / "demo" / "X-T1.csv")["a"].tolist()
+
+
+class Crash(BaseException):
+    """A process killed between two steps (no `except Exception` sees it)."""
+
+
+@pytest.mark.parametrize("crash_at", [1, 2], ids=["after the first rename", "after the second rename"])
+def test_a_crash_during_publish_is_completed_or_rolled_back_never_lost(tmp_path, monkeypatch, crash_at):
+    root, staging = _old_and_new(tmp_path)
+    renames, real_rename = [], Path.rename
+
+    def rename(self, target):
+        out = real_rename(self, target)
+        renames.append(target)
+        if len(renames) == crash_at:
+            raise Crash
+        return out
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(Crash):
+        report.publish("demo", "smoke", staging, root=root)
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert report.recover(root, "smoke") == ["demo"]
+    # crashed between the renames: the old results come back; after both: the swap completes
+    assert _table(root) == ([1] if crash_at == 1 else [2])
+    captions = report.read_manifest("smoke", root)["items"]["X-T1"]["captions"]
+    assert captions == (["old"] if crash_at == 1 else ["new"])
+    assert sorted(p.name for p in (root / "smoke").iterdir()) == ["demo", "manifest.json", "manifest.lock"]
+
+
+def test_a_manifest_that_cannot_be_written_rolls_the_swap_back(tmp_path, monkeypatch):
+    root, staging = _old_and_new(tmp_path)
+    real_write = report.write_json
+
+    def write_json(path, obj):
+        if Path(path).name == "manifest.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        real_write(path, obj)
+
+    monkeypatch.setattr(report, "write_json", write_json)
+    with pytest.raises(OSError, match=r"could not write .*manifest.json .*'demo' keeps its last results"):
+        report.publish("demo", "smoke", staging, root=root)
+    assert _table(root) == [1] and (staging / "smoke" / "demo").is_dir()
+    assert report.read_manifest("smoke", root)["items"]["X-T1"]["captions"] == ["old"]
+    assert not list((root / "smoke").glob(".*")), "no journal or parked folder is left"

@@ -296,3 +296,78 @@ def test_device_chapter_runs_a_chapter_and_its_results_are_adopted_elsewhere(tmp
         runner.adopt(bundle, "full", here)
     with pytest.raises(ValueError, match="neither a results folder nor a results.tgz"):
         runner.adopt(tmp_path / "missing.tgz", "smoke", here)
+
+
+def test_values_are_read_as_papermill_reads_them():
+    read = runner.read_value
+    assert read("lr", "1e-3") == 0.001 and read("seed", "3") == 3 and read("x", "True") is True
+    assert read("x", "None") is None and read("rates", "[0.5, 0.9]") == [0.5, 0.9]
+    assert read("plan", "{conv2: [tucker2, vbmf]}") == {"conv2": ["tucker2", "vbmf"]}
+    assert read("r", "vbmf") == "vbmf"
+
+
+def test_a_profile_parameter_that_disagrees_with_the_profile_is_refused_before_any_work(capsys, results_dir):
+    argv = ["--profile", "smoke", "--chapters", "random_pruning", "--no-build", "-p", "profile", "quick"]
+    assert runner.main(argv) == 2
+    assert "-p profile 'quick' disagrees with --profile 'smoke'" in capsys.readouterr().err
+    assert not results_dir.exists()
+    with pytest.raises(ValueError, match="disagrees with --profile 'smoke'"):
+        runner.run_chapter(chapters.RANDOM_PRUNING, "smoke", overrides={"profile": "quick"}, progress=False)
+
+
+def test_a_dead_kernel_ends_in_one_line_naming_the_chapter_and_cell(tmp_path, project_root):
+    root, tiny = _tiny_chapter(tmp_path, project_root, TABLE_CELL)
+    results = tmp_path / "results"
+    runner.run_chapter(tiny, "smoke", root=root, results=results, progress=False)
+    nb = nbformat.read(root / tiny.notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"))
+    nbformat.write(nb, root / tiny.notebook)
+    with pytest.raises(runner.ChapterFailed) as err:
+        runner.run_chapter(tiny, "smoke", root=root, results=results, overrides={"x": 5}, progress=False)
+    text = str(err.value)
+    assert "\n" not in text and "chapter 'tiny' stopped in cell 4" in text and "DeadKernelError" in text
+    assert (results / "smoke" / "notebooks" / "tiny.failed.ipynb").is_file()
+    assert (results / "smoke" / "tiny" / "X-T1.csv").read_text().splitlines()[1].endswith(",2")
+
+
+def _standalone_notebook(path, body):
+    """A notebook that starts a chapter 'tiny' through `Chapter.start`, as the book's do."""
+    start = (
+        "import pandas as pd\nfrom netshrink.book import chapters\n"
+        "tiny = chapters.Chapter('tiny', 'chapters/tiny.ipynb', 'Tiny', ('X-T1',), "
+        "{p: {'x': 2} for p in ('smoke', 'quick', 'full')})\n"
+        "run = tiny.start(globals(), display=False)\n"
+        "run.report.table('X-T1', pd.DataFrame({'a': [x]}), 'x itself')\nrun.report.glue('x', x)"
+    )
+    params = "profile = 'smoke'\nx = 1\ndevice = 'cpu'\nprecision = 'auto'"
+    cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
+    nb = nbformat.v4.new_notebook(
+        cells=cells + [nbformat.v4.new_code_cell(start), nbformat.v4.new_code_cell(body)]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_plain_papermill_publishes_only_a_run_that_succeeded(tmp_path, monkeypatch):
+    import papermill as pm
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("NETSHRINK_RESULTS", str(results))
+    monkeypatch.delenv("NETSHRINK_STAGED", raising=False)
+    notebook = tmp_path / "tiny.ipynb"
+    _standalone_notebook(notebook, "if x > 5:\n    raise RuntimeError('x too large')")
+    folder = results / "smoke" / "tiny"
+
+    def run(x):
+        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), parameters={"x": x},
+                            kernel_name="python3", progress_bar=False)  # fmt: skip
+
+    run(1)
+    saved = {name: (folder / name).read_text() for name in ("X-T1.csv", "parameters.json", "glue.json")}
+    assert saved["X-T1.csv"].splitlines()[1].endswith(",1")
+    manifest = (results / "smoke" / "manifest.json").read_text()
+    with pytest.raises(pm.PapermillExecutionError, match="x too large"):
+        run(9)
+    assert {name: (folder / name).read_text() for name in saved} == saved, "a failed run replaced results"
+    assert (results / "smoke" / "manifest.json").read_text() == manifest
+    assert [p.name for p in results.iterdir()] == ["smoke"], "a staging folder was left behind"

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from netshrink import allocator, cache, devices, train
-from netshrink.book import parameters
+from netshrink import allocator, cache, devices, paths, train
+from netshrink.book import parameters, standalone
 from netshrink.book.report import Report, check_profile
 from netshrink.data import DataSplits
 from netshrink.progress import update as report_progress
@@ -99,13 +99,19 @@ class Chapter:
         every value (`parameters.check`; converted values are written back into `namespace`),
         resolve the device (`auto`: CUDA when present) and the precision (`auto`: bfloat16 on
         CUDA, float32 on the CPU), and open the report, whose parameters and captions name both.
-        The kernel keeps freed memory for reuse (`allocator.keep_freed_memory`)."""
+        The kernel keeps freed memory for reuse (`allocator.keep_freed_memory`). Outside the
+        runner the report writes into a fresh folder, published when the run succeeded
+        (`standalone`)."""
         params = self.collect(namespace)
         namespace.update(params)
         allocator.keep_freed_memory()
         device = devices.resolve_device(params["device"])
         precision = devices.resolve_precision(params["precision"], device)
-        report = Report(self.name, params["profile"], params, display=display,
+        results = None
+        if not standalone.staged_by_runner():  # plain papermill or Jupyter: publish when done
+            results = standalone.staging_root(self.name)
+            standalone.PublishAtExit(self.name, params["profile"], results, paths.results_root())
+        report = Report(self.name, params["profile"], params, root=results, display=display,
                         run_note=f"{devices.describe(device)}, {precision}")  # fmt: skip
         return ChapterRun(report, device, precision, params)
 

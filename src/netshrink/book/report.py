@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
@@ -90,10 +89,19 @@ def read_manifest(profile: str, root: Path | None = None) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _journal(root: Path, profile: str, chapter: str) -> Path:
+    return root / profile / f".{chapter}.publish.json"
+
+
 def publish(chapter: str, profile: str, staging: Path, root: Path | None = None) -> None:
     """Replace chapter `chapter`'s results in `root` (default: the results root) by those a run
-    wrote under the results root `staging`, as a whole: its folder is swapped in by renames and
-    its manifest entries replace the old ones under the manifest's lock."""
+    wrote under the results root `staging`, as a whole, under the manifest's lock.
+
+    A journal makes the swap survive a crash between any two steps: it records the old folder's
+    parking name and the new manifest before the first rename, and the next `publish` or
+    `recover` completes the swap (new folder in place: manifest written) or rolls it back (old
+    folder back in place); the old folder is deleted only after the new manifest is written.
+    A manifest that cannot be written rolls the swap back and raises, naming it."""
     root = Path(root) if root is not None else paths.results_root()
     new_dir, target = staging / profile / chapter, root / profile / chapter
     if not new_dir.is_dir():
@@ -101,6 +109,7 @@ def publish(chapter: str, profile: str, staging: Path, root: Path | None = None)
     made = read_manifest(profile, staging)
     manifest_path = root / profile / "manifest.json"
     with _locked(manifest_path):
+        _recover_locked(root, profile, chapter)
         manifest = read_manifest(profile, root)
         manifest["items"] = {
             **{k: v for k, v in manifest["items"].items() if v.get("chapter") != chapter},
@@ -110,12 +119,60 @@ def publish(chapter: str, profile: str, staging: Path, root: Path | None = None)
             manifest.setdefault(key, {}).pop(chapter, None)
             if chapter in made.get(key, {}):
                 manifest[key][chapter] = made[key][chapter]
-        old = target.with_name(f".{chapter}.old-{os.getpid()}")
+        old = target.with_name(f".{chapter}.previous")
+        shutil.rmtree(old, ignore_errors=True)  # no journal names it: left by a finished swap
+        journal = _journal(root, profile, chapter)
+        write_json(journal, {"chapter": chapter, "old": old.name if target.exists() else None,
+                             "manifest": manifest})  # fmt: skip
         if target.exists():
             target.rename(old)
         new_dir.rename(target)
-        write_json(manifest_path, manifest)
+        try:
+            write_json(manifest_path, manifest)
+        except OSError as err:
+            target.rename(new_dir)  # roll back: the last good results stay whole
+            if old.exists():
+                old.rename(target)
+            journal.unlink(missing_ok=True)
+            raise OSError(f"could not write {manifest_path} ({err}); chapter {chapter!r} keeps its last "
+                          f"results") from err  # fmt: skip
+        journal.unlink()
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(root: Path, profile: str) -> list[str]:
+    """Finish or roll back every swap of `profile` that a crashed `publish` left (its journal):
+    a chapter whose new folder is in place gets the journal's manifest, one whose folder is
+    missing gets its old folder back. Returns the chapters recovered."""
+    done = []
+    folder = Path(root) / profile
+    for journal in sorted(folder.glob(".*.publish.json")) if folder.is_dir() else []:
+        chapter = journal.name[1 : -len(".publish.json")]
+        with _locked(folder / "manifest.json"):
+            if _recover_locked(Path(root), profile, chapter):
+                done.append(chapter)
+    return done
+
+
+def _recover_locked(root: Path, profile: str, chapter: str) -> bool:
+    journal = _journal(root, profile, chapter)
+    try:
+        record = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        journal.unlink(missing_ok=True)  # unreadable: written atomically, so never half a journal
+        return False
+    target = root / profile / chapter
+    old = target.with_name(record["old"]) if record.get("old") else None
+    if target.exists():  # the new folder is in place: complete the swap
+        write_json(root / profile / "manifest.json", record["manifest"])
+        journal.unlink()
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    else:  # crashed between the renames: the old folder goes back
+        if old is not None and old.exists():
+            old.rename(target)
+        journal.unlink()
+    return True
 
 
 def compression_rows(

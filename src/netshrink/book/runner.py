@@ -35,7 +35,8 @@ import yaml
 from netshrink import paths, progress
 from netshrink.book import parameters, provenance, sources, sphinx_ext
 from netshrink.book.chapters import CHAPTERS, Chapter, select
-from netshrink.book.report import check_profile, publish
+from netshrink.book.report import check_profile, publish, recover
+from netshrink.book.standalone import STAGED_ENV
 from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
@@ -93,6 +94,7 @@ def run_chapter(
     picks up where the killed run stopped."""
     root = root or paths.project_root()
     results = results or paths.results_root()
+    check_profile_override(check_profile(profile), {chapter.name: overrides or {}})
     params = check_parameters(chapter, {**chapter.parameters(profile), **(overrides or {})}, root)
     running = running_dir(results, profile)
     with hold_lock(running / f"{chapter.name}.lock", f"chapter {chapter.name!r} ({profile})",
@@ -129,6 +131,7 @@ def _run_locked(
     failed = out.with_suffix(".failed.ipynb")
     for folder in (results, results / profile, notebooks):
         remove_stale(folder)
+    recover(results, profile)  # finish or roll back a swap a crashed run left
     staging = results / f".{chapter.name}.run-{os.getpid()}"  # a fresh results root for this run
     shutil.rmtree(staging, ignore_errors=True)
     status_path = running_dir(results, profile) / f"{chapter.name}.status.json"
@@ -143,7 +146,7 @@ def _run_locked(
     try:
         with (
             atomic_path(out) as tmp,
-            _environment(NETSHRINK_RESULTS=str(staging), **{progress.ENV: str(status_path)}),
+            _environment(NETSHRINK_RESULTS=str(staging), **{progress.ENV: str(status_path), STAGED_ENV: "1"}),
         ):
             try:
                 pm.execute_notebook(
@@ -156,6 +159,7 @@ def _run_locked(
                     report_mode=False,
                 )
             except pm.PapermillExecutionError as err:
+                _print_warnings(tmp)
                 write_with(failed, lambda path: shutil.copy(tmp, path))
                 raise ChapterFailed(
                     f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
@@ -164,24 +168,76 @@ def _run_locked(
                     + f"\n\nThe executed notebook is at {failed}; the results of the last "
                     f"successful run are left as they were."
                 ) from err
+            except Exception as err:  # the kernel died (kill -9, out of memory) or papermill failed
+                if tmp.is_file() and tmp.stat().st_size:
+                    write_with(failed, lambda path: shutil.copy(tmp, path))
+                raise ChapterFailed(
+                    f"chapter {chapter.name!r} stopped in cell {_running_cell(tmp)} "
+                    f"({type(err).__name__}: {' '.join(str(err).split())[:300]}); the executed notebook "
+                    f"is at {failed}; the results of the last successful run are left as they were"
+                ) from err
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: say where, keep what ran
+                if tmp.is_file() and tmp.stat().st_size:
+                    write_with(failed, lambda path: shutil.copy(tmp, path))
+                print(f"error: chapter {chapter.name!r} was stopped in cell {_running_cell(tmp)}; the "
+                      f"executed notebook is at {failed}; the results of the last successful run are left "
+                      f"as they were", file=sys.stderr, flush=True)  # fmt: skip
+                raise
+            _print_warnings(tmp)
             made = staging / profile / chapter.name
-            ran = (
-                json.loads((made / "parameters.json").read_text())
-                if (made / "parameters.json").is_file()
-                else {}
-            )
+            if not (made / "parameters.json").is_file():
+                raise ChapterFailed(
+                    f"chapter {chapter.name!r} ran but wrote no {profile} results (under "
+                    f"{made}); the results of the last successful run are left as they were"
+                )
+            ran = json.loads((made / "parameters.json").read_text())
             used, wall = provenance.Usage.children() - usage, time.perf_counter() - start
             prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
                                      wall, root, used, state)  # fmt: skip
             print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}", flush=True)
             write_json(made / provenance.RECORD, prov)
-            publish(chapter.name, profile, staging, results)
+            try:
+                publish(chapter.name, profile, staging, results)
+            except OSError as err:  # e.g. a manifest that cannot be written: nothing was swapped
+                write_with(failed, lambda path: shutil.copy(tmp, path))
+                raise ChapterFailed(
+                    f"chapter {chapter.name!r} ran but its results could not be published: "
+                    f"{err}; the executed notebook is at {failed}"
+                ) from err
         failed.unlink(missing_ok=True)
     finally:
         stop.set()
         status_path.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _running_cell(notebook: Path) -> str:
+    """The number of the last code cell papermill started in a partly executed notebook
+    (counting its injected parameters cell), or '?'."""
+    try:
+        cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    except (OSError, ValueError, nbformat.reader.NotJSONError):
+        return "?"
+    started = [
+        n for n, c in enumerate(cells, 1) if c.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
+    return str(started[-1]) if started else "?"
+
+
+def _print_warnings(notebook: Path) -> None:
+    """Print the warnings (cache, data) a chapter's kernel wrote to its stderr, which papermill
+    keeps in the notebook only."""
+    try:
+        cells = nbformat.read(notebook, as_version=4).cells
+    except (OSError, ValueError, nbformat.reader.NotJSONError):
+        return
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            if out.get("name") == "stderr" and "Warning" in out.get("text", ""):
+                for line in out["text"].splitlines():
+                    if "Warning" in line:
+                        print(f"   warning: {line.strip()}", flush=True)
 
 
 def build_book(
@@ -206,6 +262,33 @@ def build_book(
     return proc
 
 
+def read_value(name: str, text: str) -> Any:
+    """A `-p NAME VALUE` read as papermill's `-p` reads it (`True`, `False`, `None`, an int, a
+    float: `1e-3` is 0.001), else as YAML, as papermill's `-y` does (`[1, 2]`, `{a: 1}`, `vbmf`)."""
+    scalars = {"True": True, "False": False, "None": None}
+    if text in scalars:
+        return scalars[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"-p {name} {text!r}: not a number, YAML list, mapping or string ({err})") from None
+
+
+def check_profile_override(profile: str, overrides: dict[str, dict[str, Any]]) -> None:
+    """`-p profile X` must agree with `--profile`: the profile names the results folder."""
+    for chapter, values in overrides.items():
+        if "profile" in values and values["profile"] != profile:
+            raise ValueError(
+                f"-p profile {values['profile']!r} disagrees with --profile {profile!r} (chapter "
+                f"{chapter!r}); choose the profile with --profile alone"
+            )
+
+
 def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path) -> dict[str, dict[str, Any]]:
     """`-p NAME VALUE` pairs -> {chapter name: overrides}. A VALUE is read as YAML, as papermill's
     `-y` does (`3`, `0.5`, `null`, `[1, 2]`, `vbmf`); each NAME goes to every selected chapter
@@ -213,10 +296,7 @@ def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path)
     known = {c.name: notebook_parameters(root / c.notebook) for c in chapters}
     out: dict[str, dict[str, Any]] = {c.name: {} for c in chapters}
     for name, text in pairs:
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"-p {name} {text!r}: not a YAML value ({err})") from None
+        value = read_value(name, text)
         takers = [c.name for c in chapters if name in known[c.name]]
         if not takers:
             every = sorted(set().union(*known.values()))
@@ -311,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = check_profile(args.profile)
         chapters = select(args.chapters)
         overrides = parse_overrides(args.parameter, chapters, root)
+        check_profile_override(profile, overrides)
         for chapter in chapters:  # every chapter's values checked before the first one runs
             check_parameters(chapter, {**chapter.parameters(profile), **overrides[chapter.name]}, root)
     except ValueError as err:
