@@ -273,5 +273,9 @@ def test_a_keep_mask_of_bools_in_any_container_is_taken():
     as_list = [True, False, True, True, False, True]
     for keep in (as_list, np.array(as_list), torch.tensor(as_list)):
         assert prune.remove_nodes(net, "hidden.0", keep).hidden[0].out_features == 4
-    with pytest.raises(ValueError, match=r"keep must have shape \(6,\) or \(masks, 6\).*got \(1, 1, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"keep must have shape \(6,\) for a layer of 6 nodes; got \(1, 1, 6\)"
+    ):
         prune.remove_nodes(net, "hidden.0", torch.ones(1, 1, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"keep must have shape \(6,\) or \(masks, 6\).*got \(1, 1, 6\)"):
+        prune.check_keep(torch.ones(1, 1, 6, dtype=torch.bool), 6)

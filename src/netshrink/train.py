@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netshrink import data, devices, models
+from netshrink.checks import check_labels, check_model
 from netshrink.devices import autocast, mode, model_device, to_device
 from netshrink.progress import training as report_epoch
 
@@ -105,7 +106,7 @@ def finite(value: Any) -> bool:
 def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
     """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`, on the model's
     device (batches follow the model), in eval mode. An empty loader is an error."""
-    device = model_device(model)
+    device = check_model(model)
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     n = 0
@@ -113,6 +114,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
         for x, y in loader:
             x, y = to_device((x, y), device)
             logits = model(x)
+            check_labels(y, logits.shape[1])
             total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
             correct += (logits.argmax(1) == y).sum()
             n += len(y)

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netshrink import models
 from netshrink.book.report import PROFILES
+from netshrink.compress import decompose
 from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS
 from netshrink.devices import DEVICES, PRECISIONS
@@ -229,8 +231,16 @@ def _available_bytes() -> int | None:
 
 
 def check_together(values: Mapping[str, Any]) -> None:
-    """Checks of parameters against each other, before any work: node counts against the layer
-    they index, and the masks' memory against what the machine has."""
+    """Checks of parameters against each other, before any work: a decomposition plan against
+    the network it names (methods, layers, ranks), node counts against the layer they index,
+    and the masks' memory against what the machine has."""
+    plan = values.get("lenet_plan")
+    if isinstance(plan, Mapping):  # decomposed as the chapter will, on an untrained network (fast)
+        lenet = models.build_model("lenet")
+        try:
+            decompose.decompose_model(lenet, decompose.resolve_plan(lenet, plan))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"lenet_plan={dict(plan)!r}: {err}") from None
     hidden = values.get("hidden")
     if isinstance(hidden, int):
         for name in ("n_values", "shrink_n_values"):

@@ -16,6 +16,7 @@ from netshrink.compress.layers import (
     check_rank,
     conv_like,
     finish,
+    rank_list,
     rank_pair,
     set_weight,
     weight64,
@@ -96,9 +97,7 @@ def tt_conv(conv: nn.Conv2d, rank: int | Sequence[int]) -> nn.Sequential:
     (r3,T,1), run as 1x1 S->r1, kx1 r1->r2, 1xk r2->r3, 1x1 r3->T (as tltorch's `tt_conv`)."""
     conv = check_conv(conv)
     T, S, kh, kw = conv.weight.shape
-    r = (rank,) * 3 if isinstance(rank, int) and not isinstance(rank, bool) else tuple(rank)
-    if len(r) != 3:
-        raise ValueError(f"rank={rank!r} must be an integer or three TT rank (r1, r2, r3)")
+    r = rank_list(rank, 3)  # (r1, r2, r3)
     dims = (S, kh, kw, T)
     for i, value in enumerate(r):
         upper = min(math.prod(dims[: i + 1]), math.prod(dims[i + 1 :]))

@@ -32,6 +32,7 @@ from typing import Any
 
 from torch import nn
 
+from netshrink.checks import check_model
 from netshrink.compress.conv import (
     btd_conv,
     cp_conv,
@@ -54,8 +55,8 @@ from netshrink.compress.ranks import (
 from netshrink.models import layer_names
 
 __all__ = [  # the layer functions live in conv, linear and ranks; this is the one place to import them from
-    "CONV_METHODS", "LINEAR_METHODS", "RANK_RULES", "PointwiseConv", "TTLinear", "btd_conv", "cp_conv",
-    "cp_layers", "decompose_layer", "decompose_model", "jaderberg_conv",
+    "CONV_METHODS", "LINEAR_METHODS", "RANK_RULES", "PointwiseConv", "TTLinear", "btd_conv", "check_method",
+    "cp_conv", "cp_layers", "decompose_layer", "decompose_model", "jaderberg_conv",
     "layer_parameters", "normalise_plan", "rank_for_budget", "resolve_plan", "select_rank", "tt_conv",
     "tt_linear", "tucker1_conv", "tucker1_linear", "tucker2_conv", "tucker2_linear", "unfold",
 ]  # fmt: skip
@@ -68,14 +69,8 @@ def decompose_layer(module: nn.Module, method: str, rank: Any = None, **options:
     """Decompose one Conv2d or Linear by `method` (see the module docstring) at `rank`:
     explicit ranks, 'vbmf', or an energy fraction. `options`: `n_blocks` (btd), `in_modes`
     and `out_modes` (tt linear)."""
-    if isinstance(module, nn.Conv2d):
-        if method not in CONV_METHODS:
-            raise ValueError(f"method={method!r} for a Conv2d; allowed: {', '.join(CONV_METHODS)}")
-    elif isinstance(module, nn.Linear):
-        if method not in LINEAR_METHODS:
-            raise ValueError(f"method={method!r} for a Linear; allowed: {', '.join(LINEAR_METHODS)}")
-    else:
-        raise ValueError(f"module is {type(module).__name__}; allowed: nn.Conv2d and nn.Linear")
+    check_method(module, method)
+    check_model(module, "module")
     if rank is None:
         raise ValueError("rank is missing; allowed: integers, " + ", ".join(RANK_RULES))
     rank = resolve_rank(module, method, rank)
@@ -98,6 +93,19 @@ def decompose_layer(module: nn.Module, method: str, rank: Any = None, **options:
         "jaderberg": jaderberg_conv,
     }  # fmt: skip
     return functions[method](module, rank, **options)
+
+
+def check_method(module: nn.Module, method: Any) -> str:
+    """`method` if it applies to `module` (a Conv2d or Linear), else a ValueError naming both."""
+    if isinstance(module, nn.Conv2d):
+        if method not in CONV_METHODS:
+            raise ValueError(f"method={method!r} for a Conv2d; allowed: {', '.join(CONV_METHODS)}")
+    elif isinstance(module, nn.Linear):
+        if method not in LINEAR_METHODS:
+            raise ValueError(f"method={method!r} for a Linear; allowed: {', '.join(LINEAR_METHODS)}")
+    else:
+        raise ValueError(f"module is {type(module).__name__}; allowed: nn.Conv2d and nn.Linear")
+    return method
 
 
 def normalise_plan(plan: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -146,7 +154,11 @@ def resolve_plan(model: nn.Module, plan: Mapping[str, Any]) -> dict[str, dict[st
             raise ValueError(f"layer {name!r} is not in the model; allowed: {', '.join(layer_names(model))}")
         rank = spec.get("rank")
         out[name] = {**spec, "rank": list(rank) if isinstance(rank, tuple) else rank}
-        if isinstance(layer, nn.Conv2d | nn.Linear) and rank is not None:
+        try:
+            check_method(layer, spec["method"])
+        except ValueError as err:
+            raise ValueError(f"layer {name!r}: {err}") from None
+        if rank is not None:
             resolved = resolve_rank(layer, spec["method"], rank)
             out[name]["rank"] = list(resolved) if isinstance(resolved, tuple) else resolved
     return out

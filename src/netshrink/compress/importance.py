@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from netshrink.checks import check_labels, check_model, check_width
 from netshrink.compress.chain import LinearChain, linear_chain
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.prune import check_keep
@@ -48,7 +49,10 @@ def check_layer(model: nn.Module, layer: str) -> nn.Module:
         else:
             what = "has no nodes to remove (not a Linear or Conv2d layer)"
         raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(allowed)}")
-    return dict(model.named_modules())[layer]
+    check_model(model)
+    module = dict(model.named_modules())[layer]
+    check_width(module, layer)
+    return module
 
 
 def node_count(module: nn.Module) -> int:
@@ -303,6 +307,7 @@ def _accumulate(model, layer, loader, rows: int, sums_of_batch, accuracy: bool) 
     count = torch.zeros(n_classes, dtype=torch.long, device=device)
     with mode(model, training=False):
         for x, y in merged_batches(loader, device):
+            check_labels(y, n_classes)
             count += torch.bincount(y, minlength=n_classes)
             sums = sums_of_batch(x, y, n_classes)
             loss_sum += sums[0]

@@ -37,6 +37,26 @@ def rank_pair(rank: int | Sequence[int], name: str = "rank") -> tuple[int, int]:
     raise ValueError(f"{name}={rank!r} must be an integer or a pair (rank_in, rank_out)")
 
 
+def rank_list(rank: int | Sequence[int], n: int, name: str = "rank") -> list[int]:
+    """`n` ranks from one integer (numpy integers too) or a sequence of `n`; a ValueError otherwise."""
+    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+        return [int(rank)] * n
+    if isinstance(rank, Sequence) and not isinstance(rank, str) and len(rank) == n:
+        return list(rank)
+    raise ValueError(f"{name}={rank!r} must be an integer or {n} ranks")
+
+
+def check_modes(name: str, modes: Any) -> list[int]:
+    """A list of positive integers (numpy integers too), never truncated floats."""
+    if (
+        isinstance(modes, str)
+        or not isinstance(modes, Sequence)
+        or not all(isinstance(m, numbers.Integral) and not isinstance(m, bool) and m >= 1 for m in modes)
+    ):
+        raise ValueError(f"{name}={modes!r}; allowed: a list of positive integers")
+    return [int(m) for m in modes]
+
+
 def check_conv(conv: nn.Module) -> nn.Conv2d:
     if not isinstance(conv, nn.Conv2d):
         raise ValueError(f"layer is {type(conv).__name__}; allowed: nn.Conv2d")

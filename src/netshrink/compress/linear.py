@@ -11,7 +11,16 @@ import torch
 from tensorly.decomposition import partial_tucker, tensor_train_matrix
 from torch import nn
 
-from netshrink.compress.layers import check_linear, check_rank, finish, rank_pair, set_weight, weight64
+from netshrink.compress.layers import (
+    check_linear,
+    check_modes,
+    check_rank,
+    finish,
+    rank_list,
+    rank_pair,
+    set_weight,
+    weight64,
+)
 
 tl.set_backend("pytorch")
 
@@ -83,7 +92,7 @@ def tt_linear(
     `rank`: one internal rank for all, or the d-1 internal rank."""
     linear = check_linear(linear)
     out_f, in_f = linear.weight.shape
-    in_modes, out_modes = [int(m) for m in in_modes], [int(m) for m in out_modes]
+    in_modes, out_modes = check_modes("in_modes", in_modes), check_modes("out_modes", out_modes)
     if len(in_modes) != len(out_modes) or len(in_modes) < 2 or min(in_modes + out_modes) < 1:
         raise ValueError(
             f"in_modes={in_modes}, out_modes={out_modes}; allowed: equally long lists (>= 2) of positive ints"
@@ -97,9 +106,7 @@ def tt_linear(
             f"out_modes={out_modes} multiply to {math.prod(out_modes)}; allowed: a product of {out_f}"
         )
     d = len(in_modes)
-    r = [rank] * (d - 1) if isinstance(rank, int) and not isinstance(rank, bool) else list(rank)
-    if len(r) != d - 1:
-        raise ValueError(f"rank={rank!r} must be an integer or {d - 1} internal TT rank")
+    r = rank_list(rank, d - 1)
     sizes = [i * o for i, o in zip(in_modes, out_modes, strict=True)]
     for k, value in enumerate(r):
         check_rank(f"rank[{k}]", value, min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])))

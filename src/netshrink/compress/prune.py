@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from netshrink.checks import check_labels, check_model, check_width
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.layers import check_chunk
 from netshrink.devices import mode, model_device, to_device
@@ -31,10 +32,10 @@ def hidden_layers(model: nn.Module) -> list[str]:
     return linear_chain(model).hidden
 
 
-def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Tensor:
-    """A keep-mask (n_nodes,) or one a row (T, n_nodes) as a bool tensor. Only booleans are taken
-    (a bool tensor or array, a list of bools): integer indices or 0/1 floats would otherwise be
-    read as True/False node by node, silently keeping the wrong nodes."""
+def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool = False) -> torch.Tensor:
+    """A keep-mask (n_nodes,) or, unless `one`, one a row (T, n_nodes) as a bool tensor. Only
+    booleans are taken (a bool tensor or array, a list of bools): integer indices or 0/1 floats
+    would otherwise be read as True/False node by node, silently keeping the wrong nodes."""
     try:
         mask = keep if isinstance(keep, torch.Tensor) else torch.as_tensor(keep)
     except (TypeError, ValueError, RuntimeError):
@@ -45,10 +46,10 @@ def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep") -> torch.Te
             f"{name} must be booleans, True for each node to keep (a bool tensor or a list of bools); "
             f"got {what}. To keep nodes by index: torch.isin(torch.arange({n_nodes}), indices)"
         )
-    if mask.dim() not in (1, 2) or mask.shape[-1] != n_nodes:
+    if mask.dim() not in ((1,) if one else (1, 2)) or mask.shape[-1] != n_nodes:
+        shapes = f"({n_nodes},)" if one else f"({n_nodes},) or (masks, {n_nodes})"
         raise ValueError(
-            f"{name} must have shape ({n_nodes},) or (masks, {n_nodes}) for a layer of {n_nodes} nodes; "
-            f"got {tuple(mask.shape)}"
+            f"{name} must have shape {shapes} for a layer of {n_nodes} nodes; got {tuple(mask.shape)}"
         )
     return mask
 
@@ -91,6 +92,8 @@ def _check_chain(model: nn.Module, layer: str) -> tuple[nn.Module, str, nn.Modul
             else "has no nodes to remove (not a Linear or Conv2d layer)"
         )  # fmt: skip
         raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(names[:-1])}")
+    check_model(model)
+    check_width(modules[layer], layer)
     norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     if norms:
         raise ValueError(
@@ -121,7 +124,7 @@ def mask_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     module, following, _ = _check_chain(model, layer)
     masked = copy.deepcopy(model)
     lin, nxt = masked.get_submodule(layer), masked.get_submodule(following)
-    keep = check_keep(keep, lin.weight.shape[0]).to(lin.weight.device)
+    keep = check_keep(keep, lin.weight.shape[0], one=True).to(lin.weight.device)
     with torch.no_grad():
         lin.weight[~keep] = 0
         if lin.bias is not None:
@@ -155,7 +158,7 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     `keep.sum()` outputs and the next layer as many inputs. Its outputs equal
     `mask_nodes(model, layer, keep)`'s. Works on MLP, Conv4Net and other plain chains."""
     module, following, nxt = _check_chain(model, layer)
-    keep = check_keep(keep, module.weight.shape[0]).to(module.weight.device)
+    keep = check_keep(keep, module.weight.shape[0], one=True).to(module.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every node of layer={layer!r}; at least one must stay")
     smaller = copy.deepcopy(model)
@@ -194,8 +197,10 @@ def evaluate_masks(
     data batch; the next layer's pre-activations under a chunk of masks come from one matrix product with
     per-mask effective weights W_next * mask, never from T forward passes.
     """
+    check_model(model)
     view = linear_chain(model)
     index = view.index(layer, model)
+    check_width(view.linears[index], layer)
     nxt = view.linears[index + 1]
     masks = check_keep(keep, view.linears[index].out_features)
     if masks.dim() == 1:
@@ -210,6 +215,7 @@ def evaluate_masks(
     with mode(model, training=False):
         for x, y in loader:
             x, y = to_device((x, y), device)
+            check_labels(y, view.linears[-1].out_features)
             act = view.activations(index, x)  # (N, H), shared by every mask
             for start in range(0, n_masks, chunk):
                 z = _masked_next_preactivations(act, masks[start : start + chunk], nxt)  # (N, t, out)
@@ -354,7 +360,7 @@ def remove_filters(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Modul
     conv = modules[layer]
     if conv.groups != 1:
         raise ValueError(f"layer={layer!r} is a grouped convolution; allowed: groups=1")
-    keep = check_keep(keep, conv.out_channels).to(conv.weight.device)
+    keep = check_keep(keep, conv.out_channels, one=True).to(conv.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every filter of layer={layer!r}; at least one must stay")
     following = names[names.index(layer) + 1]

@@ -1,0 +1,61 @@
+"""Checks of the models and batches the public functions take, with one message style:
+what is wrong with the argument, then `allowed: ...`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def check_model(model: nn.Module, name: str = "model") -> torch.device:
+    """The device of `model`'s parameters, after checking that it has real weights (not on the
+    meta device) of one float dtype (float32 or float64) on one device; a ValueError otherwise."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name} is {type(model).__name__}; allowed: a torch.nn.Module")
+    params = list(model.parameters())
+    if not params:
+        raise ValueError(f"{name} has no parameters; allowed: a model with Linear or Conv2d layers")
+    if any(p.is_meta for p in params):
+        raise ValueError(
+            f"{name} has parameters on the meta device (shapes without data); allowed: a model with real "
+            f"weights (for example model.to_empty(device='cpu') followed by load_state_dict)"
+        )
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in params})
+    if len(dtypes) > 1:
+        raise ValueError(f"{name} mixes parameter dtypes ({', '.join(dtypes)}); allowed: one dtype, "
+                         f"float32 or float64 (model.float())")  # fmt: skip
+    if params[0].dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"{name} has {dtypes[0]} parameters; allowed: float32 or float64 (convert with model.float(); "
+            f"training in bfloat16 is train.fit's precision setting, over float32 weights)"
+        )
+    devices = sorted({str(p.device) for p in params})
+    if len(devices) > 1:
+        raise ValueError(f"{name} has parameters on several devices ({', '.join(devices)}); allowed: one")
+    return params[0].device
+
+
+def check_labels(y: torch.Tensor, n_classes: int, name: str = "labels") -> None:
+    """Class indices in 0..n_classes-1 (a ValueError naming the first bad one otherwise)."""
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(
+            f"{name} have dtype {str(y.dtype).removeprefix('torch.')}; allowed: integer class indices"
+        )
+    if y.numel() == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"{name} hold class {bad}; allowed: 0..{n_classes - 1} (the model has {n_classes} outputs)"
+        )
+
+
+def check_width(module: nn.Module, layer: str) -> int:
+    """The number of nodes (Linear outputs, conv channels) of `layer`, at least one."""
+    width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    if width < 1:
+        raise ValueError(f"layer={layer!r} has no nodes (width 0); allowed: layers with at least one node")
+    return width
