@@ -84,9 +84,36 @@ def test_a_truncated_idx_file_is_refused_naming_it(mnist_root):
     (mnist_root / "MNIST/raw/SHA256SUMS").unlink()  # files put there by hand: no record yet
     path = mnist_root / "MNIST/raw/t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(raw.DataCorruptError, match=r"cannot read the IDX files in .*MNIST/raw"):
+    with pytest.raises(
+        raw.DataCorruptError, match=r"t10k-images-idx3-ubyte does not match the digest the project"
+    ):
         data.load_raw("mnist", root=mnist_root, mirror=None, download=False)
     assert not (mnist_root / "MNIST/raw/SHA256SUMS").exists(), "a file that cannot be read is never recorded"
+
+
+def test_without_its_record_a_flipped_byte_is_refused_never_recorded_as_good(mnist_root):
+    sums = mnist_root / "MNIST/raw/SHA256SUMS"
+    sums.unlink()
+    path = mnist_root / "MNIST/raw/train-labels-idx1-ubyte"
+    blob = bytearray(path.read_bytes())
+    blob[100] = (blob[100] + 1) % 10  # still a valid label: only the digest can tell
+    path.write_bytes(bytes(blob))
+    with pytest.raises(
+        raw.DataCorruptError, match="train-labels-idx1-ubyte does not match the digest the project"
+    ):
+        data.load_raw("mnist", root=mnist_root, mirror=None, download=False)
+    assert not sums.exists()
+
+
+def test_temporary_files_of_a_killed_unpacking_are_removed_by_the_next_load(mnist_root):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = mnist_root / f"MNIST/raw/.train-images-idx3-ubyte.{dead.pid}.x1y2z3.tmp"
+    leftover.write_bytes(b"half an unpacked file")
+    data.load_raw("mnist", root=mnist_root, mirror=None, download=False)
+    assert not leftover.exists()
 
 
 def test_a_damaged_cifar_cache_is_refused_naming_it(tmp_path):
@@ -95,6 +122,9 @@ def test_a_damaged_cifar_cache_is_refused_naming_it(tmp_path):
     arrays = {"x_train": np.zeros((2, 32, 32, 3), np.uint8), "y_train": np.zeros(2, np.int64),
               "x_test": np.zeros((1, 32, 32, 3), np.uint8), "y_test": np.zeros(1, np.int64)}  # fmt: skip
     raw._savez(cache, arrays)
+    with pytest.raises(raw.DataCorruptError, match="no record .* do not match the digest the project ships"):
+        data.load_raw("cifar10", root=tmp_path, mirror=None, download=False)  # not the real CIFAR-10
+    raw.record_digests([cache], cache.with_name(cache.name + ".sha256"))  # as the package records its cache
     assert data.load_raw("cifar10", root=tmp_path, mirror=None, download=False).x_train.shape == (
         2,
         3,

@@ -7,12 +7,15 @@ Each data set is looked for, in order, in
 3. torchvision's download into the data root.
 Offline with no copy, `DataNotFoundError` says where to put the files.
 
-Files copied or unpacked into the data root are checked against digests recorded when made.
+Files copied or unpacked into the data root are checked against digests recorded when made
+(or, found without a record, against the digests the project ships); temporary files of a
+killed unpacking are removed by the next load.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import re
@@ -27,7 +30,7 @@ import torch
 import torchvision
 
 from netshrink import paths
-from netshrink.io import atomic_path, file_sha256, write_text, write_with
+from netshrink.io import atomic_path, file_sha256, remove_stale, write_text, write_with
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 
@@ -49,6 +52,26 @@ _TORCHVISION = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvisio
 _FOLDER = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 CIFAR_JPEG_TAR = "CIFAR10-jpeg/cifar10-jpeg.tar.xz"
 CIFAR_JPEG_CACHE = "CIFAR10-jpeg/cifar10-jpeg.npz"
+
+
+# The SHA-256 of the unpacked files, as the project ships them: a file found without its
+# SHA256SUMS record is checked against these before it is read and recorded.
+SHIPPED_SHA256 = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+# The decoded CIFAR-10 JPEG copy (`arrays_sha256` of its npz), for a cache found without its record.
+SHIPPED_CIFAR_ARRAYS_SHA256 = "6fdeff7f04ec4682402082abd90118bc11560bfcc5cccd42bb37c2dffbcc5e95"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -131,23 +154,34 @@ def _stamp(path: Path) -> tuple[str, int, int]:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def check_digests(files: Sequence[Path], sums_file: Path, rebuild: str) -> None:
+def check_digests(
+    files: Sequence[Path], sums_file: Path, rebuild: str, shipped: dict[str, str] | None = None
+) -> None:
     """Check `files` against the digests recorded in `sums_file` (once per process and file
-    version); nothing to check without a record (files put there by hand: the caller records
-    them once they have been read). A mismatch is a `DataCorruptError` naming the file and
-    saying how to rebuild it (`rebuild`)."""
-    if not sums_file.is_file():
-        return
-    sums = read_sums(sums_file)
+    version), or, without a record, against the digests the project ships (`shipped`, by file
+    name); a file with neither is not checked (the caller records it once read). A mismatch is
+    a `DataCorruptError` naming the file and saying how to rebuild it (`rebuild`)."""
+    recorded = sums_file.is_file()
+    sums = read_sums(sums_file) if recorded else dict(shipped or {})
+    where = f"its recorded digest in {sums_file}" if recorded else "the digest the project ships for it"
     for f in files:
-        if _stamp(f) in _CHECKED:
+        if _stamp(f) in _CHECKED or (not recorded and f.name not in sums):
             continue
         expected = sums.get(f.name)
         if expected is None or file_sha256(f) != expected:
-            raise DataCorruptError(
-                f"{f} does not match its recorded digest in {sums_file} (damaged or replaced); {rebuild}"
-            )
+            raise DataCorruptError(f"{f} does not match {where} (damaged or replaced); {rebuild}")
         _CHECKED.add(_stamp(f))
+
+
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """A digest of named arrays: names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        a = np.ascontiguousarray(arrays[name])
+        for part in (name, str(a.dtype), str(a.shape)):
+            h.update(part.encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _no_mirror() -> str:
@@ -171,6 +205,7 @@ def _not_found(name: str, root: Path, mirror: Path | None, layout: str, err: Exc
 def _mnist_like(name: str, root: Path, mirror: Path | None, download: bool) -> RawData:
     folder = _FOLDER[name]
     raw = root / folder / "raw"
+    remove_stale(raw)  # temporary files of an unpacking that was killed
     source = "data root"
     if not all((raw / f).is_file() for f in IDX_FILES):
         mirror_files = [mirror / folder / "raw" / f"{f}.gz" for f in IDX_FILES] if mirror else []
@@ -197,7 +232,7 @@ def _mnist_like(name: str, root: Path, mirror: Path | None, download: bool) -> R
     files, sums_file = [raw / f for f in IDX_FILES], raw / "SHA256SUMS"
     if source != "data root":
         record_digests(files, sums_file)
-    check_digests(files, sums_file, rebuild)
+    check_digests(files, sums_file, rebuild, SHIPPED_SHA256[folder])
     try:
         train = _TORCHVISION[name](root, train=True, download=False)
         test = _TORCHVISION[name](root, train=False, download=False)
@@ -245,6 +280,7 @@ def chw(images: np.ndarray) -> torch.Tensor:
 def _cifar10(root: Path, mirror: Path | None, download: bool) -> RawData:
     original = root / "cifar-10-batches-py"
     cache = root / CIFAR_JPEG_CACHE
+    remove_stale(cache.parent)  # temporary files of a decoding that was killed
     if original.is_dir():
         return _cifar10_original(root, "data root")
     source = "data root"
@@ -280,6 +316,11 @@ def _cifar10(root: Path, mirror: Path | None, download: bool) -> RawData:
     except Exception as err:  # noqa: BLE001 - numpy's errors (BadZipFile, KeyError) name no file
         raise DataCorruptError(f"cannot read {cache} ({type(err).__name__}: {err}); {rebuild}") from err
     if not sums_file.is_file():
+        if arrays_sha256(arrays) != SHIPPED_CIFAR_ARRAYS_SHA256:
+            raise DataCorruptError(
+                f"{cache} has no record ({sums_file.name}) and its arrays do not match the digest the "
+                f"project ships (damaged, replaced, or decoded by another JPEG library); {rebuild}"
+            )
         record_digests([cache], sums_file)
     return RawData(
         label="CIFAR-10 (JPEG copy)",
