@@ -162,3 +162,20 @@ def test_files_refused_in_the_same_second_keep_their_own_names(tmp_path, monkeyp
             cache.load_verified(path, {"config": "a"}, torch.device("cpu"))
     kept = sorted(p.read_bytes() for p in tmp_path.glob("model.pt.refused-*"))
     assert kept == [b"first", b"second", b"third"]
+
+
+def test_splits_whose_pixels_were_changed_in_place_are_never_served_the_real_datas_model(data_root):
+    cfg = small_config(epochs=1)
+    real = data.load_dataset("mnist", root=data_root, **SMALL_MNIST)
+    digest = real.tensor_digest()
+    assert real.tensor_digest() == digest, "the digest is the same while nothing changes"
+    changed = data.load_dataset("mnist", root=data_root, **SMALL_MNIST)
+    changed.train.images.mul_(0.0)  # same split indices, other pixels
+    assert changed.identity["indices"] == real.identity["indices"]
+    assert changed.identity["tensors"] != real.identity["tensors"]
+    trained_on_blank = cache.train_cached(cfg, splits=changed, root=data_root, progress=False)
+    assert not trained_on_blank.cached
+    with pytest.warns(cache.CacheWarning, match="made with other data than asked.*moved aside"):
+        again = cache.train_cached(cfg, splits=real, root=data_root, progress=False)
+    assert not again.cached, "the model of the changed pixels was served for the real data"
+    assert again.test["acc"] > trained_on_blank.test["acc"]

@@ -115,6 +115,8 @@ class DataSplits:
     val: ImageDataset
     test: ImageDataset
     info: dict = field(default_factory=dict)
+    _digest_of: tuple = field(default=(), init=False, repr=False, compare=False)
+    _digest: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -126,9 +128,23 @@ class DataSplits:
 
     @property
     def identity(self) -> dict:
-        """What makes these splits what they are (data set, sizes, seed, classes, augmentation and
-        a digest of the split indices), not where the files were found: the caches' data key."""
-        return {k: v for k, v in self.info.items() if k != "source"}
+        """What makes these splits what they are (data set, sizes, seed, classes, augmentation, a
+        digest of the split indices and one of the tensors themselves), not where the files were
+        found: the caches' data key. Pixels changed in place change it."""
+        return {**{k: v for k, v in self.info.items() if k != "source"}, "tensors": self.tensor_digest()}
+
+    def tensor_digest(self) -> str:
+        """16 hex digits of the SHA-256 of every image and label tensor of the three splits;
+        computed again only when a tensor was replaced or changed in place (its `_version`)."""
+        tensors = [t for split in (self.train, self.val, self.test) for t in (split.images, split.labels)]
+        stamp = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        if stamp != self._digest_of:
+            h = hashlib.sha256()
+            for t in tensors:
+                h.update(f"{t.dtype}{tuple(t.shape)}|".encode())
+                h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())
+            self._digest_of, self._digest = stamp, h.hexdigest()[:16]
+        return self._digest
 
 
 def _integer(name: str, value: object, optional: bool = False) -> int | None:
