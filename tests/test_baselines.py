@@ -8,6 +8,7 @@ import torch
 from conftest import synthetic_batches, trained_result
 
 from netshrink import models, published
+from netshrink.book import plots
 from netshrink.experiments import baselines as bl
 
 
@@ -43,8 +44,11 @@ def test_table_and_figures_set_the_drafts_report_beside_ours():
     )
     assert table.loc["cnn_pool", "draft's report"] == "> 60 % at epoch 10 (draft 003)"
     assert table.loc["mlp", "test acc (ours)"] == result.test["acc"]
-    fig, caption = bl.item_figure("B-F6", runs, results, "smoke")
+    curves = bl.item_curves("B-F6", runs, results, "smoke")
+    caption = curves.caption
     assert "Draft 003 reports: CIFAR-10 CNN with max-pooling: > 60 % at epoch 10 (stars)." in caption
-    assert "CIFAR-10 CNN, lr 0.001" in caption and len(fig.axes) >= 2
+    assert list(curves.histories) == ["CIFAR-10 CNN, lr 0.001", "CIFAR-10 CNN with max-pooling"]
+    assert curves.splits == ("train", "test") and list(curves.marks) == ["CIFAR-10 CNN with max-pooling"]
+    assert "CIFAR-10 CNN, lr 0.001" in caption and len(plots.item_curves(curves).axes) >= 2
     with pytest.raises(ValueError, match="item='B-F9' has no baseline run"):
-        bl.item_figure("B-F9", runs, results, "smoke")
+        bl.item_curves("B-F9", runs, results, "smoke")

@@ -129,3 +129,17 @@ def test_labels_must_be_integer_class_indices():
     with pytest.raises(ValueError, match="labels have dtype float32; allowed: integer class indices"):
         checks.check_labels(torch.zeros(3), 10)
     checks.check_labels(torch.tensor([0, 9]), 10)
+
+
+def test_rank_lists_modes_and_methods_are_read_or_refused_by_name():
+    from netshrink.compress.layers import check_modes, rank_list
+
+    assert rank_list(np.int64(3), 2) == [3, 3] and rank_list((2, 5), 2) == [2, 5]
+    with pytest.raises(ValueError, match=r"rank=\[2, 2\] must be an integer or 3 ranks"):
+        rank_list([2, 2], 3)
+    assert check_modes("in_modes", [np.int64(28), 28]) == [28, 28]
+    with pytest.raises(ValueError, match="in_modes='28x28'; allowed: a list of positive integers"):
+        check_modes("in_modes", "28x28")
+    assert decompose.check_method(nn.Linear(4, 4), "tt") == "tt"
+    with pytest.raises(ValueError, match="method='cp' for a Linear; allowed: tucker2, tucker1, tt"):
+        decompose.check_method(nn.Linear(4, 4), "cp")

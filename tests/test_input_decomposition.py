@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from netshrink import data
+from netshrink.book import plots
 from netshrink.experiments import input_decomposition as inp
 
 
@@ -33,7 +34,7 @@ def test_input_case_and_tucker_input_on_real_digits():
     assert list(case.table.columns) == ["full data", "CP rank 3", "full data (draft)", "CP rank 3 (draft)"]
     assert [c["draft"] for c in case.findings.comparisons] == [0.98, 0.83]
     assert case.findings.comparisons[1]["ours"] == case.experiment.classifiers[1].test_acc
-    grid, histograms = inp.case_figures(case)
+    grid, histograms = plots.input_case_figures(case)
     assert len(grid.axes) >= 50 and len(histograms.axes) >= 3
     with pytest.raises(ValueError, match="item='D-T9' is not an input case; allowed: D-T1, D-T2, D-T3"):
         inp.input_case("D-T9", val_size=100, train_size=300, epochs=1)

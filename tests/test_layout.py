@@ -24,7 +24,7 @@ def netshrink_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted((SRC / "compress").glob("*.py")), ids=lambda p: p.name)
 def test_compress_imports_only_compress_devices_and_models(path):
-    allowed = ("netshrink.compress", "netshrink.devices", "netshrink.models")
+    allowed = ("netshrink.checks", "netshrink.compress", "netshrink.devices", "netshrink.models")
     bad = sorted(n for n in netshrink_imports(path) if not n.startswith(allowed))
     assert not bad, f"compress/{path.name} imports {bad}"
     # pure algorithms return tensors, modules and small dataclasses: tables are the experiments'
@@ -43,6 +43,24 @@ def test_the_core_imports_neither_the_book_nor_the_experiments(path):
         n for n in netshrink_imports(path) if n.startswith(("netshrink.book", "netshrink.experiments"))
     )
     assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "experiments").glob("*.py")), ids=lambda p: p.name)
+def test_experiments_never_import_the_book(path):
+    bad = sorted(n for n in netshrink_imports(path) if n.startswith("netshrink.book"))
+    assert not bad, f"experiments/{path.name} imports {bad}"
+
+
+def test_an_experiment_runs_from_a_plain_script_without_the_books_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, netshrink.experiments.vgg_case_study, netshrink.experiments.node_importance\n"
+        "print(sorted(m for m in ('IPython', 'myst_nb', 'seaborn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"importing the experiments loads {out.strip()}"
 
 
 def test_the_book_never_imports_an_experiment():

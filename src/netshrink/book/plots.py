@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -305,3 +306,23 @@ def accuracy_against_cost(table: pd.DataFrame, costs: Sequence[str], title: str 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def item_curves(curves: Any) -> plt.Figure:
+    """The learning curves of a Baselines figure item (an `experiments.baselines.ItemCurves`)."""
+    return learning_curves(
+        curves.histories, title=curves.title, splits=curves.splits, draft_marks=curves.marks
+    )
+
+
+def input_case_figures(case: Any) -> tuple[plt.Figure, plt.Figure]:
+    """The digit grid (first 50 test images, labelled by the MLP on the CP loadings) and the
+    histograms of the sample-mode factor's columns by class of an images-as-features case (an
+    `experiments.input_decomposition.InputCase`)."""
+    test, dec = case.splits.test, case.experiment.classifiers[1]
+    grid = digit_grid(test.images[:50], test.labels[:50], dec.predictions[:50], case.splits.classes,
+                      f"{case.name}: predicted from {case.rank} CP loadings")  # fmt: skip
+    loadings = case.experiment.bases[dec.label].loadings
+    hist = loading_histograms(loadings, case.experiment.train_labels, case.splits.classes,
+                              f"{case.name}: loadings of the sample-mode factor A")  # fmt: skip
+    return grid, hist

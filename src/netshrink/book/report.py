@@ -20,7 +20,6 @@ import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from IPython.display import Image, Markdown, display
 from myst_nb import glue
 
 from netshrink import paths
+from netshrink.findings import Findings, compression_rows  # noqa: F401 - the report's inputs
 from netshrink.io import atomic_path, write_json, write_text
 
 PROFILES = ("smoke", "quick", "full")
@@ -40,24 +40,6 @@ TABLE_STYLES = [
     {"selector": "tbody tr:nth-child(even)", "props": "background-color: #f5f7fa;"},
 ]
 ITEM_ID = re.compile(r"^[A-Z]-[A-Z]+\d+$")
-
-
-@dataclass
-class Findings:
-    """What an experiment hands the report besides its tables and figures: numbers for the prose
-    (`glue`, name -> value), numbers set beside a draft's (`comparisons`, keyword arguments of
-    `Report.compare`) and compressed models (`compressions`, of `Report.compression`)."""
-
-    glue: dict[str, Any] = field(default_factory=dict)
-    comparisons: list[dict[str, Any]] = field(default_factory=list)
-    compressions: list[dict[str, Any]] = field(default_factory=list)
-
-    def __add__(self, other: Findings) -> Findings:
-        return Findings(
-            {**self.glue, **other.glue},
-            self.comparisons + other.comparisons,
-            self.compressions + other.compressions,
-        )
 
 
 def check_profile(profile: str) -> str:
@@ -173,35 +155,6 @@ def _recover_locked(root: Path, profile: str, chapter: str) -> bool:
             old.rename(target)
         journal.unlink()
     return True
-
-
-def compression_rows(
-    item: str,
-    table: pd.DataFrame,
-    *,
-    data_set: str,
-    model: str,
-    how: str,
-    rows: list[str] | None = None,
-    base: str | None = None,
-) -> list[dict[str, Any]]:
-    """Keyword arguments of `Report.compression` for each row of a model table (`rows`, default
-    all but `base`) against its `base` row (default the first). The table has `parameters`,
-    `speedup`, MFLOPs as `MFLOPs per image` or `MFLOPs`, and accuracy as `test accuracy (%)` or
-    `test acc` (a fraction). `model` and `how` are formats with `{row}`."""
-    mflops = "MFLOPs per image" if "MFLOPs per image" in table else "MFLOPs"
-    scale, acc = (100, "test accuracy (%)") if "test accuracy (%)" in table else (1, "test acc")
-    base = table.index[0] if base is None else base
-    b = table.loc[base]
-    out = []
-    for name in rows if rows is not None else [r for r in table.index if r != base]:
-        r = table.loc[name]
-        out.append({"item": item, "model": model.format(row=name), "data_set": data_set,
-                    "parameters": r["parameters"], "base_parameters": b["parameters"],
-                    "mflops": r[mflops], "base_mflops": b[mflops], "accuracy": r[acc] / scale,
-                    "base_accuracy": b[acc] / scale, "speedup": r["speedup"],
-                    "how": how.format(row=name)})  # fmt: skip
-    return out
 
 
 class Report:

@@ -8,11 +8,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from netshrink import published
-from netshrink.book import plots
 from netshrink.cache import TrainResult
 from netshrink.train import TrainConfig
 
@@ -146,10 +144,23 @@ def glue_name(key: str) -> str:
     return "acc_" + key.replace(".", "")
 
 
-def item_figure(
+@dataclass
+class ItemCurves:
+    """The learning curves of one figure item: each run's history by its title, the splits to
+    draw, the draft's numbers to mark (title -> (epoch, accuracy)), the title and the caption."""
+
+    histories: dict[str, pd.DataFrame]
+    splits: tuple[str, ...]
+    marks: dict[str, tuple[int, float]]
+    title: str
+    caption: str
+
+
+def item_curves(
     item: str, runs: list[Baseline], results: Mapping[str, TrainResult], profile: str
-) -> tuple[plt.Figure, str]:
-    """The learning curves of item `item` (every run that belongs to it) and their caption."""
+) -> ItemCurves:
+    """What the figure of item `item` shows: every run that belongs to it (`book.plots.item_curves`
+    draws it)."""
     chosen = [r for r in runs if r.item == item]
     if not chosen:
         raise ValueError(f"item={item!r} has no baseline run; allowed: {sorted({r.item for r in runs})}")
@@ -164,12 +175,6 @@ def item_figure(
         if r.draft_acc is not None and (r.draft_acc, r.draft_epoch) not in marked:
             marks[r.title] = (r.draft_epoch or len(results[r.key].history), r.draft_acc)
             marked.add((r.draft_acc, r.draft_epoch))
-    fig = plots.learning_curves(
-        {r.title: results[r.key].history for r in chosen},
-        title=f"{item}: {' vs '.join(r.title for r in chosen)}",
-        splits=("train", "test") if cifar else ("train", "val", "test"),
-        draft_marks=marks,
-    )
     runs_text = "; ".join(
         f"{r.title} ({r.optimiser}, batch {r.config.batch_size}, {len(results[r.key].history)} epochs)"
         for r in chosen
@@ -179,4 +184,10 @@ def item_figure(
         f"Loss and accuracy per epoch on {label}, profile `{profile}`: {runs_text}. "
         f"Draft {chosen[-1].draft} reports: {draft_text}{' (stars)' if marks else ''}."
     )
-    return fig, caption
+    return ItemCurves(
+        {r.title: results[r.key].history for r in chosen},
+        ("train", "test") if cifar else ("train", "val", "test"),
+        marks,
+        f"{item}: {' vs '.join(r.title for r in chosen)}",
+        caption,
+    )

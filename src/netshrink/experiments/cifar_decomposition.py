@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from netshrink import data, models, published, train
-from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models, describe_plan, origin
+from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from netshrink import cache, data, measure, train
-from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import importance, prune, search
+from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 from netshrink import data, models, published, train
-from netshrink.book import plots
-from netshrink.book.report import Findings
 from netshrink.compress import input_features
 from netshrink.devices import mode
+from netshrink.findings import Findings
 from netshrink.progress import update as report_progress
 
 
@@ -267,15 +265,3 @@ def tucker_input(
         }
     )
     return input_table(experiment, columns), Findings(glue, compare)
-
-
-def case_figures(case: InputCase) -> tuple[plt.Figure, plt.Figure]:
-    """The case's digit grid (first 50 test images, labelled by the MLP on the CP loadings) and
-    the histograms of the sample-mode factor's columns by class."""
-    test, dec = case.splits.test, case.experiment.classifiers[1]
-    grid = plots.digit_grid(test.images[:50], test.labels[:50], dec.predictions[:50], case.splits.classes,
-                            f"{case.name}: predicted from {case.rank} CP loadings")  # fmt: skip
-    loadings = case.experiment.bases[dec.label].loadings
-    hist = plots.loading_histograms(loadings, case.experiment.train_labels, case.splits.classes,
-                                    f"{case.name}: loadings of the sample-mode factor A")  # fmt: skip
-    return grid, hist

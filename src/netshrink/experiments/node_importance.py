@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from netshrink import measure, published, stats, train
-from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import TrainResult
 from netshrink.compress import importance, naive, search
 from netshrink.experiments.random_pruning import glue_key
+from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 
 LAYER = "hidden.0"

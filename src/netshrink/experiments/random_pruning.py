@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, published, stats
-from netshrink.book.report import Findings
 from netshrink.cache import TrainResult
 from netshrink.compress import naive, prune
+from netshrink.findings import Findings
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, published
-from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose
+from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, models, published, train
-from netshrink.book.report import Findings, compression_rows
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.devices import mode, model_device, to_device
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models
+from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
