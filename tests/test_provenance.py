@@ -12,7 +12,7 @@ from netshrink.io import write_json
 def test_committed_full_results_match_the_code(project_root, chapter):
     results = project_root / "results"
     if provenance.read(results, "full", chapter.name) is None:
-        pytest.skip(f"no committed full results of {chapter.name} (README, 'Thesis-scale results')")
+        pytest.skip(f"no committed full results of {chapter.name} (README, 'Profiles and thesis-scale runs')")
     reasons = provenance.stale(chapter, "full", results, project_root)
     assert not reasons, (
         f"results/full/{chapter.name} no longer matches the code ({'; '.join(reasons)}): rerun the chapter's "
