@@ -172,6 +172,10 @@ def augmentation(name: str) -> Augment:
     return Augment(pad=2, flip=False)
 
 
+# (training images, test images) of each data set, to check sizes before loading anything
+SPLIT_SIZES = {"mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
+
+
 def _check_count(name: str, value: int | None, upper: int) -> None:
     if value is not None and not (0 < value <= upper):
         raise ValueError(f"{name}={value} is out of range; allowed: 1..{upper} (or None for all)")

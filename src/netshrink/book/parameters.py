@@ -19,7 +19,7 @@ from netshrink import models
 from netshrink.book.report import PROFILES
 from netshrink.compress import decompose
 from netshrink.compress.decompose import CONV_METHODS
-from netshrink.data import DATASETS
+from netshrink.data import DATASETS, SPLIT_SIZES
 from netshrink.devices import DEVICES, PRECISIONS
 from netshrink.train import SCHEDULES
 
@@ -230,6 +230,45 @@ def _available_bytes() -> int | None:
     return None
 
 
+def _dataset_of(name: str, values: Mapping[str, Any]) -> str:
+    """The data set a size parameter splits (by the chapters' naming: `cifar_*`, `cnn_*`, bare
+    `train_size` of the VGG chapter, MNIST otherwise)."""
+    if name.startswith("cifar_") or (name in ("train_size", "test_size") and "width" in values):
+        return "cifar10"
+    if name.startswith("cnn_"):
+        return str(values.get("cnn_dataset", "fashion-mnist"))
+    return "mnist"
+
+
+def _check_sizes(values: Mapping[str, Any]) -> None:
+    """Every split size within its data set: `val_size` below the training images, a training
+    size within what validation leaves, a test size within the test images. (Subsets of
+    classes, as the input cases' digits, are smaller still: `data.load_dataset` checks those.)"""
+    val = values.get("val_size")
+    val = val if isinstance(val, int) and not isinstance(val, bool) else 0
+    for name, value in values.items():
+        if (
+            not name.endswith(("train_size", "test_size"))
+            or not isinstance(value, int)
+            or isinstance(value, bool)
+        ):
+            continue
+        dataset = _dataset_of(name, values)
+        n_train, n_test = SPLIT_SIZES.get(dataset, (None, None))
+        if n_train is None:
+            continue
+        if val >= n_train:
+            raise ValueError(f"val_size={val:,} leaves no training images of {dataset} ({n_train:,}); "
+                             f"allowed: 0..{n_train - 1:,}")  # fmt: skip
+        upper = n_train - val if name.endswith("train_size") else n_test
+        if value > upper:
+            what = f"{n_train:,} training images, {val:,} of them for validation" if name.endswith(
+                "train_size") else f"{n_test:,} test images"  # fmt: skip
+            raise ValueError(
+                f"{name}={value:,} is more than {dataset} has ({what}); allowed: 1..{upper:,} or None"
+            )
+
+
 def check_together(values: Mapping[str, Any]) -> None:
     """Checks of parameters against each other, before any work: a decomposition plan against
     the network it names (methods, layers, ranks), node counts against the layer they index,
@@ -241,6 +280,7 @@ def check_together(values: Mapping[str, Any]) -> None:
             decompose.decompose_model(lenet, decompose.resolve_plan(lenet, plan))
         except (ValueError, TypeError) as err:
             raise ValueError(f"lenet_plan={dict(plan)!r}: {err}") from None
+    _check_sizes(values)
     hidden = values.get("hidden")
     if isinstance(hidden, int):
         for name in ("n_values", "shrink_n_values"):
