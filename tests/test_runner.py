@@ -371,3 +371,21 @@ def test_plain_papermill_publishes_only_a_run_that_succeeded(tmp_path, monkeypat
     assert {name: (folder / name).read_text() for name in saved} == saved, "a failed run replaced results"
     assert (results / "smoke" / "manifest.json").read_text() == manifest
     assert [p.name for p in results.iterdir()] == ["smoke"], "a staging folder was left behind"
+
+
+def test_warnings_a_kernel_wrote_reach_the_console(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("pass")])
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stderr",
+            text="/x/cache.py:90: CacheWarning: model.pt: damaged; moved aside\n  warnings.warn(\n",
+        ),  # fmt: skip
+        nbformat.v4.new_output("stream", name="stdout", text="no Warning here: stdout\n"),
+    ]
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nb, path)
+    runner._print_warnings(path)
+    out = capsys.readouterr().out
+    assert "warning: /x/cache.py:90: CacheWarning: model.pt: damaged; moved aside" in out
+    assert "stdout" not in out
