@@ -6,7 +6,7 @@ import shutil
 import nbformat
 import pytest
 
-from netshrink.book import chapters, report, runner
+from netshrink.book import chapters, combine, report, runner
 from netshrink.book.report import PROFILES
 from netshrink.io import write_json
 
@@ -287,15 +287,15 @@ def test_device_chapter_runs_a_chapter_and_its_results_are_adopted_elsewhere(tmp
     write_json(
         here / "smoke" / "manifest.json", {"profile": "smoke", "items": {"B-T1": {"chapter": "baselines"}}}
     )
-    assert runner.adopt(bundle, "smoke", here) == ["random_pruning"]
+    assert combine.adopt(bundle, "smoke", here) == ["random_pruning"]
     items = report.read_manifest("smoke", here)["items"]
     assert set(chapters.RANDOM_PRUNING.items) <= set(items) and items["B-T1"] == {"chapter": "baselines"}
     assert (here / "smoke" / "random_pruning" / "provenance.json").is_file()
     assert (here / "smoke" / "notebooks" / "02_random_pruning.ipynb").is_file()
     with pytest.raises(ValueError, match="holds no finished chapter of profile 'full'"):
-        runner.adopt(bundle, "full", here)
+        combine.adopt(bundle, "full", here)
     with pytest.raises(ValueError, match="neither a results folder nor a results.tgz"):
-        runner.adopt(tmp_path / "missing.tgz", "smoke", here)
+        combine.adopt(tmp_path / "missing.tgz", "smoke", here)
 
 
 def test_values_are_read_as_papermill_reads_them():

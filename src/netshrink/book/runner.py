@@ -19,8 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +32,8 @@ import yaml
 
 from netshrink import paths, progress
 from netshrink.book import parameters, provenance, sources, sphinx_ext
-from netshrink.book.chapters import CHAPTERS, Chapter, select
+from netshrink.book.chapters import Chapter, select
+from netshrink.book.combine import adopt, merge
 from netshrink.book.report import check_profile, publish, recover
 from netshrink.book.standalone import STAGED_ENV
 from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
@@ -311,33 +310,6 @@ def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path)
     return out
 
 
-def adopt(source: Path, profile: str, results: Path) -> list[str]:
-    """Take the finished chapters of `profile` from another results root (a folder, or the
-    `results.tgz` of `tools/device-chapter`) into `results`: each chapter's folder is swapped in
-    whole with its manifest entries (`report.publish`) and its executed notebook copied. Only
-    chapters with a provenance record are taken. Returns the chapters adopted."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        if source.is_file():
-            with tarfile.open(source) as tar:
-                tar.extractall(root, filter="data")
-        elif source.is_dir():
-            shutil.copytree(source, root, dirs_exist_ok=True)
-        else:
-            raise ValueError(f"adopt={source} is neither a results folder nor a results.tgz")
-        found = [c for c in CHAPTERS.values() if provenance.read(root, profile, c.name) is not None]
-        if not found:
-            raise ValueError(f"adopt={source} holds no finished chapter of profile {profile!r}")
-        for chapter in found:
-            notebook = sources.executed_notebook(root, profile, chapter)
-            if not notebook.is_file():
-                raise ValueError(f"adopt={source}: chapter {chapter.name!r} has no executed notebook")
-            target = sources.executed_notebook(results, profile, chapter)
-            write_with(target, lambda path, nb=notebook: shutil.copy(nb, path))
-            publish(chapter.name, profile, root, results)
-    return [c.name for c in found]
-
-
 def status_report(profile: str, results: Path) -> str:
     """Which chapters of `profile` are running now (their lock is held), by which process, and
     where each is."""
@@ -368,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adopt", type=Path, metavar="RESULTS",
                         help="take finished chapters of the profile from another results folder or "
                              "results.tgz (tools/device-chapter), then stop")  # fmt: skip
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS",
+                        help="merge chapters of the profile run separately (results folders, e.g. CI "
+                             "artifacts) into results/, checked first (all of --chapters, once each, "
+                             "one commit), then stop")  # fmt: skip
     parser.add_argument("--status", action="store_true",
                         help="say which chapters of the profile are running, and where they are")  # fmt: skip
     parser.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
@@ -378,6 +354,15 @@ def main(argv: list[str] | None = None) -> int:
     root = paths.project_root()
     if args.status:
         print(status_report(check_profile(args.profile), paths.results_root()))
+        return 0
+    if args.merge:
+        try:
+            expected = [c.name for c in select(args.chapters)]
+            merged = merge(args.merge, check_profile(args.profile), paths.results_root(), expected)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"merged {', '.join(merged)} ({args.profile}) into {paths.results_root() / args.profile}")
         return 0
     if args.adopt:
         try:
