@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, models, paths, train
+from netshrink import data, distributed, models, paths, train
 from netshrink.devices import model_device, resolve_device
 from netshrink.io import file_sha256, remove_stale, torch_save, write_json
 
@@ -198,7 +198,8 @@ def train_cached(
     if splits is None:
         splits = data.load_dataset(config.dataset, root=root, **config.data_kwargs)
     check_splits(config, splits)
-    remove_stale(folder)
+    if distributed.is_main():
+        remove_stale(folder)
     record = {"key": config.key(), "config": config.to_dict(), "data": splits.identity}
     model = initial_model(config, root, device)
     saved = load_verified(final, record, device)
@@ -221,7 +222,9 @@ def train_cached(
         if scheduler is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, history = ckpt["epoch"], ckpt["history"]
-    write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
+    main = distributed.is_main()  # in a data-parallel run, rank 0 alone writes
+    if main:
+        write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
 
     def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
         state = {
@@ -248,7 +251,7 @@ def train_cached(
         seed=config.seed,
         start_epoch=start_epoch,
         history=history,
-        on_epoch_end=checkpoint,
+        on_epoch_end=checkpoint if main else None,
         progress=progress,
         desc=f"{config.model} on {splits.label} (lr {config.lr:g}, key {config.key()[:8]})",
         precision=config.precision,
@@ -258,9 +261,10 @@ def train_cached(
     val = train.evaluate(model, val_loader) if val_loader else {"loss": math.nan, "acc": math.nan}
     state = {"state_dict": model.state_dict(), "history": history, "test": test, "val": val,
              "config": config.to_dict()}  # fmt: skip
-    save_verified(final, state, record)
-    ckpt_path.unlink(missing_ok=True)
-    ckpt_path.with_suffix(".json").unlink(missing_ok=True)
+    if main:
+        save_verified(final, state, record)
+        ckpt_path.unlink(missing_ok=True)
+        ckpt_path.with_suffix(".json").unlink(missing_ok=True)
     return TrainResult(model, pd.DataFrame(history), test, config.key(), False, config, val, splits.label)
 
 

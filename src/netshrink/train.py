@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from netshrink import data, devices, models
+from netshrink import data, devices, distributed, models
 from netshrink.checks import check_labels, check_model
 from netshrink.devices import autocast, mode, model_device, to_device
 from netshrink.progress import training as report_epoch
@@ -183,7 +183,15 @@ def fit(
     per step on a 2-core CPU) and are returned in the default format. `precision="bfloat16"`
     runs the forward pass under bf16 autocast (for a GPU). The loop never waits for the device
     within an epoch: the running loss and accuracy stay on it until the epoch ends.
+
+    Under torchrun (a process group joined, `distributed.init_from_env`) each process trains on
+    its share of every global batch in DistributedDataParallel (`netshrink.distributed`); the
+    history holds the global loss and accuracy on every rank.
     """
+    rank, world_size = distributed.world()
+    if world_size > 1 and getattr(train_loader, "batch_size", None) is not None:
+        distributed.check_batch(train_loader.batch_size, world_size)
+    distributed.check_model(model, world_size)
     device = model_device(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -199,15 +207,25 @@ def fit(
     )
     try:
         model.to(memory_format=fmt)
+        net = distributed.wrap(model) if world_size > 1 else model
         for epoch in bar:
             torch.manual_seed(_epoch_seed(seed, epoch))
             if getattr(train_loader, "generator", None) is not None:
                 train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
             start = time.perf_counter()
             with mode(model, training=True):
-                train_loss, train_acc = _train_epoch(
-                    model, optimizer, train_loader, device, fmt, precision, label_smoothing, step_scheduler
-                )
+                try:
+                    train_loss, train_acc = _train_epoch(
+                        net, optimizer, train_loader, device, fmt, precision, label_smoothing, step_scheduler
+                    )
+                except RuntimeError as err:
+                    if world_size == 1:
+                        raise
+                    raise distributed.PeerStopped(
+                        f"rank {rank} of {world_size}: the data-parallel run lost a process in epoch "
+                        f"{epoch + 1} ({' '.join(str(err).split())[:200]}); this rank stops too. Finished "
+                        f"epochs are in the checkpoint rank 0 writes: run again to resume"
+                    ) from err
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                    "lr": optimizer.param_groups[0]["lr"],
                    "train_seconds": time.perf_counter() - start}  # fmt: skip
@@ -239,25 +257,40 @@ def _train_epoch(
     label_smoothing: float = 0.0,
     step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[float, float]:
-    """One pass over `loader`: (mean training loss, training accuracy). Synchronises once, at the end."""
+    """One pass over `loader`: (mean training loss, training accuracy). Synchronises once, at the
+    end. In a data-parallel run (`model` in DDP) each process takes its share of every batch and
+    the loss and accuracy are those of the whole data set."""
+    rank, world_size = distributed.world()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     n = 0
     for x, y in loader:
         x, y = to_device((x, y), device)
+        n_global = len(y)
+        if world_size > 1:
+            x, y = distributed.share(x, y, rank, world_size)
         if x.dim() == 4:
             x = x.contiguous(memory_format=fmt)
         with autocast(device, precision):
             logits = model(x)
-        loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        if world_size > 1:  # DDP averages over processes: the sum over the share / (global batch / N)
+            rows = nn.functional.cross_entropy(
+                logits.float(), y, label_smoothing=label_smoothing, reduction="sum"
+            )
+            loss = rows * (world_size / n_global)
+        else:
+            loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step_scheduler is not None:
             step_scheduler.step()
-        total_loss += loss.detach().double() * len(y)
+        total_loss += rows.detach().double() if world_size > 1 else loss.detach().double() * len(y)
         correct += (logits.argmax(1) == y).sum()
         n += len(y)
+    if world_size > 1:
+        total_loss, correct, count = distributed.all_sum(total_loss, correct, torch.tensor(n, device=device))
+        n = int(count)
     if n == 0:
         raise ValueError("the training loader yielded no examples")
     return total_loss.item() / n, correct.item() / n
