@@ -55,6 +55,12 @@ def test_pruning_strategies_shrink_the_layer_and_time_every_model(nets):
     assert found.glue["exh_left_mnist"] == table.loc["exhaustive", "nodes left"]
     assert found.glue["exh_vs_greedy"] in ("the faster", "the slower")
     assert {c["item"] for c in found.compressions} == {"I-T2", "I-T3"} and len(found.compressions) == 5
+    assert found.glue["exh16_left_mnist"] == table.loc[ni.multiple_row(16), "nodes left"]
+    other = table.rename(index={ni.multiple_row(16): ni.multiple_row(8)})  # another multiple: its own glue
+    assert (
+        ni.strategy_findings(other, "mnist", "tiny").glue["exh8_left_mnist"] == found.glue["exh16_left_mnist"]
+    )
+    assert ni.glue_short("once: worse + zero") == "once_zero"
 
 
 def test_loss_change_benchmark_agrees_with_the_loop(nets):

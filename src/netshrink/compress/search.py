@@ -14,8 +14,6 @@ from torch import nn
 from netshrink.compress import prune
 from netshrink.compress.importance import Ablations, ablate, ablate_masks, check_layer, check_tol, node_count
 
-STRATEGIES = ("once: worse", "once: worse + zero", "exhaustive", "greedy")
-
 
 @dataclass(frozen=True)
 class Step:

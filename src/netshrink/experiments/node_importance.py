@@ -95,7 +95,7 @@ def pruning_strategies(
         "once: worse": lambda: search.prune_once(model, layer, val_loader, tol=class_tol),
         "once: worse + zero": lambda: search.prune_once(model, layer, val_loader, tol=class_tol, zero=True),
         "exhaustive": lambda: search.prune_exhaustive(model, layer, val_loader, tol=tol),
-        f"exhaustive, width a multiple of {multiple}": lambda: search.prune_exhaustive(
+        multiple_row(multiple): lambda: search.prune_exhaustive(
             model, layer, val_loader, tol=tol, multiple=multiple
         ),
         "greedy": lambda: search.prune_greedy(model, layer, val_loader, tol=tol, important=important),
@@ -169,11 +169,24 @@ STRATEGY_GLUE = {
     "once: worse": "once",
     "once: worse + zero": "once_zero",
     "exhaustive": "exh",
-    "exhaustive, width a multiple of 16": "exh16",
     "greedy": "greedy",
     "original": "orig",
 }
-"""Strategy (row of `pruning_strategies`) -> the short name its numbers are glued under."""
+"""Strategy (row of `pruning_strategies`) -> the short name its numbers are glued under; the
+exhaustive search to a multiple m of 16 or any other is `multiple_row(m)`, glued as `exh<m>`."""
+
+
+def multiple_row(multiple: int) -> str:
+    """The row (and label) of the exhaustive search whose width must be a multiple of `multiple`."""
+    return f"exhaustive, width a multiple of {multiple}"
+
+
+def glue_short(strategy: str) -> str:
+    """The short glue name of a row of `pruning_strategies`."""
+    prefix = multiple_row(0)[:-1]
+    if strategy.startswith(prefix) and strategy[len(prefix) :].isdigit():
+        return f"exh{strategy[len(prefix) :]}"
+    return STRATEGY_GLUE[strategy]
 
 
 def base_findings(net: TrainResult) -> Findings:
@@ -206,8 +219,8 @@ def strategy_findings(table: pd.DataFrame, dataset: str, label: str) -> Findings
     """I-T2/I-T3's numbers for the prose, per strategy, and a compression record per strategy
     (`table`: `pruning_strategies`)."""
     glue = {}
-    for strategy, short in STRATEGY_GLUE.items():
-        row, key = table.loc[strategy], f"{short}_{{}}_{glue_key(dataset)}"
+    for strategy in table.index:
+        row, key = table.loc[strategy], f"{glue_short(strategy)}_{{}}_{glue_key(dataset)}"
         glue |= {
             key.format("left"): int(row["nodes left"]),
             key.format("acc"): 100 * float(row["test acc"]),
