@@ -53,6 +53,29 @@ def test_time_images_refuses_bad_settings():
     assert list(seconds.index) == ["net"] and seconds["net"] > 0
 
 
+class Sleeper(torch.nn.Module):
+    """A model whose forward pass takes at least `delay` seconds, whatever the machine."""
+
+    def __init__(self, delay):
+        super().__init__()
+        self.delay, self.w = delay, torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        import time
+
+        time.sleep(self.delay)
+        return x.flatten(1)[:, :10] * self.w
+
+
+def test_time_images_times_the_whole_pass_over_every_batch():
+    images = torch.rand(8, 1, 28, 28)
+    seconds = measure.time_images(
+        {"slow": Sleeper(0.02), "fast": Sleeper(0.0)}, images, batch_size=3, repeats=3
+    )
+    assert 3 * 0.02 <= seconds["slow"] < 3 * 0.02 + 0.5, "three batches of at least 20 ms each"
+    assert seconds["fast"] < seconds["slow"] - 0.05
+
+
 def test_side_by_side_counts_and_times_every_model_against_the_first():
     import torch
     from torch import nn
@@ -67,6 +90,9 @@ def test_side_by_side_counts_and_times_every_model_against_the_first():
     assert table.loc["small", "MFLOPs per image"] == pytest.approx(2 * (48 * 8 + 8 * 10) / 1e6)
     assert table.loc["big", "speedup"] == 1.0 and table.loc["big", "speedup, channels last"] == 1.0
     assert (table["seconds"] > 0).all() and (table["seconds, channels last"] > 0).all()
+    assert table.loc["small", "speedup"] == pytest.approx(
+        table.loc["big", "seconds"] / table.loc["small", "seconds"]
+    )
 
 
 def test_timing_note_names_the_device():

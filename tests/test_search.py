@@ -164,3 +164,27 @@ def test_exhaustive_pruning_can_stop_at_a_multiple_of_a_width():
     assert result.nodes_left % 8 == 0 and result.nodes_left < 24
     with pytest.raises(ValueError, match="multiple=0 must be a positive integer"):
         search.prune_exhaustive(net, "hidden.0", val, multiple=0)
+
+
+def test_pruning_within_a_bound_removes_the_most_nodes_the_bound_allows():
+    """k is maximal: checked against the naive sweep (each prefix of least important nodes removed
+    by remove_nodes and evaluated by train.evaluate, one model at a time)."""
+    from netshrink import train
+
+    net, val = trained_mlp()
+    tol = 0.02
+    result = search.prune_within(net, "hidden.0", val, tol)
+    order = importance.loss_change(net, "hidden.0", val).argsort()
+    base = train.evaluate(net, val)["loss"]
+
+    def rise(k):
+        return (
+            train.evaluate(prune.remove_nodes(net, "hidden.0", search.prefix_masks(order, [k])[0]), val)[
+                "loss"
+            ]
+            - base
+        )
+
+    allowed = [k for k in range(1, 24) if rise(k) <= tol + 1e-9]
+    assert allowed, "the bound lets some node go"
+    assert 24 - result.nodes_left == max(allowed)
