@@ -227,7 +227,7 @@ def test_smallest_l1_filters_and_bad_requests():
     with pytest.raises(ValueError, match=r"fraction=-0.1 is out of range"):
         prune.smallest_l1_filters(conv, -0.1)
     with pytest.raises(
-        ValueError, match=r"layer='features.1' is not a conv layer of the chain; allowed values: features.0"
+        ValueError, match=r"layer=.features.1. is not a conv layer of the model; allowed values: features.0"
     ):
         prune.remove_filters(net, "features.1", keep)
     with pytest.raises(ValueError, match=r"layer='features.99' is not a conv layer"):

@@ -60,7 +60,7 @@ def test_the_pipeline_shrinks_the_network_and_keeps_it_working(vgg):
     assert table.loc["a", "parameters ratio"] == 1 and table.loc["b", "parameters ratio"] > 3
     assert table.loc["b", "file size (kB)"] < table.loc["a", "file size (kB)"]
     with pytest.raises(
-        ValueError, match=r"layer='features.1' is not a conv layer; allowed values: features.0"
+        ValueError, match=r"layer='features.1' is not a conv layer it can follow; allowed values: features.0"
     ):
         vc.prune_filters(vgg, {"features.1": 0.5})
     with pytest.raises(ValueError, match=r"fraction=1.2 is out of range; allowed: \[0, 1\)"):

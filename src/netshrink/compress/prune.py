@@ -22,6 +22,7 @@ from torch import nn
 
 from netshrink.checks import check_labels, check_model, check_width
 from netshrink.compress.chain import linear_chain
+from netshrink.compress.graph import follow_filters
 from netshrink.compress.layers import check_chunk
 from netshrink.devices import mode, model_device, to_device
 from netshrink.models import layer_names
@@ -346,30 +347,21 @@ def _smaller_norm(norm: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
 
 
 def remove_filters(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
-    """A copy of `model` without the filters of conv `layer` that `keep` drops, nor their
-    batch-norm channels (a BatchNorm2d right after the conv), nor the next layer's matching
-    input channels (a conv, or a linear layer after a flatten). For VGG-like chains; written by
-    hand because the bookkeeping is these few lines (Torch-Pruning's graph tracing is not needed)."""
-    names = layer_names(model)
+    """A copy of `model` without the filters of conv `layer` that `keep` (bool, (out_channels,))
+    drops, nor their batch-norm channels, nor the next layer's matching inputs (a conv, or a
+    linear layer after a flatten). Its outputs equal those of the model with those filters'
+    activations zeroed after the batch norm (tested)."""
+    path = follow_filters(model, layer)  # batch norm and next layer, from the traced graph
+    check_model(model)
     modules = dict(model.named_modules())
-    if layer not in names[:-1] or not isinstance(modules[layer], nn.Conv2d):
-        convs = [n for n in names[:-1] if isinstance(modules[n], nn.Conv2d)]
-        raise ValueError(
-            f"layer={layer!r} is not a conv layer of the chain; allowed values: {', '.join(convs)}"
-        )
     conv = modules[layer]
-    if conv.groups != 1:
-        raise ValueError(f"layer={layer!r} is a grouped convolution; allowed: groups=1")
     keep = check_keep(keep, conv.out_channels, one=True).to(conv.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every filter of layer={layer!r}; at least one must stay")
-    following = names[names.index(layer) + 1]
-    nxt = modules[following]
-    order = list(modules)
-    after = order[order.index(layer) + 1] if order.index(layer) + 1 < len(order) else None
     smaller = copy.deepcopy(model)
     smaller.set_submodule(layer, _smaller(conv, keep, None))
-    if after is not None and isinstance(modules[after], nn.BatchNorm2d):
-        smaller.set_submodule(after, _smaller_norm(modules[after], keep))
-    smaller.set_submodule(following, _smaller(nxt, None, _input_mask(conv, nxt, keep)))
+    if path.norm is not None:
+        smaller.set_submodule(path.norm, _smaller_norm(modules[path.norm], keep))
+    nxt = modules[path.next]
+    smaller.set_submodule(path.next, _smaller(nxt, None, _input_mask(conv, nxt, keep)))
     return smaller

@@ -19,7 +19,8 @@ from torch import nn
 from netshrink import data, measure, models, published, train
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose, prune
-from netshrink.devices import mode, model_device, to_device
+from netshrink.compress.graph import prunable_convs
+from netshrink.compress.sensitivity import filter_sensitivity
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models
 from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
@@ -46,38 +47,27 @@ def vgg_config(
     )  # fmt: skip
 
 
-def _head(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model.classifier(torch.flatten(model.avgpool(x), 1))
-
-
 @torch.no_grad()
 def sensitivity(
     model: nn.Module, loader: Iterable, layers: Sequence[str], rates: Sequence[float]
 ) -> pd.DataFrame:
     """V-F1: test accuracy with the fraction `rate` of one conv layer's filters of smallest L1
-    norm removed, no retraining (Li et al. 2017, Figure 2b). The features before the layer are
-    computed once per layer and reused for every rate, on the model's device. One row per (layer, rate)."""
+    norm removed, no retraining (Li et al. 2017, Figure 2b; `compress.sensitivity`, which follows
+    any traceable model). One row per (layer, rate)."""
     report_progress(stage="filter-pruning sensitivity")
-    device = model_device(model)
-    batches = [to_device((x, y), device) for x, y in loader]
-    n = sum(len(y) for _, y in batches)
-    if n == 0:
-        raise ValueError("loader yielded no examples; sensitivity needs at least one batch")
-    rows = []
-    with mode(model, training=False):
-        for layer in layers:
-            index = int(layer.split(".")[1])
-            prefix = [model.features[:index](x) for x, _ in batches]
-            for rate in rates:
-                keep = prune.smallest_l1_filters(model.get_submodule(layer), rate)
-                pruned = prune.remove_filters(model, layer, keep).eval()
-                correct = sum(
-                    (_head(pruned, pruned.features[index:](p)).argmax(1) == y).sum()
-                    for p, (_, y) in zip(prefix, batches, strict=True)
-                )
-                rows.append({"layer": layer, "rate": rate, "filters left": int(keep.sum()),
-                             "accuracy (%)": 100 * int(correct) / n})  # fmt: skip
-    return pd.DataFrame(rows)
+    found = filter_sensitivity(model, loader, layers, rates)
+    return pd.DataFrame(
+        [
+            {
+                "layer": layer,
+                "rate": rate,
+                "filters left": int(found.filters_left[i, j]),
+                "accuracy (%)": 100 * float(found.accuracy[i, j]),
+            }  # fmt: skip
+            for i, layer in enumerate(found.layers)
+            for j, rate in enumerate(found.rates)
+        ]
+    )
 
 
 def rates_from_sensitivity(
@@ -96,10 +86,12 @@ def prune_filters(model: nn.Module, rates: Mapping[str, float]) -> nn.Module:
     """Remove, in each named conv layer in turn, the fraction `rates[layer]` of filters of smallest
     L1 norm (on the weights the earlier removals left, Li et al.'s greedy variant), physically,
     with their batch-norm channels and the next layer's inputs."""
+    allowed = prunable_convs(model)
     for layer, rate in rates.items():
-        if layer not in models.conv_layers(model):
-            allowed = ", ".join(models.conv_layers(model))
-            raise ValueError(f"layer={layer!r} is not a conv layer; allowed values: {allowed}")
+        if layer not in allowed:
+            raise ValueError(
+                f"layer={layer!r} is not a conv layer it can follow; allowed values: {', '.join(allowed)}"
+            )
         keep = prune.smallest_l1_filters(model.get_submodule(layer), rate)
         if not keep.all():
             model = prune.remove_filters(model, layer, keep)
