@@ -143,3 +143,11 @@ def test_rank_lists_modes_and_methods_are_read_or_refused_by_name():
     assert decompose.check_method(nn.Linear(4, 4), "tt") == "tt"
     with pytest.raises(ValueError, match="method='cp' for a Linear; allowed: tucker2, tucker1, tt"):
         decompose.check_method(nn.Linear(4, 4), "cp")
+
+
+def test_an_empty_loader_is_named_by_the_function_that_got_it():
+    assert checks.check_examples(3, "evaluate") == 3
+    with pytest.raises(ValueError, match="loader yielded no examples; evaluate needs at least one batch"):
+        train.evaluate(_mlp(), [])
+    with pytest.raises(ValueError, match="loader yielded no examples; taylor needs at least one batch"):
+        importance.taylor(_mlp(), "1", [])

@@ -59,3 +59,10 @@ def check_width(module: nn.Module, layer: str) -> int:
     if width < 1:
         raise ValueError(f"layer={layer!r} has no nodes (width 0); allowed: layers with at least one node")
     return width
+
+
+def check_examples(n: int, what: str) -> int:
+    """`n`, the examples a loader gave `what`; a ValueError when it gave none."""
+    if n == 0:
+        raise ValueError(f"loader yielded no examples; {what} needs at least one batch")
+    return n

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netshrink import data, devices, distributed, models
-from netshrink.checks import check_labels, check_model
+from netshrink.checks import check_examples, check_labels, check_model
 from netshrink.devices import autocast, mode, model_device, to_device
 from netshrink.progress import training as report_epoch
 
@@ -118,8 +118,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
             total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
             correct += (logits.argmax(1) == y).sum()
             n += len(y)
-    if n == 0:
-        raise ValueError("loader yielded no examples; evaluate needs at least one batch")
+    check_examples(n, "evaluate")
     return {"loss": total_loss.item() / n, "acc": correct.item() / n}
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink.checks import check_labels, check_model, check_width
+from netshrink.checks import check_examples, check_labels, check_model, check_width
 from netshrink.compress.chain import LinearChain, linear_chain
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.prune import check_keep
@@ -447,8 +447,7 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     finally:
         handle.remove()
         model.zero_grad(set_to_none=True)
-    if n == 0:
-        raise ValueError("loader yielded no examples; taylor needs at least one batch")
+    check_examples(n, "taylor")
     return (total / n).cpu()
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from netshrink.checks import check_examples
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.importance import check_layer, node_count
 from netshrink.compress.prune import MaskScores, check_keep
@@ -66,8 +67,7 @@ def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.T
             x, y = to_device((x, y), device)
             total += F.cross_entropy(model(x), y, reduction="sum").item()
             n += len(y)
-        if n == 0:
-            raise ValueError("loader yielded no examples; loss_change_naive needs at least one batch")
+        check_examples(n, "loss_change_naive")
         return total / n
 
     handle = module.register_forward_hook(zero)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_labels, check_model, check_width
+from netshrink.checks import check_examples, check_labels, check_model, check_width
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.graph import follow_filters
 from netshrink.compress.layers import check_chunk
@@ -231,8 +231,7 @@ def evaluate_masks(
                 loss_sum[start : start + t] += (lse - target).sum(0).double()
                 correct[start : start + t] += (target >= top).sum(0)  # the target's logit is the largest
             n += len(y)
-    if n == 0:
-        raise ValueError("loader yielded no examples; evaluate_masks needs at least one batch")
+    check_examples(n, "evaluate_masks")
     return MaskScores((loss_sum / n).cpu(), (correct.double() / n).cpu())
 
 

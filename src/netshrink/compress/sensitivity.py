@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_labels, check_model
+from netshrink.checks import check_examples, check_labels, check_model
 from netshrink.compress.graph import follow_filters
 from netshrink.compress.prune import remove_filters, smallest_l1_filters
 from netshrink.devices import mode, to_device
@@ -37,8 +37,7 @@ def filter_sensitivity(
     for layer in layers:
         follow_filters(model, layer)
     batches = [to_device((x, y), device) for x, y in loader]
-    if not batches or sum(len(y) for _, y in batches) == 0:
-        raise ValueError("loader yielded no examples; filter_sensitivity needs at least one batch")
+    check_examples(sum(len(y) for _, y in batches), "filter_sensitivity")
     n = sum(len(y) for _, y in batches)
     left = torch.zeros(len(layers), len(rates), dtype=torch.long)
     accuracy = torch.zeros(len(layers), len(rates), dtype=torch.float64)
