@@ -151,3 +151,8 @@ def test_an_empty_loader_is_named_by_the_function_that_got_it():
         train.evaluate(_mlp(), [])
     with pytest.raises(ValueError, match="loader yielded no examples; taylor needs at least one batch"):
         importance.taylor(_mlp(), "1", [])
+
+
+def test_integers_are_ints_or_numpy_integers_never_bools():
+    assert checks.is_integer(3) and checks.is_integer(np.int64(3))
+    assert not checks.is_integer(True) and not checks.is_integer(3.0) and not checks.is_integer("3")

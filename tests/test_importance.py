@@ -4,7 +4,7 @@ import torch
 from conftest import per_class_metrics, random_batches
 from torch import nn
 
-from netshrink import models, stats
+from netshrink import checks, models, stats
 from netshrink.compress import importance, naive, prune
 
 
@@ -176,10 +176,10 @@ def test_layer_names_checks_and_node_counts():
     with pytest.raises(ValueError, match=r"layer='out' .*allowed.*hidden.0, hidden.1"):
         importance.check_layer(net, "out")
     assert importance.node_count(net.hidden[0]) == 16 and importance.node_count(nn.Conv2d(3, 5, 3)) == 5
-    assert importance.check_tol("tol", 0) == 0.0
+    assert checks.check_tol("tol", 0) == 0.0
     for bad in (-1, float("nan"), float("inf"), True, "0.1"):
         with pytest.raises(ValueError, match="tol=.* must be a finite number >= 0"):
-            importance.check_tol("tol", bad)
+            checks.check_tol("tol", bad)
     assert prune.hidden_layers(net) == ["hidden.0", "hidden.1"]
     assert prune.check_keep(torch.ones(16, dtype=torch.bool), 16).all()
     with pytest.raises(ValueError, match="keep"):

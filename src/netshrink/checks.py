@@ -3,6 +3,10 @@ what is wrong with the argument, then `allowed: ...`."""
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -66,3 +70,20 @@ def check_examples(n: int, what: str) -> int:
     if n == 0:
         raise ValueError(f"loader yielded no examples; {what} needs at least one batch")
     return n
+
+
+def is_integer(value: Any) -> bool:
+    """An int or numpy integer, never a bool (True is an int to Python, not a count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_tol(name: str, value: float) -> float:
+    """A finite number >= 0 (NaN and infinity refused), else a ValueError naming `name`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+    return float(value)

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from netshrink.devices import model_device
+
 TIMEOUT = dt.timedelta(seconds=120)  # a peer that stops answering ends the run within this
 
 
@@ -65,7 +67,7 @@ def check_model(model: nn.Module, world_size: int) -> None:
     """On the CPU a model with batch norm cannot be trained data-parallel to the same result as
     one process (`SyncBatchNorm` needs CUDA): a ValueError saying so, rather than another model
     under the same cache key."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if world_size > 1 and device.type == "cpu" and norms:
         raise ValueError(
@@ -81,7 +83,7 @@ def share(x: torch.Tensor, y: torch.Tensor, rank: int, world_size: int) -> tuple
 
 def wrap(model: nn.Module) -> nn.Module:
     """`model` in DistributedDataParallel (on its device); batch norm synchronised on CUDA."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])

@@ -12,8 +12,6 @@ removing the node.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink.checks import check_examples, check_labels, check_model, check_width
+from netshrink.checks import check_examples, check_labels, check_model, check_tol, check_width
 from netshrink.compress.chain import LinearChain, linear_chain
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.prune import check_keep
@@ -351,7 +349,7 @@ def ablate(
         raise ValueError(f"nodes must be indices in 0..{n - 1} of layer={layer!r}")
     if chunk is not None:
         chunk = check_chunk(chunk, len(nodes), f"nodes ablated in {layer!r}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     nodes = nodes.to(device)
     view = _chain_or_none(model)
     if view is not None and layer in view.hidden:
@@ -390,7 +388,7 @@ def ablate_masks(
         raise ValueError(f"keep must have shape (masks, {n}) for layer={layer!r}; got {tuple(keep.shape)}")
     if chunk is not None:
         chunk = check_chunk(chunk, len(keep), "masks")
-    keep = keep.to(next(model.parameters()).device)
+    keep = keep.to(model_device(model))
 
     def sums(x, y, n_classes):
         return _hooked_sums(model, module, x, y, keep, chunk, n_classes, accuracy)
@@ -449,15 +447,3 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
         model.zero_grad(set_to_none=True)
     check_examples(n, "taylor")
     return (total / n).cpu()
-
-
-def check_tol(name: str, value: float) -> float:
-    """A finite number >= 0 (NaN and infinity refused), else a ValueError naming `name`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
-    return float(value)

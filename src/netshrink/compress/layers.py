@@ -3,26 +3,27 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from netshrink.checks import is_integer
+
 # ---------------------------------------------------------------- checks
 
 
 def check_rank(name: str, value: Any, upper: int) -> int:
     """An int (numpy integers too) in 1..upper, else a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= upper:
+    if not is_integer(value) or not 1 <= value <= upper:
         raise ValueError(f"{name}={value!r} is out of range; allowed: integers 1..{upper}")
     return int(value)
 
 
 def check_chunk(value: Any, upper: int, what: str) -> int:
     """A batching `chunk`: an int in 1..upper (`upper` = the number of `what`), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= max(upper, 1):
+    if not is_integer(value) or not 1 <= value <= max(upper, 1):
         raise ValueError(
             f"chunk={value!r} is out of range; allowed: integers 1..{max(upper, 1)} (the number of {what})"
         )
@@ -30,7 +31,7 @@ def check_chunk(value: Any, upper: int, what: str) -> int:
 
 
 def rank_pair(rank: int | Sequence[int], name: str = "rank") -> tuple[int, int]:
-    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+    if is_integer(rank):
         return int(rank), int(rank)
     if isinstance(rank, Sequence) and len(rank) == 2:
         return rank[0], rank[1]
@@ -39,7 +40,7 @@ def rank_pair(rank: int | Sequence[int], name: str = "rank") -> tuple[int, int]:
 
 def rank_list(rank: int | Sequence[int], n: int, name: str = "rank") -> list[int]:
     """`n` ranks from one integer (numpy integers too) or a sequence of `n`; a ValueError otherwise."""
-    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+    if is_integer(rank):
         return [int(rank)] * n
     if isinstance(rank, Sequence) and not isinstance(rank, str) and len(rank) == n:
         return list(rank)
@@ -51,7 +52,7 @@ def check_modes(name: str, modes: Any) -> list[int]:
     if (
         isinstance(modes, str)
         or not isinstance(modes, Sequence)
-        or not all(isinstance(m, numbers.Integral) and not isinstance(m, bool) and m >= 1 for m in modes)
+        or not all(is_integer(m) and m >= 1 for m in modes)
     ):
         raise ValueError(f"{name}={modes!r}; allowed: a list of positive integers")
     return [int(m) for m in modes]

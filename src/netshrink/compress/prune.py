@@ -13,14 +13,13 @@ are the classes.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from netshrink.checks import check_examples, check_labels, check_model, check_width
+from netshrink.checks import check_examples, check_labels, check_model, check_tol, check_width
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.graph import follow_filters
 from netshrink.compress.layers import check_chunk
@@ -273,8 +272,7 @@ def shrink_randomly(
         raise ValueError(f"n_remove={n_remove} is out of range; allowed: 1..{n_nodes}")
     if n_runs < 1:
         raise ValueError(f"n_runs={n_runs} must be at least 1")
-    if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol={tol!r} must be a finite number >= 0")
+    check_tol("tol", tol)
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     base = evaluate_masks(model, layer, val_loader, keep=keep[:1])

@@ -3,12 +3,12 @@ rules (VBMF, an energy fraction) turned into explicit ranks."""
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
+from netshrink.checks import is_integer
 from netshrink.compress.layers import check_conv, rank_pair, weight64
 from netshrink.compress.vbmf import evbmf_rank
 
@@ -106,7 +106,7 @@ def select_rank(weight: torch.Tensor, mode: int, rule: str | float) -> int:
 
 def resolve_rank(module: nn.Module, method: str, rank: Any) -> Any:
     """Turn a rule ('vbmf' or an energy fraction) into explicit ranks for a Tucker method."""
-    if isinstance(rank, numbers.Integral) and not isinstance(rank, bool):
+    if is_integer(rank):
         return int(rank)
     if isinstance(rank, list | tuple):
         return rank

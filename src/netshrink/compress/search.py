@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from netshrink.checks import check_tol
 from netshrink.compress import prune
-from netshrink.compress.importance import Ablations, ablate, ablate_masks, check_layer, check_tol, node_count
+from netshrink.compress.importance import Ablations, ablate, ablate_masks, check_layer, node_count
 
 
 @dataclass(frozen=True)
