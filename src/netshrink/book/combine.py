@@ -36,9 +36,7 @@ def adopt(source: Path, profile: str, results: Path) -> list[str]:
             notebook = sources.executed_notebook(root, profile, chapter)
             if not notebook.is_file():
                 raise ValueError(f"adopt={source}: chapter {chapter.name!r} has no executed notebook")
-            target = sources.executed_notebook(results, profile, chapter)
-            write_with(target, lambda path, nb=notebook: shutil.copy(nb, path))
-            publish(chapter.name, profile, root, results)
+            _take(chapter, profile, root, notebook, results)
     return [c.name for c in found]
 
 
@@ -92,8 +90,12 @@ def merge(roots: list[Path], profile: str, results: Path, expected: list[str] | 
         with tempfile.TemporaryDirectory() as tmp:  # publish moves folders: the sources stay as they are
             shutil.copytree(root / profile / name, Path(tmp) / profile / name)
             shutil.copy(root / profile / "manifest.json", Path(tmp) / profile / "manifest.json")
-            notebook = sources.executed_notebook(root, profile, chapter)
-            write_with(sources.executed_notebook(results, profile, chapter),
-                       lambda path, nb=notebook: shutil.copy(nb, path))  # fmt: skip
-            publish(name, profile, Path(tmp), results)
+            _take(chapter, profile, Path(tmp), sources.executed_notebook(root, profile, chapter), results)
     return list(found)
+
+
+def _take(chapter, profile: str, root: Path, notebook: Path, results: Path) -> None:
+    """Copy the chapter's executed `notebook` into `results` and publish its folder and
+    manifest entries from the results root `root` (which `publish` moves from)."""
+    write_with(sources.executed_notebook(results, profile, chapter), lambda path: shutil.copy(notebook, path))
+    publish(chapter.name, profile, root, results)
