@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from netshrink import models
-from netshrink.compress import chain, importance, naive, prune
+from netshrink.compress import chain, importance, masking, naive, prune
 
 
 def batches(n=2, size=40, features=20, seed=0):
@@ -54,7 +54,7 @@ def test_masks_removal_and_the_oracle_on_a_sequential_equal_the_dense_model(make
         x = loader[0][0]
         assert torch.allclose(smaller(x), prune.mask_nodes(net, layer, keep)(x), atol=1e-5)
         masks = prune.random_node_masks(n, 3, 6, generator=torch.Generator().manual_seed(1))
-        fast = prune.evaluate_masks(net, layer, loader, keep=masks, chunk=4)
+        fast = masking.evaluate_masks(net, layer, loader, keep=masks, chunk=4)
         slow = naive.evaluate_masks_naive(net, layer, loader, keep=masks)
         assert torch.allclose(fast.loss, slow.loss, atol=1e-5) and torch.equal(fast.acc, slow.acc)
         fast = importance.loss_change(net, layer, loader, chunk=5)
@@ -79,8 +79,8 @@ def test_masks_removal_and_the_oracle_on_a_sequential_equal_the_dense_model(make
 def test_a_model_that_is_no_chain_gets_an_error_naming_what_is_supported(model, message):
     with pytest.raises(ValueError, match=message):
         chain.linear_chain(model)
-    with pytest.raises(ValueError, match=message):
-        prune.evaluate_masks(model, "0", batches(), keep=torch.ones(1, 16, dtype=torch.bool))
+    with pytest.raises(ValueError, match=message):  # Algorithm 2 runs on chains only
+        prune.shrink_randomly(model, "0", 1, batches())
 
 
 def test_layer_names_of_a_sequential_are_checked():
@@ -88,9 +88,11 @@ def test_layer_names_of_a_sequential_are_checked():
     with pytest.raises(
         ValueError, match=r"layer='3' is the output layer, whose nodes are the classes; allowed values: 1"
     ):
-        prune.evaluate_masks(net, "3", batches(), keep=torch.ones(1, 10, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"layer='2' is not a hidden linear layer; allowed values: 1"):
-        prune.evaluate_masks(net, "2", batches(), keep=torch.ones(1, 16, dtype=torch.bool))
+        masking.evaluate_masks(net, "3", batches(), keep=torch.ones(1, 10, dtype=torch.bool))
+    with pytest.raises(
+        ValueError, match=r"layer='2' has no nodes to remove \(not a Linear or Conv2d layer\); allowed values"
+    ):
+        masking.evaluate_masks(net, "2", batches(), keep=torch.ones(1, 16, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"layer='hidden.0' does not exist; allowed values: 1"):
         prune.shrink_randomly(net, "hidden.0", 2, batches())
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from netshrink import checks, train
-from netshrink.compress import decompose, importance, prune
+from netshrink.compress import decompose, importance, masking, prune
 
 
 def _mlp(width=8):
@@ -33,10 +33,10 @@ def _mixed():
 
 CALLS = {
     "loss_change": lambda m: importance.loss_change(m, "1", _batches()),
-    "ablate_masks": lambda m: importance.ablate_masks(
+    "ablate_masks": lambda m: masking.evaluate_masks(
         m, "1", _batches(), keep=torch.ones(2, 8, dtype=torch.bool)
     ),
-    "evaluate_masks": lambda m: prune.evaluate_masks(
+    "evaluate_masks": lambda m: masking.evaluate_masks(
         m, "1", _batches(), keep=torch.ones(2, 8, dtype=torch.bool)
     ),
     "remove_nodes": lambda m: prune.remove_nodes(m, "1", torch.ones(8, dtype=torch.bool)),
@@ -63,7 +63,7 @@ def test_models_the_functions_cannot_handle_are_refused_by_name(call, make, mess
     "call",
     [
         lambda m, b: importance.loss_change(m, "1", b),
-        lambda m, b: prune.evaluate_masks(m, "1", b, keep=torch.ones(1, 8, dtype=torch.bool)),
+        lambda m, b: masking.evaluate_masks(m, "1", b, keep=torch.ones(1, 8, dtype=torch.bool)),
         lambda m, b: train.evaluate(m, b),
     ],
     ids=["loss_change", "evaluate_masks", "evaluate"],

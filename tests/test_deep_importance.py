@@ -6,6 +6,7 @@ import torch
 from conftest import synthetic_batches, trained_result
 
 from netshrink import cache, data, models, train
+from netshrink.compress import search
 from netshrink.experiments import deep_importance as di
 
 
@@ -39,11 +40,13 @@ def test_layer_importance_and_counts_cover_every_node(mlp3):
 
 def test_pruning_hidden_layers_keeps_the_loss_within_the_tolerance(mlp3):
     result, loader = mlp3
-    smaller, keeps = di.prune_hidden_layers(result.model, loader, tol=1e-3)
+    smaller, keeps = search.prune_layers(result.model, loader, tol=1e-3)
     assert list(keeps) == ["hidden.0", "hidden.1", "hidden.2"]
     widths = [smaller.get_submodule(layer).out_features for layer in keeps]
     assert widths == [int(k.sum()) for k in keeps.values()] and all(1 <= w <= 10 for w in widths)
     assert train.evaluate(smaller, loader)["loss"] <= result.test["loss"] + 3 * 1e-3 + 1e-6
+    with pytest.raises(ValueError, match=r"layer=.out. is the output layer.*allowed values: hidden.0"):
+        search.prune_layers(result.model, loader, tol=1e-3, layers=["hidden.0", "out"])
 
 
 def test_rewind_rounds_shrink_and_train_both_initialisations(tmp_path, monkeypatch):

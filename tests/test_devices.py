@@ -9,7 +9,7 @@ from torch import nn
 
 from netshrink import cache, data, devices, measure, models
 from netshrink.book import chapters
-from netshrink.compress import decompose, importance, naive, prune
+from netshrink.compress import decompose, importance, masking, naive, prune
 from netshrink.experiments import vgg_case_study as vcs
 from netshrink.train import TrainConfig
 
@@ -104,7 +104,7 @@ def test_mask_evaluation_on_the_models_device_equals_the_naive_loop(device):
     net = on(models.MLP(in_features=20, hidden=(16, 8)), device)
     masks = prune.random_node_masks(16, 5, 7, generator=torch.Generator().manual_seed(0))
     loader = batches((20,))
-    fast = prune.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=5)
+    fast = masking.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=5)
     slow = naive.evaluate_masks_naive(net, "hidden.0", loader, keep=masks)
     assert torch.allclose(fast.loss, slow.loss, atol=1e-5) and torch.allclose(fast.acc, slow.acc, atol=1e-5)
     assert devices.model_device(net).type == device.type  # nothing moved the model

@@ -5,7 +5,7 @@ from conftest import per_class_metrics, random_batches
 from torch import nn
 
 from netshrink import checks, models, stats
-from netshrink.compress import importance, naive, prune
+from netshrink.compress import importance, masking, naive, prune
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,6 @@ def test_zeroing_a_node_equals_removing_its_weights():
     net = models.MLP(in_features=20, hidden=(16,)).eval()
     loader = random_batches((20,))
     change = importance.loss_change(net, "hidden.0", loader)
-    from netshrink.compress import prune
 
     keep = torch.ones(16, dtype=torch.bool)
     keep[3] = False
@@ -124,7 +123,6 @@ def test_classes_follow_the_sign_and_the_tolerance():
 )
 @pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: the exact-maximum path of the last hidden layer
 def test_per_class_loss_and_accuracy_equal_the_pruned_models(model, layer, shape, scale):
-    from netshrink.compress import prune
 
     torch.manual_seed(4)
     net = model().eval()
@@ -171,19 +169,19 @@ def test_loss_change_on_an_empty_loader_is_an_error_not_nan():
 
 def test_layer_names_checks_and_node_counts():
     net = models.MLP(in_features=20, hidden=(16, 8))
-    assert importance.prunable_layers(net) == ["hidden.0", "hidden.1"]
-    assert importance.check_layer(net, "hidden.1") is net.hidden[1]
+    assert checks.prunable_layers(net) == ["hidden.0", "hidden.1"]
+    assert checks.check_layer(net, "hidden.1") is net.hidden[1]
     with pytest.raises(ValueError, match=r"layer='out' .*allowed.*hidden.0, hidden.1"):
-        importance.check_layer(net, "out")
-    assert importance.node_count(net.hidden[0]) == 16 and importance.node_count(nn.Conv2d(3, 5, 3)) == 5
+        checks.check_layer(net, "out")
+    assert checks.node_count(net.hidden[0]) == 16 and checks.node_count(nn.Conv2d(3, 5, 3)) == 5
     assert checks.check_tol("tol", 0) == 0.0
     for bad in (-1, float("nan"), float("inf"), True, "0.1"):
         with pytest.raises(ValueError, match="tol=.* must be a finite number >= 0"):
             checks.check_tol("tol", bad)
-    assert prune.hidden_layers(net) == ["hidden.0", "hidden.1"]
-    assert prune.check_keep(torch.ones(16, dtype=torch.bool), 16).all()
+    assert checks.prunable_layers(net) == ["hidden.0", "hidden.1"]
+    assert masking.check_keep(torch.ones(16, dtype=torch.bool), 16).all()
     with pytest.raises(ValueError, match="keep"):
-        prune.check_keep(torch.ones(15, dtype=torch.bool), 16)
+        masking.check_keep(torch.ones(15, dtype=torch.bool), 16)
 
 
 @pytest.mark.parametrize("chunk", [0, -1, 17, 2.5, True])
@@ -197,9 +195,7 @@ def test_a_chunk_that_cannot_fit_is_refused_naming_the_allowed_range(chunk):
     with pytest.raises(
         ValueError, match=r"chunk=.* is out of range; allowed: integers 1\.\.3 \(the number of masks\)"
     ):
-        importance.ablate_masks(
-            net, "hidden.0", loader, keep=torch.ones(3, 16, dtype=torch.bool), chunk=chunk
-        )
+        masking.evaluate_masks(net, "hidden.0", loader, keep=torch.ones(3, 16, dtype=torch.bool), chunk=chunk)
 
 
 def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch):
@@ -208,11 +204,11 @@ def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch
     x = torch.randn(1, 1, 8, 8)
     # per image: conv1 4 x 8 x 8 = 256 elements, conv2 6 x 8 x 8 = 384 (the largest from conv1 on);
     # fc 7 and out 10 (the largest from fc on)
-    assert importance.rows_per_pass(net, net.conv1, x) == importance.PASS_BUDGET["cpu"] // 384
-    assert importance.rows_per_pass(net, net.fc, x) == importance.PASS_BUDGET["cpu"] // 10
+    assert masking.rows_per_pass(net, net.conv1, x) == masking.PASS_BUDGET["cpu"] // 384
+    assert masking.rows_per_pass(net, net.fc, x) == masking.PASS_BUDGET["cpu"] // 10
     loader = random_batches((1, 8, 8))
     wide = importance.ablate(net, "conv1", loader)
-    monkeypatch.setitem(importance.PASS_BUDGET, "cpu", 384 * 3)  # 3 rows a pass: blocks of one image
+    monkeypatch.setitem(masking.PASS_BUDGET, "cpu", 384 * 3)  # 3 rows a pass: blocks of one image
     rows = []
     real = net.conv2.forward
     monkeypatch.setattr(net.conv2, "forward", lambda x: rows.append(len(x)) or real(x))
@@ -225,7 +221,7 @@ def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch
 
 def test_small_batches_are_merged_without_splitting_one():
     batches = [(torch.full((n, 2), float(i)), torch.full((n,), i)) for i, n in enumerate([3, 3, 5, 2, 9])]
-    merged = list(importance.merged_batches(batches, torch.device("cpu"), rows=6))
+    merged = list(masking.merged_batches(batches, torch.device("cpu"), rows=6))
     assert [len(y) for _, y in merged] == [6, 5, 2, 9]  # 3+3; 5 (5+2 > 6); 2 (2+9 > 6); 9 alone
     assert torch.equal(torch.cat([y for _, y in merged]), torch.cat([y for _, y in batches]))
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from netshrink import models
-from netshrink.compress import importance, naive, prune
+from netshrink.compress import masking, naive, prune
 
 
 @pytest.fixture()
@@ -76,9 +76,9 @@ def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
     g = torch.Generator().manual_seed(3)
     masks = torch.cat([prune.random_node_masks(n, k, 4, generator=g) for k in (0, 1, 5, n - 1)])
     loader = batches()
-    fast = prune.evaluate_masks(mlp, layer, loader, keep=masks, chunk=5)
+    fast = masking.evaluate_masks(mlp, layer, loader, keep=masks, chunk=5)
     slow = naive.evaluate_masks_naive(mlp, layer, loader, keep=masks)
-    assert fast.loss.shape == fast.acc.shape == (16,)
+    assert fast.masked_loss.shape == fast.masked_acc.shape == (16,) and fast.loss.shape == (17,)
     assert torch.allclose(fast.loss, slow.loss, atol=1e-5) and torch.allclose(fast.acc, slow.acc, atol=1e-5)
 
 
@@ -110,7 +110,7 @@ def test_bad_layer_is_refused(mlp, layer, message):
 )
 def test_bad_layer_is_refused_by_mask_evaluation(mlp, layer, message):
     with pytest.raises(ValueError, match=message):
-        prune.evaluate_masks(mlp, layer, batches(1), keep=torch.ones(1, 16, dtype=torch.bool))
+        masking.evaluate_masks(mlp, layer, batches(1), keep=torch.ones(1, 16, dtype=torch.bool))
 
 
 def _zero_channels(model, layer, keep):
@@ -170,8 +170,8 @@ def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
     # a step whose removal was refused removes nothing
     assert (result.removed.diff(dim=0)[~result.accepted[1:]] == 0).all()
     # the final keep-masks reproduce the recorded losses
-    again = prune.evaluate_masks(mlp, "hidden.0", loader, keep=result.keep)
-    assert torch.allclose(again.loss, result.val_loss[-1])
+    again = masking.evaluate_masks(mlp, "hidden.0", loader, keep=result.keep)
+    assert torch.allclose(again.masked_loss, result.val_loss[-1])
     assert torch.equal((~result.keep).sum(1), result.removed[-1])
 
 
@@ -240,13 +240,13 @@ def test_mask_evaluation_refuses_a_chunk_that_is_not_a_positive_integer(chunk):
     masks = torch.ones(2, 6, dtype=torch.bool)
     loader = [(torch.randn(4, 8), torch.randint(0, 10, (4,)))]
     with pytest.raises(ValueError, match=r"chunk=.* is out of range; allowed: integers 1\.\."):
-        prune.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=chunk)
+        masking.evaluate_masks(net, "hidden.0", loader, keep=masks, chunk=chunk)
 
 
 def test_mask_evaluation_on_an_empty_loader_is_an_error():
     net = models.MLP(in_features=8, hidden=(6,)).eval()
     with pytest.raises(ValueError, match=r"loader yielded no examples"):
-        prune.evaluate_masks(net, "hidden.0", [], keep=torch.ones(2, 6, dtype=torch.bool))
+        masking.evaluate_masks(net, "hidden.0", [], keep=torch.ones(2, 6, dtype=torch.bool))
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ def test_a_keep_mask_must_be_booleans(keep, got):
     with pytest.raises(ValueError, match=f"keep must be booleans, True for each node to keep.*got {got}"):
         prune.remove_nodes(net, "hidden.0", keep)
     with pytest.raises(ValueError, match="keep must be booleans"):
-        importance.ablate_masks(net, "hidden.0", [(torch.randn(4, 8), torch.randint(0, 10, (4,)))], keep=keep)
+        masking.evaluate_masks(net, "hidden.0", [(torch.randn(4, 8), torch.randint(0, 10, (4,)))], keep=keep)
 
 
 def test_a_keep_mask_of_bools_in_any_container_is_taken():
@@ -278,4 +278,4 @@ def test_a_keep_mask_of_bools_in_any_container_is_taken():
     ):
         prune.remove_nodes(net, "hidden.0", torch.ones(1, 1, 6, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"keep must have shape \(6,\) or \(masks, 6\).*got \(1, 1, 6\)"):
-        prune.check_keep(torch.ones(1, 1, 6, dtype=torch.bool), 6)
+        masking.check_keep(torch.ones(1, 1, 6, dtype=torch.bool), 6)

@@ -5,7 +5,7 @@ import torch
 from conftest import per_class_metrics, random_batches
 
 from netshrink import models
-from netshrink.compress import importance, prune, search
+from netshrink.compress import importance, masking, prune, search
 
 
 def trained_mlp(hidden=(24,), steps=150, seed=0):
@@ -149,13 +149,13 @@ def test_mask_sweeps_equal_the_physically_pruned_models(model, layer, shape):
     loader = random_batches(shape, n=2, size=40)
     n = net.get_submodule(layer).weight.shape[0]
     keep = search.prefix_masks(torch.randperm(n), [0, 1, 3, n - 1])
-    sweep = importance.ablate_masks(net, layer, loader, keep=keep, chunk=3)
+    sweep = masking.evaluate_masks(net, layer, loader, keep=keep, chunk=3)
     for row, mask in enumerate(keep, start=1):
         loss, acc = per_class_metrics(prune.remove_nodes(net, layer, mask), loader)
         assert torch.allclose(sweep.class_loss[row], loss, atol=1e-5, equal_nan=True)
         assert torch.allclose(sweep.class_acc[row], acc, equal_nan=True)
     with pytest.raises(ValueError, match=r"keep must have shape \(\d+,\) or \(masks, "):
-        importance.ablate_masks(net, layer, loader, keep=keep[:, :-1])
+        masking.evaluate_masks(net, layer, loader, keep=keep[:, :-1])
 
 
 def test_exhaustive_pruning_can_stop_at_a_multiple_of_a_width():

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from netshrink.models import layer_names
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
@@ -57,12 +59,43 @@ def check_labels(y: torch.Tensor, n_classes: int, name: str = "labels") -> None:
         )
 
 
+def node_count(module: nn.Module) -> int:
+    """The nodes of a layer: a Linear layer's outputs, a conv layer's channels."""
+    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
+
+
 def check_width(module: nn.Module, layer: str) -> int:
     """The number of nodes (Linear outputs, conv channels) of `layer`, at least one."""
-    width = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    width = node_count(module)
     if width < 1:
         raise ValueError(f"layer={layer!r} has no nodes (width 0); allowed: layers with at least one node")
     return width
+
+
+def prunable_layers(model: nn.Module) -> list[str]:
+    """Names of the Linear and Conv2d layers whose nodes can be removed: all but the last layer
+    (the output layer's nodes are the classes)."""
+    return layer_names(model)[:-1]
+
+
+def check_layer(model: nn.Module, layer: str, allowed: list[str] | None = None) -> nn.Module:
+    """The module `layer` of `model` after checking the model (`check_model`) and that `layer` is
+    one of `allowed` (default: `prunable_layers`) with at least one node; a ValueError naming
+    what the layer is and the allowed values otherwise. The one layer check of the package."""
+    allowed = prunable_layers(model) if allowed is None else allowed
+    modules = dict(model.named_modules())
+    if layer not in allowed:
+        names = layer_names(model)
+        what = (
+            "does not exist" if layer not in modules
+            else "is the output layer, whose nodes are the classes" if names and layer == names[-1]
+            else "has no nodes to remove here" if isinstance(modules[layer], nn.Linear | nn.Conv2d)
+            else "has no nodes to remove (not a Linear or Conv2d layer)"
+        )  # fmt: skip
+        raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(allowed)}")
+    check_model(model)
+    check_width(modules[layer], layer)
+    return modules[layer]
 
 
 def check_examples(n: int, what: str) -> int:

@@ -1,6 +1,6 @@
-"""Training and evaluation: `TrainConfig` (what to train, and the cache key), `evaluate` (the one
-evaluation loop) and `fit` (the plain training loop, no files). `netshrink.cache` wraps `fit`
-with the cache of trained models."""
+"""Training: `TrainConfig` (what to train, and the cache key) and `fit` (the plain training loop,
+no files). `netshrink.cache` wraps `fit` with the cache of trained models; `evaluate` is
+`netshrink.metrics.evaluate`, the one evaluation loop."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netshrink import data, devices, distributed, models
-from netshrink.checks import check_examples, check_labels, check_model
 from netshrink.devices import autocast, mode, model_device, to_device
+from netshrink.metrics import evaluate  # the one evaluation loop; train.evaluate stays its public name
 from netshrink.progress import training as report_epoch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -100,26 +100,6 @@ class TrainConfig:
 
 def finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
-    """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`, on the model's
-    device (batches follow the model), in eval mode. An empty loader is an error."""
-    device = check_model(model)
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    n = 0
-    with mode(model, training=False):
-        for x, y in loader:
-            x, y = to_device((x, y), device)
-            logits = model(x)
-            check_labels(y, logits.shape[1])
-            total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
-            correct += (logits.argmax(1) == y).sum()
-            n += len(y)
-    check_examples(n, "evaluate")
-    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:

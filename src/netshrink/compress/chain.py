@@ -1,7 +1,7 @@
 """A model seen as a chain of linear layers with elementwise activations between them.
 
-The batched mask evaluation (`prune.evaluate_masks`) and the loss-change oracle
-(`importance.loss_change`) need to run the model from one layer's outputs onwards; this is the
+The batched mask evaluation (`masking.evaluate_masks`, under the loss-change oracle
+`importance.loss_change` too) needs to run the model from one layer's outputs onwards; this is the
 view that lets them, for the package's `models.MLP` and for a user's own `nn.Sequential`
 (`Flatten`, then `Linear`, activation, `Linear`, ..., `Linear`).
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from netshrink.checks import check_layer
 from netshrink.models import MLP
 
 # Modules applied elementwise (Dropout is the identity in eval mode, where the chain is used).
@@ -43,14 +44,8 @@ class LinearChain:
 
     def index(self, layer: str, model: nn.Module) -> int:
         """Position of hidden layer `layer`; a ValueError naming it and the allowed ones otherwise."""
-        if layer in self.hidden:
-            return self.names.index(layer)
-        what = (
-            "is the output layer, whose nodes are the classes" if layer == self.names[-1]
-            else "is not a hidden linear layer" if layer in dict(model.named_modules())
-            else "does not exist"
-        )  # fmt: skip
-        raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(self.hidden)}")
+        check_layer(model, layer, self.hidden)
+        return self.names.index(layer)
 
     def activations(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Outputs of hidden layer `index` after its activation, for inputs x: (N, n_nodes)."""

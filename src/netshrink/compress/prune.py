@@ -1,6 +1,7 @@
-"""Removing hidden nodes: random masks, masking, physical removal, batched evaluation.
+"""Removing hidden nodes: random masks, masking, physical removal, random shrinking, magnitude
+and filter pruning.
 
-A *keep-mask* is a boolean tensor over the nodes of one hidden linear layer (True = keep).
+A *keep-mask* is a boolean tensor over the nodes of one layer (True = keep; `masking.check_keep`).
 Masking a node zeroes its incoming weights, its bias and its outgoing weights (Algorithm 1 of
 the Oslo draft); since ReLU(0) = 0 the masked node then contributes nothing, so masking equals
 removing the node, which `remove_nodes` does physically (smaller weight matrices).
@@ -19,39 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_examples, check_labels, check_model, check_tol, check_width
+from netshrink.checks import check_layer, check_model, check_tol
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.graph import follow_filters
-from netshrink.compress.layers import check_chunk
-from netshrink.devices import mode, model_device, to_device
+from netshrink.compress.masking import check_keep, evaluate_masks
 from netshrink.models import layer_names
-
-
-def hidden_layers(model: nn.Module) -> list[str]:
-    """Names of the hidden linear layers whose nodes can be removed (see `chain.linear_chain`)."""
-    return linear_chain(model).hidden
-
-
-def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool = False) -> torch.Tensor:
-    """A keep-mask (n_nodes,) or, unless `one`, one a row (T, n_nodes) as a bool tensor. Only
-    booleans are taken (a bool tensor or array, a list of bools): integer indices or 0/1 floats
-    would otherwise be read as True/False node by node, silently keeping the wrong nodes."""
-    try:
-        mask = keep if isinstance(keep, torch.Tensor) else torch.as_tensor(keep)
-    except (TypeError, ValueError, RuntimeError):
-        mask = None
-    if mask is None or mask.dtype != torch.bool:
-        what = f"dtype {mask.dtype}" if mask is not None else type(keep).__name__
-        raise ValueError(
-            f"{name} must be booleans, True for each node to keep (a bool tensor or a list of bools); "
-            f"got {what}. To keep nodes by index: torch.isin(torch.arange({n_nodes}), indices)"
-        )
-    if mask.dim() not in ((1,) if one else (1, 2)) or mask.shape[-1] != n_nodes:
-        shapes = f"({n_nodes},)" if one else f"({n_nodes},) or (masks, {n_nodes})"
-        raise ValueError(
-            f"{name} must have shape {shapes} for a layer of {n_nodes} nodes; got {tuple(mask.shape)}"
-        )
-    return mask
 
 
 def random_node_masks(
@@ -83,17 +56,9 @@ def random_node_masks(
 
 def _check_chain(model: nn.Module, layer: str) -> tuple[nn.Module, str, nn.Module]:
     """The module `layer`, the name of the layer it feeds and that layer; a ValueError otherwise."""
+    check_layer(model, layer)
     names = layer_names(model)
     modules = dict(model.named_modules())
-    if layer not in names[:-1]:
-        what = (
-            "does not exist" if layer not in modules
-            else "is the output layer, whose nodes are the classes" if layer == names[-1]
-            else "has no nodes to remove (not a Linear or Conv2d layer)"
-        )  # fmt: skip
-        raise ValueError(f"layer={layer!r} {what}; allowed values: {', '.join(names[:-1])}")
-    check_model(model)
-    check_width(modules[layer], layer)
     norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     if norms:
         raise ValueError(
@@ -167,73 +132,6 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     return smaller
 
 
-def _masked_next_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.Linear) -> torch.Tensor:
-    """Pre-activations of the next layer under each mask: (N, t, out) from act (N, H), masks (t, H).
-
-    One matrix product act @ [W_next^T * m_1, ..., W_next^T * m_t] of shape (N, H) x (H, t*out).
-    """
-    w_eff = masks.to(act.dtype).unsqueeze(2) * nxt.weight.T.unsqueeze(0)  # (t, H, out)
-    z = act @ w_eff.permute(1, 0, 2).reshape(act.shape[1], -1)  # (N, t*out)
-    z = z.view(len(act), len(masks), -1)
-    return z if nxt.bias is None else z + nxt.bias
-
-
-@dataclass
-class MaskScores:
-    """Mean cross-entropy and accuracy of a model under each of T keep-masks: (T,) each,
-    float64 on the CPU."""
-
-    loss: torch.Tensor
-    acc: torch.Tensor
-
-
-@torch.no_grad()
-def evaluate_masks(
-    model: nn.Module, layer: str, loader: Iterable, *, keep: torch.Tensor, chunk: int | None = None
-) -> MaskScores:
-    """Loss and accuracy of the model under each keep-mask, in batched passes.
-
-    keep: (T, n_nodes) bool, one keep-mask a row. The layer's activations are computed once per
-    data batch; the next layer's pre-activations under a chunk of masks come from one matrix product with
-    per-mask effective weights W_next * mask, never from T forward passes.
-    """
-    check_model(model)
-    view = linear_chain(model)
-    index = view.index(layer, model)
-    check_width(view.linears[index], layer)
-    nxt = view.linears[index + 1]
-    masks = check_keep(keep, view.linears[index].out_features)
-    if masks.dim() == 1:
-        masks = masks.unsqueeze(0)
-    chunk = max(1, min(32, len(masks))) if chunk is None else check_chunk(chunk, len(masks), "masks")
-    device = model_device(model)
-    masks = masks.to(device)
-    n_masks = masks.shape[0]
-    loss_sum = torch.zeros(n_masks, dtype=torch.float64, device=device)
-    correct = torch.zeros(n_masks, dtype=torch.long, device=device)
-    n = 0
-    with mode(model, training=False):
-        for x, y in loader:
-            x, y = to_device((x, y), device)
-            check_labels(y, view.linears[-1].out_features)
-            act = view.activations(index, x)  # (N, H), shared by every mask
-            for start in range(0, n_masks, chunk):
-                z = _masked_next_preactivations(act, masks[start : start + chunk], nxt)  # (N, t, out)
-                t = z.shape[1]
-                if index + 2 < len(view.linears):  # layers follow: run them on all N*t rows at once
-                    z = view.forward_from(index, z.flatten(0, 1)).view(len(y), t, -1)
-                target = z.gather(2, y.view(-1, 1, 1).expand(-1, t, 1)).squeeze(2)  # (N, t)
-                top = z.max(2).values  # one pass gives the stable log-sum-exp and the prediction
-                # the plain max-shifted log-sum-exp; importance._last_hidden_sums needs its own (a bound
-                # of every ablated logit for its rank-one updates, and per-class sums)
-                lse = top + (z - top.unsqueeze(2)).exp_().sum(2).log_()
-                loss_sum[start : start + t] += (lse - target).sum(0).double()
-                correct[start : start + t] += (target >= top).sum(0)  # the target's logit is the largest
-            n += len(y)
-    check_examples(n, "evaluate_masks")
-    return MaskScores((loss_sum / n).cpu(), (correct.double() / n).cpu())
-
-
 @dataclass
 class ShrinkResult:
     """Algorithm 2 over R runs of S steps (row 0: the intact model). Per (step, run): the nodes
@@ -275,7 +173,7 @@ def shrink_randomly(
     check_tol("tol", tol)
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
-    base = evaluate_masks(model, layer, val_loader, keep=keep[:1])
+    base = evaluate_masks(model, layer, val_loader, keep=keep[:0])
     loss, acc = base.loss.expand(n_runs).clone(), base.acc.expand(n_runs).clone()
     history = [((~keep).sum(1), torch.ones(n_runs, dtype=torch.bool), loss.clone(), acc.clone())]
     while int(untested.sum(1).min()) >= n_remove:
@@ -286,10 +184,10 @@ def shrink_randomly(
         trial.scatter_(1, drawn, False)
         untested.scatter_(1, drawn, False)
         scores = evaluate_masks(model, layer, val_loader, keep=trial)
-        accept = scores.loss <= loss + tol
+        accept = scores.masked_loss <= loss + tol
         keep[accept] = trial[accept]
-        loss[accept] = scores.loss[accept]
-        acc[accept] = scores.acc[accept]
+        loss[accept] = scores.masked_loss[accept]
+        acc[accept] = scores.masked_acc[accept]
         history.append(((~keep).sum(1), accept, loss.clone(), acc.clone()))
     removed, accepted, val_loss, val_acc = (torch.stack(column) for column in zip(*history, strict=True))
     return ShrinkResult(removed, accepted, val_loss, val_acc, keep)

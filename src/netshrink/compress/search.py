@@ -1,6 +1,7 @@
 """Pruning by node importance: remove the nodes whose removal does not raise the validation
 loss, once (by the single-node loss changes), exhaustively, greedily, or as many as a loss
-bound allows; every candidate set is evaluated by the batched oracle of `importance`."""
+bound allows; every candidate set is evaluated by the batched mask evaluator (`masking.evaluate_masks`);
+`prune_layers` applies `prune_once` layer by layer."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_tol
+from netshrink.checks import check_layer, check_tol, node_count, prunable_layers
 from netshrink.compress import prune
-from netshrink.compress.importance import Ablations, ablate, ablate_masks, check_layer, node_count
+from netshrink.compress.importance import ablate
+from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class PruneResult:
 
 
 def _step(
-    step: int, node: int, change: float, result: Ablations, row: int, evaluations: int, removed: int
+    step: int, node: int, change: float, result: MaskEvaluation, row: int, evaluations: int, removed: int
 ) -> Step:
     return Step(step, node, change, removed, float(result.loss[row]), float(result.acc[row]), evaluations)
 
@@ -154,7 +156,7 @@ def prune_within(
     loader: Iterable,
     tol: float,
     per_class: bool = False,
-    ablations: Ablations | None = None,
+    ablations: MaskEvaluation | None = None,
 ) -> PruneResult:
     """Importance computed once (or given as `ablations` of all nodes), then the largest number k
     of least important nodes removed together whose removal keeps the loss within `tol` of the
@@ -169,7 +171,7 @@ def prune_within(
     change = result.class_loss_change.nan_to_num(0).amax(1) if per_class else result.loss_change
     order = change.argsort()
     n = len(order)
-    sweep = ablate_masks(model, layer, loader, keep=prefix_masks(order, range(1, n)))
+    sweep = evaluate_masks(model, layer, loader, keep=prefix_masks(order, range(1, n)))
     if per_class:
         rise = (sweep.class_loss[1:] - result.class_loss[0]).nan_to_num(0).amax(1)
     else:
@@ -182,3 +184,21 @@ def prune_within(
         _step(k, int(order[k - 1]), float(change[order[k - 1]]), sweep, k, n - 1, k) for k in range(1, n)
     ]
     return PruneResult(pruned, keep, steps, n - 1)
+
+
+def prune_layers(
+    model: nn.Module, loader: Iterable, tol: float, layers: list[str] | None = None
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Layer by layer from the first of `layers` (default: every prunable layer), remove every node
+    whose removal does not raise the loss by more than `tol` (`prune_once` with `zero`; importance
+    recomputed on the smaller model for each layer). Returns the smaller model and the keep-mask
+    of each layer over its original nodes."""
+    check_tol("tol", tol)
+    layers = prunable_layers(model) if layers is None else list(layers)
+    for layer in layers:
+        check_layer(model, layer)
+    keeps = {}
+    for layer in layers:
+        result = prune_once(model, layer, loader, tol=tol, zero=True)
+        model, keeps[layer] = result.model, result.keep
+    return model, keeps

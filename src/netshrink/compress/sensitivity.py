@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_examples, check_labels, check_model
+from netshrink.checks import check_examples, check_model
 from netshrink.compress.graph import follow_filters
 from netshrink.compress.prune import remove_filters, smallest_l1_filters
-from netshrink.devices import mode, to_device
+from netshrink.devices import to_device
+from netshrink.metrics import evaluate
 
 
 @dataclass
@@ -38,18 +39,11 @@ def filter_sensitivity(
         follow_filters(model, layer)
     batches = [to_device((x, y), device) for x, y in loader]
     check_examples(sum(len(y) for _, y in batches), "filter_sensitivity")
-    n = sum(len(y) for _, y in batches)
     left = torch.zeros(len(layers), len(rates), dtype=torch.long)
     accuracy = torch.zeros(len(layers), len(rates), dtype=torch.float64)
     for i, layer in enumerate(layers):
         for j, rate in enumerate(rates):
             keep = smallest_l1_filters(model.get_submodule(layer), rate)
             pruned = remove_filters(model, layer, keep)
-            correct = 0
-            with mode(pruned, training=False):
-                for x, y in batches:
-                    logits = pruned(x)
-                    check_labels(y, logits.shape[1])
-                    correct += int((logits.argmax(1) == y).sum())
-            left[i, j], accuracy[i, j] = int(keep.sum()), correct / n
+            left[i, j], accuracy[i, j] = int(keep.sum()), evaluate(pruned, batches)["acc"]
     return Sensitivity(list(layers), [float(r) for r in rates], left, accuracy)

@@ -14,7 +14,9 @@ from torch import nn
 
 from netshrink import cache, data, measure, train
 from netshrink.cache import TrainResult
-from netshrink.compress import importance, prune, search
+from netshrink.checks import prunable_layers
+from netshrink.compress import importance, masking, prune, search
+from netshrink.compress.masking import MaskEvaluation
 from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
@@ -52,7 +54,7 @@ def layer_importance(nets: Mapping[str, TrainResult], loader: Iterable, tol: flo
     report_progress(stage="node importance per layer")
     frames = []
     for setting, net in nets.items():
-        for layer in prune.hidden_layers(net.model):
+        for layer in prunable_layers(net.model):
             change = importance.loss_change(net.model, layer, loader)
             frames.append(
                 pd.DataFrame(
@@ -77,19 +79,6 @@ def layer_counts(table: pd.DataFrame) -> pd.DataFrame:
     acc = table.groupby(["setting", "layer"])["test acc"].first()
     order = list(dict.fromkeys(table["setting"]))
     return counts.assign(**{"test acc": acc}).reindex(order, level=0).rename_axis(columns=None)
-
-
-def prune_hidden_layers(
-    model: nn.Module, loader: Iterable, tol: float
-) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """Remove, layer by layer from the first, every node whose removal does not raise the
-    validation loss by more than `tol` (importance recomputed after each layer).
-    Returns the smaller model and the keep-mask of each layer."""
-    keeps = {}
-    for layer in prune.hidden_layers(model):
-        result = search.prune_once(model, layer, loader, tol=tol, zero=True)
-        model, keeps[layer] = result.model, result.keep
-    return model, keeps
 
 
 def _apply_keeps(model: nn.Module, keeps: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -133,8 +122,8 @@ def rewind_rounds(
         }
     ]
     for r in range(1, rounds + 1):
-        pruned, keeps = prune_hidden_layers(net.model, val_loader, tol)
-        widths = [pruned.get_submodule(layer).out_features for layer in prune.hidden_layers(pruned)]
+        pruned, keeps = search.prune_layers(net.model, val_loader, tol)
+        widths = [pruned.get_submodule(layer).out_features for layer in keeps]
         start = _apply_keeps(start, {layer: keep.cpu() for layer, keep in keeps.items()})
         model_kwargs = {**config.model_kwargs, "hidden": widths}
         rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=cache.store_init(start))
@@ -173,7 +162,7 @@ def conv4_config(
 
 def channel_ablations(
     model: nn.Module, layers: Sequence[str], val_loader: Iterable
-) -> dict[str, importance.Ablations]:
+) -> dict[str, MaskEvaluation]:
     """The oracle (per class) for every channel of each layer, on the validation data."""
     report_progress(stage="channel ablations")
     return {layer: importance.ablate(model, layer, val_loader) for layer in layers}
@@ -181,7 +170,7 @@ def channel_ablations(
 
 def class_accuracy_after_pruning(
     model: nn.Module,
-    ablations: Mapping[str, importance.Ablations],
+    ablations: Mapping[str, MaskEvaluation],
     test_loader: Iterable,
     fractions: Sequence[float],
     classes: Sequence[str],
@@ -195,7 +184,7 @@ def class_accuracy_after_pruning(
         n = len(result.nodes)
         counts = [min(int(round(f * n)), n - 1) for f in fractions]
         keep = search.prefix_masks(result.loss_change.argsort(), counts)
-        acc = importance.ablate_masks(model, layer, test_loader, keep=keep).class_acc[1:]
+        acc = masking.evaluate_masks(model, layer, test_loader, keep=keep).class_acc[1:]
         for fraction, k, row in zip(fractions, counts, acc, strict=True):
             rows += [
                 {"layer": layer, "fraction removed": fraction, "removed": k, "class": c, "acc": float(a)}
@@ -206,7 +195,7 @@ def class_accuracy_after_pruning(
 
 def class_criteria(
     model: nn.Module,
-    ablations: Mapping[str, importance.Ablations],
+    ablations: Mapping[str, MaskEvaluation],
     val_loader: Iterable,
     test_loader: Iterable,
     tol: float,

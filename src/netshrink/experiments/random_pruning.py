@@ -11,7 +11,9 @@ from torch import nn
 
 from netshrink import data, measure, published, stats
 from netshrink.cache import TrainResult
+from netshrink.checks import node_count
 from netshrink.compress import naive, prune
+from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.findings import Findings
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
@@ -65,18 +67,18 @@ def random_trials(
     report_progress(stage="random node trials")
     frames = []
     for net_index, net in enumerate(networks):
-        n_nodes = net.model.hidden[0].out_features
+        n_nodes = node_count(net.model.get_submodule(layer))
         gen = torch.Generator().manual_seed(seed * 1000 + net_index)
         for n in n_values:
             masks = prune.random_node_masks(n_nodes, n, n_trials, generator=gen)
-            scores = prune.evaluate_masks(net.model, layer, loader, keep=masks)
+            scores = evaluate_masks(net.model, layer, loader, keep=masks)
             frames.append(scores_frame(scores).assign(network=net_index, n=n, trial=range(n_trials)))
     return pd.concat(frames, ignore_index=True)[["network", "n", "trial", "loss", "acc"]]
 
 
-def scores_frame(scores: prune.MaskScores) -> pd.DataFrame:
-    """`loss` and `acc` columns, one row per mask."""
-    return pd.DataFrame({"loss": scores.loss.numpy(), "acc": scores.acc.numpy()})
+def scores_frame(scores: MaskEvaluation) -> pd.DataFrame:
+    """`loss` and `acc` columns, one row per mask (the intact model left out)."""
+    return pd.DataFrame({"loss": scores.masked_loss.numpy(), "acc": scores.masked_acc.numpy()})
 
 
 def shrink_steps(result: prune.ShrinkResult) -> pd.DataFrame:
@@ -107,11 +109,11 @@ def shrink_runs(
     for n in n_values:
         gen = torch.Generator().manual_seed(seed * 1000 + n)
         result = prune.shrink_randomly(net.model, layer, n, val_loader, n_runs=n_runs, generator=gen)
-        test = prune.evaluate_masks(net.model, layer, test_loader, keep=result.keep)
+        test = evaluate_masks(net.model, layer, test_loader, keep=result.keep)
         table = shrink_steps(result)
         steps.append(table.assign(n=n))
         final = table[table["step"] == table["step"].max()].drop(columns=["step", "accepted"])
-        finals.append(final.assign(n=n, test_loss=test.loss.numpy(), test_acc=test.acc.numpy()))
+        finals.append(final.assign(n=n, test_loss=test.masked_loss.numpy(), test_acc=test.masked_acc.numpy()))
     return pd.concat(steps, ignore_index=True), pd.concat(finals, ignore_index=True)
 
 
@@ -135,11 +137,11 @@ def statistics_table(trials: pd.DataFrame, value: str, item: str, network: int =
 def time_mask_evaluation(
     model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
 ) -> pd.DataFrame:
-    """Median wall time of `prune.evaluate_masks` and of the per-mask loop on the same masks and data,
+    """Median wall time of `masking.evaluate_masks` and of the per-mask loop on the same masks and data,
     and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
     med, results = measure.time_calls(
         {
-            "batched": lambda: prune.evaluate_masks(model, layer, loader, keep=masks),
+            "batched": lambda: evaluate_masks(model, layer, loader, keep=masks),
             "per-mask loop": lambda: naive.evaluate_masks_naive(model, layer, loader, keep=masks),
         },
         repeats,

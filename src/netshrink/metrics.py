@@ -1,0 +1,49 @@
+"""Mean loss and accuracy: the one evaluation loop of the package, and the one log-sum-exp of
+the batched evaluators (`compress.masking`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from netshrink.checks import check_examples, check_labels, check_model
+from netshrink.devices import mode, to_device
+
+
+def class_sums(
+    logits: torch.Tensor, y: torch.Tensor, n_classes: int, accuracy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-class summed cross-entropy (t, C) float64 and correct predictions (t, C) long (None
+    unless `accuracy`), from the logits (t, N, C) of t variants of a model on the same N examples
+    with labels y (N,). A prediction is correct when the target's logit is the largest."""
+    target = logits.gather(2, y.view(1, -1, 1).expand(len(logits), -1, 1)).squeeze(2)  # (t, N)
+    top = logits.amax(2)
+    losses = top + (logits - top.unsqueeze(2)).exp_().sum(2).log_() - target  # (t, N)
+    loss_sum = torch.zeros(len(logits), n_classes, dtype=torch.float64, device=y.device)
+    loss_sum.index_add_(1, y, losses.double())
+    if not accuracy:
+        return loss_sum, None
+    correct = torch.zeros(len(logits), n_classes, dtype=torch.long, device=y.device)
+    return loss_sum, correct.index_add_(1, y, (target >= top).long())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
+    """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`, on the model's
+    device (batches follow the model), in eval mode. An empty loader is an error."""
+    device = check_model(model)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    n = 0
+    with mode(model, training=False):
+        for x, y in loader:
+            x, y = to_device((x, y), device)
+            logits = model(x)
+            check_labels(y, logits.shape[1])
+            total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+            correct += (logits.argmax(1) == y).sum()
+            n += len(y)
+    check_examples(n, "evaluate")
+    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
