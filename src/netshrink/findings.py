@@ -37,13 +37,19 @@ def compression_rows(
     how: str,
     rows: list[str] | None = None,
     base: str | None = None,
+    mflops: str = "MFLOPs per image",
+    accuracy: str = "test accuracy (%)",
+    percent: bool = True,
 ) -> list[dict[str, Any]]:
     """Keyword arguments of `Report.compression` for each row of a model table (`rows`, default
     all but `base`) against its `base` row (default the first). The table has `parameters`,
-    `speedup`, MFLOPs as `MFLOPs per image` or `MFLOPs`, and accuracy as `test accuracy (%)` or
-    `test acc` (a fraction). `model` and `how` are formats with `{row}`."""
-    mflops = "MFLOPs per image" if "MFLOPs per image" in table else "MFLOPs"
-    scale, acc = (100, "test accuracy (%)") if "test accuracy (%)" in table else (1, "test acc")
+    `speedup`, the MFLOPs per image in column `mflops` (`measure.side_by_side`'s name by default;
+    `measure.compare_latency` calls it `MFLOPs`) and the test accuracy in column `accuracy`, in
+    percent unless `percent` is False (a fraction). `model` and `how` are formats with `{row}`."""
+    for column in ("parameters", "speedup", mflops, accuracy):
+        if column not in table:
+            raise ValueError(f"table has no column {column!r}; its columns: {', '.join(map(str, table))}")
+    scale, acc = (100 if percent else 1), accuracy
     base = table.index[0] if base is None else base
     b = table.loc[base]
     out = []

@@ -323,5 +323,8 @@ def criteria_findings(criteria: pd.DataFrame, label: str) -> Findings:
         rows=list(flat.index[1:]),
         model="CNN, {row}",
         how="channels removed within a loss bound ({row})",
+        mflops="MFLOPs",  # measure.compare_latency's table, accuracy as a fraction
+        accuracy="test acc",
+        percent=False,
     )
     return Findings(glue, compressions=records)

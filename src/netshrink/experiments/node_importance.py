@@ -232,7 +232,9 @@ def strategy_findings(table: pd.DataFrame, dataset: str, label: str) -> Findings
         faster = table.loc["exhaustive", "seconds"] < table.loc["greedy", "seconds"]
         glue["exh_vs_greedy"] = "the faster" if faster else "the slower"
     once = [r for r in table.index if r not in ("original", "greedy")]
-    kw = {"data_set": label, "model": "MLP 128, {row}", "how": "nodes removed by importance ({row})"}
+    # measure.compare_latency's table: MFLOPs per image as `MFLOPs`, the accuracy as a fraction
+    kw = {"data_set": label, "model": "MLP 128, {row}", "how": "nodes removed by importance ({row})",
+          "mflops": "MFLOPs", "accuracy": "test acc", "percent": False}  # fmt: skip
     compressions = compression_rows("I-T2", table, rows=once, **kw) + compression_rows(
         "I-T3", table, rows=["greedy"], **kw
     )
