@@ -205,3 +205,8 @@ def trained_mlps(hidden: int, epochs: int, n_batches: int = 2):
         train.fit(mlp, torch.optim.Adam(mlp.parameters(), lr=0.01), loader, epochs, progress=False)
         out.append(trained_result(mlp, loader, key=f"net{seed}"))
     return out, loader
+
+
+def relative_error(a, b) -> float:
+    """||a - b|| / ||b||."""
+    return ((a - b).norm() / b.norm()).item()

@@ -279,3 +279,19 @@ def test_a_keep_mask_of_bools_in_any_container_is_taken():
         prune.remove_nodes(net, "hidden.0", torch.ones(1, 1, 6, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"keep must have shape \(6,\) or \(masks, 6\).*got \(1, 1, 6\)"):
         masking.check_keep(torch.ones(1, 1, 6, dtype=torch.bool), 6)
+
+
+def test_magnitude_pruning_zeroes_the_smallest_weights_of_one_layer():
+    torch.manual_seed(0)
+    net = models.LeNet()
+    new = prune.magnitude_prune(net, "conv2", 0.5)
+    w, w0 = new.conv2.weight, net.conv2.weight
+    assert (w == 0).sum() == w.numel() // 2
+    assert w.abs().max() == w0.abs().max() and (w[w != 0].abs().min() >= w0.abs().median())
+    assert torch.equal(new.l1.weight, net.l1.weight)
+    with pytest.raises(ValueError, match=r"fraction=1.0 is out of range; allowed: \[0, 1\)"):
+        prune.magnitude_prune(net, "conv2", 1.0)
+    with pytest.raises(
+        ValueError, match=r"layer='pool' is not a Conv2d or Linear of the model; allowed: conv1"
+    ):
+        prune.magnitude_prune(net, "pool", 0.5)
