@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup book chapters html pages check-site test lint bench clean
+.PHONY: setup book chapters html pages check-site cells test lint bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ pages: setup  ## the published book: quick runs of the chapters without committe
 
 check-site: setup  ## open every page of _build/html in headless Chromium (needs Debian's chromium)
 	$(PY) -m netshrink.book.sitecheck _build/html --profile $(PROFILE)
+
+cells: setup  ## write the notebooks' parameters cells from src/netshrink/book/chapters.py
+	$(PY) -m netshrink.book.cells
 
 lint: setup
 	$(PY) -m ruff check src tests chapters

@@ -6,19 +6,34 @@ import shutil
 import nbformat
 import pytest
 
-from netshrink.book import chapters, combine, report, runner
+from netshrink.book import cells, chapters, combine, report, runner
 from netshrink.book.report import PROFILES
 from netshrink.io import write_json
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
 def test_notebook_parameters_cell_holds_the_quick_profile(project_root, chapter):
-    defaults = runner.notebook_parameters(project_root / chapter.notebook)
+    defaults = cells.notebook_parameters(project_root / chapter.notebook)
     assert defaults.keys() == chapter.parameters("quick").keys()
     for name, value in chapter.parameters("quick").items():
         assert ast.literal_eval(defaults[name]) == value, (
             f"{chapter.notebook}: {name} = {defaults[name]}, profile: {value!r}"
         )
+
+
+def test_the_parameters_cells_are_generated_from_the_chapters(project_root, tmp_path):
+    assert cells.stale_cells(project_root, list(chapters.CHAPTERS.values())) == []
+    chapter = chapters.BASELINES
+    copy = tmp_path / chapter.notebook
+    copy.parent.mkdir(parents=True)
+    nb = nbformat.read(project_root / chapter.notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = cell.source.replace("seed = 0", "seed = 1")  # a value typed by hand
+    nbformat.write(nb, str(copy))
+    assert cells.stale_cells(tmp_path, [chapter]) == [chapter.notebook]
+    assert cells.write_cells(tmp_path, [chapter]) == [chapter.notebook]
+    assert cells.stale_cells(tmp_path, [chapter]) == [] and cells.write_cells(tmp_path, [chapter]) == []
+    assert cells.notebook_parameters(copy)["seed"] == "0"
 
 
 @pytest.mark.parametrize("chapter", chapters.CHAPTERS.values(), ids=lambda c: c.name)
@@ -103,7 +118,7 @@ def test_runner_takes_papermill_style_parameters_and_checks_them_all_first(capsy
     assert runner.main(["--profile", "smoke", "--no-build", "-p", "max_rate", "2"]) == 2
     assert "05_vgg_case_study.ipynb: max_rate=2.0 is out of range" in capsys.readouterr().err
     chapters_ = chapters.select("baselines vgg_case_study")
-    parsed = runner.parse_overrides([["seed", "3"], ["width", "0.5"], ["sensitivity_rates", "[0.5]"]],
+    parsed = cells.parse_overrides([["seed", "3"], ["width", "0.5"], ["sensitivity_rates", "[0.5]"]],
                                     chapters_, runner.paths.project_root())  # fmt: skip
     assert parsed == {
         "baselines": {"seed": 3},
@@ -299,7 +314,7 @@ def test_device_chapter_runs_a_chapter_and_its_results_are_adopted_elsewhere(tmp
 
 
 def test_values_are_read_as_papermill_reads_them():
-    read = runner.read_value
+    read = cells.read_value
     assert read("lr", "1e-3") == 0.001 and read("seed", "3") == 3 and read("x", "True") is True
     assert read("x", "None") is None and read("rates", "[0.5, 0.9]") == [0.5, 0.9]
     assert read("plan", "{conv2: [tucker2, vbmf]}") == {"conv2": ["tucker2", "vbmf"]}

@@ -7,8 +7,9 @@ Profiles:
   network's 5 epochs and batch 32 from draft 004, the course report's 15 and 50 CIFAR-10
   epochs); every other epoch count is this book's choice, marked `# ours` below.
 
-A chapter notebook's `parameters` cell holds the `quick` values (a test checks it);
-the runner injects the chosen profile's values with papermill.
+Each chapter's parameters are declared here once; their rules, by name, in `parameters.RULES`.
+A notebook's `parameters` cell is generated from the `quick` values (`make cells`, a test
+checks it); the runner injects the chosen profile's values with papermill.
 """
 
 from __future__ import annotations

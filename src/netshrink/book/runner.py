@@ -12,7 +12,6 @@ committed one (which stays free of outputs).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -28,10 +27,10 @@ from typing import Any
 
 import nbformat
 import papermill as pm
-import yaml
 
 from netshrink import paths, progress
-from netshrink.book import parameters, provenance, sources, sphinx_ext
+from netshrink.book import provenance, sources, sphinx_ext
+from netshrink.book.cells import check_parameters, check_profile_override, parse_overrides
 from netshrink.book.chapters import Chapter, select
 from netshrink.book.combine import adopt, merge
 from netshrink.book.report import check_profile, publish, recover
@@ -43,19 +42,6 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 
 class ChapterFailed(RuntimeError):
     """A chapter notebook raised; the message holds the failing cell and its traceback."""
-
-
-def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The names and default values of the notebook's `parameters` cell."""
-    return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
-
-
-def check_parameters(chapter: Chapter, params: dict[str, Any], root: Path) -> dict[str, Any]:
-    """`params` checked under the notebook's names (`parameters.check`): a name the chapter's
-    parameters cell does not declare, or a value outside its rule, is a ValueError. Returns the
-    converted values."""
-    known = notebook_parameters(root / chapter.notebook)
-    return parameters.check(chapter.notebook, params, known)
 
 
 @contextmanager
@@ -259,55 +245,6 @@ def build_book(
             f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
         )
     return proc
-
-
-def read_value(name: str, text: str) -> Any:
-    """A `-p NAME VALUE` read as papermill's `-p` reads it (`True`, `False`, `None`, an int, a
-    float: `1e-3` is 0.001), else as YAML, as papermill's `-y` does (`[1, 2]`, `{a: 1}`, `vbmf`)."""
-    scalars = {"True": True, "False": False, "None": None}
-    if text in scalars:
-        return scalars[text]
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"-p {name} {text!r}: not a number, YAML list, mapping or string ({err})") from None
-
-
-def check_profile_override(profile: str, overrides: dict[str, dict[str, Any]]) -> None:
-    """`-p profile X` must agree with `--profile`: the profile names the results folder."""
-    for chapter, values in overrides.items():
-        if "profile" in values and values["profile"] != profile:
-            raise ValueError(
-                f"-p profile {values['profile']!r} disagrees with --profile {profile!r} (chapter "
-                f"{chapter!r}); choose the profile with --profile alone"
-            )
-
-
-def parse_overrides(pairs: list[list[str]], chapters: list[Chapter], root: Path) -> dict[str, dict[str, Any]]:
-    """`-p NAME VALUE` pairs -> {chapter name: overrides}. A VALUE is read as YAML, as papermill's
-    `-y` does (`3`, `0.5`, `null`, `[1, 2]`, `vbmf`); each NAME goes to every selected chapter
-    whose parameters cell declares it, and one that none declares is an error."""
-    known = {c.name: notebook_parameters(root / c.notebook) for c in chapters}
-    out: dict[str, dict[str, Any]] = {c.name: {} for c in chapters}
-    for name, text in pairs:
-        value = read_value(name, text)
-        takers = [c.name for c in chapters if name in known[c.name]]
-        if not takers:
-            every = sorted(set().union(*known.values()))
-            hint = difflib.get_close_matches(name, every, n=1)
-            raise ValueError(
-                f"-p {name}: no selected chapter has a parameter {name!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; their parameters: {', '.join(every)}"
-            )
-        for chapter in takers:
-            out[chapter][name] = value
-    return out
 
 
 def status_report(profile: str, results: Path) -> str:
