@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from netshrink.book import cells, chapters, combine, report, runner
+from netshrink.book.chapter import Chapter
 from netshrink.book.report import PROFILES
 from netshrink.io import write_json
 
@@ -141,7 +142,7 @@ def test_a_failing_chapter_shows_the_failing_cell(tmp_path, project_root):
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "chapters" / "bad.ipynb")
-    bad = chapters.Chapter(
+    bad = Chapter(
         "bad", "chapters/bad.ipynb", "Bad", ("X-T1",), {p: {"x": 2} for p in ("smoke", "quick", "full")}
     )
     with pytest.raises(runner.ChapterFailed) as err:
@@ -174,7 +175,7 @@ def test_a_failed_rerun_leaves_the_last_good_results_whole(tmp_path, project_roo
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "chapters" / "tiny.ipynb")
-    tiny = chapters.Chapter("tiny", "chapters/tiny.ipynb", "Tiny", ("X-T1",), {p: {"x": 2} for p in PROFILES})
+    tiny = Chapter("tiny", "chapters/tiny.ipynb", "Tiny", ("X-T1",), {p: {"x": 2} for p in PROFILES})
     results = tmp_path / "results"
     csv = results / "smoke" / "tiny" / "X-T1.csv"
     executed = runner.run_chapter(tiny, "smoke", root=root, results=results, progress=False)
@@ -231,7 +232,7 @@ def _tiny_chapter(tmp_path, project_root, body):
                                          nbformat.v4.new_code_cell(body)])  # fmt: skip
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "chapters" / "tiny.ipynb")
-    tiny = chapters.Chapter("tiny", "chapters/tiny.ipynb", "Tiny", ("X-T1",), {p: {"x": 2} for p in PROFILES})
+    tiny = Chapter("tiny", "chapters/tiny.ipynb", "Tiny", ("X-T1",), {p: {"x": 2} for p in PROFILES})
     return root, tiny
 
 
@@ -348,8 +349,8 @@ def test_a_dead_kernel_ends_in_one_line_naming_the_chapter_and_cell(tmp_path, pr
 def _standalone_notebook(path, body):
     """A notebook that starts a chapter 'tiny' through `Chapter.start`, as the book's do."""
     start = (
-        "import pandas as pd\nfrom netshrink.book import chapters\n"
-        "tiny = chapters.Chapter('tiny', 'chapters/tiny.ipynb', 'Tiny', ('X-T1',), "
+        "import pandas as pd\nfrom netshrink.book.chapter import Chapter\n"
+        "tiny = Chapter('tiny', 'chapters/tiny.ipynb', 'Tiny', ('X-T1',), "
         "{p: {'x': 2} for p in ('smoke', 'quick', 'full')})\n"
         "run = tiny.start(globals(), display=False)\n"
         "run.report.table('X-T1', pd.DataFrame({'a': [x]}), 'x itself')\nrun.report.glue('x', x)"

@@ -24,7 +24,8 @@ import yaml
 
 from netshrink import paths
 from netshrink.book import parameters
-from netshrink.book.chapters import CHAPTERS, Chapter, select
+from netshrink.book.chapter import Chapter
+from netshrink.book.chapters import CHAPTERS, select
 from netshrink.io import write_with
 
 HEADER = "# Parameters (the `quick` profile); papermill replaces this cell's values."

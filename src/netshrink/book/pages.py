@@ -13,7 +13,7 @@ from typing import Any
 import papermill as pm
 
 from netshrink.book import provenance
-from netshrink.book.chapters import Chapter
+from netshrink.book.chapter import Chapter
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
 

@@ -23,7 +23,7 @@ from typing import Any
 import nbformat
 import torch
 
-from netshrink.book.chapters import RUNTIME, Chapter
+from netshrink.book.chapter import RUNTIME, Chapter
 from netshrink.book.report import read_manifest
 
 RECORD = "provenance.json"

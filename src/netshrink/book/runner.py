@@ -31,7 +31,8 @@ import papermill as pm
 from netshrink import paths, progress
 from netshrink.book import provenance, sources, sphinx_ext
 from netshrink.book.cells import check_parameters, check_profile_override, parse_overrides
-from netshrink.book.chapters import Chapter, select
+from netshrink.book.chapter import Chapter
+from netshrink.book.chapters import select
 from netshrink.book.combine import adopt, merge
 from netshrink.book.report import check_profile, publish, recover
 from netshrink.book.standalone import STAGED_ENV

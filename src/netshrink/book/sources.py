@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from netshrink.book import provenance
-from netshrink.book.chapters import CHAPTERS, Chapter
+from netshrink.book.chapter import Chapter
+from netshrink.book.chapters import CHAPTERS
 from netshrink.book.report import check_profile, read_manifest
 
 BEST = "full"  # the profile a quick book prefers, chapter by chapter

@@ -23,7 +23,8 @@ from typing import Any
 import nbformat
 
 from netshrink.book import pages, provenance, sources
-from netshrink.book.chapters import CHAPTERS, Chapter
+from netshrink.book.chapter import Chapter
+from netshrink.book.chapters import CHAPTERS
 
 PROFILE_ENV = "NETSHRINK_BOOK_PROFILE"
 GLANCE, RERUN = "book/glance", "book/rerun"
