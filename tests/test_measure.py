@@ -24,7 +24,10 @@ def test_time_calls_runs_each_call_in_turn_and_returns_its_last_result():
 
 @pytest.mark.parametrize(
     ("repeats", "warmup", "message"),
-    [(0, 0, r"repeats=0 must be an integer >= 1"), (1, -1, r"warmup=-1")],
+    [
+        (0, 0, r"repeats=0 is out of range; allowed: integers >= 1"),
+        (1, -1, r"warmup=-1 is out of range; allowed: integers >= 0"),
+    ],
 )
 def test_time_calls_refuses_bad_counts(repeats, warmup, message):
     with pytest.raises(ValueError, match=message):
@@ -43,9 +46,9 @@ def test_model_timing_restores_training_mode_and_needs_no_autograd():
 def test_time_images_refuses_bad_settings():
     named = {"net": models.LeNet()}
     images = torch.rand(8, 1, 28, 28)
-    with pytest.raises(ValueError, match=r"batch_size=0 must be a positive integer"):
+    with pytest.raises(ValueError, match=r"batch_size=0 is out of range; allowed: integers >= 1"):
         measure.time_images(named, images, batch_size=0)
-    with pytest.raises(ValueError, match=r"repeats=0 must be >= 1"):
+    with pytest.raises(ValueError, match=r"repeats=0 is out of range; allowed: integers >= 1"):
         measure.time_images(named, images, batch_size=4, repeats=0)
     with pytest.raises(ValueError, match="models must name at least one model"):
         measure.time_images({}, images, batch_size=4)

@@ -34,7 +34,7 @@ def test_network_configs_are_the_drafts_network_with_successive_seeds():
     assert [c.seed for c in configs] == [7, 8, 9]
     assert all(c.model_kwargs == {"hidden": [32]} and c.optimizer == "adam" and c.lr == 1e-3 for c in configs)
     assert len({c.key() for c in configs}) == 3
-    with pytest.raises(ValueError, match="n_networks=0 must be at least 1"):
+    with pytest.raises(ValueError, match=r"n_networks=0 is out of range; allowed: integers >= 1"):
         rp.network_configs("mnist", 0)
 
 

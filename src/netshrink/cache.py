@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from netshrink import data, distributed, models, paths, train
+from netshrink.checks import check_int
 from netshrink.devices import model_device, resolve_device
 from netshrink.io import file_sha256, remove_stale, torch_save, write_json
 
@@ -295,8 +296,7 @@ def fine_tune_cached(
     the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
     the fine-tuning settings and the precision. `model` must be rebuilt the same way on a rerun.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
+    check_int("epochs", epochs, 0)
     if not train.finite(lr) or lr <= 0:
         raise ValueError(f"lr={lr!r} must be a finite positive number")
     if precision not in train.TRAIN_PRECISIONS:

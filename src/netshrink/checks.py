@@ -110,6 +110,16 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_int(name: str, value: Any, low: int, high: int | None = None, what: str = "") -> int:
+    """An int (numpy integers too, never a bool) in low..high (no upper bound when `high` is None),
+    else a ValueError: "name=value is out of range; allowed: integers low..high (what)"."""
+    if not is_integer(value) or value < low or (high is not None and value > high):
+        allowed = f"integers {low}..{high}" if high is not None else f"integers >= {low}"
+        note = f" ({what})" if what else ""
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {allowed}{note}")
+    return int(value)
+
+
 def check_tol(name: str, value: float) -> float:
     """A finite number >= 0 (NaN and infinity refused), else a ValueError naming `name`."""
     if (

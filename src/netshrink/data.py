@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from netshrink.checks import check_int
+
 # Re-exported (`x as x`): a caller of `data` needs these without knowing `raw`.
 from netshrink.raw import DATASETS as DATASETS
 from netshrink.raw import DataNotFoundError as DataNotFoundError
@@ -308,8 +310,7 @@ def make_loader(
 
     With `device`, an `ImageDataset` is first moved there whole, so that its batches are cut and
     augmented on that device (no copy from host memory per batch)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    check_int("batch_size", batch_size, 1)
     gen = torch.Generator().manual_seed(seed) if shuffle else None
     if isinstance(dataset, ImageDataset):
         return Batches(dataset.to(device) if device is not None else dataset, batch_size, shuffle, gen)

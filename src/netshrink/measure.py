@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from netshrink.checks import check_int
 from netshrink.devices import describe, mode, model_device, synchronize
 from netshrink.models import count_parameters
 
@@ -55,8 +56,8 @@ def time_calls(
     With a CUDA `device`, the device is synchronised before and after each call."""
     if not calls:
         raise ValueError("calls must name at least one call")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats={repeats!r} must be an integer >= 1 and warmup={warmup!r} >= 0")
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
     for call in calls.values():
         for _ in range(warmup):
             call()
@@ -113,10 +114,9 @@ def time_images(
     one's weights), fall on all of them alike; each repeat sums a model's batch times. With
     `channels_last` the models and the images use that memory format (oneDNN's fast path for
     convolutions on CPU)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be a positive integer")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")
+    check_int("batch_size", batch_size, 1)
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models = _copies(models, device, fmt)
     x = images.to(device)

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from netshrink import data, devices, distributed, models
+from netshrink.checks import check_int
 from netshrink.devices import autocast, mode, model_device, to_device
 from netshrink.metrics import evaluate  # the one evaluation loop; train.evaluate stays its public name
 from netshrink.progress import training as report_epoch
@@ -66,10 +67,8 @@ class TrainConfig:
             raise ValueError(
                 f"schedule={self.schedule!r} is not known; allowed values: {', '.join(SCHEDULES)}"
             )
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs={self.epochs} must be a non-negative integer")
-        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
-            raise ValueError(f"batch_size={self.batch_size} must be a positive integer")
+        check_int("epochs", self.epochs, 0)
+        check_int("batch_size", self.batch_size, 1)
         if not finite(self.lr) or not self.lr > 0:
             raise ValueError(f"lr={self.lr!r} must be a finite positive number")
         for name in ("momentum", "weight_decay"):

@@ -13,6 +13,8 @@ import tensorly as tl
 import torch
 from tensorly.decomposition import parafac, partial_tucker
 
+from netshrink.checks import check_int
+
 tl.set_backend("pytorch")
 
 METHODS = ("cp", "tucker")
@@ -47,8 +49,7 @@ def decompose_images(
     x = _flat_images(images)
     n, h, w = x.shape
     upper = min(n, h * w)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= upper:
-        raise ValueError(f"rank={rank!r} is out of range; allowed: integers 1..{upper}")
+    check_int("rank", rank, 1, upper)
     if method == "cp":
         cp = parafac(x, rank, init="svd", n_iter_max=n_iter_max, tol=1e-7, random_state=seed)
         a, b, c = cp.factors

@@ -9,25 +9,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from netshrink.checks import is_integer
+from netshrink.checks import check_int, is_integer
 
 # ---------------------------------------------------------------- checks
 
 
 def check_rank(name: str, value: Any, upper: int) -> int:
     """An int (numpy integers too) in 1..upper, else a ValueError naming `name`."""
-    if not is_integer(value) or not 1 <= value <= upper:
-        raise ValueError(f"{name}={value!r} is out of range; allowed: integers 1..{upper}")
-    return int(value)
+    return check_int(name, value, 1, upper)
 
 
 def check_chunk(value: Any, upper: int, what: str) -> int:
     """A batching `chunk`: an int in 1..upper (`upper` = the number of `what`), else a ValueError."""
-    if not is_integer(value) or not 1 <= value <= max(upper, 1):
-        raise ValueError(
-            f"chunk={value!r} is out of range; allowed: integers 1..{max(upper, 1)} (the number of {what})"
-        )
-    return int(value)
+    return check_int("chunk", value, 1, max(upper, 1), f"the number of {what}")
 
 
 def rank_pair(rank: int | Sequence[int], name: str = "rank") -> tuple[int, int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_layer, check_model, check_tol
+from netshrink.checks import check_int, check_layer, check_model, check_tol
 from netshrink.compress.chain import linear_chain
 from netshrink.compress.graph import follow_filters
 from netshrink.compress.masking import check_keep, evaluate_masks
@@ -166,10 +166,8 @@ def shrink_randomly(
     """
     view = linear_chain(model)
     n_nodes = view.linears[view.index(layer, model)].out_features
-    if not 1 <= n_remove <= n_nodes:
-        raise ValueError(f"n_remove={n_remove} is out of range; allowed: 1..{n_nodes}")
-    if n_runs < 1:
-        raise ValueError(f"n_runs={n_runs} must be at least 1")
+    check_int("n_remove", n_remove, 1, n_nodes)
+    check_int("n_runs", n_runs, 1)
     check_tol("tol", tol)
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)

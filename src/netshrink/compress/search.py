@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_layer, check_tol, node_count, prunable_layers
+from netshrink.checks import check_int, check_layer, check_tol, node_count, prunable_layers
 from netshrink.compress import prune
 from netshrink.compress.importance import ablate
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
@@ -82,8 +82,7 @@ def prune_exhaustive(
     loss by more than `tol` (default: until no removal lowers or keeps the loss) and the nodes
     left are a multiple of `multiple` (matrix kernels favour widths that are multiples of 8 or 16)."""
     check_tol("tol", tol)
-    if not isinstance(multiple, int) or multiple < 1:
-        raise ValueError(f"multiple={multiple} must be a positive integer")
+    multiple = check_int("multiple", multiple, 1)
     check_layer(model, layer)
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     result = ablate(current, layer, loader)

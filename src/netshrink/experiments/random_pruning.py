@@ -11,7 +11,7 @@ from torch import nn
 
 from netshrink import data, measure, published, stats
 from netshrink.cache import TrainResult
-from netshrink.checks import node_count
+from netshrink.checks import check_int, node_count
 from netshrink.compress import naive, prune
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.findings import Findings
@@ -34,8 +34,7 @@ def network_configs(
 ) -> list[TrainConfig]:
     """The draft's network (one hidden layer of `hidden`, Adam 1e-3, `epochs` epochs, batch 32),
     trained `n_networks` times with seeds seed, seed+1, ..."""
-    if n_networks < 1:
-        raise ValueError(f"n_networks={n_networks} must be at least 1")
+    check_int("n_networks", n_networks, 1)
     return [
         TrainConfig(
             "mlp",

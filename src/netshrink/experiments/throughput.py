@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from netshrink import models, train
+from netshrink.checks import check_int
 from netshrink.experiments import baselines, cifar_decomposition, deep_importance, tensor_decomposition
 from netshrink.experiments.vgg_case_study import vgg_config
 
@@ -50,8 +51,8 @@ def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 def training_gflops(config: train.TrainConfig, steps: int = 10, warmup: int = 3) -> dict[str, float]:
     """Images per second and GFLOP/s of `config`'s training step on the CPU: `train.fit` over
     `steps` synthetic batches of the configuration's batch size (after `warmup` steps)."""
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"steps={steps} must be >= 1 and warmup={warmup} >= 0")
+    check_int("steps", steps, 1)
+    check_int("warmup", warmup, 0)
     torch.manual_seed(0)
     model = models.build_model(config.model, **config.model_kwargs)
     optimizer = train.make_optimizer(config, model.parameters())
