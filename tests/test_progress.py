@@ -51,3 +51,18 @@ def test_fit_reports_every_epoch_with_the_time_left(tmp_path, monkeypatch):
         ("tiny", 3, 3),
     ]
     assert all(s["seconds_left"] >= 0 for s in seen) and seen[-1]["seconds_left"] == 0
+
+
+def test_the_cell_reported_is_the_running_cell():
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database in the home folder
+    shell = InteractiveShell.instance(config=config)
+    try:
+        shell.run_cell("x = 1", store_history=True)
+        result = shell.run_cell("from netshrink import progress\ncell = progress._cell()", store_history=True)
+        assert result.success and shell.user_ns["cell"] == result.execution_count == 2
+    finally:
+        InteractiveShell.clear_instance()

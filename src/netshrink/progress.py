@@ -20,13 +20,15 @@ ENV = "NETSHRINK_STATUS"
 
 
 def _cell() -> int | None:
-    """The execution count of the running notebook cell, when inside IPython."""
+    """The execution count of the running notebook cell, when inside IPython (whose counter
+    already holds the next cell's while a cell runs)."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython ships with the kernel
         return None
     shell = get_ipython()
-    return getattr(shell, "execution_count", None) if shell is not None else None
+    count = getattr(shell, "execution_count", None) if shell is not None else None
+    return count - 1 if isinstance(count, int) and count > 1 else count
 
 
 def update(**fields: Any) -> None:
