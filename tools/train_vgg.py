@@ -16,7 +16,7 @@ import dataclasses
 import sys
 
 from netshrink import cache, data, devices, distributed, models
-from netshrink.book import parameters, runner
+from netshrink.book import cells, parameters
 from netshrink.book.chapters import VGG_CASE_STUDY
 from netshrink.experiments import vgg_case_study as vc
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         known = VGG_CASE_STUDY.parameters("quick")
         given = {**VGG_CASE_STUDY.parameters(args.profile),
-                 **{name: runner.read_value(name, text) for name, text in args.parameter}}  # fmt: skip
+                 **{name: cells.read_value(name, text) for name, text in args.parameter}}  # fmt: skip
         p = parameters.check(VGG_CASE_STUDY.notebook, given, known)
         device = devices.resolve_device(p["device"])
         precision = devices.resolve_precision(p["precision"], device)
