@@ -4,8 +4,8 @@ import torch
 from conftest import per_class_metrics, random_batches
 from torch import nn
 
-from netshrink import checks, models, stats
-from netshrink.compress import importance, masking, naive, prune
+from netshrink import allocator, checks, models, stats
+from netshrink.compress import hooked, importance, masking, naive, prune
 
 
 @pytest.mark.parametrize(
@@ -199,16 +199,21 @@ def test_a_chunk_that_cannot_fit_is_refused_naming_the_allowed_range(chunk):
 
 
 def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch):
+    monkeypatch.setattr(allocator, "keeps_freed_memory", lambda: False)  # the 1 MB budget
     torch.manual_seed(0)
     net = models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7).eval()
     x = torch.randn(1, 1, 8, 8)
     # per image: conv1 4 x 8 x 8 = 256 elements, conv2 6 x 8 x 8 = 384 (the largest from conv1 on);
     # fc 7 and out 10 (the largest from fc on)
-    assert masking.rows_per_pass(net, net.conv1, x) == masking.PASS_BUDGET["cpu"] // 384
-    assert masking.rows_per_pass(net, net.fc, x) == masking.PASS_BUDGET["cpu"] // 10
+    assert hooked.rows_per_pass(net, net.conv1, x) == hooked.PASS_BUDGET["cpu"] // 384
+    assert hooked.rows_per_pass(net, net.fc, x) == hooked.PASS_BUDGET["cpu"] // 10
+    monkeypatch.setattr(allocator, "keeps_freed_memory", lambda: True)  # freed blocks are reused
+    assert hooked.rows_per_pass(net, net.fc, x) == hooked.PASS_BUDGET["cpu, freed memory kept"] // 10
+    monkeypatch.setattr(allocator, "keeps_freed_memory", lambda: False)
     loader = random_batches((1, 8, 8))
     wide = importance.ablate(net, "conv1", loader)
-    monkeypatch.setitem(masking.PASS_BUDGET, "cpu", 384 * 3)  # 3 rows a pass: blocks of one image
+    monkeypatch.setitem(hooked.PASS_BUDGET, "cpu", 384 * 3)  # 3 rows a pass: blocks of one image
+    monkeypatch.setattr(masking, "PROBE_ROWS", 3)  # the next-layer check's pass too
     rows = []
     real = net.conv2.forward
     monkeypatch.setattr(net.conv2, "forward", lambda x: rows.append(len(x)) or real(x))

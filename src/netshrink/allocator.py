@@ -38,3 +38,8 @@ def keep_freed_memory() -> bool:
         for option, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
     )
     return _applied
+
+
+def keeps_freed_memory() -> bool:
+    """Whether `keep_freed_memory` has applied in this process."""
+    return bool(_applied)

@@ -10,8 +10,11 @@ network here) it equals removing the node, which `prune.remove_nodes` does physi
   updates of the next layer's pre-activations, O(N * width) a node instead of a forward pass;
 - a chain with any masks: the next layer's pre-activations under a chunk of masks in one matrix
   product with per-mask weights W_next * mask;
-- any other model (conv layers): a forward hook replaces the layer's output by one copy per
-  mask, so every later layer runs once on (masks x images) rows.
+- any other model (conv layers) whose masks each remove one node, when only ReLU, pooling or a
+  flatten lie between the layer and the next weighted one (checked on the model): a hook on the
+  next layer subtracts each node's contribution, 1/C of that layer's cost (`next_layer`);
+- any other model and masks: a forward hook replaces the layer's output by one copy per mask,
+  so every later layer runs once on (masks x images) rows (`hooked`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from torch.nn import functional as F
 
 from netshrink.checks import check_examples, check_labels, check_layer, check_width
 from netshrink.compress.chain import LinearChain, linear_chain
+from netshrink.compress.hooked import hooked_sums, next_layer_sums
 from netshrink.compress.layers import check_chunk
+from netshrink.compress.next_layer import NextLayer, find_next_layer
 from netshrink.devices import mode, model_device, to_device
 from netshrink.metrics import class_sums
 from netshrink.models import layer_names
@@ -225,87 +230,7 @@ def _chain_sums(view: LinearChain, index: int, x, y, keep, chunk: int | None, n_
     return loss_sum, torch.cat([p[1] for p in parts]) if accuracy else None
 
 
-# Elements of the largest activation of one hooked pass. On the CPU 1 MB in float32: such
-# temporaries stay in cache and below glibc's malloc thresholds, so the allocator reuses them
-# instead of mapping fresh pages that the kernel must zero on every pass. Measured on conv1 of
-# Conv4Net (1,000 images, 1 thread): 4 MB passes spent 30 % of the CPU time in the kernel
-# (3.4 M page faults), 1 MB passes none (0 faults) and ran 1.6x faster; the unblocked path
-# spent 52 %. On a GPU, 256 MB: fewer, larger kernels.
-PASS_BUDGET = {"cpu": 2**18, "cuda": 2**26}
-
-
-def rows_per_pass(model: nn.Module, module: nn.Module, sample: torch.Tensor) -> int:
-    """How many input rows (masks x images) one hooked pass may hold: `PASS_BUDGET` elements
-    over the largest output per row of `module` and of every module that runs after it.
-    `sample` is one input row, (1, ...)."""
-    sizes: list[int] = []
-    seen = [False]
-
-    def after(mod, _inputs, output):
-        if mod is module:
-            seen[0] = True
-        if seen[0] and isinstance(output, torch.Tensor):
-            sizes.append(output.numel())
-
-    leaves = [m for m in model.modules() if m is module or not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(after) for m in leaves]
-    try:
-        model(sample)
-    finally:
-        for h in handles:
-            h.remove()
-    budget = PASS_BUDGET.get(sample.device.type, PASS_BUDGET["cpu"])
-    return max(1, budget // max(sizes, default=1))
-
-
-def _hooked_sums(
-    model: nn.Module,
-    module: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    keep: torch.Tensor,
-    chunk: int | None,
-    n_classes: int,
-    accuracy: bool,
-):
-    """The same for any layer and any keep-masks (t, n_nodes): a forward hook replaces the
-    layer's output (n, n_nodes, ...) by t copies stacked along the batch, copy j multiplied by
-    keep[j]; the later layers run once on t*n rows. Passes hold at most `rows_per_pass` rows
-    (t masks of `chunk`, default as many as fit, times a block of n images), so no pass makes
-    a large temporary; the layers before run once per block and chunk."""
-    rows = rows_per_pass(model, module, x[:1])
-    t = chunk or max(1, min(len(keep), rows))
-    block = max(1, rows // t)
-    loss_sum = torch.zeros(len(keep) + 1, n_classes, dtype=torch.float64, device=y.device)
-    correct = torch.zeros(len(keep) + 1, n_classes, dtype=torch.long, device=y.device) if accuracy else None
-    current: list[torch.Tensor] = []
-
-    def replicate(_module, _inputs, output):
-        if not current:  # the intact pass
-            return None
-        factor = current[0].to(output.dtype).view(len(current[0]), 1, -1, *([1] * (output.dim() - 2)))
-        return (output.unsqueeze(0) * factor).flatten(0, 1)
-
-    def add(first: int, logits: torch.Tensor, yb: torch.Tensor) -> None:
-        sums = class_sums(logits, yb, n_classes, accuracy)
-        loss_sum[first : first + len(logits)] += sums[0]
-        if accuracy:
-            correct[first : first + len(logits)] += sums[1]
-
-    handle = module.register_forward_hook(replicate)
-    try:
-        for b in range(0, len(x), block):
-            xb, yb = x[b : b + block], y[b : b + block]
-            current.clear()
-            add(0, model(xb).unsqueeze(0), yb)
-            for start in range(0, len(keep), t):
-                current[:] = [keep[start : start + t]]
-                add(1 + start, model(xb).view(len(current[0]), len(xb), -1), yb)
-    finally:
-        handle.remove()
-    return loss_sum, correct
-
-
+PROBE_ROWS = 8  # input rows on which `find_next_layer` checks that the next-layer path is exact
 MERGE_ROWS = 4096  # small batches are merged up to this many rows: the sums are additive
 
 
@@ -350,7 +275,7 @@ def evaluate_masks(
 
     keep: (t, n_nodes) bool (or one mask, (n_nodes,)); t may be 0 (the intact model alone).
     `chunk` masks go in one pass, 1..t (default: as many as fit a 64 MB intermediate on a chain,
-    `PASS_BUDGET` elements of activations otherwise). `accuracy=False` skips the predictions,
+    `hooked.PASS_BUDGET` elements of activations otherwise). `accuracy=False` skips the predictions,
     which the loss does not need. Small batches of `loader` are merged (`merged_batches`).
     """
     module = check_layer(model, layer)
@@ -362,6 +287,9 @@ def evaluate_masks(
     device = model_device(model)
     masks = masks.to(device)
     view = _chain_or_none(model)
+    nodes = _single_removals(masks)
+    nxt: NextLayer | None = None
+    probed = view is not None or nodes is None  # the next-layer path needs single removals, no chain
     n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
     loss_sum = torch.zeros(len(masks) + 1, n_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(len(masks) + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
@@ -373,7 +301,12 @@ def evaluate_masks(
             if view is not None:
                 sums = _chain_sums(view, view.names.index(layer), x, y, masks, chunk, n_classes, accuracy)
             else:
-                sums = _hooked_sums(model, module, x, y, masks, chunk, n_classes, accuracy)
+                if not probed:
+                    nxt, probed = find_next_layer(model, layer, x[:PROBE_ROWS]), True
+                if nxt is not None:
+                    sums = next_layer_sums(model, nxt, x, y, nodes, chunk, n_classes, accuracy)
+                else:
+                    sums = hooked_sums(model, module, x, y, masks, chunk, n_classes, accuracy)
             loss_sum += sums[0]
             if accuracy:
                 correct += sums[1]

@@ -1,0 +1,148 @@
+"""The hooked passes of `masking.evaluate_masks`, for a layer of any model: forward hooks stack
+one copy of an output per mask along the batch, so the later layers run once on (masks x images)
+rows. Passes are kept small (`PASS_BUDGET`) so that no pass makes a large temporary.
+
+- `hooked_sums`: any keep-masks; the hook sits on the layer itself.
+- `next_layer_sums`: masks that each remove one node, when the next weighted layer takes the
+  layer's nodes as they are (`next_layer.find_next_layer`); the hook sits on that next layer and
+  subtracts each node's contribution, so neither the layer nor the next one runs per mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from netshrink import allocator
+from netshrink.compress.next_layer import NextLayer
+from netshrink.metrics import class_sums
+
+# Elements of the largest activation of one hooked pass. On the CPU 1 MB in float32: such
+# temporaries stay in cache and below glibc's malloc thresholds, so the allocator reuses them
+# instead of mapping fresh pages that the kernel must zero on every pass. Measured on conv1 of
+# Conv4Net (1,000 images, 1 thread): 4 MB passes spent 30 % of the CPU time in the kernel
+# (3.4 M page faults), 1 MB passes none (0 faults) and ran 1.6x faster; the unblocked path
+# spent 52 %. Where the process keeps freed memory (`allocator.keep_freed_memory`, as every
+# chapter does) no block faults whatever its size, and 16 MB passes (fewer, larger kernels) ran
+# the next-layer path on conv3 1.7-2x faster than 1 MB ones. On a GPU, 256 MB.
+PASS_BUDGET = {"cpu": 2**18, "cpu, freed memory kept": 2**22, "cuda": 2**26}
+
+
+def pass_budget(device: torch.device) -> int:
+    """`PASS_BUDGET` for `device` (and, on the CPU, for the allocator's setting)."""
+    if device.type == "cpu" and allocator.keeps_freed_memory():
+        return PASS_BUDGET["cpu, freed memory kept"]
+    return PASS_BUDGET.get(device.type, PASS_BUDGET["cpu"])
+
+
+def rows_per_pass(model: nn.Module, module: nn.Module, sample: torch.Tensor) -> int:
+    """How many input rows (masks x images) one hooked pass may hold: `pass_budget` elements
+    over the largest output per row of `module` and of every module that runs after it.
+    `sample` is one input row, (1, ...)."""
+    sizes: list[int] = []
+    seen = [False]
+
+    def after(mod, _inputs, output):
+        if mod is module:
+            seen[0] = True
+        if seen[0] and isinstance(output, torch.Tensor):
+            sizes.append(output.numel())
+
+    leaves = [m for m in model.modules() if m is module or not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(after) for m in leaves]
+    try:
+        model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+    return max(1, pass_budget(sample.device) // max(sizes, default=1))
+
+
+def replays(model: nn.Module, module: nn.Module, sample: torch.Tensor) -> bool:
+    """Whether the model run on an empty batch, with `module`'s output replaced by the output it
+    gave for `sample`, returns `sample`'s logits: true when nothing after `module` uses an earlier
+    activation or the input's batch size. Then the masked passes skip the layers before `module`."""
+    kept: list[torch.Tensor] = []
+
+    def keep_or_replay(_module, _inputs, output):
+        if kept:
+            return kept[0]
+        kept.append(output)
+        return None
+
+    handle = module.register_forward_hook(keep_or_replay)
+    try:
+        logits = model(sample)
+        replayed = model(sample[:0])
+    except (RuntimeError, ValueError, IndexError):  # the model used the empty batch's size
+        return False
+    finally:
+        handle.remove()
+    return replayed.shape == logits.shape and torch.allclose(replayed, logits)
+
+
+def _stacked_passes(
+    model, module, x, y, n_masks: int, chunk: int | None, n_classes: int, accuracy: bool, stack
+):
+    """Per-class sums of the intact model (row 0) and of the model under masks 0..n_masks-1
+    (rows 1..n_masks): a forward hook replaces `module`'s output by `stack(input, output, start,
+    stop)`, the outputs under masks start..stop-1 stacked along the batch ((stop-start)*n rows).
+    Passes hold at most `rows_per_pass` rows (`chunk` masks, default as many as fit, times a
+    block of images). The masked passes replay the intact pass's input and output of `module`
+    on an empty batch when the model allows it (`replays`), else they rerun the layers before."""
+    rows = rows_per_pass(model, module, x[:1])
+    t = chunk or max(1, min(n_masks, rows))
+    block = max(1, rows // t)
+    replay = n_masks > 0 and replays(model, module, x[:1])
+    loss_sum = torch.zeros(n_masks + 1, n_classes, dtype=torch.float64, device=y.device)
+    correct = torch.zeros(n_masks + 1, n_classes, dtype=torch.long, device=y.device) if accuracy else None
+    intact: list[torch.Tensor] = []  # the input and output of `module` in the intact pass
+    current: list[int] = []  # the masks of the pass: start, stop
+
+    def replace(_module, inputs, output):
+        if not current:
+            intact[:] = [inputs[0], output]
+            return None
+        return stack(*(intact if replay else (inputs[0], output)), *current)
+
+    def add(first: int, logits: torch.Tensor, yb: torch.Tensor) -> None:
+        sums = class_sums(logits, yb, n_classes, accuracy)
+        loss_sum[first : first + len(logits)] += sums[0]
+        if accuracy:
+            correct[first : first + len(logits)] += sums[1]
+
+    handle = module.register_forward_hook(replace)
+    try:
+        for b in range(0, len(x), block):
+            xb, yb = x[b : b + block], y[b : b + block]
+            current.clear()
+            add(0, model(xb).unsqueeze(0), yb)
+            for start in range(0, n_masks, t):
+                current[:] = [start, min(start + t, n_masks)]
+                add(1 + start, model(xb[:0] if replay else xb).view(current[1] - start, len(xb), -1), yb)
+    finally:
+        handle.remove()
+    return loss_sum, correct
+
+
+def hooked_sums(model, module, x, y, keep: torch.Tensor, chunk: int | None, n_classes: int, accuracy: bool):
+    """Per-class sums for any layer and any keep-masks (t, n_nodes): the layer's output
+    (n, n_nodes, ...) becomes t copies, copy j multiplied by keep[j]."""
+
+    def stack(_input, output, start, stop):
+        factor = keep[start:stop].to(output.dtype).view(stop - start, 1, -1, *([1] * (output.dim() - 2)))
+        return (output.unsqueeze(0) * factor).flatten(0, 1)
+
+    return _stacked_passes(model, module, x, y, len(keep), chunk, n_classes, accuracy, stack)
+
+
+def next_layer_sums(
+    model, nxt: NextLayer, x, y, nodes: torch.Tensor, chunk: int | None, n_classes: int, accuracy: bool
+):
+    """Per-class sums for removing each of `nodes` alone: the next layer's output becomes t
+    copies, copy j without what input node j contributes (`NextLayer.without_each`)."""
+
+    def stack(inputs, output, start, stop):
+        return nxt.without_each(inputs, output, nodes[start:stop]).flatten(0, 1)
+
+    return _stacked_passes(model, nxt.module, x, y, len(nodes), chunk, n_classes, accuracy, stack)

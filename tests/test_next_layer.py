@@ -1,0 +1,158 @@
+"""The next-layer path of the single-node ablation: each removed node's contribution subtracted
+from the next layer's output, checked against the layer with that input zeroed, and used only
+where the model allows it."""
+
+import pytest
+import torch
+from torch import nn
+
+from netshrink import models
+from netshrink.compress import hooked, importance, naive
+from netshrink.compress.next_layer import NextLayer, find_next_layer
+
+NEXT_LAYERS = {
+    "conv 3x3, padding 1": (nn.Conv2d(6, 5, 3, padding=1), (6, 9, 9), 1),
+    "conv 5x3, stride 2, dilation 2": (
+        nn.Conv2d(6, 5, (5, 3), stride=2, padding=(2, 1), dilation=2),
+        (6, 11, 9),
+        1,
+    ),
+    "conv without bias": (nn.Conv2d(6, 4, 1, bias=False), (6, 5, 5), 1),
+    "linear": (nn.Linear(6, 7), (6,), 1),
+    "linear after a flatten of 6 x 2 x 3": (nn.Linear(36, 7), (36,), 6),
+}
+
+
+@pytest.mark.parametrize("case", NEXT_LAYERS, ids=str)
+def test_each_output_without_one_input_node_equals_the_layer_on_that_node_zeroed(case):
+    torch.manual_seed(0)
+    module, shape, span = NEXT_LAYERS[case]
+    nxt = NextLayer(module, span)
+    x = torch.randn(3, *shape)
+    nodes = torch.tensor([4, 0, 2])
+    with torch.no_grad():
+        got = nxt.without_each(x, module(x), nodes)
+        for row, j in enumerate(nodes):
+            keep = torch.ones(6, dtype=torch.bool)
+            keep[j] = False
+            want = module(x * nxt.input_mask(keep))
+            assert got[row].shape == want.shape
+            assert torch.allclose(got[row], want, atol=1e-5), f"node {int(j)}"
+
+
+def _conv4():
+    torch.manual_seed(0)
+    return models.Conv4Net(in_channels=1, image_size=8, widths=(4, 6, 5, 3), hidden=7).eval()
+
+
+def test_the_next_layer_of_each_conv4_layer_is_found_with_its_span():
+    net, sample = _conv4(), torch.randn(4, 1, 8, 8)
+    found = {
+        layer: find_next_layer(net, layer, sample) for layer in ("conv1", "conv2", "conv3", "conv4", "fc")
+    }
+    assert {k: (v.module, v.span) for k, v in found.items()} == {
+        "conv1": (net.conv2, 1),
+        "conv2": (net.conv3, 1),  # through ReLU and max-pooling
+        "conv3": (net.conv4, 1),
+        "conv4": (net.fc, 4),  # 3 channels of 2 x 2 flattened
+        "fc": (net.out, 1),
+    }
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.out = nn.Linear(4 * 36, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        return self.out((torch.relu(self.conv2(h)) + h).flatten(1))  # conv1's output used twice
+
+
+MODELS_WITHOUT_THE_PATH = {
+    "batch norm after the conv": lambda: nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.Flatten(), nn.Linear(12, 10)
+    ),
+    "a residual add": Residual,
+    "a grouped next conv": lambda: nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(16, 10)
+    ),
+    "a sigmoid between (keeps no zeros)": lambda: nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.Conv2d(4, 3, 3), nn.Flatten(), nn.Linear(12, 10)
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MODELS_WITHOUT_THE_PATH, ids=str)
+def test_models_where_zeroing_the_next_input_is_not_the_same_fall_back_to_the_exact_hooks(case):
+    torch.manual_seed(0)
+    model = MODELS_WITHOUT_THE_PATH[case]().eval()
+    if isinstance(model, nn.Sequential) and isinstance(model[1], nn.BatchNorm2d):
+        model[1].running_mean.uniform_(-1.5, -0.5)  # zero in, positive out: ReLU keeps it
+    first = "conv1" if case == "a residual add" else "0"
+    x, y = torch.randn(6, 1, 6, 6), torch.randint(0, 10, (6,))
+    assert find_next_layer(model, first, x[:4]) is None
+    batches = [(x, y)]
+    assert torch.allclose(
+        importance.loss_change(model, first, batches),
+        naive.loss_change_naive(model, first, batches),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3", "conv4", "fc"])
+@pytest.mark.parametrize("budget", [8 * 6 * 8, 2**18], ids=["passes of a row", "one pass"])
+def test_the_ablations_through_the_next_layer_equal_one_pass_per_node(monkeypatch, layer, budget):
+    monkeypatch.setattr(hooked, "pass_budget", lambda device: budget)
+    net = _conv4()
+    x, y = torch.randn(10, 1, 8, 8), torch.randint(0, 10, (10,))
+    batches = [(x[:7], y[:7]), (x[7:], y[7:])]
+    got = importance.ablate(net, layer, batches)
+    want = naive.loss_change_naive(net, layer, batches)
+    assert torch.allclose(got.loss_change, want, atol=1e-6)
+    for j in range(len(want)):  # accuracy too: one masked pass per node
+        keep = torch.ones(len(want), dtype=torch.bool)
+        keep[j] = False
+        single = importance.ablate(net, layer, batches, nodes=[j])
+        assert torch.equal(got.correct[j + 1], single.correct[1])
+
+
+class InputAfterTheLayers(nn.Module):
+    """A forward that uses its input again after the layers: masked passes must rerun it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2, self.out = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 3, 3), nn.Linear(12, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.out(h.flatten(1)) + x.mean()
+
+
+def test_masked_passes_replay_the_intact_pass_only_where_the_model_allows_it():
+    x, y = torch.randn(5, 1, 6, 6), torch.randint(0, 10, (5,))
+    net = _conv4()
+    assert hooked.replays(net, net.conv2, torch.randn(2, 1, 8, 8))
+    model = InputAfterTheLayers().eval()
+    assert not hooked.replays(model, model.conv1, x[:1])
+    assert torch.allclose(
+        importance.loss_change(model, "conv1", [(x, y)]),
+        naive.loss_change_naive(model, "conv1", [(x, y)]),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("layer", ["conv2", "conv4"])
+def test_next_layer_sums_equal_hooked_sums_per_class(layer):
+    net = _conv4()
+    x, y = torch.randn(9, 1, 8, 8), torch.randint(0, 10, (9,))
+    nodes = torch.tensor([2, 0, 1])
+    keep = torch.ones(3, net.get_submodule(layer).out_channels, dtype=torch.bool)
+    keep[torch.arange(3), nodes] = False
+    nxt = find_next_layer(net, layer, x[:4])
+    with torch.no_grad():
+        fast = hooked.next_layer_sums(net, nxt, x, y, nodes, 2, 10, True)
+        hooks = hooked.hooked_sums(net, net.get_submodule(layer), x, y, keep, 2, 10, True)
+    assert fast[0].shape == (4, 10) and torch.allclose(fast[0], hooks[0], atol=1e-5)
+    assert torch.equal(fast[1], hooks[1])
