@@ -1,6 +1,7 @@
 import ast
 import json
 import os
+import re
 import shutil
 
 import nbformat
@@ -279,6 +280,9 @@ def test_a_run_records_the_cpu_and_its_kernels_cpu_seconds_and_prints_its_status
     out = capsys.readouterr().out
     assert "sleeping" in out and "tiny: " in out and "% system" in out
     assert not (runner.running_dir(results, "smoke") / "tiny.status.json").exists()
+    # where the time went: the sleeping cell first, with its first line
+    slowest = re.search(r"^ +([0-9.]+) s  cell 3: from netshrink import progress$", out, re.M)
+    assert slowest and float(slowest.group(1)) >= 1.5, out
 
 
 def test_device_chapter_runs_a_chapter_and_its_results_are_adopted_elsewhere(tmp_path, project_root):

@@ -181,6 +181,8 @@ def _run_locked(
             prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
                                      wall, root, used, state)  # fmt: skip
             print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}", flush=True)
+            for number, seconds, first in slowest_cells(tmp):
+                print(f"      {seconds:7.1f} s  cell {number}: {first}", flush=True)
             write_json(made / provenance.RECORD, prov)
             try:
                 publish(chapter.name, profile, staging, results)
@@ -209,6 +211,18 @@ def _running_cell(notebook: Path) -> str:
         n for n, c in enumerate(cells, 1) if c.get("metadata", {}).get("papermill", {}).get("start_time")
     ]
     return str(started[-1]) if started else "?"
+
+
+def slowest_cells(notebook: Path, n: int = 3) -> list[tuple[int, float, str]]:
+    """Where an executed notebook's time went: its `n` slowest code cells as (number counting
+    papermill's injected cell, seconds from papermill's record, first line of the source)."""
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    timed = [
+        (number, float(c.metadata["papermill"]["duration"]), c.source.strip().splitlines()[0][:60])
+        for number, c in enumerate(cells, 1)
+        if c.get("metadata", {}).get("papermill", {}).get("duration") is not None and c.source.strip()
+    ]
+    return sorted(timed, key=lambda cell: -cell[1])[:n]
 
 
 def _print_warnings(notebook: Path) -> None:
