@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from netshrink import models
-from netshrink.compress import hooked, importance, naive
+from netshrink.compress import hooked, importance, masking, naive
 from netshrink.compress.next_layer import NextLayer, find_next_layer
 
 NEXT_LAYERS = {
@@ -156,3 +156,27 @@ def test_next_layer_sums_equal_hooked_sums_per_class(layer):
         hooks = hooked.hooked_sums(net, net.get_submodule(layer), x, y, keep, 2, 10, True)
     assert fast[0].shape == (4, 10) and torch.allclose(fast[0], hooks[0], atol=1e-5)
     assert torch.equal(fast[1], hooks[1])
+
+
+class SharedConv(nn.Module):
+    """One conv run twice (shared weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.out = nn.Conv2d(3, 3, 3, padding=1), nn.Linear(3 * 25, 10)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.conv(torch.relu(self.conv(x)))).flatten(1))
+
+
+def test_a_layer_that_runs_twice_is_refused_naming_it():
+    model = SharedConv().eval()
+    batches = [(torch.randn(4, 3, 5, 5), torch.randint(0, 10, (4,)))]
+    with pytest.raises(
+        ValueError, match=r"layer='conv' runs 2 times in one forward pass; allowed: a layer that runs once"
+    ):
+        importance.loss_change(model, "conv", batches)
+    with pytest.raises(ValueError, match="runs 2 times"):
+        masking.evaluate_masks(model, "conv", batches, keep=torch.tensor([[True, False, False]]))
+    with pytest.raises(ValueError, match="runs 2 times"):
+        hooked.check_runs_once(model, "conv", batches[0][0])

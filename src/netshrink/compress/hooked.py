@@ -58,6 +58,26 @@ def rows_per_pass(model: nn.Module, module: nn.Module, sample: torch.Tensor) -> 
     return max(1, pass_budget(sample.device) // max(sizes, default=1))
 
 
+def check_runs_once(model: nn.Module, layer: str, sample: torch.Tensor) -> None:
+    """A ValueError unless `layer` runs exactly once in a forward pass of `sample`: the hooked
+    passes stack one copy of its output per mask, which a shared or unused layer breaks."""
+    runs = [0]
+
+    def count(_module, _inputs):
+        runs[0] += 1
+
+    handle = model.get_submodule(layer).register_forward_pre_hook(count)
+    try:
+        model(sample)
+    finally:
+        handle.remove()
+    if runs[0] != 1:
+        raise ValueError(
+            f"layer={layer!r} runs {runs[0]} times in one forward pass; allowed: a layer that runs once "
+            "(a layer whose weights are shared between calls, or an unused one, cannot be masked here)"
+        )
+
+
 def replays(model: nn.Module, module: nn.Module, sample: torch.Tensor) -> bool:
     """Whether the model run on an empty batch, with `module`'s output replaced by the output it
     gave for `sample`, returns `sample`'s logits: true when nothing after `module` uses an earlier

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from netshrink.checks import check_examples, check_labels, check_layer, check_width
 from netshrink.compress.chain import LinearChain, linear_chain
-from netshrink.compress.hooked import hooked_sums, next_layer_sums
+from netshrink.compress.hooked import check_runs_once, hooked_sums, next_layer_sums
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.next_layer import NextLayer, find_next_layer
 from netshrink.devices import mode, model_device, to_device
@@ -289,7 +289,7 @@ def evaluate_masks(
     view = _chain_or_none(model)
     nodes = _single_removals(masks)
     nxt: NextLayer | None = None
-    probed = view is not None or nodes is None  # the next-layer path needs single removals, no chain
+    probed = view is not None  # the hooked paths check the layer and look for the next one once
     n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
     loss_sum = torch.zeros(len(masks) + 1, n_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(len(masks) + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
@@ -302,7 +302,10 @@ def evaluate_masks(
                 sums = _chain_sums(view, view.names.index(layer), x, y, masks, chunk, n_classes, accuracy)
             else:
                 if not probed:
-                    nxt, probed = find_next_layer(model, layer, x[:PROBE_ROWS]), True
+                    check_runs_once(model, layer, x[:1])
+                    probed = True
+                    if nodes is not None:  # the next-layer path needs masks that remove one node each
+                        nxt = find_next_layer(model, layer, x[:PROBE_ROWS])
                 if nxt is not None:
                     sums = next_layer_sums(model, nxt, x, y, nodes, chunk, n_classes, accuracy)
                 else:
