@@ -70,6 +70,20 @@ class Residual(nn.Module):
         return self.out((torch.relu(self.conv2(h)) + h).flatten(1))  # conv1's output used twice
 
 
+class Swap(nn.Module):
+    def forward(self, x):
+        return x.flip(1)
+
+
+def _one_positive_channel():
+    """Zero in is zero out after batch norm and ReLU for every channel but the last."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.Flatten(), nn.Linear(12, 10)
+    )
+    model[1].running_mean.copy_(torch.tensor([1.0, 1.0, 1.0, -1.0]))
+    return model
+
+
 MODELS_WITHOUT_THE_PATH = {
     "batch norm after the conv": lambda: nn.Sequential(
         nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.Flatten(), nn.Linear(12, 10)
@@ -77,6 +91,10 @@ MODELS_WITHOUT_THE_PATH = {
     "a residual add": Residual,
     "a grouped next conv": lambda: nn.Sequential(
         nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(16, 10)
+    ),
+    "a batch norm that makes one channel positive": lambda: _one_positive_channel(),
+    "channels swapped between": lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), Swap(), nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 10)
     ),
     "a sigmoid between (keeps no zeros)": lambda: nn.Sequential(
         nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.Conv2d(4, 3, 3), nn.Flatten(), nn.Linear(12, 10)

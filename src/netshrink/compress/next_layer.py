@@ -95,7 +95,8 @@ def _logits_and_input(model, module, nxt, sample, keep, at_next: bool):
 
 def find_next_layer(model: nn.Module, layer: str, sample: torch.Tensor) -> NextLayer | None:
     """The next weighted layer of `layer` when removing nodes of `layer` equals zeroing that
-    layer's inputs (checked on `sample`, a few input rows, with a random keep-mask), else None."""
+    layer's inputs and nothing else (checked on `sample`, a few input rows, with every node
+    removed and with two complementary random halves), else None."""
     module = model.get_submodule(layer)
     calls = _calls(model, sample)
     order = [m for m, _ in calls]
@@ -120,12 +121,16 @@ def find_next_layer(model: nn.Module, layer: str, sample: torch.Tensor) -> NextL
         nxt = NextLayer(nxt_module, nxt_module.in_features // n)
     else:
         return None
-    keep = torch.rand(n, generator=torch.Generator().manual_seed(0)) < 0.5
-    keep[0] = False  # at least one node removed
-    keep = keep.to(sample.device)
-    masked, masked_input = _logits_and_input(model, module, nxt, sample, keep, at_next=False)
-    at_next, zeroed_input = _logits_and_input(model, module, nxt, sample, keep, at_next=True)
-    same = torch.allclose(masked_input, zeroed_input, rtol=1e-5, atol=1e-6) and torch.allclose(
-        masked, at_next, rtol=1e-4, atol=1e-5
-    )
-    return nxt if same else None
+    half = torch.ones(n, dtype=torch.bool)
+    half[torch.randperm(n, generator=torch.Generator().manual_seed(0))[: (n + 1) // 2]] = False
+    # every node removed (zeros stay zeros), then a random half and the other half (no mixing)
+    for keep in (torch.zeros(n, dtype=torch.bool), half, ~half):
+        keep = keep.to(sample.device)
+        masked, masked_input = _logits_and_input(model, module, nxt, sample, keep, at_next=False)
+        at_next, zeroed_input = _logits_and_input(model, module, nxt, sample, keep, at_next=True)
+        if not (
+            torch.allclose(masked_input, zeroed_input, rtol=1e-5, atol=1e-6)
+            and torch.allclose(masked, at_next, rtol=1e-4, atol=1e-5)
+        ):
+            return None
+    return nxt
