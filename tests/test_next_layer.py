@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from netshrink import models
-from netshrink.compress import hooked, importance, masking, naive
+from netshrink.compress import hooked, importance, masking, naive, search
 from netshrink.compress.next_layer import NextLayer, find_next_layer
 
 NEXT_LAYERS = {
@@ -198,3 +198,63 @@ def test_a_layer_that_runs_twice_is_refused_naming_it():
         masking.evaluate_masks(model, "conv", batches, keep=torch.tensor([[True, False, False]]))
     with pytest.raises(ValueError, match="runs 2 times"):
         hooked.check_runs_once(model, "conv", batches[0][0])
+
+
+@pytest.mark.parametrize("case", NEXT_LAYERS, ids=str)
+def test_a_sweep_without_the_first_nodes_equals_the_layer_on_those_nodes_zeroed(case):
+    torch.manual_seed(0)
+    module, shape, span = NEXT_LAYERS[case]
+    nxt = NextLayer(module, span)
+    x = torch.randn(3, *shape)
+    order = torch.tensor([4, 0, 2, 5])
+    with torch.no_grad():
+        got = nxt.without_each(x, module(x), order, cumulative=True)
+        for row in range(len(order)):
+            keep = torch.ones(6, dtype=torch.bool)
+            keep[order[: row + 1]] = False
+            assert torch.allclose(got[row], module(x * nxt.input_mask(keep)), atol=1e-5), f"row {row}"
+
+
+def _masked_loss_by_hooks(model, layer, x, y, keep):
+    with torch.no_grad():
+        return hooked.hooked_sums(model, model.get_submodule(layer), x, y, keep, None, 10, True)
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv3", "conv4", "fc"])
+@pytest.mark.parametrize("budget", [8 * 6 * 8, 2**18], ids=["passes of a row", "one pass"])
+def test_a_sweep_of_prefix_masks_runs_through_the_next_layer_with_the_same_sums(monkeypatch, layer, budget):
+    net = _conv4()
+    x, y = torch.randn(10, 1, 8, 8), torch.randint(0, 10, (10,))
+    n = net.get_submodule(layer).weight.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    sweep = search.prefix_masks(order, range(1, n))
+    want = _masked_loss_by_hooks(net, layer, x, y, sweep)
+    used = []
+    real = masking.next_layer_sums
+    monkeypatch.setattr(masking, "next_layer_sums", lambda *a, **k: used.append(k) or real(*a, **k))
+    monkeypatch.setattr(hooked, "pass_budget", lambda device: budget)
+    got = masking.evaluate_masks(net, layer, [(x[:6], y[:6]), (x[6:], y[6:])], keep=sweep)
+    assert used and all(k == {"cumulative": True} for k in used), "the sweep went through the next layer"
+    assert torch.allclose(got.loss_sum, want[0], atol=1e-5) and torch.equal(got.correct, want[1])
+
+
+def test_masks_that_are_not_a_sweep_use_the_hooks_on_the_layer(monkeypatch):
+    net = _conv4()
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    order = torch.tensor([3, 1, 0, 2])
+    not_sweeps = {
+        "one node skipped": search.prefix_masks(order, [1, 3]),
+        "not nested": torch.tensor(
+            [[True, False, True, True, True, True], [False, True, False, True, True, True]]
+        ),
+        "first removes two": search.prefix_masks(torch.tensor([5, 4, 3, 2, 1, 0]), [2, 3]),
+    }
+    monkeypatch.setattr(masking, "next_layer_sums", lambda *a, **k: pytest.fail("not a sweep"))
+    for name, keep in not_sweeps.items():
+        keep = (
+            keep if keep.shape[1] == 6 else torch.cat([keep, torch.ones(len(keep), 2, dtype=torch.bool)], 1)
+        )
+        got = masking.evaluate_masks(net, "conv2", [(x, y)], keep=keep)
+        assert torch.allclose(got.loss_sum, _masked_loss_by_hooks(net, "conv2", x, y, keep)[0], atol=1e-5), (
+            name
+        )

@@ -3,9 +3,10 @@ one copy of an output per mask along the batch, so the later layers run once on 
 rows. Passes are kept small (`PASS_BUDGET`) so that no pass makes a large temporary.
 
 - `hooked_sums`: any keep-masks; the hook sits on the layer itself.
-- `next_layer_sums`: masks that each remove one node, when the next weighted layer takes the
-  layer's nodes as they are (`next_layer.find_next_layer`); the hook sits on that next layer and
-  subtracts each node's contribution, so neither the layer nor the next one runs per mask.
+- `next_layer_sums`: masks that each remove one node, or one more node than the mask before (a
+  sweep of prefixes), when the next weighted layer takes the layer's nodes as they are
+  (`next_layer.find_next_layer`); the hook sits on that next layer and subtracts each node's
+  contribution (summed along a sweep), so neither the layer nor the next one runs per mask.
 """
 
 from __future__ import annotations
@@ -157,12 +158,26 @@ def hooked_sums(model, module, x, y, keep: torch.Tensor, chunk: int | None, n_cl
 
 
 def next_layer_sums(
-    model, nxt: NextLayer, x, y, nodes: torch.Tensor, chunk: int | None, n_classes: int, accuracy: bool
+    model,
+    nxt: NextLayer,
+    x,
+    y,
+    nodes: torch.Tensor,
+    chunk: int | None,
+    n_classes: int,
+    accuracy: bool,
+    cumulative: bool = False,
 ):
-    """Per-class sums for removing each of `nodes` alone: the next layer's output becomes t
-    copies, copy j without what input node j contributes (`NextLayer.without_each`)."""
+    """Per-class sums for removing each of `nodes` alone (or, `cumulative`, nodes[0..j] together
+    for mask j): the next layer's output becomes t copies, each without what its removed input
+    nodes contribute (`NextLayer.without_each`)."""
+    n_inputs = nxt.module.weight.shape[1] // nxt.span
 
     def stack(inputs, output, start, stop):
-        return nxt.without_each(inputs, output, nodes[start:stop]).flatten(0, 1)
+        if cumulative and start:  # the chunk starts from the output without nodes[:start]
+            keep = torch.ones(n_inputs, dtype=torch.bool, device=inputs.device)
+            keep[nodes[:start]] = False
+            output = nxt.forward(inputs * nxt.input_mask(keep).to(inputs.dtype))
+        return nxt.without_each(inputs, output, nodes[start:stop], cumulative).flatten(0, 1)
 
     return _stacked_passes(model, nxt.module, x, y, len(nodes), chunk, n_classes, accuracy, stack)

@@ -10,9 +10,10 @@ network here) it equals removing the node, which `prune.remove_nodes` does physi
   updates of the next layer's pre-activations, O(N * width) a node instead of a forward pass;
 - a chain with any masks: the next layer's pre-activations under a chunk of masks in one matrix
   product with per-mask weights W_next * mask;
-- any other model (conv layers) whose masks each remove one node, when only ReLU, pooling or a
-  flatten lie between the layer and the next weighted one (checked on the model): a hook on the
-  next layer subtracts each node's contribution, 1/C of that layer's cost (`next_layer`);
+- any other model (conv layers) whose masks each remove one node (or one more than the mask
+  before: a sweep), when only ReLU, pooling or a flatten lie between the layer and the next
+  weighted one (checked on the model): a hook on the next layer subtracts each node's
+  contribution, 1/C of that layer's cost (`next_layer`);
 - any other model and masks: a forward hook replaces the layer's output by one copy per mask,
   so every later layer runs once on (masks x images) rows (`hooked`).
 """
@@ -134,6 +135,20 @@ def _single_removals(keep: torch.Tensor) -> torch.Tensor | None:
     """The node each mask removes when every mask removes exactly one, else None."""
     removed = ~keep
     return removed.long().argmax(1) if bool((removed.sum(1) == 1).all()) else None
+
+
+def _removal_sweep(keep: torch.Tensor) -> torch.Tensor | None:
+    """The order of removal when mask j removes the nodes of mask j-1 and one more (mask 0 one
+    node), else None: mask j removes order[0..j]."""
+    removed = ~keep
+    counts = removed.sum(1)
+    if not len(keep) or not bool((counts == torch.arange(1, len(keep) + 1, device=keep.device)).all()):
+        return None
+    if not bool((removed[1:] >= removed[:-1]).all()):
+        return None
+    added = removed.clone()
+    added[1:] &= ~removed[:-1]
+    return added.long().argmax(1)
 
 
 def _last_hidden_sums(
@@ -288,6 +303,7 @@ def evaluate_masks(
     masks = masks.to(device)
     view = _chain_or_none(model)
     nodes = _single_removals(masks)
+    sweep = None if nodes is not None else _removal_sweep(masks)
     nxt: NextLayer | None = None
     probed = view is not None  # the hooked paths check the layer and look for the next one once
     n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
@@ -304,10 +320,14 @@ def evaluate_masks(
                 if not probed:
                     check_runs_once(model, layer, x[:1])
                     probed = True
-                    if nodes is not None:  # the next-layer path needs masks that remove one node each
+                    if nodes is not None or sweep is not None:  # one node a mask, or one more
                         nxt = find_next_layer(model, layer, x[:PROBE_ROWS])
-                if nxt is not None:
+                if nxt is not None and nodes is not None:
                     sums = next_layer_sums(model, nxt, x, y, nodes, chunk, n_classes, accuracy)
+                elif nxt is not None:
+                    sums = next_layer_sums(
+                        model, nxt, x, y, sweep, chunk, n_classes, accuracy, cumulative=True
+                    )
                 else:
                     sums = hooked_sums(model, module, x, y, masks, chunk, n_classes, accuracy)
             loss_sum += sums[0]

@@ -38,9 +38,16 @@ class NextLayer:
             return keep.view(1, -1, 1, 1)
         return keep.repeat_interleave(self.span).view(1, -1)
 
-    def without_each(self, inputs: torch.Tensor, output: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The layer on `inputs`, without its hooks."""
+        return self.module.forward(inputs)
+
+    def without_each(
+        self, inputs: torch.Tensor, output: torch.Tensor, nodes: torch.Tensor, cumulative: bool = False
+    ) -> torch.Tensor:
         """This layer's output without each of `nodes` alone, (t, N, *out): the intact `output`
-        (N, *out) minus what input node j contributes (from `inputs` (N, *in)), by linearity."""
+        (N, *out) minus what input node j contributes (from `inputs` (N, *in)), by linearity.
+        `cumulative`: row j without nodes[0..j] together (the contributions summed)."""
         w, t = self.module.weight, len(nodes)
         if isinstance(self.module, nn.Conv2d):  # the conv of one input channel, as im2col columns
             conv = self.module
@@ -54,6 +61,8 @@ class NextLayer:
                 inputs.view(len(inputs), n, self.span)[:, nodes],
                 w.view(w.shape[0], n, self.span)[:, nodes],
             )
+        if cumulative:
+            parts.cumsum_(0)
         return parts.neg_().add_(output)  # in place: one (t, N, *out) tensor
 
 
