@@ -23,21 +23,22 @@ NEXT_LAYERS = {
 }
 
 
+@pytest.mark.parametrize("cumulative", [False, True], ids=["each node alone", "a sweep"])
 @pytest.mark.parametrize("case", NEXT_LAYERS, ids=str)
-def test_each_output_without_one_input_node_equals_the_layer_on_that_node_zeroed(case):
+def test_each_output_without_its_input_nodes_equals_the_layer_on_those_nodes_zeroed(case, cumulative):
     torch.manual_seed(0)
     module, shape, span = NEXT_LAYERS[case]
     nxt = NextLayer(module, span)
     x = torch.randn(3, *shape)
-    nodes = torch.tensor([4, 0, 2])
+    nodes = torch.tensor([4, 0, 2, 5])
     with torch.no_grad():
-        got = nxt.without_each(x, module(x), nodes)
-        for row, j in enumerate(nodes):
+        got = nxt.without_each(x, module(x), nodes, cumulative)
+        for row in range(len(nodes)):
             keep = torch.ones(6, dtype=torch.bool)
-            keep[j] = False
+            keep[nodes[: row + 1] if cumulative else nodes[row]] = False  # a sweep: the first row + 1
             want = module(x * nxt.input_mask(keep))
             assert got[row].shape == want.shape
-            assert torch.allclose(got[row], want, atol=1e-5), f"node {int(j)}"
+            assert torch.allclose(got[row], want, atol=1e-5), f"row {row}"
 
 
 def _conv4():
@@ -198,21 +199,6 @@ def test_a_layer_that_runs_twice_is_refused_naming_it():
         masking.evaluate_masks(model, "conv", batches, keep=torch.tensor([[True, False, False]]))
     with pytest.raises(ValueError, match="runs 2 times"):
         hooked.check_runs_once(model, "conv", batches[0][0])
-
-
-@pytest.mark.parametrize("case", NEXT_LAYERS, ids=str)
-def test_a_sweep_without_the_first_nodes_equals_the_layer_on_those_nodes_zeroed(case):
-    torch.manual_seed(0)
-    module, shape, span = NEXT_LAYERS[case]
-    nxt = NextLayer(module, span)
-    x = torch.randn(3, *shape)
-    order = torch.tensor([4, 0, 2, 5])
-    with torch.no_grad():
-        got = nxt.without_each(x, module(x), order, cumulative=True)
-        for row in range(len(order)):
-            keep = torch.ones(6, dtype=torch.bool)
-            keep[order[: row + 1]] = False
-            assert torch.allclose(got[row], module(x * nxt.input_mask(keep)), atol=1e-5), f"row {row}"
 
 
 def _masked_loss_by_hooks(model, layer, x, y, keep):
