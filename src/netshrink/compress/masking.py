@@ -302,8 +302,10 @@ def evaluate_masks(
     device = model_device(model)
     masks = masks.to(device)
     view = _chain_or_none(model)
-    nodes = _single_removals(masks)
-    sweep = None if nodes is not None else _removal_sweep(masks)
+    # the next-layer path's removal order: one node a mask, else a sweep (one more node a mask)
+    order, cumulative = _single_removals(masks), False
+    if order is None:
+        order, cumulative = _removal_sweep(masks), True
     nxt: NextLayer | None = None
     probed = view is not None  # the hooked paths check the layer and look for the next one once
     n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
@@ -320,13 +322,11 @@ def evaluate_masks(
                 if not probed:
                     check_runs_once(model, layer, x[:1])
                     probed = True
-                    if nodes is not None or sweep is not None:  # one node a mask, or one more
+                    if order is not None:
                         nxt = find_next_layer(model, layer, x[:PROBE_ROWS])
-                if nxt is not None and nodes is not None:
-                    sums = next_layer_sums(model, nxt, x, y, nodes, chunk, n_classes, accuracy)
-                elif nxt is not None:
+                if nxt is not None:
                     sums = next_layer_sums(
-                        model, nxt, x, y, sweep, chunk, n_classes, accuracy, cumulative=True
+                        model, nxt, x, y, order, chunk, n_classes, accuracy, cumulative=cumulative
                     )
                 else:
                     sums = hooked_sums(model, module, x, y, masks, chunk, n_classes, accuracy)
