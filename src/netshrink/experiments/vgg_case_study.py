@@ -157,6 +157,15 @@ def network_name(width: float) -> str:
     return "VGG-16" if width == 1 else f"VGG-16 at {width:g} of its width"
 
 
+def training_recipe(config: TrainConfig) -> str:
+    """The training recipe in words, e.g. 'a one-cycle learning-rate schedule peaking at 0.1, label
+    smoothing 0.1'."""
+    schedule = {"cosine": "a cosine learning-rate schedule from", "onecycle": "a one-cycle learning-rate "
+                "schedule peaking at", "none": "a constant learning rate of"}[config.schedule]  # fmt: skip
+    smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
+    return f"{schedule} {config.lr:g}{smoothing}"
+
+
 def base_findings(
     base: TrainResult, splits: data.DataSplits, table: pd.DataFrame, *, width: float
 ) -> Findings:
@@ -169,6 +178,7 @@ def base_findings(
             "train_size": f"{len(splits.train):,}",
             "epochs": base.config.epochs,
             "width_pct": 100 * width,
+            "recipe": training_recipe(base.config),
         }
     )
 
@@ -187,9 +197,9 @@ def sensitivity_findings(
         "VBMF on the unfolded kernels, as Kim et al. do"
         if tucker_rule == "vbmf"
         else f"the fewest singular values of each unfolded kernel that keep {100 * tucker_rule:.0f} % of its "
-        f"energy (this profile's network is trained too briefly for VBMF: its kernels are still close to "
-        f"their random initialisation, and VBMF, which separates signal from noise, keeps at most "
-        f"{vbmf_max} components of any of them)"
+        f"energy, instead of Kim et al.'s VBMF, which separates signal from noise and here keeps at most "
+        f"{vbmf_max} components of any kernel (too few to fine-tune back: with VBMF ranks, an earlier "
+        f"`full` run fell to chance before fine-tuning and recovered to 48 % only)"
     )
     return Findings(
         {
