@@ -51,3 +51,37 @@ def test_a_quick_book_takes_committed_full_results_where_they_match_the_code(tmp
     # nor are full results whose executed notebook is missing
     sources.executed_notebook(tmp_path, "full", random).unlink()
     assert sources.chapter_profiles("quick", tmp_path, project_root)[random.name] == "quick"
+
+
+def _notebook(*cells):
+    """A notebook of ('m' or 'c', source, tags) cells."""
+    make = {"m": nbformat.v4.new_markdown_cell, "c": nbformat.v4.new_code_cell}
+    nb = nbformat.v4.new_notebook()
+    for kind, text, tags in cells:
+        cell = make[kind](text)
+        cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    return nb
+
+
+def test_a_committed_run_shows_the_current_prose_beside_its_outputs():
+    executed = _notebook(
+        ("m", "old title", []),
+        ("c", "x = 1", ["parameters"]),
+        ("c", "x = 2", ["injected-parameters"]),
+        ("c", "print(x)", []),
+        ("m", "old text", []),
+    )
+    executed.cells[3].outputs = [nbformat.v4.new_output("stream", text="2")]
+    source = _notebook(("m", "new title", []), ("c", "x = 1", ["parameters"]), ("c", "print(x)", []),
+                       ("m", "new text", []))  # fmt: skip
+    page = sources.current_prose(executed, source)
+    assert [c.source for c in page.cells] == ["new title", "x = 1", "x = 2", "print(x)", "new text"]
+    assert page.cells[3].outputs[0]["text"] == "2"
+
+
+def test_notebooks_whose_cells_do_not_pair_up_keep_the_prose_they_ran_with():
+    executed = _notebook(("m", "old title", []), ("c", "print(1)", []), ("m", "old text", []))
+    source = _notebook(("m", "new title", []), ("m", "a new section", []), ("c", "print(1)", []))
+    page = sources.current_prose(executed, source)
+    assert [c.source for c in page.cells] == ["old title", "print(1)", "old text"]

@@ -114,3 +114,15 @@ def test_file_size_and_config():
     assert 0 < vc.file_size(small) < vc.file_size(large)
     config = vc.vgg_config(width=0.5, epochs=3, lr=0.1, data_kwargs={"val_size": 10})
     assert config.model == "vgg16" and config.model_kwargs["width"] == 0.5 and config.lr == 0.1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "smoothing", "words"),
+    [
+        ("onecycle", 0.1, "a one-cycle learning-rate schedule peaking at 0.1, label smoothing 0.1"),
+        ("cosine", 0.0, "a cosine learning-rate schedule from 0.1"),
+    ],
+)
+def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smoothing, words):
+    config = vc.vgg_config(width=0.25, epochs=1, lr=0.1, schedule=schedule, label_smoothing=smoothing)
+    assert vc.training_recipe(config) == words

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from netshrink.book import provenance
 from netshrink.book.chapter import Chapter
 from netshrink.book.chapters import CHAPTERS
@@ -23,6 +25,20 @@ BEST = "full"  # the profile a quick book prefers, chapter by chapter
 def executed_notebook(results: Path, profile: str, chapter: Chapter) -> Path:
     """`results/<profile>/notebooks/<notebook>`: the chapter's executed notebook of that run."""
     return results / profile / "notebooks" / Path(chapter.notebook).name
+
+
+def current_prose(executed: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """`executed` with the markdown cells of `source`, the committed notebook, matched in order
+    (papermill's injected-parameters cell skipped): a fix of the prose reaches a page whose hours-long
+    run is committed without rerunning it (its code cells are the run's: `provenance.stale`). When
+    the two notebooks' cells do not pair up, `executed` is returned as it ran."""
+    ran = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if [c.cell_type for c in ran] != [c.cell_type for c in source.cells]:
+        return executed
+    for cell, now in zip(ran, source.cells, strict=True):
+        if cell.cell_type == "markdown":
+            cell.source = now.source
+    return executed
 
 
 def chapter_profiles(profile: str, results: Path, root: Path) -> dict[str, str]:

@@ -55,13 +55,16 @@ def _docname(chapter: Chapter) -> str:
 
 
 def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
-    """The text of the chapter's executed notebook with the provenance note after its title,
-    or None when the chapter has not been run (the committed notebook is shown then)."""
+    """The text of the chapter's executed notebook, with the committed notebook's prose
+    (`sources.current_prose`) and the provenance note after its title, or None when the chapter
+    has not been run (the committed notebook is shown then)."""
     used = run.chosen[chapter.name]
     executed = sources.executed_notebook(run.results, used, chapter)
     if not executed.is_file():
         return None
-    page = nbformat.read(executed, as_version=4)
+    page = sources.current_prose(
+        nbformat.read(executed, as_version=4), nbformat.read(run.root / chapter.notebook, as_version=4)
+    )
     prov = provenance.read(run.results, used, chapter.name)
     if prov is not None:
         page.cells.insert(1, nbformat.v4.new_markdown_cell(provenance.page_note(prov)))
