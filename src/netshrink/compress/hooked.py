@@ -110,8 +110,9 @@ def _stacked_passes(
     (rows 1..n_masks): a forward hook replaces `module`'s output by `stack(input, output, start,
     stop)`, the outputs under masks start..stop-1 stacked along the batch ((stop-start)*n rows).
     Passes hold at most `rows_per_pass` rows (`chunk` masks, default as many as fit, times a
-    block of images). The masked passes replay the intact pass's input and output of `module`
-    on an empty batch when the model allows it (`replays`), else they rerun the layers before."""
+    block of images). When the model allows it (`replays`), the intact pass runs once on the
+    whole batch and the masked passes replay its input and output of `module`, a block of images
+    at a time, on an empty batch; else each block reruns the layers before `module`."""
     rows = rows_per_pass(model, module, x[:1])
     t = chunk or max(1, min(n_masks, rows))
     block = max(1, rows // t)
@@ -133,15 +134,24 @@ def _stacked_passes(
         if accuracy:
             correct[first : first + len(logits)] += sums[1]
 
+    def masked_passes(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        for start in range(0, n_masks, t):
+            current[:] = [start, min(start + t, n_masks)]
+            add(1 + start, model(xb[:0] if replay else xb).view(current[1] - start, len(yb), -1), yb)
+
     handle = module.register_forward_hook(replace)
     try:
-        for b in range(0, len(x), block):
-            xb, yb = x[b : b + block], y[b : b + block]
-            current.clear()
-            add(0, model(xb).unsqueeze(0), yb)
-            for start in range(0, n_masks, t):
-                current[:] = [start, min(start + t, n_masks)]
-                add(1 + start, model(xb[:0] if replay else xb).view(current[1] - start, len(xb), -1), yb)
+        if replay:  # one intact pass on the whole batch, its activations replayed block by block
+            add(0, model(x).unsqueeze(0), y)
+            held = list(intact)
+            for b in range(0, len(x), block):
+                intact[:] = [held[0][b : b + block], held[1][b : b + block]]
+                masked_passes(x[b : b + block], y[b : b + block])
+        else:
+            for b in range(0, len(x), block):
+                current.clear()
+                add(0, model(x[b : b + block]).unsqueeze(0), y[b : b + block])
+                masked_passes(x[b : b + block], y[b : b + block])
     finally:
         handle.remove()
     return loss_sum, correct
