@@ -55,7 +55,7 @@ class NextLayer:
             cols = F.unfold(inputs[:, nodes], w.shape[2:], conv.dilation, conv.padding, conv.stride)
             cols = cols.view(len(inputs), t, -1, cols.shape[-1]).transpose(0, 1)  # (t, N, kh*kw, L)
             # (out, kh*kw) @ (kh*kw, L) per node and image, written once in the (t, N, out, L) order
-            # the later layers take (an einsum wrote it node-major, then copied it: 1.3-1.6x slower)
+            # the later layers take (an einsum wrote it node-major, then copied it)
             kernels = w[:, nodes].transpose(0, 1).flatten(2).unsqueeze(1)  # (t, 1, out, kh*kw)
             parts = torch.matmul(kernels, cols).view(t, *output.shape)
         else:  # node j is inputs j*span..(j+1)*span - 1
