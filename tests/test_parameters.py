@@ -93,3 +93,20 @@ def test_a_chapter_writes_converted_values_back_into_the_notebook(results_dir):
     namespace = {**chapters.BASELINES.parameters("smoke"), "mlp_epochs": np.int64(2), "device": "cpu"}
     run = chapters.BASELINES.start(namespace, display=False)
     assert type(namespace["mlp_epochs"]) is int and run.params["mlp_epochs"] == 2
+
+
+def test_quick_tensor_decomposition_reduces_the_baselines_cnn_from_the_cache():
+    """The quick profile trains draft 003's CNN with max-pooling and augmentation once: Baselines'
+    B-F7 run and Tensor decomposition's network have the same configuration, so the same key."""
+    from netshrink.experiments import baselines
+    from netshrink.experiments import cifar_decomposition as cd
+
+    base = chapters.BASELINES.parameters("quick")
+    settings = {k: v for k, v in base.items() if k not in {"profile", "device", "precision"}}
+    runs = baselines.baseline_runs(**settings)
+    b_f7 = next(r.config for r in runs if r.key == "cnn_pool_aug")
+    dec = chapters.TENSOR_DECOMPOSITION.parameters("quick")
+    cifar_data = {"val_size": dec["val_size"], "train_size": dec["cifar_train_size"],
+                  "test_size": dec["cifar_test_size"], "seed": dec["seed"]}  # fmt: skip
+    ours = cd.cifar_config(epochs=dec["cifar_epochs"], seed=dec["seed"], data_kwargs=cifar_data)
+    assert ours.key() == b_f7.key()

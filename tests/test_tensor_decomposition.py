@@ -49,6 +49,41 @@ def test_fine_tuning_is_cached_by_origin_and_settings(tmp_path, tiny_mnist):
     assert other.key != first.key and not other.cached
 
 
+def test_sgd_fine_tuning_anneals_its_rate_to_zero_and_has_its_own_key(tmp_path, tiny_mnist):
+    torch.manual_seed(0)
+    adam = cache.fine_tune_cached(models.LeNet(), "o", tiny_mnist, epochs=2, root=tmp_path, progress=False)
+    torch.manual_seed(0)
+    sgd = cache.fine_tune_cached(
+        models.LeNet(), "o", tiny_mnist, epochs=4, lr=0.05, optimizer="sgd", label_smoothing=0.1,
+        root=tmp_path, progress=False,
+    )  # fmt: skip
+    assert not sgd.cached and sgd.key != adam.key
+    lrs = sgd.history["lr"].tolist()
+    assert lrs[0] == pytest.approx(0.05) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.05 * 0.2
+    assert sgd.test["loss"] < sgd.before["loss"]  # it trains
+    torch.manual_seed(1)
+    again = cache.fine_tune_cached(
+        models.LeNet(), "o", tiny_mnist, epochs=4, lr=0.05, optimizer="sgd", label_smoothing=0.1,
+        root=tmp_path, progress=False,
+    )  # fmt: skip
+    assert again.cached and again.key == sgd.key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"optimizer": "rmsprop"}, r"optimizer='rmsprop' is not known; allowed values: adam, sgd"),
+        ({"label_smoothing": 1.0}, r"label_smoothing=1.0 is out of range; allowed: 0 <= x < 1"),
+    ],
+)
+def test_fine_tuning_refuses_an_unknown_optimizer_or_smoothing(tmp_path, tiny_mnist, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cache.fine_tune_cached(
+            models.LeNet(), "o", tiny_mnist, epochs=1, root=tmp_path, progress=False, **kwargs
+        )
+    assert not any(tmp_path.rglob("*.pt")), "nothing written"
+
+
 def test_the_week6_network_decomposed_by_each_plan_and_compared_like_for_like(tmp_path, tiny_mnist):
     import functools
 

@@ -126,3 +126,15 @@ def test_file_size_and_config():
 def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smoothing, words):
     config = vc.vgg_config(width=0.25, epochs=1, lr=0.1, schedule=schedule, label_smoothing=smoothing)
     assert vc.training_recipe(config) == words
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("sgd", 0.01, 6, 0.1), "6 epochs of SGD (Nesterov momentum 0.9, weight decay 5e-4) with a cosine "
+                                "schedule from 0.01 to zero, label smoothing 0.1"),
+        (("adam", 0.001, 1, 0.0), "1 epoch of Adam at a constant 0.001"),
+    ],
+)  # fmt: skip
+def test_the_page_names_the_fine_tuning_of_each_step(args, words):
+    assert vc.fine_tuning_recipe(*args) == words

@@ -276,6 +276,9 @@ class FineTuned(Trained):
     before: dict[str, float]
 
 
+FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
+
+
 def fine_tune_cached(
     model: nn.Module,
     origin: str,
@@ -289,8 +292,13 @@ def fine_tune_cached(
     progress: bool = True,
     eval_batch_size: int = 1000,
     precision: str = "float32",
+    optimizer: str = "adam",
+    label_smoothing: float = 0.0,
 ) -> FineTuned:
-    """Fine-tune `model` (in place, on its device) with Adam, or load the result from the cache.
+    """Fine-tune `model` (in place, on its device), or load the result from the cache.
+
+    `optimizer`: "adam" (Adam at a constant `lr`) or "sgd" (SGD with Nesterov momentum 0.9 and
+    weight decay 5e-4, `lr` annealed to zero over the epochs by a cosine), as in `FINE_TUNE_OPTIMIZERS`.
 
     `origin` must say everything that made `model` (for example the trained model's key and
     the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
@@ -303,11 +311,19 @@ def fine_tune_cached(
         raise ValueError(
             f"precision={precision!r} is not known; allowed values: {', '.join(train.TRAIN_PRECISIONS)}"
         )
-    blob = json.dumps(
-        {"v": train.CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-         "seed": seed, "data": splits.identity, "precision": precision},
-        sort_keys=True, default=str,
-    )  # fmt: skip
+    if optimizer not in FINE_TUNE_OPTIMIZERS:
+        raise ValueError(
+            f"optimizer={optimizer!r} is not known; allowed values: {', '.join(FINE_TUNE_OPTIMIZERS)}"
+        )
+    if not train.finite(label_smoothing) or not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing={label_smoothing!r} is out of range; allowed: 0 <= x < 1")
+    settings = {
+        "v": train.CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+        "seed": seed, "data": splits.identity, "precision": precision,
+    }  # fmt: skip
+    if optimizer != "adam" or label_smoothing:  # the keys of Adam runs stay those of earlier versions
+        settings |= {"optimizer": optimizer, "label_smoothing": label_smoothing}
+    blob = json.dumps(settings, sort_keys=True, default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
     device = model_device(model)
@@ -320,16 +336,23 @@ def fine_tune_cached(
         return FineTuned(model, pd.DataFrame(saved["history"]), saved["test"], key, True, saved["before"])
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
     before = train.evaluate(model, test_loader)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    else:
+        opt, scheduler = torch.optim.Adam(model.parameters(), lr=lr), None
     history = train.fit(
         model,
-        torch.optim.Adam(model.parameters(), lr=lr),
+        opt,
         data.make_loader(splits.train, batch_size, shuffle=True, seed=seed, device=device),
         epochs,
         test_loader=test_loader,
+        scheduler=scheduler,
         seed=seed,
         progress=progress,
         desc=f"fine-tuning {key[:8]} on {splits.label}",
         precision=precision,
+        label_smoothing=label_smoothing,
     )
     model.eval()
     test = train.evaluate(model, test_loader)

@@ -17,6 +17,7 @@ from typing import Any
 
 from netshrink import models
 from netshrink.book.report import PROFILES
+from netshrink.cache import FINE_TUNE_OPTIMIZERS
 from netshrink.compress import decompose
 from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS, SPLIT_SIZES
@@ -152,6 +153,7 @@ RULES: dict[str, Rule] = {
     "cnn_tol": NON_NEGATIVE,
     "lr": POSITIVE,
     "finetune_lr": POSITIVE,
+    "finetune_optimizer": Rule("str", choices=FINE_TUNE_OPTIMIZERS),
     "width": Rule("float", low=0, high=1, low_open=True),
     "budget_fraction": Rule("float", low=0, high=1, low_open=True),
     "max_rate": Rule("float", low=0, high=0.99),

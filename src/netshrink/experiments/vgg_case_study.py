@@ -166,6 +166,17 @@ def training_recipe(config: TrainConfig) -> str:
     return f"{schedule} {config.lr:g}{smoothing}"
 
 
+def fine_tuning_recipe(optimizer: str, lr: float, epochs: int, label_smoothing: float = 0.0) -> str:
+    """The fine-tuning of each step in words, e.g. '6 epochs of SGD (Nesterov momentum 0.9,
+    weight decay 5e-4) with a cosine schedule from 0.01 to zero, label smoothing 0.1'."""
+    how = {
+        "adam": f"Adam at a constant {lr:g}",
+        "sgd": f"SGD (Nesterov momentum 0.9, weight decay 5e-4) with a cosine schedule from {lr:g} to zero",
+    }[optimizer]
+    smoothing = f", label smoothing {label_smoothing:g}" if label_smoothing else ""
+    return f"{epochs} epoch{'s' if epochs != 1 else ''} of {how}{smoothing}"
+
+
 def base_findings(
     base: TrainResult, splits: data.DataSplits, table: pd.DataFrame, *, width: float
 ) -> Findings:
@@ -231,18 +242,22 @@ def reduce_vgg(
     *,
     epochs: int,
     lr: float,
+    optimizer: str = "adam",
+    label_smoothing: float = 0.0,
     seed: int = 0,
 ) -> Reduction:
     """Li et al.'s filter pruning at `rates`, then Tucker-2 of the convs (ranks by `tucker_rule`),
     then of the classifier's hidden layer, each step fine-tuned by `fine_tune` (e.g.
-    `cache.fine_tune_cached`) on a copy, so every step's model is kept as it was made."""
+    `cache.fine_tune_cached`, with `optimizer` and `label_smoothing`) on a copy, so every step's
+    model is kept as it was made."""
     report_progress(stage="VGG reduction")
 
     def tuned(model: nn.Module, origin: dict) -> FineTuned:
         origin_text = json.dumps(origin, sort_keys=True)
         return fine_tune(
-            copy.deepcopy(model), origin_text, splits, epochs=epochs, lr=lr, batch_size=128, seed=seed
-        )
+            copy.deepcopy(model), origin_text, splits, epochs=epochs, lr=lr, batch_size=128, seed=seed,
+            optimizer=optimizer, label_smoothing=label_smoothing,
+        )  # fmt: skip
 
     pruned = prune_filters(base.model, rates)
     pruned_ft = tuned(pruned, {"model": base.key, "rates": dict(rates)})
