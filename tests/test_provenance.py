@@ -39,6 +39,23 @@ def test_a_record_names_commit_device_versions_time_and_parameters(tmp_path, pro
     assert "**`full`** profile on NVIDIA H100 (cuda:0), bfloat16, at commit" in note and "8.0 minutes" in note
 
 
+def test_the_note_says_which_models_an_earlier_run_trained_and_how_long_that_took(project_root):
+    models = [
+        {"model": "vgg16 on cifar10", "key": "a", "from cache": True, "training seconds": 5400.0},
+        {"model": "fine-tuning", "key": "b", "from cache": False, "training seconds": 600.0},
+        {"model": "fine-tuning", "key": "b", "from cache": True, "training seconds": 600.0},  # reloaded
+    ]
+    vgg = chapters.VGG_CASE_STUDY
+    prov = provenance.record(vgg, "full", vgg.parameters("full"), 1800.0, project_root, models=models)
+    assert provenance.cached_models(prov) == (2, 1, 5400.0)
+    note = provenance.page_note(prov)
+    assert ("30.0 minutes, with 1 of its 2 trained models from the cache of an earlier run of the same "
+            "configuration, whose training took 90.0 minutes more") in note  # fmt: skip
+    everything_here = provenance.record(vgg, "full", {}, 60.0, project_root, models=models[1:])
+    assert provenance.cached_models(everything_here) == (1, 0, 0.0)
+    assert "1.0 minutes)" in provenance.page_note(everything_here)
+
+
 def test_changed_parameters_items_or_notebook_make_results_stale(tmp_path, project_root):
     chapter = chapters.BASELINES
     _fake_run(tmp_path, project_root, chapter, params={**chapter.parameters("full"), "cifar_epochs": 7})

@@ -277,8 +277,10 @@ def test_a_run_records_the_cpu_and_its_kernels_cpu_seconds_and_prints_its_status
     usage = prov["cpu usage"]
     assert usage["user seconds"] > 0.5, "the kernel's CPU time (imports of torch, pandas) is counted"
     assert 0 <= usage["system share"] < 1 and usage["minor page faults"] > 0
+    assert prov["models"] == [], "the tiny chapter trains nothing"
     out = capsys.readouterr().out
     assert "sleeping" in out and "tiny: " in out and "% system" in out
+    assert "0 models trained and 0 from the cache" in out
     assert not (runner.running_dir(results, "smoke") / "tiny.status.json").exists()
     # where the time went: the sleeping cell first, with its first line
     slowest = re.search(r"^ +([0-9.]+) s  cell 3: from netshrink import progress$", out, re.M)

@@ -15,10 +15,14 @@ from netshrink import allocator, cache, devices, paths, train
 from netshrink.book import parameters, standalone
 from netshrink.book.report import Report, check_profile
 from netshrink.data import DataSplits
+from netshrink.io import write_json
 from netshrink.progress import update as report_progress
 
 # Every chapter's device and precision parameters (the same in every profile).
 RUNTIME = {"device": "auto", "precision": "auto"}
+# Beside a run's results while it goes: every model it trained or took from the cache (the
+# runner moves the list into the provenance record).
+MODELS_RECORD = "models.json"
 # Plain values IPython keeps in a notebook's globals: not parameters, never strays.
 _NOTEBOOK_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 _PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
@@ -33,19 +37,38 @@ class ChapterRun:
     device: torch.device
     precision: str
     params: dict[str, Any]
+    models: list[dict[str, Any]] = field(default_factory=list)
 
     def train(self, config: train.TrainConfig, **kwargs: Any) -> cache.TrainResult:
         """`cache.train_cached` of `config` in this run's precision, on this run's device."""
         config = dataclasses.replace(config, precision=self.precision)
         report_progress(stage=f"training {config.model} on {config.dataset}")
-        return cache.train_cached(config, device=self.device, **kwargs)
+        result = cache.train_cached(config, device=self.device, **kwargs)
+        return self._noted(f"{config.model} on {config.dataset}", result)
 
     def fine_tune(self, model: nn.Module, origin: str, splits: DataSplits, **kwargs: Any) -> cache.FineTuned:
         """`cache.fine_tune_cached` of `model` (moved to this run's device) in this run's precision."""
         report_progress(stage=f"fine-tuning on {splits.label}")
-        return cache.fine_tune_cached(
+        result = cache.fine_tune_cached(
             model.to(self.device), origin, splits, precision=self.precision, **kwargs
         )
+        return self._noted(f"fine-tuning on {splits.label}", result)
+
+    def _noted(self, what: str, result: cache.Trained) -> Any:
+        """`result`, recorded in `models.json` beside the results: its key, whether it came from
+        the cache and the seconds its training took (when it was made), so that the provenance
+        can say how much of a chapter's work an earlier run did."""
+        seconds = float(result.history["seconds"].sum()) if "seconds" in result.history else 0.0
+        self.models.append(
+            {
+                "model": what,
+                "key": result.key,
+                "from cache": result.cached,
+                "training seconds": round(seconds, 1),
+            }
+        )
+        write_json(self.report.dir / MODELS_RECORD, self.models)
+        return result
 
     @property
     def note(self) -> str:

@@ -129,10 +129,11 @@ def record(
     root: Path,
     usage: Usage | None = None,
     state: dict[str, Any] | None = None,
+    models: list[dict[str, Any]] | None = None,
 ) -> dict:
     """The provenance of a run of `chapter` that just finished, with `params` as it ran,
-    `usage`, the CPU time of its kernel, and `state`, the `code_state` it started from (now,
-    when not given)."""
+    `usage`, the CPU time of its kernel, `state`, the `code_state` it started from (now, when
+    not given), and `models`, the models it trained or loaded (`ChapterRun.models`)."""
     state = state or code_state(chapter, root)
     return {
         "chapter": chapter.name,
@@ -149,7 +150,18 @@ def record(
         "notebook": chapter.notebook,
         "notebook digest": state["notebook digest"],
         "parameters": {k: v for k, v in params.items() if k not in ("computed on", "threads")},
+        "models": models,
     }
+
+
+def cached_models(prov: dict) -> tuple[int, int, float]:
+    """(models the run used, how many came from the cache of an earlier run, the seconds their
+    training took then), each model counted once; (0, 0, 0.0) when the record does not say."""
+    first: dict[str, dict] = {}
+    for entry in prov.get("models") or []:
+        first.setdefault(entry["key"], entry)  # a model trained and then reloaded was trained here
+    cached = [e for e in first.values() if e["from cache"]]
+    return len(first), len(cached), sum(e["training seconds"] for e in cached)
 
 
 def read(results: Path, profile: str, chapter: str) -> dict | None:
@@ -194,10 +206,16 @@ def device_text(prov: dict) -> str | None:
 def page_note(prov: dict) -> str:
     """A note for the top of a chapter page: which profile, device and commit made its numbers."""
     commit = prov["commit"][:10] + (" with uncommitted changes" if prov.get("uncommitted changes") else "")
-    minutes = prov["wall seconds"] / 60
+    minutes = f"{prov['wall seconds'] / 60:.1f} minutes"
+    used, cached, seconds = cached_models(prov)
+    if cached:
+        minutes += (
+            f", with {cached} of its {used} trained models from the cache of an earlier run of the "
+            f"same configuration, whose training took {seconds / 60:.1f} minutes more"
+        )
     device = device_text(prov) or "an unrecorded device"
     return (
         f"```{{note}}\nThe numbers on this page were made by the **`{prov['profile']}`** profile on "
         f"{device}, at commit `{commit}`, on {prov['date'][:10]} "
-        f"(PyTorch {prov['torch']}; {minutes:.1f} minutes).\n```"
+        f"(PyTorch {prov['torch']}; {minutes}).\n```"
     )

@@ -31,7 +31,7 @@ import papermill as pm
 from netshrink import paths, progress
 from netshrink.book import provenance, sources, sphinx_ext
 from netshrink.book.cells import check_parameters, check_profile_override, parse_overrides
-from netshrink.book.chapter import Chapter
+from netshrink.book.chapter import MODELS_RECORD, Chapter
 from netshrink.book.chapters import select
 from netshrink.book.combine import adopt, merge
 from netshrink.book.report import check_profile, publish, recover
@@ -177,10 +177,15 @@ def _run_locked(
                     f"{made}); the results of the last successful run are left as they were"
                 )
             ran = json.loads((made / "parameters.json").read_text())
+            models_path = made / MODELS_RECORD
+            models = json.loads(models_path.read_text()) if models_path.is_file() else []
+            models_path.unlink(missing_ok=True)
             used, wall = provenance.Usage.children() - usage, time.perf_counter() - start
             prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
-                                     wall, root, used, state)  # fmt: skip
-            print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}", flush=True)
+                                     wall, root, used, state, models)  # fmt: skip
+            n_models, n_cached, _ = provenance.cached_models(prov)
+            print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}, {n_models - n_cached} models "
+                  f"trained and {n_cached} from the cache", flush=True)  # fmt: skip
             for number, seconds, first in slowest_cells(tmp):
                 print(f"      {seconds:7.1f} s  cell {number}: {first}", flush=True)
             write_json(made / provenance.RECORD, prov)
