@@ -31,12 +31,12 @@ class ImageBasis:
     relative_error: float
 
 
-def _flat_images(images: torch.Tensor) -> torch.Tensor:
+def _flat_images(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3:
         raise ValueError(f"images have shape {tuple(images.shape)}; allowed: (N, H, W) or (N, 1, H, W)")
-    return images.double()
+    return images.to(dtype)
 
 
 def decompose_images(
@@ -46,12 +46,16 @@ def decompose_images(
     spatial modes (draft 002), of the images (N, H, W) or (N, 1, H, W)."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; allowed values: {', '.join(METHODS)}")
-    x = _flat_images(images)
+    # float32: the same fit as float64 to 4 digits (CP rank 15 of 4,000 MNIST images: relative
+    # error 0.52109 against 0.52116), 6x faster for CP and 2x for Tucker on this CPU; CP runs all
+    # n_iter_max sweeps (tol=0): in float32 the error's change per sweep drops to rounding noise,
+    # and a tolerance would stop it before it converges
+    x = _flat_images(images, torch.float32)
     n, h, w = x.shape
     upper = min(n, h * w)
     check_int("rank", rank, 1, upper)
     if method == "cp":
-        cp = parafac(x, rank, init="svd", n_iter_max=n_iter_max, tol=1e-7, random_state=seed)
+        cp = parafac(x, rank, init="svd", n_iter_max=n_iter_max, tol=0.0, random_state=seed)
         a, b, c = cp.factors
         loadings = a * cp.weights
         basis = torch.einsum("hr,wr->rhw", b, c).reshape(rank, h * w)
@@ -66,7 +70,7 @@ def decompose_images(
 
 def project(images: torch.Tensor, basis: ImageBasis) -> torch.Tensor:
     """Loadings (N, R) of new images on a basis learnt from training images (least squares)."""
-    x = _flat_images(images)
+    x = _flat_images(images, torch.float64)
     flat = x.reshape(len(x), -1)
     if flat.shape[1] != basis.basis.shape[1]:
         raise ValueError(f"images have {flat.shape[1]} pixels; the basis has {basis.basis.shape[1]}")
