@@ -277,6 +277,10 @@ class FineTuned(Trained):
 
 
 FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
+# Fine-tuning by SGD (its rate annealed to zero by a cosine): the settings, and the words the
+# pages describe them with, side by side so that they change together.
+SGD_FINE_TUNING = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+SGD_FINE_TUNING_WORDS = "Nesterov momentum 0.9, weight decay 5e-4"
 
 
 def fine_tune_cached(
@@ -297,8 +301,8 @@ def fine_tune_cached(
 ) -> FineTuned:
     """Fine-tune `model` (in place, on its device), or load the result from the cache.
 
-    `optimizer`: "adam" (Adam at a constant `lr`) or "sgd" (SGD with Nesterov momentum 0.9 and
-    weight decay 5e-4, `lr` annealed to zero over the epochs by a cosine), as in `FINE_TUNE_OPTIMIZERS`.
+    `optimizer`: "adam" (Adam at a constant `lr`) or "sgd" (SGD with `SGD_FINE_TUNING`, `lr`
+    annealed to zero over the epochs by a cosine), as in `FINE_TUNE_OPTIMIZERS`.
 
     `origin` must say everything that made `model` (for example the trained model's key and
     the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
@@ -337,7 +341,7 @@ def fine_tune_cached(
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
     before = train.evaluate(model, test_loader)
     if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, **SGD_FINE_TUNING)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     else:
         opt, scheduler = torch.optim.Adam(model.parameters(), lr=lr), None

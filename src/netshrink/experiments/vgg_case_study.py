@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from netshrink import data, measure, models, published, train
-from netshrink.cache import FineTuned, TrainResult
+from netshrink.cache import SGD_FINE_TUNING_WORDS, FineTuned, TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.compress.graph import prunable_convs
 from netshrink.compress.sensitivity import filter_sensitivity
@@ -171,7 +171,7 @@ def fine_tuning_recipe(optimizer: str, lr: float, epochs: int, label_smoothing: 
     weight decay 5e-4) with a cosine schedule from 0.01 to zero, label smoothing 0.1'."""
     how = {
         "adam": f"Adam at a constant {lr:g}",
-        "sgd": f"SGD (Nesterov momentum 0.9, weight decay 5e-4) with a cosine schedule from {lr:g} to zero",
+        "sgd": f"SGD ({SGD_FINE_TUNING_WORDS}) with a cosine schedule from {lr:g} to zero",
     }[optimizer]
     smoothing = f", label smoothing {label_smoothing:g}" if label_smoothing else ""
     return f"{epochs} epoch{'s' if epochs != 1 else ''} of {how}{smoothing}"
