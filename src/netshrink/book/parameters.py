@@ -22,6 +22,7 @@ from netshrink.compress import decompose
 from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS, SPLIT_SIZES
 from netshrink.devices import DEVICES, PRECISIONS
+from netshrink.experiments.vgg_case_study import TUCKER_LAYERS
 from netshrink.train import SCHEDULES
 
 _KINDS = {"int": "an integer", "float": "a finite number", "str": "a string", "dict": "a mapping"}
@@ -129,6 +130,7 @@ RULES: dict[str, Rule] = {
             "cifar_time_batch",
             "sensitivity_size",
             "btd_blocks",
+            "channel_multiple",
         ],
         COUNT,
     ),  # fmt: skip
@@ -148,6 +150,8 @@ RULES: dict[str, Rule] = {
     "cnn_dataset": Rule("str", choices=("mnist", "fashion-mnist")),
     "tol": NON_NEGATIVE,
     "prune_tol": NON_NEGATIVE,
+    "target_speedup": Rule("float", low=1),
+    "tucker_layers": Rule("str", choices=TUCKER_LAYERS),
     "important": NON_NEGATIVE,
     "rewind_tol": NON_NEGATIVE,
     "cnn_tol": NON_NEGATIVE,

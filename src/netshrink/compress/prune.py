@@ -212,16 +212,22 @@ def magnitude_prune(model: nn.Module, layer: str, fraction: float) -> nn.Module:
     return new
 
 
-def smallest_l1_filters(conv: nn.Conv2d, fraction: float) -> torch.Tensor:
+def smallest_l1_filters(conv: nn.Conv2d, fraction: float, multiple_of: int = 1) -> torch.Tensor:
     """Keep-mask (out_channels,) without the fraction `fraction` of filters of smallest L1 norm
-    (Li et al. 2017); at least one filter stays."""
+    (Li et al. 2017); at least one filter stays. With `multiple_of` > 1 the filters kept are rounded
+    down to a multiple of it (at least one multiple, at most all filters): on a CPU whose vector
+    unit holds 8 floats (AVX2), convs with a multiple of 8 channels run on oneDNN's blocked
+    kernels without padding."""
     if not (isinstance(fraction, int | float) and 0 <= fraction < 1):
         raise ValueError(f"fraction={fraction!r} is out of range; allowed: [0, 1)")
+    check_int("multiple_of", multiple_of, 1)
     n = conv.out_channels
-    n_remove = min(int(round(fraction * n)), n - 1)
+    n_keep = n - min(int(round(fraction * n)), n - 1)
+    if n_keep < n:
+        n_keep = min(max(multiple_of, n_keep - n_keep % multiple_of), n)
     order = conv.weight.detach().abs().sum(dim=(1, 2, 3)).argsort()
     keep = torch.ones(n, dtype=torch.bool, device=conv.weight.device)
-    keep[order[:n_remove]] = False
+    keep[order[: n - n_keep]] = False
     return keep
 
 

@@ -1,5 +1,8 @@
 """The VGG-16 case study chapter (draft 004, chapter 6): a VGG-16 trained on CIFAR-10, reduced by
 filter pruning (Li et al. 2017) and Tucker decomposition (Kim et al. 2016), each step fine-tuned.
+The pruning rates come from the accuracy each layer loses (Li et al.'s sensitivity), at the
+smallest tolerance whose network runs a target speedup faster, measured; Tucker-2 goes to every
+conv, or to those it makes faster, measured layer by layer.
 
 Chapter glue between `prune` / `decompose` (pure algorithms) and the notebook.
 """
@@ -7,8 +10,10 @@ Chapter glue between `prune` / `decompose` (pure algorithms) and the notebook.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,12 +24,15 @@ from torch import nn
 from netshrink import data, measure, models, published, train
 from netshrink.cache import SGD_FINE_TUNING_WORDS, FineTuned, TrainResult
 from netshrink.compress import decompose, prune
+from netshrink.compress.fold import fold_batch_norm
 from netshrink.compress.graph import prunable_convs
 from netshrink.compress.sensitivity import filter_sensitivity
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models
 from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
+
+TUCKER_LAYERS = ("all", "faster")  # Tucker-2 of every conv but the first, or of those it makes faster
 
 
 def vgg_config(
@@ -82,17 +90,137 @@ def rates_from_sensitivity(
     return rates
 
 
-def prune_filters(model: nn.Module, rates: Mapping[str, float]) -> nn.Module:
+def tolerance_candidates(
+    sensitivity: pd.DataFrame, base_acc: float, prune_tol: float, max_rate: float
+) -> dict[float, dict[str, float]]:
+    """`rates_from_sensitivity` at the tolerances `prune_tol`, 2 `prune_tol`, 3 `prune_tol`, ...
+    (points of accuracy) until every layer is at its largest tested rate: each distinct set of
+    rates once, under the smallest tolerance that gives it."""
+    if not train.finite(prune_tol) or prune_tol <= 0:
+        raise ValueError(f"prune_tol={prune_tol!r} is out of range; allowed: a number above 0")
+    top = rates_from_sensitivity(sensitivity, base_acc, math.inf, max_rate)
+    found: dict[float, dict[str, float]] = {}
+    step = 1
+    while not found or list(found.values())[-1] != top:
+        rates = rates_from_sensitivity(sensitivity, base_acc, step * prune_tol, max_rate)
+        if rates not in found.values():
+            found[step * prune_tol] = rates
+        step += 1
+    return found
+
+
+def rates_for_speedup(
+    model: nn.Module,
+    sensitivity: pd.DataFrame,
+    base_acc: float,
+    images: torch.Tensor,
+    *,
+    prune_tol: float,
+    max_rate: float,
+    speedup: float,
+    multiple_of: int = 1,
+    repeats: int = 10,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Pruning rates by accuracy and measured time: those of the smallest tolerance (in steps of
+    `prune_tol`, `tolerance_candidates`) whose pruned network (`prune_filters` with `multiple_of`)
+    runs at least `speedup` times as fast as `model` on the batch `images` (N, 3, 32, 32), every
+    candidate with its batch norms folded (as deployed) and all timed in turn in one run
+    (`measure.time_images`, default layout). With `speedup` 1 the rates at `prune_tol`, nothing
+    timed. Also a table of the candidates: tolerance, rates (%), parameters, ms, speedup."""
+    if not train.finite(speedup) or speedup < 1:
+        raise ValueError(f"target_speedup={speedup!r} is out of range; allowed: a number of at least 1")
+    if speedup == 1:
+        return rates_from_sensitivity(sensitivity, base_acc, prune_tol, max_rate), pd.DataFrame()
+    candidates = tolerance_candidates(sensitivity, base_acc, prune_tol, max_rate)
+    report_progress(stage="timing the pruning candidates")
+    pruned = {tol: prune_filters(model, rates, multiple_of) for tol, rates in candidates.items()}
+    named = {f"{tol:g}": fold_batch_norm(m) for tol, m in pruned.items()}
+    named["unpruned"] = fold_batch_norm(model)
+    seconds = measure.time_images(named, images, batch_size=len(images), repeats=repeats)
+    table = pd.DataFrame(
+        [
+            {
+                "tolerance (points)": tol,
+                "rates (%)": ", ".join(f"{100 * r:.0f}" for r in rates.values()),
+                "parameters": models.count_parameters(pruned[tol]),
+                "ms per batch": 1000 * seconds[f"{tol:g}"],
+                "speedup": seconds["unpruned"] / seconds[f"{tol:g}"],
+            }  # fmt: skip
+            for tol, rates in candidates.items()
+        ]
+    )
+    fast = table[table["speedup"] >= speedup]
+    if fast.empty:
+        raise ValueError(
+            f"target_speedup={speedup:g} is out of reach: the fastest pruning candidate (every layer at "
+            f"up to max_rate={max_rate:g}) measured {table['speedup'].max():.2f}x; allowed: a lower "
+            "target_speedup"
+        )
+    return candidates[float(fast.iloc[0]["tolerance (points)"])], table
+
+
+@torch.no_grad()
+def faster_in_tucker(
+    model: nn.Module,
+    plan: Mapping[str, dict],
+    images: torch.Tensor,
+    *,
+    repeats: int,
+    min_speedup: float = 1.0,
+) -> tuple[dict[str, dict], pd.DataFrame]:
+    """The part of a decomposition `plan` whose layers run faster decomposed, and the timings:
+    each planned layer alone, on the input it receives from the batch `images`, against its
+    decomposed form, both with the batch norm after them folded in (as deployed), timed in turn
+    in one run (`measure.time_calls`). Rows of the table: layer, ms dense, ms decomposed, speedup."""
+    report_progress(stage="latency of decomposed layers")
+    dense = fold_batch_norm(model)
+    decomposed = fold_batch_norm(decompose.decompose_model(model, plan))
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [
+        dense.get_submodule(name).register_forward_pre_hook(functools.partial(_keep_input, inputs, name))
+        for name in plan
+    ]
+    try:
+        dense(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    calls = {}
+    for name in plan:
+        calls[f"{name} dense"] = functools.partial(dense.get_submodule(name), inputs[name])
+        calls[f"{name} decomposed"] = functools.partial(decomposed.get_submodule(name), inputs[name])
+    seconds, _ = measure.time_calls(calls, repeats=repeats, warmup=1)
+    table = pd.DataFrame(
+        [
+            {
+                "layer": name,
+                "ms dense": 1000 * seconds[f"{name} dense"],
+                "ms decomposed": 1000 * seconds[f"{name} decomposed"],
+            }  # fmt: skip
+            for name in plan
+        ]
+    )
+    table["speedup"] = table["ms dense"] / table["ms decomposed"]
+    faster = set(table.loc[table["speedup"] > min_speedup, "layer"])
+    return {name: spec for name, spec in plan.items() if name in faster}, table
+
+
+def _keep_input(inputs: dict[str, torch.Tensor], name: str, module: nn.Module, args: tuple) -> None:
+    inputs[name] = args[0]
+
+
+def prune_filters(model: nn.Module, rates: Mapping[str, float], multiple_of: int = 1) -> nn.Module:
     """Remove, in each named conv layer in turn, the fraction `rates[layer]` of filters of smallest
     L1 norm (on the weights the earlier removals left, Li et al.'s greedy variant), physically,
-    with their batch-norm channels and the next layer's inputs."""
+    with their batch-norm channels and the next layer's inputs; the filters kept rounded down to
+    a multiple of `multiple_of` (`prune.smallest_l1_filters`)."""
     allowed = prunable_convs(model)
     for layer, rate in rates.items():
         if layer not in allowed:
             raise ValueError(
                 f"layer={layer!r} is not a conv layer it can follow; allowed values: {', '.join(allowed)}"
             )
-        keep = prune.smallest_l1_filters(model.get_submodule(layer), rate)
+        keep = prune.smallest_l1_filters(model.get_submodule(layer), rate, multiple_of)
         if not keep.all():
             model = prune.remove_filters(model, layer, keep)
     return model
@@ -122,8 +250,12 @@ def step_table(
     repeats: int,
 ) -> pd.DataFrame:  # fmt: skip
     """V-T2: `measure.side_by_side` as milliseconds per batch, with the test accuracy, the saved
-    file size and the parameter ratio to the first model."""
-    table = compare_models(steps, accuracy, images, batch_size=batch_size, repeats=repeats)
+    file size and the parameter ratio to the first model. The models are timed with their batch
+    norms folded into the convs, as deployed (`fold_batch_norm`); parameters and file sizes are
+    those of the models as trained."""
+    folded = {name: fold_batch_norm(model) for name, model in steps.items()}
+    table = compare_models(folded, accuracy, images, batch_size=batch_size, repeats=repeats)
+    table["parameters"] = [models.count_parameters(m) for m in steps.values()]
     per_batch = 1000 * batch_size / len(images)
     table.insert(3, f"ms per {batch_size} images", table.pop(f"s for {len(images):,} images") * per_batch)
     table.insert(4, "ms, channels last", table.pop("s, channels last") * per_batch)
@@ -201,8 +333,12 @@ def sensitivity_findings(
     prune_tol: float,
     max_rate: float,
     tucker_rule: str | float,
+    candidates: pd.DataFrame | None = None,
+    target_speedup: float = 1.0,
+    channel_multiple: int = 1,
 ) -> Findings:
-    """The numbers the prose quotes about the chosen pruning rates and the rank rule."""
+    """The numbers and sentences the prose quotes about the chosen pruning rates (`candidates`:
+    the table of `rates_for_speedup`, empty or None when nothing was timed) and the rank rule."""
     vbmf_max = max(max(spec["rank"]) for spec in tucker_plan(model, "vbmf").values())
     rule = (
         "VBMF on the unfolded kernels, as Kim et al. do"
@@ -212,11 +348,34 @@ def sensitivity_findings(
         f"{vbmf_max} components of any kernel (too few to fine-tune back: with VBMF ranks, an earlier "
         f"`full` run fell to chance before fine-tuning and recovered to 48 % only)"
     )
+    tolerance = prune_tol
+    pruning = (
+        f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy within "
+        f"{prune_tol:g} points of the unpruned network's (at most {max_rate:g})"
+    )
+    if candidates is not None and len(candidates):
+        chosen = candidates[candidates["rates (%)"] == ", ".join(f"{100 * r:.0f}" for r in rates.values())]
+        tolerance, speedup = float(chosen.iloc[0]["tolerance (points)"]), float(chosen.iloc[0]["speedup"])
+        pruning = (
+            f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy "
+            f"within a tolerance of the unpruned network's (at most {max_rate:g}), the tolerance rising in "
+            f"steps of {prune_tol:g} points until the pruned network, timed beside the unpruned one, runs "
+            f"at least {target_speedup:g} times as fast (the table below): at {tolerance:g} points it "
+            f"measured {speedup:.2f} times"
+        )
+    if channel_multiple > 1:
+        pruning += (
+            f", with the filters kept in each layer rounded down to a multiple of {channel_multiple} (the "
+            f"floats an AVX2 register holds: oneDNN's blocked kernels then run without padding, and a "
+            f"convolution with a few channels fewer but a multiple of {channel_multiple} can run twice as "
+            f"fast)"
+        )
     return Findings(
         {
-            "prune_tol": prune_tol,
+            "prune_tol": tolerance,
             "rank_rule": rule,
             "max_rate": max_rate,
+            "pruning_rule": pruning,
             "rates": ", ".join(f"{100 * r:.0f}" for r in rates.values()),
             "n_spared": sum(r == 0 for r in rates.values()),
         }
@@ -225,11 +384,13 @@ def sensitivity_findings(
 
 @dataclass
 class Reduction:
-    """Every step of `reduce_vgg`: the models and their test accuracy (fractions), by step name."""
+    """Every step of `reduce_vgg`: the models and their test accuracy (fractions), by step name;
+    the plans; and, with `tucker_layers="faster"`, the layer timings that chose the convs."""
 
     models: dict[str, nn.Module]
     accuracy: dict[str, float]
     plans: dict[str, dict]
+    tucker_timing: pd.DataFrame | None = None
 
 
 def reduce_vgg(
@@ -245,11 +406,22 @@ def reduce_vgg(
     optimizer: str = "adam",
     label_smoothing: float = 0.0,
     seed: int = 0,
+    multiple_of: int = 1,
+    tucker_layers: str = "all",
+    timing_images: torch.Tensor | None = None,
+    timing_repeats: int = 10,
 ) -> Reduction:
-    """Li et al.'s filter pruning at `rates`, then Tucker-2 of the convs (ranks by `tucker_rule`),
-    then of the classifier's hidden layer, each step fine-tuned by `fine_tune` (e.g.
-    `cache.fine_tune_cached`, with `optimizer` and `label_smoothing`) on a copy, so every step's
-    model is kept as it was made."""
+    """Li et al.'s filter pruning at `rates` (filters kept rounded down to a multiple of
+    `multiple_of`), then Tucker-2 of the convs (ranks by `tucker_rule`; with `tucker_layers`
+    "faster", only of those whose decomposed form runs faster on `timing_images`,
+    `faster_in_tucker`), then of the classifier's hidden layer, each step fine-tuned by
+    `fine_tune` (e.g. `cache.fine_tune_cached`, with `optimizer` and `label_smoothing`) on a copy,
+    so every step's model is kept as it was made."""
+    if tucker_layers not in TUCKER_LAYERS:
+        allowed = ", ".join(TUCKER_LAYERS)
+        raise ValueError(f"tucker_layers={tucker_layers!r} is not known; allowed values: {allowed}")
+    if tucker_layers == "faster" and timing_images is None:
+        raise ValueError("tucker_layers='faster' needs timing_images, the batch the layers are timed on")
     report_progress(stage="VGG reduction")
 
     def tuned(model: nn.Module, origin: dict) -> FineTuned:
@@ -259,9 +431,14 @@ def reduce_vgg(
             optimizer=optimizer, label_smoothing=label_smoothing,
         )  # fmt: skip
 
-    pruned = prune_filters(base.model, rates)
-    pruned_ft = tuned(pruned, {"model": base.key, "rates": dict(rates)})
-    convs = tucker_plan(pruned_ft.model, tucker_rule)
+    pruned = prune_filters(base.model, rates, multiple_of)
+    made = {"model": base.key, "rates": dict(rates)}
+    if multiple_of != 1:  # the keys of earlier runs stay as they were
+        made["multiple_of"] = multiple_of
+    pruned_ft = tuned(pruned, made)
+    convs, timing = tucker_plan(pruned_ft.model, tucker_rule), None
+    if tucker_layers == "faster":
+        convs, timing = faster_in_tucker(pruned_ft.model, convs, timing_images, repeats=timing_repeats)
     decomposed = decompose.decompose_model(pruned_ft.model, convs)
     decomposed_ft = tuned(decomposed, {"model": pruned_ft.key, "plan": convs})
     head = classifier_plan(decomposed_ft.model, tucker_rule)
@@ -280,6 +457,7 @@ def reduce_vgg(
         {k: m for k, (m, _) in steps.items()},
         {k: a for k, (_, a) in steps.items()},
         {"rates": dict(rates), "convs": convs, "classifier": head},
+        timing,
     )
 
 
@@ -312,3 +490,20 @@ def reduction_findings(
             "V-T2", table, data_set=data_set, rows=rows, model=f"{network}, {{row}}", how=how
         ),
     )
+
+
+def tucker_findings(reduction: Reduction) -> Findings:
+    """The prose's words about which convolutions Tucker-2 replaced."""
+    convs, timing = reduction.plans["convs"], reduction.tucker_timing
+    if timing is None:
+        text = "every convolution but the first (three input channels)"
+    elif not convs:
+        text = f"none of the {len(timing)} convolutions after the first: none runs faster decomposed"
+    else:
+        which = "the one" if len(convs) == 1 else f"the {len(convs)}"
+        verb = "runs" if len(convs) == 1 else "run"
+        text = (
+            f"{which} of the {len(timing)} convolutions after the first that {verb} faster decomposed, each "
+            f"timed alone on its input beside its decomposed form (the table below)"
+        )
+    return Findings({"tucker_convs": text, "n_tucker": len(convs)})
