@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from netshrink import models
 from netshrink.compress import masking, naive, prune
@@ -213,6 +214,26 @@ def test_removing_vgg_filters_equals_zeroing_their_activations(layer, relu, foll
     nxt = pruned.get_submodule(following) if following else pruned.classifier[0]
     assert (nxt.in_channels if following else nxt.in_features) == n
     assert models.count_parameters(pruned) < models.count_parameters(net)
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "multiple_of", "kept"),
+    [(16, 0.4, 8, 8), (16, 0.1, 8, 8), (16, 0.0, 8, 16), (64, 0.2, 8, 48), (64, 0.2, 1, 51), (16, 0.9, 8, 8),
+     (4, 0.5, 8, 4), (26, 0.0, 4, 26)],
+)  # fmt: skip
+def test_kept_filters_round_down_to_a_multiple(n, fraction, multiple_of, kept):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, n, 3)
+    keep = prune.smallest_l1_filters(conv, fraction, multiple_of)
+    assert int(keep.sum()) == kept
+    norms = conv.weight.abs().sum(dim=(1, 2, 3))
+    assert keep.all() or norms[~keep].max() <= norms[keep].min(), "the filters of largest L1 norm stay"
+
+
+@pytest.mark.parametrize("multiple_of", [0, -8, 2.5])
+def test_a_multiple_that_cannot_be_one_is_refused(multiple_of):
+    with pytest.raises(ValueError, match=r"multiple_of="):
+        prune.smallest_l1_filters(nn.Conv2d(3, 16, 3), 0.5, multiple_of)
 
 
 def test_smallest_l1_filters_and_bad_requests():

@@ -1,5 +1,7 @@
 """The VGG-16 case study's building blocks on a narrow VGG-16."""
 
+import functools
+
 import pandas as pd
 import pytest
 import torch
@@ -138,3 +140,87 @@ def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smooth
 )  # fmt: skip
 def test_the_page_names_the_fine_tuning_of_each_step(args, words):
     assert vc.fine_tuning_recipe(*args) == words
+
+
+def _long_sensitivity(layers, rates, drops):
+    """A sensitivity table from 90 % with each layer losing `drops[layer] * rate * 10` points."""
+    return pd.DataFrame(
+        [{"layer": n, "rate": r, "accuracy (%)": 90.0 - drops[n] * r * 10} for n in layers for r in rates]
+    )
+
+
+def test_tolerance_candidates_step_up_to_the_largest_rates():
+    layers, rates = ["a", "b"], [0.25, 0.5, 0.75]
+    sens = _long_sensitivity(layers, rates, {"a": 1.0, "b": 4.0})  # a: 2.5, 5, 7.5 points; b: 10, 20, 30
+    found = vc.tolerance_candidates(sens, 90.0, 5.0, 0.9)
+    assert list(found) == [5.0, 10.0, 20.0, 30.0]
+    assert found[5.0] == {"a": 0.5, "b": 0.0} and found[30.0] == {"a": 0.75, "b": 0.75}
+    assert len({tuple(r.values()) for r in found.values()}) == len(found), "each set of rates once"
+    with pytest.raises(ValueError, match=r"prune_tol=0 is out of range; allowed: a number above 0"):
+        vc.tolerance_candidates(sens, 90.0, 0, 0.9)
+
+
+def test_rates_for_speedup_take_the_smallest_tolerance_fast_enough(vgg, monkeypatch):
+    layers = models.conv_layers(vgg)
+    sens = _long_sensitivity(layers, [0.25, 0.5], {name: 1.0 + i for i, name in enumerate(layers)})
+    timed = []
+
+    def time_by_parameters(named, images, batch_size, repeats):  # deterministic: time ~ parameters
+        timed.append(sorted(named))
+        return pd.Series({k: models.count_parameters(m) / 1e6 for k, m in named.items()})
+
+    monkeypatch.setattr(vc.measure, "time_images", time_by_parameters)
+    x = torch.rand(2, 3, 32, 32)
+    rates, table = vc.rates_for_speedup(vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9, speedup=1.5)
+    assert list(table.columns) == ["tolerance (points)", "rates (%)", "parameters", "ms per batch", "speedup"]
+    fast = table[table["speedup"] >= 1.5]
+    assert len(fast) and (table["speedup"].iloc[: fast.index[0]] < 1.5).all()
+    first = fast.iloc[0]
+    assert first["rates (%)"] == ", ".join(f"{100 * r:.0f}" for r in rates.values())
+    assert first["parameters"] == models.count_parameters(vc.prune_filters(vgg, rates))
+    # rounded to multiples of 2, the same rates prune more
+    choose = functools.partial(vc.rates_for_speedup, vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9)
+    rounded, _ = choose(speedup=1.5, multiple_of=2)
+    assert models.count_parameters(vc.prune_filters(vgg, rounded, 2)) <= first["parameters"]
+    # no timing at speedup 1: the rates of the tolerance itself
+    timed.clear()
+    plain, empty = vc.rates_for_speedup(vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9, speedup=1.0)
+    assert plain == vc.rates_from_sensitivity(sens, 90.0, 2.0, 0.9) and empty.empty and not timed
+    with pytest.raises(ValueError, match=r"target_speedup=1000 is out of reach: .* measured \d+\.\d\dx"):
+        vc.rates_for_speedup(vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9, speedup=1000)
+    with pytest.raises(ValueError, match=r"target_speedup=0.5 is out of range; allowed: a number of at"):
+        choose(speedup=0.5)
+
+
+def test_tucker_goes_to_the_layers_it_makes_faster(vgg, monkeypatch):
+    wanted = ("features.7", "features.10")
+    plan = {name: spec for name, spec in vc.tucker_plan(vgg, 0.9).items() if name in wanted}
+    shapes = {}
+
+    def fake_time_calls(calls, repeats, warmup):  # runs each call once; only features.10 faster decomposed
+        for name, call in calls.items():
+            shapes[name] = tuple(call().shape)
+        return {name: (1.0 if name == "features.10 decomposed" else 2.0) for name in calls}, {}
+
+    monkeypatch.setattr(vc.measure, "time_calls", fake_time_calls)
+    chosen, table = vc.faster_in_tucker(vgg, plan, torch.rand(3, 3, 32, 32), repeats=1)
+    assert list(chosen) == ["features.10"] and chosen["features.10"] == plan["features.10"]
+    assert list(table["layer"]) == ["features.7", "features.10"]
+    assert list(table["speedup"]) == [1.0, 2.0]
+    # each layer ran on the input the batch gives it, dense and decomposed alike
+    assert shapes["features.7 dense"] == shapes["features.7 decomposed"] == (3, 8, 16, 16)
+    assert not any(m._forward_pre_hooks for m in vgg.modules()), "the hooks are gone"
+    reduction = vc.Reduction({}, {}, {"convs": chosen}, table)
+    assert (
+        vc.tucker_findings(reduction)
+        .glue["tucker_convs"]
+        .startswith("the one of the 2 convolutions after the first that runs faster decomposed")
+    )
+    assert vc.tucker_findings(vc.Reduction({}, {}, {"convs": plan}, None)).glue["n_tucker"] == 2
+
+
+def test_reduce_vgg_refuses_an_unknown_choice_of_tucker_layers(vgg):
+    with pytest.raises(ValueError, match=r"tucker_layers='some' is not known; allowed values: all, faster"):
+        vc.reduce_vgg(None, None, None, {}, 0.9, None, epochs=1, lr=0.1, tucker_layers="some")
+    with pytest.raises(ValueError, match=r"tucker_layers='faster' needs timing_images"):
+        vc.reduce_vgg(None, None, None, {}, 0.9, None, epochs=1, lr=0.1, tucker_layers="faster")
