@@ -110,3 +110,14 @@ def test_quick_tensor_decomposition_reduces_the_baselines_cnn_from_the_cache():
                   "test_size": dec["cifar_test_size"], "seed": dec["seed"]}  # fmt: skip
     ours = cd.cifar_config(epochs=dec["cifar_epochs"], seed=dec["seed"], data_kwargs=cifar_data)
     assert ours.key() == b_f7.key()
+
+
+def test_the_vgg_rules_allow_what_the_chapter_does():
+    from netshrink.experiments import vgg_case_study as vc
+
+    assert parameters.RULES["tucker_layers"].choices == vc.TUCKER_LAYERS
+    c = chapters.VGG_CASE_STUDY
+    for name, value in [("target_speedup", 0.5), ("tucker_layers", "some"), ("channel_multiple", 0)]:
+        values = {**c.parameters("smoke"), name: value}
+        with pytest.raises(ValueError, match=rf"^chapters/05_vgg_case_study.ipynb: {name}="):
+            parameters.check(c.notebook, values, values)
