@@ -90,6 +90,11 @@ def rates_from_sensitivity(
     return rates
 
 
+def rates_text(rates: Mapping[str, float]) -> str:
+    """Rates as the page and the candidates table print them: '50, 10, 20' (%, layer order)."""
+    return ", ".join(f"{100 * r:.0f}" for r in rates.values())
+
+
 def tolerance_candidates(
     sensitivity: pd.DataFrame, base_acc: float, prune_tol: float, max_rate: float
 ) -> dict[float, dict[str, float]]:
@@ -141,7 +146,7 @@ def rates_for_speedup(
         [
             {
                 "tolerance (points)": tol,
-                "rates (%)": ", ".join(f"{100 * r:.0f}" for r in rates.values()),
+                "rates (%)": rates_text(rates),
                 "parameters": models.count_parameters(pruned[tol]),
                 "ms per batch": 1000 * seconds[f"{tol:g}"],
                 "speedup": seconds["unpruned"] / seconds[f"{tol:g}"],
@@ -166,7 +171,6 @@ def faster_in_tucker(
     images: torch.Tensor,
     *,
     repeats: int,
-    min_speedup: float = 1.0,
 ) -> tuple[dict[str, dict], pd.DataFrame]:
     """The part of a decomposition `plan` whose layers run faster decomposed, and the timings:
     each planned layer alone, on the input it receives from the batch `images`, against its
@@ -201,7 +205,7 @@ def faster_in_tucker(
         ]
     )
     table["speedup"] = table["ms dense"] / table["ms decomposed"]
-    faster = set(table.loc[table["speedup"] > min_speedup, "layer"])
+    faster = set(table.loc[table["speedup"] > 1, "layer"])
     return {name: spec for name, spec in plan.items() if name in faster}, table
 
 
@@ -354,7 +358,7 @@ def sensitivity_findings(
         f"{prune_tol:g} points of the unpruned network's (at most {max_rate:g})"
     )
     if candidates is not None and len(candidates):
-        chosen = candidates[candidates["rates (%)"] == ", ".join(f"{100 * r:.0f}" for r in rates.values())]
+        chosen = candidates[candidates["rates (%)"] == rates_text(rates)]
         tolerance, speedup = float(chosen.iloc[0]["tolerance (points)"]), float(chosen.iloc[0]["speedup"])
         pruning = (
             f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy "
@@ -376,7 +380,7 @@ def sensitivity_findings(
             "rank_rule": rule,
             "max_rate": max_rate,
             "pruning_rule": pruning,
-            "rates": ", ".join(f"{100 * r:.0f}" for r in rates.values()),
+            "rates": rates_text(rates),
             "n_spared": sum(r == 0 for r in rates.values()),
         }
     )
