@@ -90,7 +90,7 @@ def rates_from_sensitivity(
     return rates
 
 
-def rates_text(rates: Mapping[str, float]) -> str:
+def _rates_text(rates: Mapping[str, float]) -> str:
     """Rates as the page and the candidates table print them: '50, 10, 20' (%, layer order)."""
     return ", ".join(f"{100 * r:.0f}" for r in rates.values())
 
@@ -146,7 +146,7 @@ def rates_for_speedup(
         [
             {
                 "tolerance (points)": tol,
-                "rates (%)": rates_text(rates),
+                "rates (%)": _rates_text(rates),
                 "parameters": models.count_parameters(pruned[tol]),
                 "ms per batch": 1000 * seconds[f"{tol:g}"],
                 "speedup": seconds["unpruned"] / seconds[f"{tol:g}"],
@@ -358,7 +358,7 @@ def sensitivity_findings(
         f"{prune_tol:g} points of the unpruned network's (at most {max_rate:g})"
     )
     if candidates is not None and len(candidates):
-        chosen = candidates[candidates["rates (%)"] == rates_text(rates)]
+        chosen = candidates[candidates["rates (%)"] == _rates_text(rates)]
         tolerance, speedup = float(chosen.iloc[0]["tolerance (points)"]), float(chosen.iloc[0]["speedup"])
         pruning = (
             f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy "
@@ -380,7 +380,7 @@ def sensitivity_findings(
             "rank_rule": rule,
             "max_rate": max_rate,
             "pruning_rule": pruning,
-            "rates": rates_text(rates),
+            "rates": _rates_text(rates),
             "n_spared": sum(r == 0 for r in rates.values()),
         }
     )
