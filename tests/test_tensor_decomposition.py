@@ -1,5 +1,7 @@
 """The week-6 network decomposed by plans and fine-tuned (cached), and timed beside the original."""
 
+import functools
+
 import pytest
 import torch
 
@@ -67,6 +69,25 @@ def test_sgd_fine_tuning_anneals_its_rate_to_zero_and_has_its_own_key(tmp_path, 
         root=tmp_path, progress=False,
     )  # fmt: skip
     assert again.cached and again.key == sgd.key
+
+
+def test_distilled_fine_tuning_has_its_own_key_and_weight_zero_is_plain_fine_tuning(tmp_path, tiny_mnist):
+    from netshrink import train
+
+    tune = functools.partial(cache.fine_tune_cached, origin="o", splits=tiny_mnist, epochs=1, root=tmp_path,
+                             progress=False)  # fmt: skip
+    torch.manual_seed(0)
+    teacher = tune(models.LeNet())
+    plain = tune(models.LeNet())
+    assert plain.cached and plain.key == teacher.key
+    none = tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, weight=0.0))
+    assert none.cached and none.key == teacher.key, "weight 0: the same training, the same key"
+    distilled = tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, weight=0.9))
+    hotter = tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, 0.9, temperature=8.0))
+    other = tune(models.LeNet(), distill=train.Distillation(teacher.model, "another teacher", weight=0.9))
+    keys = {teacher.key, distilled.key, hotter.key, other.key}
+    assert len(keys) == 4 and not distilled.cached and not hotter.cached
+    assert tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, weight=0.9)).cached
 
 
 @pytest.mark.parametrize(

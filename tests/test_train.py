@@ -1,3 +1,4 @@
+import functools
 import json
 
 import pytest
@@ -149,3 +150,59 @@ def test_one_cycle_warms_up_to_lr_then_anneals_once_a_batch():
     peak = max(range(20), key=lambda i: lrs[i])
     assert lrs[0] < 0.01 and abs(lrs[peak] - 0.1) < 1e-3 and 4 <= peak <= 7 and lrs[-1] < 1e-3
     assert train.make_scheduler(small_config(), optimizer, 10) is None
+
+
+def test_distillation_loss_weighs_the_labels_against_the_teachers_softened_outputs():
+    torch.manual_seed(0)
+    logits, teacher, labels = torch.randn(8, 10), torch.randn(8, 10), torch.randint(0, 10, (8,))
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    loss = functools.partial(train.distillation_loss, logits, teacher, labels, temperature=4.0)
+    assert loss(weight=0.0) == pytest.approx(hard.item())
+    assert loss(weight=1.0) > 0 and loss(weight=0.5) == pytest.approx(0.5 * hard.item() + 0.5 * loss(weight=1.0).item())
+    same = train.distillation_loss(logits, logits, labels, weight=1.0, temperature=4.0)
+    assert same.abs() < 1e-6, "a student that matches its teacher loses nothing"
+    summed = train.distillation_loss(logits, teacher, labels, weight=0.7, temperature=2.0, reduction="sum")
+    mean = train.distillation_loss(logits, teacher, labels, weight=0.7, temperature=2.0)
+    assert summed == pytest.approx(8 * mean.item(), rel=1e-5)
+
+
+def test_fit_distils_a_student_towards_its_teacher_and_leaves_the_teacher_as_it_was():
+    torch.manual_seed(0)
+    loader = synthetic_batches(n=4)
+    teacher = models.MLP(in_features=20, hidden=(32,))
+    train.fit(teacher, torch.optim.Adam(teacher.parameters(), lr=0.01), loader, 6, progress=False)
+    teacher.train()  # fit must evaluate it in eval mode and give it back in this one
+    saved = {k: v.clone() for k, v in teacher.state_dict().items()}
+
+    def gap(student):
+        x = torch.cat([x for x, _ in loader])
+        with torch.no_grad():
+            return (student(x).softmax(1) - teacher.eval()(x).softmax(1)).abs().sum(1).mean().item()
+
+    students = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(1)
+        student = models.MLP(in_features=20, hidden=(8,))
+        distill = train.Distillation(teacher, "teacher", weight=weight, temperature=2.0)
+        train.fit(student, torch.optim.Adam(student.parameters(), lr=0.01), loader, 6, progress=False,
+                  distill=distill)  # fmt: skip
+        assert teacher.training
+        students[weight] = gap(student)
+        teacher.train()
+    assert all(torch.equal(saved[k], v) for k, v in teacher.state_dict().items())
+    assert students[1.0] < students[0.0], "distilled, the student's outputs come nearer the teacher's"
+
+
+@pytest.mark.parametrize(
+    ("weight", "temperature", "message"),
+    [
+        (1.5, 4.0, r"distill_weight=1.5 is out of range; allowed: 0 <= x <= 1"),
+        (-0.1, 4.0, r"distill_weight=-0.1 is out of range"),
+        (0.5, 0.0, r"distill_temperature=0.0 must be a finite number > 0"),
+    ],
+)
+def test_a_bad_distillation_is_refused_naming_the_parameter(weight, temperature, message):
+    net = models.MLP(in_features=20, hidden=(4,))
+    distill = train.Distillation(models.MLP(in_features=20, hidden=(4,)), "t", weight, temperature)
+    with pytest.raises(ValueError, match=message):
+        train.fit(net, torch.optim.Adam(net.parameters()), synthetic_batches(), 1, progress=False, distill=distill)

@@ -136,6 +136,9 @@ def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smooth
         (("sgd", 0.01, 6, 0.1), "6 epochs of SGD (Nesterov momentum 0.9, weight decay 5e-4) with a cosine "
                                 "schedule from 0.01 to zero, label smoothing 0.1"),
         (("adam", 0.001, 1, 0.0), "1 epoch of Adam at a constant 0.001"),
+        (("adam", 0.001, 2, 0.0, 0.9, 4.0), "2 epochs of Adam at a constant 0.001, distilled from the original "
+                                            "network (Hinton et al. 2015: weight 0.9 on its outputs softened at "
+                                            "temperature 4)"),
     ],
 )  # fmt: skip
 def test_the_page_names_the_fine_tuning_of_each_step(args, words):
@@ -224,3 +227,32 @@ def test_reduce_vgg_refuses_an_unknown_choice_of_tucker_layers(vgg):
         vc.reduce_vgg(None, None, None, {}, 0.9, None, epochs=1, lr=0.1, tucker_layers="some")
     with pytest.raises(ValueError, match=r"tucker_layers='faster' needs timing_images"):
         vc.reduce_vgg(None, None, None, {}, 0.9, None, epochs=1, lr=0.1, tucker_layers="faster")
+
+
+def test_reduce_vgg_distils_every_step_from_the_original_network_folded(vgg, loader):
+    from conftest import trained_result
+
+    base = trained_result(vgg, loader, key="vgg")
+    seen = []
+
+    def fine_tune(model, origin, splits, **kwargs):
+        seen.append(kwargs["distill"])
+        return FineTuned(model, pd.DataFrame(), {"acc": 0.5, "loss": 1.0}, f"k{len(seen)}", False, {})
+
+    from netshrink.cache import FineTuned
+    from netshrink.compress.fold import fold_batch_norm
+
+    rates = {models.conv_layers(vgg)[1]: 0.5}
+    vc.reduce_vgg(base, None, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4, distill_weight=0.9,
+                  distill_temperature=3.0)  # fmt: skip
+    assert len(seen) == 3 and all(d is seen[0] for d in seen)
+    assert (seen[0].name, seen[0].weight, seen[0].temperature) == ("vgg", 0.9, 3.0)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in seen[0].teacher.modules()), "folded"
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(seen[0].teacher(x), fold_batch_norm(vgg)(x), atol=1e-5)
+    seen.clear()
+    vc.reduce_vgg(base, None, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4)
+    assert seen == [None, None, None], "no teacher without a weight"
+    with pytest.raises(ValueError, match=r"distill_weight=2 is out of range; allowed: 0 <= x <= 1"):
+        vc.reduce_vgg(base, None, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4, distill_weight=2)

@@ -298,11 +298,14 @@ def fine_tune_cached(
     precision: str = "float32",
     optimizer: str = "adam",
     label_smoothing: float = 0.0,
+    distill: train.Distillation | None = None,
 ) -> FineTuned:
     """Fine-tune `model` (in place, on its device), or load the result from the cache.
 
     `optimizer`: "adam" (Adam at a constant `lr`) or "sgd" (SGD with `SGD_FINE_TUNING`, `lr`
-    annealed to zero over the epochs by a cosine), as in `FINE_TUNE_OPTIMIZERS`.
+    annealed to zero over the epochs by a cosine), as in `FINE_TUNE_OPTIMIZERS`. `distill`:
+    learn from a teacher's outputs too (`train.Distillation`; its name, weight and temperature
+    join the key; weight 0 is plain fine-tuning).
 
     `origin` must say everything that made `model` (for example the trained model's key and
     the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
@@ -327,6 +330,10 @@ def fine_tune_cached(
     }  # fmt: skip
     if optimizer != "adam" or label_smoothing:  # the keys of Adam runs stay those of earlier versions
         settings |= {"optimizer": optimizer, "label_smoothing": label_smoothing}
+    if distill is not None and distill.validate().weight == 0:
+        distill = None  # the same training as without a teacher, and the same key
+    if distill is not None:
+        settings["distill"] = {"teacher": distill.name, "weight": distill.weight, "temperature": distill.temperature}
     blob = json.dumps(settings, sort_keys=True, default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
@@ -357,6 +364,7 @@ def fine_tune_cached(
         desc=f"fine-tuning {key[:8]} on {splits.label}",
         precision=precision,
         label_smoothing=label_smoothing,
+        distill=distill,
     )
     model.eval()
     test = train.evaluate(model, test_loader)

@@ -4,6 +4,7 @@ no files). `netshrink.cache` wraps `fit` with the cache of trained models; `eval
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -97,6 +98,50 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation (Hinton et al. 2015): the student learns the labels and `teacher`'s
+    outputs softened by `temperature`, in the proportion 1 - `weight` : `weight`
+    (`distillation_loss`). `name` identifies the teacher (its cache key) in the student's key."""
+
+    teacher: nn.Module
+    name: str
+    weight: float = 0.9
+    temperature: float = 4.0
+
+    def validate(self) -> Distillation:
+        """Raise a ValueError naming a weight outside [0, 1] or a temperature that is not > 0."""
+        if not finite(self.weight) or not 0 <= self.weight <= 1:
+            raise ValueError(f"distill_weight={self.weight!r} is out of range; allowed: 0 <= x <= 1")
+        if not finite(self.temperature) or not self.temperature > 0:
+            raise ValueError(f"distill_temperature={self.temperature!r} must be a finite number > 0")
+        return self
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    weight: float,
+    temperature: float,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """(1 - weight) * cross-entropy(logits, labels) + weight * T^2 * KL(softmax(teacher / T) ||
+    softmax(logits / T)), T the temperature (T^2 keeps the soft term's gradients at the scale of
+    the hard one's). logits, teacher_logits: (N, C); labels: (N,); `reduction` "mean" or "sum"
+    over the N rows."""
+    hard = nn.functional.cross_entropy(logits, labels, label_smoothing=label_smoothing, reduction=reduction)
+    soft = nn.functional.kl_div(
+        nn.functional.log_softmax(logits / temperature, dim=1),
+        nn.functional.log_softmax(teacher_logits / temperature, dim=1),
+        reduction="batchmean" if reduction == "mean" else "sum",
+        log_target=True,
+    )
+    return (1 - weight) * hard + weight * temperature**2 * soft
+
+
 def finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -147,6 +192,7 @@ def fit(
     precision: str = "float32",
     label_smoothing: float = 0.0,
     step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    distill: Distillation | None = None,
 ) -> list[dict[str, float]]:
     """Train for `epochs` epochs (from `start_epoch`), one history row per epoch, on the model's
     device (batches follow the model).
@@ -155,7 +201,9 @@ def fit(
     `test_*` (when those loaders are given), `lr`, `train_seconds` (the training pass) and
     `seconds` (with the evaluation). `on_epoch_end(epoch, history)` is called after every epoch
     (the cache uses it to checkpoint). `scheduler` steps once an epoch, `step_scheduler` once a
-    batch (one-cycle); `label_smoothing` applies to the training loss.
+    batch (one-cycle); `label_smoothing` applies to the training loss. With `distill` the loss is
+    `distillation_loss` against the teacher's outputs (the teacher in eval mode, on the model's
+    device); `train_loss` is then that loss.
 
     Conv nets train in the channels-last memory format (oneDNN's and cuDNN's fast path: 1.4-1.7x
     per step on a 2-core CPU) and are returned in the default format. `precision="bfloat16"`
@@ -174,6 +222,13 @@ def fit(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     fmt = torch.channels_last if devices.uses_conv(model) else torch.contiguous_format
+    teacher = None
+    if distill is not None:
+        teacher = distill.validate().teacher
+        if model_device(teacher) != device:
+            raise ValueError(
+                f"distill.teacher is on {model_device(teacher)} but the model on {device}: move it there"
+            )
     history = list(history or [])
     bar = tqdm(
         range(start_epoch, epochs),
@@ -185,16 +240,19 @@ def fit(
     )
     try:
         model.to(memory_format=fmt)
+        if teacher is not None:
+            teacher.to(memory_format=fmt)
         net = distributed.wrap(model) if world_size > 1 else model
         for epoch in bar:
             torch.manual_seed(_epoch_seed(seed, epoch))
             if getattr(train_loader, "generator", None) is not None:
                 train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
             start = time.perf_counter()
-            with mode(model, training=True):
+            with mode(model, training=True), _eval_mode(teacher):
                 try:
                     train_loss, train_acc = _train_epoch(
-                        net, optimizer, train_loader, device, fmt, precision, label_smoothing, step_scheduler
+                        net, optimizer, train_loader, device, fmt, precision, label_smoothing, step_scheduler,
+                        distill,
                     )
                 except RuntimeError as err:
                     if world_size == 1:
@@ -222,7 +280,14 @@ def fit(
                 on_epoch_end(epoch + 1, history)
     finally:
         model.to(memory_format=torch.contiguous_format)
+        if teacher is not None:
+            teacher.to(memory_format=torch.contiguous_format)
     return history
+
+
+def _eval_mode(teacher: nn.Module | None):
+    """The teacher in eval mode for the block (nothing to do without one)."""
+    return mode(teacher, training=False) if teacher is not None else contextlib.nullcontext()
 
 
 def _train_epoch(
@@ -234,6 +299,7 @@ def _train_epoch(
     precision: str,
     label_smoothing: float = 0.0,
     step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    distill: Distillation | None = None,
 ) -> tuple[float, float]:
     """One pass over `loader`: (mean training loss, training accuracy). Synchronises once, at the
     end. In a data-parallel run (`model` in DDP) each process takes its share of every batch and
@@ -251,13 +317,21 @@ def _train_epoch(
             x = x.contiguous(memory_format=fmt)
         with autocast(device, precision):
             logits = model(x)
-        if world_size > 1:  # DDP averages over processes: the sum over the share / (global batch / N)
-            rows = nn.functional.cross_entropy(
-                logits.float(), y, label_smoothing=label_smoothing, reduction="sum"
+        reduction = "sum" if world_size > 1 else "mean"
+        if distill is None:
+            loss = nn.functional.cross_entropy(
+                logits.float(), y, label_smoothing=label_smoothing, reduction=reduction
             )
-            loss = rows * (world_size / n_global)
         else:
-            loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+            with torch.no_grad(), autocast(device, precision):
+                teacher_logits = distill.teacher(x)
+            loss = distillation_loss(
+                logits.float(), teacher_logits.float(), y, weight=distill.weight,
+                temperature=distill.temperature, label_smoothing=label_smoothing, reduction=reduction,
+            )  # fmt: skip
+        if world_size > 1:  # DDP averages over processes: the sum over the share / (global batch / N)
+            rows = loss
+            loss = rows * (world_size / n_global)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -264,6 +264,7 @@ _VGG_FULL = {
     "target_speedup": 2.0, "channel_multiple": 8, "max_rate": 0.9, "sensitivity_size": 2000,
     "finetune_epochs": 20, "finetune_optimizer": "sgd", "finetune_lr": 0.01, "tucker_rule": 0.9,
     "tucker_layers": "faster", "latency_batch": 100, "latency_repeats": 20,
+    "distill_weight": 0.9, "distill_temperature": 4.0,
 }  # fmt: skip
 
 VGG_CASE_STUDY = Chapter(
