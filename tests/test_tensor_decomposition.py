@@ -83,7 +83,8 @@ def test_distilled_fine_tuning_has_its_own_key_and_weight_zero_is_plain_fine_tun
     none = tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, weight=0.0))
     assert none.cached and none.key == teacher.key, "weight 0: the same training, the same key"
     distilled = tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, weight=0.9))
-    hotter = tune(models.LeNet(), distill=train.Distillation(teacher.model, teacher.key, 0.9, temperature=8.0))
+    hot = train.Distillation(teacher.model, teacher.key, 0.9, temperature=8.0)
+    hotter = tune(models.LeNet(), distill=hot)
     other = tune(models.LeNet(), distill=train.Distillation(teacher.model, "another teacher", weight=0.9))
     keys = {teacher.key, distilled.key, hotter.key, other.key}
     assert len(keys) == 4 and not distilled.cached and not hotter.cached

@@ -136,9 +136,9 @@ def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smooth
         (("sgd", 0.01, 6, 0.1), "6 epochs of SGD (Nesterov momentum 0.9, weight decay 5e-4) with a cosine "
                                 "schedule from 0.01 to zero, label smoothing 0.1"),
         (("adam", 0.001, 1, 0.0), "1 epoch of Adam at a constant 0.001"),
-        (("adam", 0.001, 2, 0.0, 0.9, 4.0), "2 epochs of Adam at a constant 0.001, distilled from the original "
-                                            "network (Hinton et al. 2015: weight 0.9 on its outputs softened at "
-                                            "temperature 4)"),
+        (("adam", 0.001, 2, 0.0, 0.9, 4.0), "2 epochs of Adam at a constant 0.001, distilled from the "
+                                            "original network (Hinton et al. 2015: weight 0.9 on its outputs "
+                                            "softened at temperature 4)"),
     ],
 )  # fmt: skip
 def test_the_page_names_the_fine_tuning_of_each_step(args, words):

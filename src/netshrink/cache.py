@@ -333,7 +333,8 @@ def fine_tune_cached(
     if distill is not None and distill.validate().weight == 0:
         distill = None  # the same training as without a teacher, and the same key
     if distill is not None:
-        settings["distill"] = {"teacher": distill.name, "weight": distill.weight, "temperature": distill.temperature}
+        taught = {"teacher": distill.name, "weight": distill.weight, "temperature": distill.temperature}
+        settings["distill"] = taught
     blob = json.dumps(settings, sort_keys=True, default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"

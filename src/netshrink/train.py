@@ -251,7 +251,14 @@ def fit(
             with mode(model, training=True), _eval_mode(teacher):
                 try:
                     train_loss, train_acc = _train_epoch(
-                        net, optimizer, train_loader, device, fmt, precision, label_smoothing, step_scheduler,
+                        net,
+                        optimizer,
+                        train_loader,
+                        device,
+                        fmt,
+                        precision,
+                        label_smoothing,
+                        step_scheduler,
                         distill,
                     )
                 except RuntimeError as err:

@@ -320,8 +320,8 @@ def fine_tuning_recipe(
     }[optimizer]
     smoothing = f", label smoothing {label_smoothing:g}" if label_smoothing else ""
     taught = (
-        f", distilled from the original network (Hinton et al. 2015: weight {distill_weight:g} on its outputs "
-        f"softened at temperature {distill_temperature:g})"
+        f", distilled from the original network (Hinton et al. 2015: weight {distill_weight:g} on its "
+        f"outputs softened at temperature {distill_temperature:g})"
         if distill_weight
         else ""
     )
@@ -447,14 +447,16 @@ def reduce_vgg(
         raise ValueError("tucker_layers='faster' needs timing_images, the batch the layers are timed on")
     distill = train.Distillation(base.model, base.key, distill_weight, distill_temperature).validate()
     report_progress(stage="VGG reduction")
-    if distill_weight > 0:
+    if distill_weight > 0:  # the teacher runs folded: the same function, faster
         distill = dataclasses.replace(distill, teacher=fold_batch_norm(base.model))
+    else:
+        distill = None
 
     def tuned(model: nn.Module, origin: dict) -> FineTuned:
         origin_text = json.dumps(origin, sort_keys=True)
         return fine_tune(
             copy.deepcopy(model), origin_text, splits, epochs=epochs, lr=lr, batch_size=128, seed=seed,
-            optimizer=optimizer, label_smoothing=label_smoothing, distill=distill if distill_weight > 0 else None,
+            optimizer=optimizer, label_smoothing=label_smoothing, distill=distill,
         )  # fmt: skip
 
     pruned = prune_filters(base.model, rates, multiple_of)
