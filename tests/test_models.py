@@ -85,3 +85,25 @@ def test_2x2_pooling_equals_the_library_kernel_in_every_layout_with_gradients(po
     (ours,) = torch.autograd.grad(pool(x), x, grad)
     (theirs,) = torch.autograd.grad(library(x), x, grad)
     assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def _relu_then_pool(model, x):
+    """The drafts' order, conv -> ReLU -> max-pool, written out for `TwoConvNet` and `Conv4Net`."""
+    relu, pool = torch.relu, torch.nn.functional.max_pool2d
+    if isinstance(model, models.TwoConvNet):
+        x = pool(relu(model.conv2(pool(relu(model.conv1(x)), 2))), 2)
+    else:
+        x = pool(relu(model.conv2(relu(model.conv1(x)))), 2)
+        x = pool(relu(model.conv4(relu(model.conv3(x)))), 2)
+    return model.out(relu(model.fc(x.flatten(1))))
+
+
+@pytest.mark.parametrize("name", ["two_conv", "conv4"])
+def test_pooling_before_the_relu_gives_the_drafts_network_with_its_gradients(name):
+    torch.manual_seed(0)
+    model = models.build_model(name).eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(model(x), _relu_then_pool(model, x)), "max and ReLU commute exactly"
+    ours = torch.autograd.grad(model(x).sum(), list(model.parameters()))
+    drafts = torch.autograd.grad(_relu_then_pool(model, x).sum(), list(model.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, drafts, strict=True))
