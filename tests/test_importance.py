@@ -224,11 +224,12 @@ def test_hooked_passes_stay_within_the_budget_and_give_the_same_sums(monkeypatch
     assert torch.allclose(narrow.loss_sum, wide.loss_sum) and torch.equal(narrow.correct, wide.correct)
 
 
-def test_small_batches_are_merged_without_splitting_one():
-    batches = [(torch.full((n, 2), float(i)), torch.full((n,), i)) for i, n in enumerate([3, 3, 5, 2, 9])]
+def test_small_batches_are_merged_and_a_large_one_split_in_order():
+    batches = [(torch.full((n, 2), float(i)), torch.full((n,), i)) for i, n in enumerate([3, 3, 5, 2, 13])]
     merged = list(masking.merged_batches(batches, torch.device("cpu"), rows=6))
-    assert [len(y) for _, y in merged] == [6, 5, 2, 9]  # 3+3; 5 (5+2 > 6); 2 (2+9 > 6); 9 alone
+    assert [len(y) for _, y in merged] == [6, 5, 2, 5, 4, 4]  # 3+3; 5 (5+2 > 6); 2; 13 in 3 pieces
     assert torch.equal(torch.cat([y for _, y in merged]), torch.cat([y for _, y in batches]))
+    assert all(torch.equal(x[:, 0], y.float()) for x, y in merged), "rows stay with their labels"
 
 
 def test_loss_change_does_not_depend_on_the_batch_size():

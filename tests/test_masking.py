@@ -94,7 +94,7 @@ def test_no_masks_evaluates_the_intact_model_alone():
     assert result.intact_acc == pytest.approx(metrics.evaluate(model, loader)["acc"])
 
 
-def test_small_batches_are_merged_without_splitting_one():
+def test_small_batches_are_merged_up_to_the_row_limit():
     batches = _batches((3,), n_batches=5, size=4)
     merged = list(masking.merged_batches(batches, torch.device("cpu"), rows=9))
     assert [len(y) for _, y in merged] == [8, 8, 4]
