@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from netshrink import cache, data, measure, models
+from netshrink import cache, data, measure, models, train
 from netshrink.compress import decompose
 from netshrink.experiments import tensor_decomposition as td
 
@@ -72,8 +72,6 @@ def test_sgd_fine_tuning_anneals_its_rate_to_zero_and_has_its_own_key(tmp_path, 
 
 
 def test_distilled_fine_tuning_has_its_own_key_and_weight_zero_is_plain_fine_tuning(tmp_path, tiny_mnist):
-    from netshrink import train
-
     tune = functools.partial(cache.fine_tune_cached, origin="o", splits=tiny_mnist, epochs=1, root=tmp_path,
                              progress=False)  # fmt: skip
     torch.manual_seed(0)

@@ -232,15 +232,15 @@ def test_reduce_vgg_refuses_an_unknown_choice_of_tucker_layers(vgg):
 def test_reduce_vgg_distils_every_step_from_the_original_network_folded(vgg, loader):
     from conftest import trained_result
 
+    from netshrink.cache import FineTuned
+    from netshrink.compress.fold import fold_batch_norm
+
     base = trained_result(vgg, loader, key="vgg")
     seen = []
 
     def fine_tune(model, origin, splits, **kwargs):
         seen.append(kwargs["distill"])
         return FineTuned(model, pd.DataFrame(), {"acc": 0.5, "loss": 1.0}, f"k{len(seen)}", False, {})
-
-    from netshrink.cache import FineTuned
-    from netshrink.compress.fold import fold_batch_norm
 
     rates = {models.conv_layers(vgg)[1]: 0.5}
     vc.reduce_vgg(base, None, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4, distill_weight=0.9,

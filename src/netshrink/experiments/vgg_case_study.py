@@ -10,7 +10,6 @@ Chapter glue between `prune` / `decompose` (pure algorithms) and the notebook.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import io
 import json
@@ -445,12 +444,12 @@ def reduce_vgg(
         raise ValueError(f"tucker_layers={tucker_layers!r} is not known; allowed values: {allowed}")
     if tucker_layers == "faster" and timing_images is None:
         raise ValueError("tucker_layers='faster' needs timing_images, the batch the layers are timed on")
-    distill = train.Distillation(base.model, base.key, distill_weight, distill_temperature).validate()
+    train.Distillation(base.model, base.key, distill_weight, distill_temperature).validate()
     report_progress(stage="VGG reduction")
+    distill = None
     if distill_weight > 0:  # the teacher runs folded: the same function, faster
-        distill = dataclasses.replace(distill, teacher=fold_batch_norm(base.model))
-    else:
-        distill = None
+        teacher = fold_batch_norm(base.model)
+        distill = train.Distillation(teacher, base.key, distill_weight, distill_temperature)
 
     def tuned(model: nn.Module, origin: dict) -> FineTuned:
         origin_text = json.dumps(origin, sort_keys=True)
