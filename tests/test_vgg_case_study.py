@@ -5,6 +5,7 @@ import functools
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from netshrink import data, models, train
 from netshrink.compress import decompose
@@ -118,15 +119,40 @@ def test_file_size_and_config():
     assert config.model == "vgg16" and config.model_kwargs["width"] == 0.5 and config.lr == 0.1
 
 
+def test_the_base_recipe_reaches_the_model_and_optimizer_and_its_defaults_keep_earlier_keys():
+    default = vc.vgg_config(width=0.25, epochs=50, lr=0.1, schedule="onecycle", label_smoothing=0.1,
+                            data_kwargs=vc.data_kwargs(5000, None, None, 0))  # fmt: skip
+    assert default.model_kwargs == {"width": 0.25} and default.weight_decay == 5e-4
+    assert default.key() == "74b8ab090320f019"  # the first full run's base, trained with these defaults
+    lean = vc.vgg_config(width=0.25, epochs=1, weight_decay=1e-4, dropout=0.0)
+    assert lean.key() != default.key() and lean.weight_decay == 1e-4
+    model = models.build_model(lean.model, **lean.model_kwargs)
+    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+    assert [m.p for m in models.vgg16(width=0.25).modules() if isinstance(m, nn.Dropout)] == [0.5]
+    optimizer = train.make_optimizer(lean, model.parameters())
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-4
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0])
+def test_vgg16_refuses_a_dropout_outside_its_range(dropout):
+    with pytest.raises(ValueError, match="dropout=.*0 <= dropout < 1"):
+        models.vgg16(width=0.0625, dropout=dropout)
+
+
 @pytest.mark.parametrize(
-    ("schedule", "smoothing", "words"),
+    ("schedule", "smoothing", "dropout", "words"),
     [
-        ("onecycle", 0.1, "a one-cycle learning-rate schedule peaking at 0.1, label smoothing 0.1"),
-        ("cosine", 0.0, "a cosine learning-rate schedule from 0.1"),
+        ("onecycle", 0.1, 0.0, "weight decay 0.0001, a one-cycle learning-rate schedule peaking at 0.1, "
+         "label smoothing 0.1, no dropout"),
+        ("cosine", 0.0, 0.5, "weight decay 0.0001, a cosine learning-rate schedule from 0.1, dropout 0.5 "
+         "before the last layer"),
     ],
-)
-def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smoothing, words):
-    config = vc.vgg_config(width=0.25, epochs=1, lr=0.1, schedule=schedule, label_smoothing=smoothing)
+)  # fmt: skip
+def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smoothing, dropout, words):
+    config = vc.vgg_config(
+        width=0.25, epochs=1, lr=0.1, schedule=schedule, label_smoothing=smoothing, weight_decay=1e-4,
+        dropout=dropout,
+    )  # fmt: skip
     assert vc.training_recipe(config) == words
 
 

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     data_kwargs = vc.data_kwargs(p["val_size"], p["train_size"], p["test_size"], p["seed"])
     config = vc.vgg_config(
         width=p["width"], epochs=p["epochs"], lr=p["lr"], schedule=p["schedule"],
-        label_smoothing=p["label_smoothing"], seed=p["seed"], data_kwargs=data_kwargs,
+        label_smoothing=p["label_smoothing"], weight_decay=p["weight_decay"], dropout=p["dropout"],
+        seed=p["seed"], data_kwargs=data_kwargs,
     )  # fmt: skip
     config = dataclasses.replace(config, precision=precision)
     splits = data.load_dataset("cifar10", **data_kwargs, augment=True)

@@ -211,15 +211,20 @@ class Conv4Net(nn.Module):
         return self.out(torch.relu(self.fc(x)))
 
 
-def vgg16(n_classes: int = 10, width: float = 1.0, batch_norm: bool = True) -> tv_vgg.VGG:
+def vgg16(
+    n_classes: int = 10, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5
+) -> tv_vgg.VGG:
     """torchvision's VGG-16 for 32x32 inputs: after 5 poolings (as `MaxPool2x2`) the map is
     512x1x1, so the 7x7 adaptive pool becomes 1x1 and the classifier 512 -> 512 -> n_classes
     (as in Li et al. 2017).
 
-    `width` scales every layer's channels (the `quick` profile's reduced network).
+    `width` scales every layer's channels (the `quick` profile's reduced network); `dropout` is
+    the rate before the last layer (torchvision's 0.5; 0 leaves the dropout out).
     """
     if width <= 0:
         raise ValueError(f"width={width} must be positive")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout={dropout} is out of range; allowed: 0 <= dropout < 1")
     cfg = [v if v == "M" else max(1, round(v * width)) for v in tv_vgg.cfgs["D"]]
     features = tv_vgg.make_layers(cfg, batch_norm=batch_norm)
     for i, layer in enumerate(features):
@@ -228,8 +233,9 @@ def vgg16(n_classes: int = 10, width: float = 1.0, batch_norm: bool = True) -> t
     model = tv_vgg.VGG(features, num_classes=n_classes, init_weights=True)
     last = cfg[-2]
     model.avgpool = nn.AdaptiveAvgPool2d(1)
+    drop = [nn.Dropout(dropout)] if dropout else []
     model.classifier = nn.Sequential(
-        nn.Linear(last, last), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(last, n_classes)
+        nn.Linear(last, last), nn.ReLU(inplace=True), *drop, nn.Linear(last, n_classes)
     )
     return model
 

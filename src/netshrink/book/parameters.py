@@ -164,6 +164,8 @@ RULES: dict[str, Rule] = {
     "lenet_plan": Rule("dict"),
     "schedule": Rule("str", choices=SCHEDULES),
     "label_smoothing": Rule("float", low=0, high=0.99),
+    "weight_decay": NON_NEGATIVE,
+    "dropout": Rule("float", low=0, high=0.99),
     "distill_weight": Rule("float", low=0, high=1),
     "distill_temperature": POSITIVE,
 }
