@@ -260,7 +260,7 @@ TENSOR_DECOMPOSITION = Chapter(
 # 83.77 % (1.40 points), 5.8x fewer parameters, 2.17x as fast. That base (85.17 %) underfitted:
 # 92.7 % on its own training images, so the quarter-width network trains without the classifier's
 # dropout and with weight decay 1e-4 (He et al.'s for CIFAR networks of its size), not 5e-4.
-# Full width belongs on a GPU: -p width 1.0 (README, "VGG-16 at full width on a GPU").
+# Full width belongs on a GPU: -p width 1.0 -p weight_decay 5e-4 (README, "VGG-16 at full width on a GPU").
 _VGG_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "test_size": None,
     "width": 0.25, "epochs": 50, "lr": 0.1, "schedule": "onecycle", "label_smoothing": 0.1,
