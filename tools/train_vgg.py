@@ -1,7 +1,7 @@
 """Train the VGG-16 chapter's network into the model cache, on one process or, under torchrun,
 on N data-parallel processes; the chapter then finds it in the cache and skips its training.
 
-    torchrun --nproc-per-node 8 tools/train_vgg.py --profile full -p width 1.0 -p weight_decay 5e-4 -p device cuda
+    torchrun --nproc-per-node 8 tools/train_vgg.py --profile full -p width 1.0 -p device cuda
     .venv/bin/python tools/train_vgg.py --profile smoke                 # one process
 
 The configuration (and so the cache key) is the chapter's for that profile and those values,
