@@ -211,15 +211,18 @@ class Conv4Net(nn.Module):
         return self.out(torch.relu(self.fc(x)))
 
 
+VGG_DROPOUT = 0.5  # torchvision's rate before the classifier's last layer
+
+
 def vgg16(
-    n_classes: int = 10, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5
+    n_classes: int = 10, width: float = 1.0, batch_norm: bool = True, dropout: float = VGG_DROPOUT
 ) -> tv_vgg.VGG:
     """torchvision's VGG-16 for 32x32 inputs: after 5 poolings (as `MaxPool2x2`) the map is
     512x1x1, so the 7x7 adaptive pool becomes 1x1 and the classifier 512 -> 512 -> n_classes
     (as in Li et al. 2017).
 
     `width` scales every layer's channels (the `quick` profile's reduced network); `dropout` is
-    the rate before the last layer (torchvision's 0.5; 0 leaves the dropout out).
+    the rate before the last layer (0 leaves the dropout out).
     """
     if width <= 0:
         raise ValueError(f"width={width} must be positive")

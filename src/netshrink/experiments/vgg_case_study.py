@@ -45,13 +45,13 @@ def vgg_config(
     schedule: str = "cosine",
     label_smoothing: float = 0.0,
     weight_decay: float = 5e-4,
-    dropout: float = 0.5,
+    dropout: float = models.VGG_DROPOUT,
 ) -> TrainConfig:
     """VGG-16 with batch norm for 32x32 inputs (`dropout` before its last layer), SGD with
     momentum 0.9 and `weight_decay`, batch 128, crop and flip augmentation; a cosine schedule, or
     one-cycle with label smoothing (the recipe that reaches a good accuracy in few epochs).
     The defaults (torchvision's dropout 0.5, weight decay 5e-4) keep the keys of earlier runs."""
-    model_kwargs = {"width": width} if dropout == 0.5 else {"width": width, "dropout": dropout}
+    model_kwargs = {"width": width} if dropout == models.VGG_DROPOUT else {"width": width, "dropout": dropout}
     return TrainConfig(
         "vgg16", "cifar10", model_kwargs, {**(data_kwargs or {}), "augment": True}, optimizer="sgd",
         lr=lr, momentum=0.9, weight_decay=weight_decay, schedule=schedule, epochs=epochs, batch_size=128,
@@ -298,12 +298,12 @@ def network_name(width: float) -> str:
 
 
 def training_recipe(config: TrainConfig) -> str:
-    """The training recipe in words, e.g. 'weight decay 5e-4, a one-cycle learning-rate schedule
-    peaking at 0.1, label smoothing 0.1, no dropout'."""
+    """The training recipe in words, e.g. 'weight decay 0.0005, a one-cycle learning-rate schedule
+    peaking at 0.1, label smoothing 0.1, dropout 0.5 before the last layer'."""
     schedule = {"cosine": "a cosine learning-rate schedule from", "onecycle": "a one-cycle learning-rate "
                 "schedule peaking at", "none": "a constant learning rate of"}[config.schedule]  # fmt: skip
     smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
-    dropout = config.model_kwargs.get("dropout", 0.5)
+    dropout = config.model_kwargs.get("dropout", models.VGG_DROPOUT)
     dropped = f", dropout {dropout:g} before the last layer" if dropout else ", no dropout"
     return f"weight decay {config.weight_decay:g}, {schedule} {config.lr:g}{smoothing}{dropped}"
 
