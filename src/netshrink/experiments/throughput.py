@@ -87,7 +87,7 @@ def chapter_configs() -> dict[str, train.TrainConfig]:
         ),
         "4-conv CNN (Node importance)": deep_importance.conv4_config(epochs=1, dataset="fashion-mnist"),
         "week-6 network (Tensor decomposition)": tensor_decomposition.lenet_config(epochs=1),
-        "VGG-16 width 0.25 (VGG case study)": vgg_config(width=0.25, epochs=1),
+        "VGG-16 width 0.375 (VGG case study, full on the CPU)": vgg_config(width=0.375, epochs=1),
         "VGG-16 width 1 (VGG case study)": vgg_config(width=1.0, epochs=1),
     }
 
