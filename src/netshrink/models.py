@@ -221,7 +221,7 @@ def vgg16(
     512x1x1, so the 7x7 adaptive pool becomes 1x1 and the classifier 512 -> 512 -> n_classes
     (as in Li et al. 2017).
 
-    `width` scales every layer's channels (the `quick` profile's reduced network); `dropout` is
+    `width` scales every layer's channels (the CPU profiles' narrower networks); `dropout` is
     the rate before the last layer (0 leaves the dropout out).
     """
     if width <= 0:
