@@ -2,6 +2,8 @@
 takes a model and data run on each device this machine has (`device` fixture: the CPU always,
 CUDA when present; `pytest -m cuda` runs the CUDA half)."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -64,9 +66,27 @@ def test_precision_auto_is_float32_on_the_cpu_and_bfloat16_on_cuda():
     assert devices.resolve_precision("auto", torch.device("cuda")) == "bfloat16"
     assert devices.resolve_precision("bfloat16", "cpu") == "bfloat16"
     with pytest.raises(
-        ValueError, match=r"precision='fp16' is not known; allowed values: auto, float32, bfloat16"
+        ValueError,
+        match=r"precision='fp16' is not known; allowed values: auto, float32, bfloat16, bfloat16-if-native",
     ):
         devices.resolve_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_bfloat16_if_native_follows_the_cpu(monkeypatch, native):
+    monkeypatch.setattr(devices, "cpu_has_native_bfloat16", lambda: native)
+    assert devices.resolve_precision("bfloat16-if-native", "cpu") == ("bfloat16" if native else "float32")
+    assert devices.resolve_precision("bfloat16-if-native", torch.device("cuda")) == "bfloat16"
+    assert devices.resolve_precision("auto", "cpu") == "float32"  # auto never depends on the CPU
+
+
+def test_native_bfloat16_probe_matches_the_cpu_flags():
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if "flags" not in flags:
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    expected = any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_tile"))
+    assert devices.cpu_has_native_bfloat16() == expected
 
 
 def test_mode_restores_every_submodules_mode_also_after_an_error():

@@ -1,5 +1,7 @@
 """Training throughput against the machine's matrix-multiply limit (numbers: `make bench`)."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -39,12 +41,29 @@ def test_every_model_the_chapters_train_is_in_the_table():
         "vgg16",
     }
     table = throughput.throughput_table(
-        {"MLP": train.TrainConfig("mlp", "mnist", {"hidden": [16]}, batch_size=4)}, steps=1
+        {"MLP": train.TrainConfig("mlp", "mnist", {"hidden": [16]}, batch_size=4)}, steps=1, matmul_size=256
     )
     assert list(table.index) == ["MLP"] and table.attrs["limit"] > 0
     assert table.loc["MLP", "% of the matmul limit"] == pytest.approx(
         100 * table.loc["MLP", "GFLOP/s"] / table.attrs["limit"]
     )
+
+
+def test_a_bfloat16_step_is_measured_against_the_bfloat16_limit():
+    mlp = train.TrainConfig("mlp", "mnist", {"hidden": [16]}, batch_size=4)
+    table = throughput.throughput_table(
+        {"fp32": mlp, "bf16": dataclasses.replace(mlp, precision="bfloat16")}, steps=1, matmul_size=256
+    )
+    assert set(table.attrs["limits"]) == {"float32", "bfloat16"}
+    assert list(table["precision"]) == ["float32", "bfloat16"]
+    for name, precision in (("fp32", "float32"), ("bf16", "bfloat16")):
+        assert table.loc[name, "% of the matmul limit"] == pytest.approx(
+            100 * table.loc[name, "GFLOP/s"] / table.attrs["limits"][precision]
+        )
+    with pytest.raises(
+        ValueError, match=r"precision='float16' is not known; allowed values: float32, bfloat16"
+    ):
+        throughput.matmul_gflops(size=8, precision="float16")
 
 
 def test_matmul_gflops_is_the_best_of_its_repeats(monkeypatch):

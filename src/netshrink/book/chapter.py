@@ -18,7 +18,8 @@ from netshrink.data import DataSplits
 from netshrink.io import write_json
 from netshrink.progress import update as report_progress
 
-# Every chapter's device and precision parameters (the same in every profile).
+# Every chapter's device and precision parameters: these defaults, unless a profile sets its own
+# (the full VGG-16 trains in bfloat16 where the CPU computes it in hardware).
 RUNTIME = {"device": "auto", "precision": "auto"}
 # Beside a run's results while it goes: every model it trained or took from the cache (the
 # runner moves the list into the provenance record).
@@ -90,7 +91,7 @@ class Chapter:
     def parameters(self, profile: str) -> dict[str, Any]:
         """The papermill parameters of this chapter in `profile` (`profile` included)."""
         check_profile(profile)
-        return {"profile": profile, **self.profiles[profile], **RUNTIME}
+        return {"profile": profile, **RUNTIME, **self.profiles[profile]}
 
     def collect(self, namespace: dict[str, Any]) -> dict[str, Any]:
         """This chapter's parameters in `namespace` (a notebook's `globals()`), checked by
@@ -111,10 +112,10 @@ class Chapter:
         """Set a chapter up from its notebook's parameters (`globals()`) before any work: check
         every value (`parameters.check`; converted values are written back into `namespace`),
         resolve the device (`auto`: CUDA when present) and the precision (`auto`: bfloat16 on
-        CUDA, float32 on the CPU), and open the report, whose parameters and captions name both.
-        The kernel keeps freed memory for reuse (`allocator.keep_freed_memory`). Outside the
-        runner the report writes into a fresh folder, published when the run succeeded
-        (`standalone`)."""
+        CUDA, float32 on the CPU; `devices.resolve_precision`), and open the report, whose
+        parameters and captions name both. The kernel keeps freed memory for reuse
+        (`allocator.keep_freed_memory`). Outside the runner the report writes into a fresh
+        folder, published when the run succeeded (`standalone`)."""
         params = self.collect(namespace)
         namespace.update(params)
         allocator.keep_freed_memory()
