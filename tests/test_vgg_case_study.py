@@ -1,5 +1,6 @@
 """The VGG-16 case study's building blocks on a narrow VGG-16."""
 
+import dataclasses
 import functools
 
 import pandas as pd
@@ -154,6 +155,8 @@ def test_the_page_names_the_recipe_the_network_was_trained_with(schedule, smooth
         dropout=dropout,
     )  # fmt: skip
     assert vc.training_recipe(config) == words
+    in_bf16 = dataclasses.replace(config, precision="bfloat16")
+    assert vc.training_recipe(in_bf16) == words + ", under bfloat16 autocast over float32 weights"
 
 
 @pytest.mark.parametrize(

@@ -299,13 +299,15 @@ def network_name(width: float) -> str:
 
 def training_recipe(config: TrainConfig) -> str:
     """The training recipe in words, e.g. 'weight decay 0.0005, a one-cycle learning-rate schedule
-    peaking at 0.1, label smoothing 0.1, dropout 0.5 before the last layer'."""
+    peaking at 0.1, label smoothing 0.1, dropout 0.5 before the last layer' (and ', under bfloat16
+    autocast over float32 weights' when trained so)."""
     schedule = {"cosine": "a cosine learning-rate schedule from", "onecycle": "a one-cycle learning-rate "
                 "schedule peaking at", "none": "a constant learning rate of"}[config.schedule]  # fmt: skip
     smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
     dropout = config.model_kwargs.get("dropout", models.VGG_DROPOUT)
     dropped = f", dropout {dropout:g} before the last layer" if dropout else ", no dropout"
-    return f"weight decay {config.weight_decay:g}, {schedule} {config.lr:g}{smoothing}{dropped}"
+    autocast = ", under bfloat16 autocast over float32 weights" if config.precision == "bfloat16" else ""
+    return f"weight decay {config.weight_decay:g}, {schedule} {config.lr:g}{smoothing}{dropped}{autocast}"
 
 
 def fine_tuning_recipe(
