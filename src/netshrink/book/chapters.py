@@ -246,7 +246,8 @@ TENSOR_DECOMPOSITION = Chapter(
 # half of the width on all 45,000 training images, 40 epochs of one-cycle SGD with label
 # smoothing, trained under bfloat16 autocast where the CPU computes bfloat16 in hardware
 # (AVX512-BF16 or AMX: 1.65x per step at 0.375 width, 1.9x at half width on a 2-core AMD EPYC;
-# float32 elsewhere, where half width would take ~150 s an epoch). In float32, 0.375 of the
+# float32 elsewhere, where half width would take ~150 s an epoch): 87.79 % in 67 min of training
+# (101 s an epoch), then 61 min for the rest: 128 min in all. In float32, 0.375 of the
 # width reached 86.86 % in 63 min (93 s an epoch) and the chapter took 120 min; quarter width
 # (50 epochs) 85.17 %; without the classifier's dropout and at weight decay 1e-4 the same
 # 85.20 %, though it fit more of its training images: the width and the epochs limit accuracy,
@@ -262,8 +263,8 @@ TENSOR_DECOMPOSITION = Chapter(
 # points at quarter width), so the target is 2x and each step gets 20 epochs (Li et al. retrain
 # for 40), distilled from the unpruned network (weight 0.9, temperature 4: 83.36 -> 83.77 % at
 # quarter width). Tucker-2 only where a layer runs faster decomposed (on every conv it made the
-# network slower). At 0.375 width: tolerance 8, 8.1x fewer parameters, 2.70x as fast (2.93x
-# channels-last), 85.81 % (1.05 points lost).
+# network slower). At half width: tolerance 8, 9.3x fewer parameters, 2.32x as fast (2.86x
+# channels-last), 87.40 % (0.39 points lost); at 0.375 width in float32 8.1x, 2.70x, 1.05 points.
 # Full width belongs on a GPU: -p width 1.0 (README, "VGG-16 at full width on a GPU").
 _VGG_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "test_size": None,
