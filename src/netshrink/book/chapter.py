@@ -91,7 +91,10 @@ class Chapter:
     def parameters(self, profile: str) -> dict[str, Any]:
         """The papermill parameters of this chapter in `profile` (`profile` included)."""
         check_profile(profile)
-        return {"profile": profile, **RUNTIME, **self.profiles[profile]}
+        values = self.profiles[profile]
+        chosen = {name: value for name, value in values.items() if name not in RUNTIME}
+        runtime = {name: values.get(name, default) for name, default in RUNTIME.items()}
+        return {"profile": profile, **chosen, **runtime}  # the runtime pair last, as in the cells
 
     def collect(self, namespace: dict[str, Any]) -> dict[str, Any]:
         """This chapter's parameters in `namespace` (a notebook's `globals()`), checked by
