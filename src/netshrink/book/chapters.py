@@ -268,11 +268,11 @@ TENSOR_DECOMPOSITION = Chapter(
 # Full width belongs on a GPU: -p width 1.0 (README, "VGG-16 at full width on a GPU").
 _VGG_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "test_size": None,
-    "width": 0.5, "epochs": 40, "lr": 0.1, "schedule": "onecycle", "label_smoothing": 0.1,
+    "width": 0.5, "epochs": 50, "lr": 0.1, "schedule": "onecycle", "label_smoothing": 0.1,
     "weight_decay": 5e-4, "dropout": 0.5,
     "sensitivity_rates": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "prune_tol": 4.0,
     "target_speedup": 2.0, "channel_multiple": 8, "max_rate": 0.9, "sensitivity_size": 2000,
-    "finetune_epochs": 20, "finetune_optimizer": "sgd", "finetune_lr": 0.01, "tucker_rule": 0.9,
+    "finetune_epochs": 10, "finetune_optimizer": "sgd", "finetune_lr": 0.01, "tucker_rule": 0.9,
     "tucker_layers": "faster", "latency_batch": 100, "latency_repeats": 20,
     "distill_weight": 0.9, "distill_temperature": 4.0,
 }  # fmt: skip
