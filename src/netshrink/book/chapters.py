@@ -244,16 +244,14 @@ TENSOR_DECOMPOSITION = Chapter(
 # Draft 004 leaves the chapter a heading: every value is ours. `full` is the largest VGG-16 that
 # trains to a real accuracy on a 2-core CPU within about 150 minutes for the whole chapter:
 # half of the width on all 45,000 training images, 50 epochs of one-cycle SGD with label
-# smoothing, trained under bfloat16 autocast where the CPU computes bfloat16 in hardware
-# (AVX512-BF16 or AMX: 1.65x per step at 0.375 width, 1.9x at half width on a 2-core AMD EPYC;
-# float32 elsewhere, where half width would take ~150 s an epoch): 88.20 % in 81 min of training
-# (97 s an epoch; 40 epochs reached 87.79 % in 67 min), then 32 min for the rest with
-# fine-tunings of 10 epochs: 113 min in all (fine-tunings of 20 epochs took the rest to 61 min).
-# In float32, 0.375 of the width reached 86.86 % in 63 min (93 s an epoch) and the chapter took
-# 120 min; quarter width
-# (50 epochs) 85.17 %; without the classifier's dropout and at weight decay 1e-4 the same
-# 85.20 %, though it fit more of its training images: the width and the epochs limit accuracy,
-# not the regularisation, so the recipe stays torchvision's dropout 0.5 and 5e-4.
+# smoothing, under bfloat16 autocast where the CPU computes bfloat16 in hardware (AVX512-BF16 or
+# AMX: 1.65x per step at 0.375 width, 1.9x at half width on a 2-core AMD EPYC; float32
+# elsewhere, where half width would take ~150 s an epoch). On that EPYC: 88.20 % in 81 min of
+# training (40 epochs: 87.79 % in 67 min), then 32 min for the rest: 113 min in all.
+# Tried before: 0.375 width in float32, 86.86 % in 63 min; quarter width (50 epochs) 85.17 %,
+# and without the classifier's dropout at weight decay 1e-4 the same 85.20 %, though it fit
+# more of its training images: the width and the epochs limit accuracy, not the regularisation,
+# so the recipe stays torchvision's dropout 0.5 and 5e-4.
 # Tucker ranks by energy (VBMF's ranks fell to chance and fine-tuned back to 48 % only). Each step
 # is fine-tuned by SGD, cosine from 0.01 (a probe at quarter width: the network pruned at
 # tolerance 1 came back to its unpruned accuracy, where 8 epochs of Adam at 1e-3 lost 3 points).
@@ -262,14 +260,12 @@ TENSOR_DECOMPOSITION = Chapter(
 # kernels run fastest on multiples of 8 (AVX2; a 10->10 conv at 32x32 took 4.2 ms per 100
 # images, an 8->8 one 2.0 ms). With the kept filters rounded down to a multiple of 8, the
 # tolerance rises in steps of 4 until the measured target speedup (a 2.5x target lost 3.39
-# points at quarter width), so the target is 2x and each step gets 10 epochs (Li et al. retrain
-# for 40; 20 would take this chapter to about 142 min: a next run), distilled from the
-# unpruned network (weight 0.9, temperature 4: 83.36 -> 83.77 % at
-# quarter width). Tucker-2 only where a layer runs faster decomposed (on every conv it made the
-# network slower). At half width, 50 epochs, fine-tunings of 10 epochs: tolerance 8, pruned alone
-# 8.6x fewer parameters, 2.57x as fast, 86.86 % (1.34 points lost); with Tucker-2 10.4x, 2.60x,
-# 86.56 % (1.64 points lost). With the 40-epoch network and fine-tunings of 20 epochs: 9.3x,
-# 2.32x, 0.39 points lost; at 0.375 width in float32 8.1x, 2.70x, 1.05 points.
+# points at quarter width), so the target is 2x, distilled from the unpruned network (weight
+# 0.9, temperature 4: 83.36 -> 83.77 % at quarter width). Tucker-2 only where a layer runs faster
+# decomposed (on every conv it made the network slower). Fine-tunings of 10 epochs (Li et al.
+# retrain for 40): tolerance 8, pruned alone 8.6x fewer parameters, 2.57x as fast, 1.34 points
+# lost; with Tucker-2 10.4x, 2.60x, 1.64 points lost. With 20 epochs (61 min for the rest, about
+# 142 min in all) the 40-epoch network lost 0.39 points at 9.3x and 2.32x.
 # Full width belongs on a GPU: -p width 1.0 (README, "VGG-16 at full width on a GPU").
 _VGG_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "test_size": None,
