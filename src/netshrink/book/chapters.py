@@ -247,7 +247,7 @@ TENSOR_DECOMPOSITION = Chapter(
 # smoothing, under bfloat16 autocast where the CPU computes bfloat16 in hardware (AVX512-BF16 or
 # AMX: 1.65x per step at 0.375 width, 1.9x at half width on a 2-core AMD EPYC; float32
 # elsewhere, where half width would take ~150 s an epoch). On that EPYC: 88.20 % in 81 min of
-# training (40 epochs: 87.79 % in 67 min), then 32 min for the rest: 113 min in all.
+# training (40 epochs: 87.79 % in 67 min), then 60 min for the rest: 141 min in all.
 # Tried before: 0.375 width in float32, 86.86 % in 63 min; quarter width (50 epochs) 85.17 %,
 # and without the classifier's dropout at weight decay 1e-4 the same 85.20 %, though it fit
 # more of its training images: the width and the epochs limit accuracy, not the regularisation,
@@ -263,9 +263,8 @@ TENSOR_DECOMPOSITION = Chapter(
 # points at quarter width), so the target is 2x, distilled from the unpruned network (weight
 # 0.9, temperature 4: 83.36 -> 83.77 % at quarter width). Tucker-2 only where a layer runs faster
 # decomposed (on every conv it made the network slower). Fine-tunings of 20 epochs (Li et al.
-# retrain for 40; about 61 min for the rest, 142 min in all): with 10, the 50-epoch network
-# pruned at tolerance 8 then decomposed lost 1.64 points at 10.4x and 2.60x; with 20, the
-# 40-epoch network lost 0.39 points at 9.3x and 2.32x.
+# retrain for 40): tolerance 8, pruned alone 8.6x fewer parameters, 2.59x as fast, 1.11 points
+# lost; with Tucker-2 9.5x, 2.64x, 1.01 points lost. With 10 epochs the same network lost 1.64.
 # Full width belongs on a GPU: -p width 1.0 (README, "VGG-16 at full width on a GPU").
 _VGG_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "test_size": None,
