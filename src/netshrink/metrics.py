@@ -29,6 +29,23 @@ def class_sums(
     return loss_sum, correct.index_add_(1, y, (target >= top).long())
 
 
+def plane_class_sums(
+    planes: torch.Tensor, y: torch.Tensor, n_classes: int, accuracy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`class_sums` from the logits laid out as planes, (t, C, N): each class's logits of the N
+    examples contiguous, so every step runs over long contiguous rows instead of reducing rows of
+    C values (measured: 1.5-1.7x faster than `class_sums` on contiguous (t, N, C) logits, C = 10)."""
+    target = planes.gather(1, y.view(1, 1, -1).expand(len(planes), 1, -1)).squeeze(1)  # (t, N)
+    top = planes.amax(1)
+    losses = top + (planes - top.unsqueeze(1)).exp_().sum(1).log_() - target  # (t, N)
+    loss_sum = torch.zeros(len(planes), n_classes, dtype=torch.float64, device=y.device)
+    loss_sum.index_add_(1, y, losses.double())
+    if not accuracy:
+        return loss_sum, None
+    correct = torch.zeros(len(planes), n_classes, dtype=torch.long, device=y.device)
+    return loss_sum, correct.index_add_(1, y, (target >= top).long())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable) -> dict[str, float]:
     """Mean cross-entropy `loss` and accuracy `acc` of `model` over `loader`, on the model's
