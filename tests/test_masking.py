@@ -101,14 +101,14 @@ def test_small_batches_are_merged_up_to_the_row_limit():
     assert torch.equal(torch.cat([x for x, _ in merged]), torch.cat([x for x, _ in batches]))
 
 
-def test_plane_class_sums_equal_class_sums_on_the_same_logits():
+def test_class_sums_of_class_planes_equal_those_of_rows():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 50, 10, generator=g)  # (t, N, C)
     logits[:, :5] = 1.0  # ties: the target's logit equals the largest, counted as correct
     y = torch.randint(0, 10, (50,), generator=g)
     loss_sum, correct = metrics.class_sums(logits, y, 10)
     planes = logits.transpose(1, 2).contiguous()  # (t, C, N)
-    plane_loss, plane_correct = metrics.plane_class_sums(planes, y, 10)
+    plane_loss, plane_correct = metrics.class_sums(planes, y, 10, class_dim=1)
     assert torch.allclose(plane_loss, loss_sum, rtol=1e-6, atol=1e-6)
     assert torch.equal(plane_correct, correct)
-    assert metrics.plane_class_sums(planes, y, 10, accuracy=False)[1] is None
+    assert metrics.class_sums(planes, y, 10, accuracy=False, class_dim=1)[1] is None

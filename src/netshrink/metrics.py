@@ -13,36 +13,26 @@ from netshrink.devices import mode, to_device
 
 
 def class_sums(
-    logits: torch.Tensor, y: torch.Tensor, n_classes: int, accuracy: bool = True
+    logits: torch.Tensor, y: torch.Tensor, n_classes: int, accuracy: bool = True, class_dim: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-class summed cross-entropy (t, C) float64 and correct predictions (t, C) long (None
     unless `accuracy`), from the logits (t, N, C) of t variants of a model on the same N examples
-    with labels y (N,). A prediction is correct when the target's logit is the largest."""
-    target = logits.gather(2, y.view(1, -1, 1).expand(len(logits), -1, 1)).squeeze(2)  # (t, N)
-    top = logits.amax(2)
-    losses = top + (logits - top.unsqueeze(2)).exp_().sum(2).log_() - target  # (t, N)
+    with labels y (N,). A prediction is correct when the target's logit is the largest.
+
+    `class_dim=1` takes the logits as planes (t, C, N), each class's logits of the N examples
+    contiguous: every step then runs along long rows instead of reducing rows of C values
+    (measured 1.5-1.7x faster than contiguous (t, N, C) logits at C = 10)."""
+    shape = [len(logits), -1, -1]
+    shape[class_dim] = 1
+    target = logits.gather(class_dim, y.unsqueeze(0).unsqueeze(class_dim).expand(shape))
+    target = target.squeeze(class_dim)  # (t, N)
+    top = logits.amax(class_dim)
+    losses = top + (logits - top.unsqueeze(class_dim)).exp_().sum(class_dim).log_() - target  # (t, N)
     loss_sum = torch.zeros(len(logits), n_classes, dtype=torch.float64, device=y.device)
     loss_sum.index_add_(1, y, losses.double())
     if not accuracy:
         return loss_sum, None
     correct = torch.zeros(len(logits), n_classes, dtype=torch.long, device=y.device)
-    return loss_sum, correct.index_add_(1, y, (target >= top).long())
-
-
-def plane_class_sums(
-    planes: torch.Tensor, y: torch.Tensor, n_classes: int, accuracy: bool = True
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`class_sums` from the logits laid out as planes, (t, C, N): each class's logits of the N
-    examples contiguous, so every step runs over long contiguous rows instead of reducing rows of
-    C values (measured: 1.5-1.7x faster than `class_sums` on contiguous (t, N, C) logits, C = 10)."""
-    target = planes.gather(1, y.view(1, 1, -1).expand(len(planes), 1, -1)).squeeze(1)  # (t, N)
-    top = planes.amax(1)
-    losses = top + (planes - top.unsqueeze(1)).exp_().sum(1).log_() - target  # (t, N)
-    loss_sum = torch.zeros(len(planes), n_classes, dtype=torch.float64, device=y.device)
-    loss_sum.index_add_(1, y, losses.double())
-    if not accuracy:
-        return loss_sum, None
-    correct = torch.zeros(len(planes), n_classes, dtype=torch.long, device=y.device)
     return loss_sum, correct.index_add_(1, y, (target >= top).long())
 
 

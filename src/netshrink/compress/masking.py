@@ -33,7 +33,7 @@ from netshrink.compress.hooked import check_runs_once, hooked_sums, next_layer_s
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.next_layer import NextLayer, find_next_layer
 from netshrink.devices import mode, model_device, to_device
-from netshrink.metrics import class_sums, plane_class_sums
+from netshrink.metrics import class_sums
 from netshrink.models import layer_names
 
 
@@ -226,7 +226,7 @@ def _masked_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.Linea
 def _masked_logit_planes(act: torch.Tensor, masks: torch.Tensor, out: nn.Linear) -> torch.Tensor:
     """Logits under each mask of the last hidden layer as planes (t, C, N), from act (N, H) and
     masks (t, H): one matrix product [W_out * m_1; ...; W_out * m_t] @ act^T of shape
-    (t*C, H) x (H, N), each class's logits of the N examples contiguous (`plane_class_sums`)."""
+    (t*C, H) x (H, N), each class's logits of the N examples contiguous (`class_sums`, class_dim=1)."""
     w_eff = masks.to(act.dtype).unsqueeze(1) * out.weight.unsqueeze(0)  # (t, C, H)
     planes = w_eff.flatten(0, 1) @ act.T  # (t*C, N)
     if out.bias is not None:
@@ -257,7 +257,7 @@ def _chain_sums(view: LinearChain, index: int, x, y, keep, chunk: int | None, n_
             continue
         if last:  # arbitrary masks of the last hidden layer: the logits straight as planes
             planes = _masked_logit_planes(act, keep[start : start + t], nxt)
-            parts.append(plane_class_sums(planes, y, n_classes, accuracy))
+            parts.append(class_sums(planes, y, n_classes, accuracy, class_dim=1))
             continue
         if nodes is not None:
             sel = nodes[start : start + t]
