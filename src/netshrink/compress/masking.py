@@ -130,12 +130,12 @@ class MaskEvaluation:
 
 # Elements of the largest intermediate tensor of one chain pass. The last hidden layer's
 # rank-one path holds (masks, N) planes, C times smaller than the logits, and runs fastest in
-# large passes (64 MB in float32). Passes that hold every mask's pre-activations or logits,
-# (masks, N, out), run fastest when those stay near the cache (4 MB): measured on 1,000 random
-# masks of a 784-128-10 MLP (10,000 images, 2 threads, AMD EPYC with AVX-512), 64 MB passes took
-# 1.5x to 2x the time of 2 to 8 MB ones, and 1 MB ones were slower again.
-_BUDGET = 2**24
-STACKED_BUDGET = 2**20
+# large passes. Passes that hold every mask's pre-activations or logits, (masks, N, out), run
+# fastest when those stay near the cache: measured on 1,000 random masks of a 784-128-10 MLP
+# (10,000 images, 2 threads, AMD EPYC with AVX-512), 64 MB passes took 1.5x to 2x the time of
+# 2 to 8 MB ones, and 1 MB ones were slower again.
+_RANK_ONE_BUDGET = 2**24  # 64 MB in float32
+_STACKED_BUDGET = 2**20  # 4 MB
 
 
 def _single_removals(keep: torch.Tensor) -> torch.Tensor | None:
@@ -247,11 +247,11 @@ def _chain_sums(view: LinearChain, index: int, x, y, keep, chunk: int | None, n_
     parts = [class_sums(view.forward_from(index, z).unsqueeze(0), y, n_classes, accuracy)]
     nodes = _single_removals(keep)
     last = index + 2 == len(view.linears)
-    per_mask = len(x) * max(nxt.out_features, n_classes)
-    budget = _BUDGET if nodes is not None and last else STACKED_BUDGET
-    t = chunk or max(1, budget // per_mask)
+    rank_one = nodes is not None and last  # single removals from the last hidden layer
+    budget = _RANK_ONE_BUDGET if rank_one else _STACKED_BUDGET
+    t = chunk or max(1, budget // (len(x) * max(nxt.out_features, n_classes)))
     for start in range(0, len(keep), t):
-        if nodes is not None and last:
+        if rank_one:
             sel = nodes[start : start + t]
             parts.append(_last_hidden_sums(act, z, nxt.weight, y, sel, accuracy, view.nonnegative[index]))
             continue
