@@ -61,7 +61,15 @@ def test_glance_lists_every_figure_comparison_and_compressed_model():
     assert files == {"figures/random_pruning/R-F1.png": Path("/results/smoke/random_pruning/R-F1.png")}
     assert (
         "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | draft 004 | `smoke` "
-        "| {doc}`../chapters/02_random_pruning` |" in text
+        "| {doc}`../chapters/02_random_pruning` | **no verdict**: R-T1: mean acc \\| n=64: ours 0.8441 "
+        "and the draft's 0.8485 differ beyond 5e-05 and no reason is declared" in text
+    ), "a row without a declared reason says so in its verdict column"
+    agrees = manifest()
+    agrees["comparisons"]["random_pruning"][0].update(ours=0.8485, spread=0.01)
+    text, _ = pages.glance_sections(agrees, Path("/results"), chapters.CHAPTERS)
+    assert (
+        "| **agrees**: ours +0 from the draft's, within 0.01: the draft's rounding (5e-05); our spread (0.01)"
+        in text
     )
     assert "85,075 of 101,770" in text and "97.48 (was 97.64)" in text and "1.15x | `smoke` |" in text
 

@@ -98,6 +98,12 @@ def test_findings_are_glued_compared_and_recorded_in_one_call(results_dir):
     }
     manifest = report.read_manifest("smoke", results_dir)
     assert manifest["comparisons"]["demo"][0]["draft"] == 0.8
+    assert "spread" not in manifest["comparisons"]["demo"][0], "a spread is recorded only when given"
+    rep.compare("X-T1", "acc over seeds", 0.85, 0.8, "draft 004", spread=0.01, draft_spread=0.02)
+    row = report.read_manifest("smoke", results_dir)["comparisons"]["demo"][-1]
+    assert (row["spread"], row["draft_spread"]) == (0.01, 0.02)
+    with pytest.raises(ValueError, match="spread=-0.1 must be a half-width >= 0"):
+        rep.compare("X-T1", "acc", 0.85, 0.8, "draft 004", spread=-0.1)
     assert manifest["compression"]["demo"][0]["model"] == "MLP, pruned"
 
 

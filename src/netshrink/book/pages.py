@@ -12,8 +12,9 @@ from typing import Any
 
 import papermill as pm
 
-from netshrink.book import provenance
+from netshrink.book import provenance, verdicts
 from netshrink.book.chapter import Chapter
+from netshrink.book.numbers import Numbers
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
 
@@ -69,14 +70,17 @@ def glance_sections(
                 r["source"],
                 f"`{r.get('profile', profile)}`",
                 _chapter_link(chapters, chapter_of[r["id"]]),
+                verdicts.verdict_text(r, Numbers(results / r.get("profile", profile) / chapter_of[r["id"]])),
             ]
             for r in comparisons
         ]
         out.append(
             _table(
                 "glance-drafts",
-                "Every number a draft reports, beside ours, with the profile that made ours.",
-                ["item", "quantity", "ours", "draft's", "source", "profile", "chapter"],
+                "Every number a draft reports, beside ours, with the profile that made ours and a "
+                "verdict: agrees (within the draft's rounding and the spreads known), differs (why) or "
+                "not comparable.",
+                ["item", "quantity", "ours", "draft's", "source", "profile", "chapter", "verdict"],
                 rows,
             )
         )

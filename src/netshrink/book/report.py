@@ -269,9 +269,20 @@ class Report:
             rows[:] = [r for r in rows if r.get("id") != row["id"]] + [row]
             write_json(self.manifest_path, manifest)
 
-    def compare(self, item: str, quantity: str, ours: float, draft: float | str, source: str) -> None:
-        """Record one number the draft reports beside ours, for the Results at a glance page.
-        `draft` may be a text where the draft gives a bound ("> 60 %"); `source` names the document."""
+    def compare(
+        self,
+        item: str,
+        quantity: str,
+        ours: float,
+        draft: float | str,
+        source: str,
+        spread: float | None = None,
+        draft_spread: float | None = None,
+    ) -> None:
+        """Record one number the draft reports beside ours, for the Results at a glance page and the
+        verdicts (`verdicts.verdict`). `draft` may be a text where the draft gives a bound ("> 60 %");
+        `source` names the document; `spread` and `draft_spread`: 95 % half-widths of ours and of the
+        draft's number, in its units, where known (recorded only when given)."""
         self._stem(item, None)
         row = {
             "id": f"{item}: {quantity}",
@@ -282,6 +293,11 @@ class Report:
             "source": source,
             "profile": self.profile,
         }
+        for key, value in (("spread", spread), ("draft_spread", draft_spread)):
+            if value is not None:
+                if not value >= 0:
+                    raise ValueError(f"{key}={value!r} must be a half-width >= 0")
+                row[key] = float(value)
         self._append("comparisons", row)
 
     def compression(

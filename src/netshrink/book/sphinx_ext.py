@@ -22,7 +22,7 @@ from typing import Any
 
 import nbformat
 
-from netshrink.book import pages, provenance, sources
+from netshrink.book import beside, pages, provenance, sources
 from netshrink.book.chapter import Chapter
 from netshrink.book.chapters import CHAPTERS
 
@@ -56,7 +56,8 @@ def _docname(chapter: Chapter) -> str:
 
 def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
     """The text of the chapter's executed notebook, with the committed notebook's prose
-    (`sources.current_prose`) and the provenance note after its title, or None when the chapter
+    (`sources.current_prose`), the provenance note after its title and then its settings and
+    verdicts beside the drafts (`beside.page_section`), or None when the chapter
     has not been run (the committed notebook is shown then)."""
     used = run.chosen[chapter.name]
     executed = sources.executed_notebook(run.results, used, chapter)
@@ -68,6 +69,10 @@ def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
     prov = provenance.read(run.results, used, chapter.name)
     if prov is not None:
         page.cells.insert(1, nbformat.v4.new_markdown_cell(provenance.page_note(prov)))
+    page.cells.insert(
+        1 + (prov is not None),
+        nbformat.v4.new_markdown_cell(beside.page_section(run.results, used, chapter.name, run.manifest)),
+    )  # settings and verdicts
     return nbformat.writes(page)
 
 

@@ -1,0 +1,194 @@
+"""A verdict for every number set beside a draft's: *agrees*, *differs* (with its reason) or *not
+comparable* (with why).
+
+The rule (`verdict`): a row declared *not comparable* in `reasons.REASONS` is that. Otherwise
+ours agrees when |ours - draft| is within the tolerance: half a unit of the draft's last printed
+digit (its rounding) plus the spreads of ours and of the draft's (95 % half-widths, combined in
+quadrature) where known: the row's own `spread` and `draft_spread` (`Report.compare`), or for a
+committed run what its tables give (`committed_spread`). Beyond it the row *differs*, and must
+have a declared reason; a row without one raises `MissingVerdict` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from scipy import stats
+
+from netshrink.book import reasons
+from netshrink.book.numbers import Numbers
+
+__all__ = [
+    "KINDS",
+    "MissingVerdict",
+    "Verdict",
+    "committed_spread",
+    "rounding",
+    "verdict",
+    "verdict_text",
+    "verdicts_section",
+]
+
+Kind = Literal["agrees", "differs", "not comparable"]
+KINDS: tuple[str, ...] = ("agrees", "differs", "not comparable")
+
+
+class MissingVerdict(ValueError):
+    """A comparison row beyond its tolerance with no declared reason."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    reason: str
+
+    def text(self) -> str:
+        return f"**{self.kind}**: {self.reason}"
+
+
+def rounding(row: dict[str, Any]) -> float:
+    """Half a unit of the last digit the draft printed: declared by item in `reasons.ROUNDING`
+    (a float drops trailing zeros: the draft's "0.9720" is 0.972), else read from the number, an
+    accuracy as the percent the drafts print (0.801 -> 80.1 % -> 0.0005; 0.8 -> 0.005; 59560.0 -> 0.5)."""
+    if row["item"] in reasons.ROUNDING:
+        return reasons.ROUNDING[row["item"]]
+    scale = 100.0 if _is_percent(row) else 1.0
+    exponent = Decimal(repr(round(float(row["draft"]) * scale, 8))).normalize().as_tuple().exponent
+    return 0.5 * 10.0 ** min(int(exponent), 0) / scale
+
+
+def _t95(n: int) -> float:
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+_RANDOM = re.compile(r"^(MNIST|Fashion-MNIST): mean test accuracy, (\d+) random nodes removed$")
+_SHRINK = re.compile(r"^MNIST: mean nodes removed by Algorithm 2, n = (\d+)$")
+
+
+def committed_spread(row: dict[str, Any], numbers: Numbers) -> tuple[float, str] | None:
+    """(95 % half-width of ours, what it is) where a committed run's tables give one, else None.
+    Random pruning: one network's mean accuracy varies between networks as R-S1's sd between
+    networks; Algorithm 2's mean over runs has R-T3's sd over the runs."""
+    quantity = row["quantity"]
+    if (m := _RANDOM.match(quantity)) and row["item"] in ("R-T1", "R-T4"):
+        s1 = numbers.table(f"R-S1-{m[1].lower()}")
+        line = s1.loc[int(m[2])]
+        nets = int(line["networks"])
+        half = _t95(nets) * float(line["sd between networks"])
+        return half, f"95 % range of one network's mean, from the sd between our {nets} networks (R-S1)"
+    if (m := _SHRINK.match(quantity)) and row["item"] == "R-T3":
+        runs = int(numbers.params["shrink_runs"])
+        sd = float(numbers.table("R-T3").query("statistic == 'std' and source == 'ours'")[m[1]].iloc[0])
+        return _t95(runs) * sd / math.sqrt(runs), f"95 % interval of our mean over {runs} runs"
+    return None
+
+
+def _is_percent(row: dict[str, Any]) -> bool:
+    return "accuracy" in row["quantity"] and abs(float(row["ours"])) <= 1.0
+
+
+def _show(row: dict[str, Any], value: float) -> str:
+    return f"{100 * value:.2f} %" if _is_percent(row) else f"{value:.4g}"
+
+
+def _fmt(value: float, sign: str = "") -> str:
+    return f"{value:{sign}.2f}" if abs(value) >= 1 else f"{value:{sign}.3g}"
+
+
+def _gap(row: dict[str, Any], value: float, sign: str = "") -> str:
+    return f"{_fmt(100 * value, sign)} points" if _is_percent(row) else _fmt(value, sign)
+
+
+def verdict(row: dict[str, Any], numbers: Numbers) -> Verdict:
+    """The verdict of one comparison row (`Report.compare`'s) of the run in `numbers`."""
+    declared = reasons.REASONS.get((row["item"], row["quantity"]))
+    if declared is not None and declared.kind == "not comparable":
+        return Verdict("not comparable", declared.text(numbers))
+    if isinstance(row["draft"], str):
+        raise MissingVerdict(
+            f"{row['item']}: {row['quantity']}: the draft's {row['draft']!r} is a text; "
+            f"declare it not comparable (or a number) in reasons.REASONS"
+        )
+    ours, draft = float(row["ours"]), float(row["draft"])
+    spreads, basis = [], [f"the draft's rounding ({_gap(row, rounding(row))})"]
+    if row.get("spread") is not None:
+        spreads.append(float(row["spread"]))
+        basis.append(f"our spread ({_gap(row, spreads[-1])})")
+    elif (given := committed_spread(row, numbers)) is not None:
+        spreads.append(given[0])
+        basis.append(f"our spread ({_gap(row, given[0])}: {given[1]})")
+    else:
+        basis.append("our spread unknown (one run)")
+    if row.get("draft_spread") is not None:
+        spreads.append(float(row["draft_spread"]))
+        basis.append(f"the draft's spread ({_gap(row, spreads[-1])})")
+    else:
+        basis.append("the draft's spread not given")
+    tolerance = rounding(row) + math.hypot(0.0, *spreads)
+    within = "; ".join(basis)
+    if abs(ours - draft) <= tolerance:
+        return Verdict(
+            "agrees",
+            f"ours {_gap(row, ours - draft, '+')} from the draft's, within {_gap(row, tolerance)}: {within}.",
+        )
+    if declared is None:
+        raise MissingVerdict(
+            f"{row['item']}: {row['quantity']}: ours {_show(row, ours)} and the draft's "
+            f"{_show(row, draft)} differ beyond {_gap(row, tolerance)} and no reason is "
+            f"declared in reasons.REASONS"
+        )
+    return Verdict(
+        "differs",
+        f"ours {_gap(row, ours - draft, '+')} from the draft's, beyond {_gap(row, tolerance)} ({within}). "
+        f"{declared.text(numbers)}",
+    )
+
+
+def verdict_text(row: dict[str, Any], numbers: Numbers) -> str:
+    """The verdict as a page shows it; a row that has none (or whose run lacks the numbers its
+    reason quotes) shows **no verdict** and why, for the committed results' test to catch."""
+    try:
+        return verdict(row, numbers).text()
+    except (MissingVerdict, KeyError, FileNotFoundError) as err:
+        return f"**no verdict**: {str(err).strip(chr(39))}"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def verdicts_section(chapter: str, rows: list[dict[str, Any]], numbers: Numbers) -> str:
+    """MyST for a chapter page: "Beside the drafts", every comparison row with its verdict, and
+    what the chapter adds (`reasons.EXTRAS`)."""
+    out = ["## Beside the drafts", ""]
+    if rows:
+        out += [
+            "Every number a draft reports, beside ours, with a verdict: *agrees* within the draft's "
+            "rounding and the spreads known, *differs* (with the reason, a hypothesis where no run here "
+            "tests it) or *not comparable* (with why).",
+            "",
+            "| item | quantity | ours | draft's | source | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            draft = r["draft"] if isinstance(r["draft"], str) else _show(r, float(r["draft"]))
+            cells = [
+                r["item"],
+                r["quantity"],
+                _show(r, float(r["ours"])),
+                draft,
+                r["source"],
+                verdict_text(r, numbers),
+            ]
+            out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        out.append("")
+    else:
+        out += ["No draft reports a number that this chapter's run sets beside its own.", ""]
+    extra = reasons.EXTRAS.get(chapter)
+    if extra is not None:
+        out += [extra(numbers), ""]
+    return "\n".join(out)

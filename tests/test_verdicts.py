@@ -1,0 +1,129 @@
+"""Every comparison with a draft carries a verdict, and every chapter page its settings table."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from netshrink.book import beside, chapters, reasons, settings, sphinx_ext, verdicts
+from netshrink.book.numbers import Numbers
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL = ROOT / "results" / "full"
+SEED_003 = Path("/work/shared/seeds/003_ba967089f1d3be1a.txt")
+
+
+def _committed_rows():
+    manifest = json.loads((FULL / "manifest.json").read_text())
+    return [(chapter, row) for chapter, rows in manifest["comparisons"].items() for row in rows]
+
+
+def test_every_committed_comparison_has_a_verdict():
+    missing = []
+    for chapter, row in _committed_rows():
+        try:
+            found = verdicts.verdict(row, Numbers(FULL / chapter))
+        except (verdicts.MissingVerdict, KeyError, FileNotFoundError) as err:
+            missing.append(f"{row['item']}: {err}")
+            continue
+        assert found.kind in verdicts.KINDS and found.reason, row["id"]
+    assert not missing, "comparison rows without a verdict:\n" + "\n".join(missing)
+
+
+def _row(**kw):
+    return {"item": "X-T1", "quantity": "q: test accuracy", "ours": 0.90, "draft": 0.80, "source": "d", **kw}
+
+
+def test_a_row_beyond_its_tolerance_without_a_reason_fails_naming_it(tmp_path):
+    with pytest.raises(
+        verdicts.MissingVerdict,
+        match=r"X-T1: q: test accuracy: ours 90.00 % and the draft's "
+        r"80.00 % differ beyond 0.5 points and no reason",
+    ):
+        verdicts.verdict(_row(), Numbers(tmp_path))
+    assert verdicts.verdict_text(_row(), Numbers(tmp_path)).startswith("**no verdict**: X-T1: q")
+
+
+def test_agrees_within_rounding_and_spreads_and_not_comparable_wins(tmp_path, monkeypatch):
+    numbers = Numbers(tmp_path)
+    assert verdicts.rounding(_row(draft=0.801)) == pytest.approx(0.0005)
+    assert verdicts.rounding(_row(draft=0.8)) == pytest.approx(0.005), "a percent: 80 %"
+    assert verdicts.rounding(_row(quantity="parameters", draft=59560.0)) == 0.5
+    assert verdicts.rounding(_row(item="D-T1", draft=0.7)) == 0.005, (
+        "declared: the slides print whole percent"
+    )
+    assert verdicts.verdict(_row(ours=0.8004), numbers).kind == "agrees"
+    assert verdicts.verdict(_row(ours=0.85, spread=0.03, draft_spread=0.04), numbers).kind == "agrees"
+    assert (
+        "our spread (3.00 points)"
+        in verdicts.verdict(_row(ours=0.85, spread=0.03, draft_spread=0.04), numbers).reason
+    )
+    monkeypatch.setitem(reasons.REASONS, ("X-T1", "q: test accuracy"), reasons.Declared("differs", "why"))
+    assert verdicts.verdict(_row(), numbers).text().startswith("**differs**: ours +10.00 points")
+    assert verdicts.verdict(_row(ours=0.8004), numbers).kind == "agrees", (
+        "a declared reason is used only if it differs"
+    )
+    monkeypatch.setitem(
+        reasons.REASONS, ("X-T1", "q: test accuracy"), reasons.Declared("not comparable", "other")
+    )
+    assert verdicts.verdict(_row(ours=0.8), numbers) == verdicts.Verdict("not comparable", "other")
+    with pytest.raises(ValueError, match="kind='agrees' is not known"):
+        reasons.Declared("agrees", "x")
+
+
+def test_committed_spreads_come_from_the_runs_tables():
+    rows = dict(((r["item"], r["quantity"]), r) for _, r in _committed_rows())
+    numbers = Numbers(FULL / "random_pruning")
+    half, what = verdicts.committed_spread(
+        rows["R-T4", "Fashion-MNIST: mean test accuracy, 64 random nodes removed"], numbers
+    )
+    assert half == pytest.approx(2.776 * 0.0081095, rel=1e-3) and "R-S1" in what
+
+
+def test_dt6_compares_drops_from_each_networks_own_original_and_flags_the_drafts_off_by_one():
+    drops = reasons.dt6_drops(Numbers(FULL / "tensor_decomposition"))
+    assert drops.loc[8, "report's drop"] == 0 and drops.loc[8, "our drop"] == 0
+    assert drops.loc[4, "report's accuracy (%)"] == 84.59, "k = 4 in the report's log is 84.59 %, not 88.02 %"
+    if SEED_003.is_file():  # the draft itself: each accuracy line comes before its k line
+        log = [
+            line for line in SEED_003.read_text().splitlines() if "accuracy:" in line or "Time for" in line
+        ]
+        pairs = {
+            int(log[i + 1].split()[0]): float(log[i].split()[-1].rstrip("%")) for i in range(0, len(log), 2)
+        }
+        assert pairs == reasons.DRAFT_003_K
+        assert "at  $k = 4$  we get accuracy of around 88.02%" in SEED_003.read_text()
+    row = next(r for _, r in _committed_rows() if r["item"] == "D-T6" and "no fine-tuning" in r["quantity"])
+    text = verdicts.verdict(row, Numbers(FULL / "tensor_decomposition")).text()
+    assert text.startswith("**not comparable**") and "its k = 4 is 84.59 %" in text
+
+
+def test_every_chapter_has_a_settings_table_filled_from_its_run():
+    assert set(settings.SETTINGS) == set(chapters.CHAPTERS)
+    for name in chapters.CHAPTERS:
+        text = settings.settings_section(name, beside.run_parameters(ROOT / "results", "full", name))
+        assert "| setting | the draft's words | ours | whose | why |" in text
+        assert "{" not in text.split("| setting |")[1], f"{name}: a parameter left unfilled"
+        for s in settings.SETTINGS[name]:
+            assert s.whose == "ours" or s.draft, (
+                f"{name}: {s.name}: a setting of the draft's quotes the draft"
+            )
+    baselines = settings.settings_section(
+        "baselines", beside.run_parameters(ROOT / "results", "full", "baselines")
+    )
+    assert "55,000 training images, 5,000 held out for validation" in baselines
+    with pytest.raises(KeyError, match="parameter 'mlp_epochs'"):
+        settings.settings_section("baselines", {})
+    with pytest.raises(ValueError, match="whose='mine' is not known"):
+        settings.Setting("x", "", "000", "y", "mine", "z")
+
+
+def test_each_chapter_page_shows_its_settings_and_verdicts_after_the_provenance_note():
+    run = sphinx_ext.BookRun.from_environment(ROOT)
+    for chapter in chapters.CHAPTERS.values():
+        if run.chosen[chapter.name] != "full":
+            continue  # committed results that no longer match the code: not shown
+        page = json.loads(sphinx_ext.chapter_page(run, chapter))
+        texts = ["".join(c["source"]) for c in page["cells"][:4]]
+        assert "{note}" in texts[1] and texts[2].startswith("## Settings: the drafts' and ours"), chapter.name
+        assert "## Beside the drafts" in texts[2] and "**no verdict**" not in texts[2], chapter.name
