@@ -148,8 +148,8 @@ class LeNet(nn.Module):
 
 
 class CifarCNN(nn.Module):
-    """Draft 003's CIFAR-10 CNN: conv 32, conv 32, conv 64, conv 64 (3x3) -> dense 512 -> 10.
-    The draft names no layer sizes: these widths are this book's choice.
+    """The book's CIFAR-10 CNN for draft 003's experiments: conv 32, conv 32, conv 64, conv 64 (3x3)
+    -> dense 512 -> 10. The draft names no layer sizes: these widths are this book's choice.
 
     The draft's step-4 net has no pooling; its step-6 variant adds max-pooling. To compare
     them at equal parameter counts, the second conv of each pair downsamples by stride 2

@@ -3,9 +3,10 @@
 Profiles:
 - `smoke`: seconds a chapter, tiny subsets; for the tests.
 - `quick`: the default; the whole book in minutes on a 2-core CPU, on subsets and few epochs.
-- `full`: thesis scale: the drafts' settings where they give them (full data sets, the 128-node
-  network's 5 epochs and batch 32 from draft 004, the course report's 15 and 50 CIFAR-10
-  epochs); every other epoch count is this book's choice, marked `# ours` below.
+- `full`: thesis scale: the drafts' settings where they give them (whole data sets less a
+  validation split, the 128-node network's 5 epochs and batch 32 from draft 004, the course
+  report's 15 and 50 CIFAR-10 epochs); every other epoch count is this book's choice, marked
+  `# ours` below. Each chapter page's settings table (`settings.SETTINGS`) says whose each is.
 
 Each chapter's parameters are declared here once; their rules, by name, in `parameters.RULES`.
 A notebook's `parameters` cell is generated from the `quick` values (`make cells`, a test

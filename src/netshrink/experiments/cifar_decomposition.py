@@ -25,8 +25,8 @@ from netshrink.train import TrainConfig
 def cifar_config(
     *, epochs: int, seed: int = 0, augment: bool = True, data_kwargs: dict | None = None
 ) -> TrainConfig:
-    """Draft 003's CNN with max-pooling (conv 32, 32, 64, 64 + dense 512), Adam 1e-3, batch 64,
-    crop and flip augmentation."""
+    """The book's CIFAR-10 CNN with max-pooling (conv 32, 32, 64, 64 + dense 512; draft 003 names
+    no layers), Adam 1e-3, batch 64, crop and flip augmentation: Baselines' B-F7 configuration."""
     return TrainConfig(
         "cifar_cnn",
         "cifar10",
