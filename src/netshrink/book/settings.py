@@ -302,7 +302,7 @@ def settings_section(chapter: str, params: Mapping[str, Any]) -> str:
         cells = [s.name, _quote(s), s.ours_text(params), s.whose, s.why]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     drafts = sorted({s.source[:3] for s in SETTINGS[chapter] if s.source[:3] in DRAFTS})
-    files = "; ".join(f"{d}: `{DRAFTS[d]}`" for d in drafts)
+    files = "; ".join("{}: `{}` ({}".format(d, *DRAFTS[d].split(" (", 1)) for d in drafts)
     return "\n".join(
         [
             "## Settings: the drafts' and ours",
