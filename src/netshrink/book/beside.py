@@ -12,7 +12,7 @@ from netshrink.book import provenance, settings, verdicts
 from netshrink.book.chapters import CHAPTERS
 from netshrink.book.numbers import Numbers
 
-__all__ = ["page_section"]
+__all__ = ["page_section", "run_parameters"]
 
 
 def run_parameters(results: Path, profile: str, chapter: str) -> dict[str, Any]:
