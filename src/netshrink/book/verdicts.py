@@ -92,7 +92,9 @@ def _is_percent(row: dict[str, Any]) -> bool:
 
 
 def _show(row: dict[str, Any], value: float) -> str:
-    return f"{100 * value:.2f} %" if _is_percent(row) else f"{value:.4g}"
+    if _is_percent(row):
+        return f"{100 * value:.2f} %"
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 1000 else f"{value:.4g}"
 
 
 def _fmt(value: float, sign: str = "") -> str:
