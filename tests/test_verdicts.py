@@ -127,3 +127,12 @@ def test_each_chapter_page_shows_its_settings_and_verdicts_after_the_provenance_
         texts = ["".join(c["source"]) for c in page["cells"][:4]]
         assert "{note}" in texts[1] and texts[2].startswith("## Settings: the drafts' and ours"), chapter.name
         assert "## Beside the drafts" in texts[2] and "**no verdict**" not in texts[2], chapter.name
+
+
+def test_settings_read_the_runs_parameters_else_the_declared_profile(tmp_path):
+    from netshrink.io import write_json
+
+    declared = chapters.BASELINES.parameters("quick")
+    assert beside.run_parameters(tmp_path, "quick", "baselines") == declared
+    write_json(tmp_path / "quick" / "baselines" / "parameters.json", {**declared, "mlp_epochs": 7})
+    assert beside.run_parameters(tmp_path, "quick", "baselines")["mlp_epochs"] == 7
