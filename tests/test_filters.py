@@ -69,10 +69,10 @@ def test_a_conv_without_batch_norm_is_followed_exactly():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Conv2d(6, 4, 3), nn.ReLU(), nn.Flatten(),
                         nn.Linear(4 * 28 * 28, 10)).eval()  # fmt: skip
-    assert graph.follow_filters(net, "0") == graph.FilterPath("0", None, "2")
+    assert graph.follow_filters(net, "0") == graph.FilterPath("0", None, "2", "5")
     keep = torch.tensor([True, False, True, True, False, True])
     x = torch.rand(2, 3, 32, 32)
-    expected = _masked(net, graph.FilterPath("0", None, "2"), keep)(x)
+    expected = _masked(net, graph.FilterPath("0", None, "2", "5"), keep)(x)
     assert torch.allclose(prune.remove_filters(net, "0", keep)(x), expected, atol=1e-5)
 
 

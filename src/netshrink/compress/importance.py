@@ -43,7 +43,7 @@ def ablate(
 
     `chunk` nodes go in one pass, 1..len(nodes); `accuracy=False` skips the predictions.
     """
-    n = check_width(check_layer(model, layer), layer)
+    n = check_width(check_layer(model, layer, operation="node importance"), layer)
     nodes = torch.arange(n) if nodes is None else torch.as_tensor(nodes, dtype=torch.long).view(-1)
     if nodes.numel() and (nodes.min() < 0 or nodes.max() >= n):
         raise ValueError(f"nodes must be indices in 0..{n - 1} of layer={layer!r}")
@@ -74,7 +74,7 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     Molchanov et al. rank by the absolute value; the signed value is returned here so that it can
     be compared with the oracle's sign.
     """
-    module = check_layer(model, layer)
+    module = check_layer(model, layer, operation="node importance")
     device = model_device(model)
     saved: list[torch.Tensor] = []
 

@@ -27,14 +27,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink.checks import check_examples, check_labels, check_layer, check_width
+from netshrink.checks import check_examples, check_labels, check_layer, check_width, node_count
 from netshrink.compress.chain import LinearChain, linear_chain
+from netshrink.compress.graph import node_path
 from netshrink.compress.hooked import check_runs_once, hooked_sums, next_layer_sums
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.next_layer import NextLayer, find_next_layer
 from netshrink.devices import mode, model_device, to_device
 from netshrink.metrics import class_sums
-from netshrink.models import layer_names
 
 
 def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool = False) -> torch.Tensor:
@@ -329,7 +329,8 @@ def evaluate_masks(
     `hooked.PASS_BUDGET` elements of activations otherwise). `accuracy=False` skips the predictions,
     which the loss does not need. Small batches of `loader` are merged (`merged_batches`).
     """
-    module = check_layer(model, layer)
+    path = node_path(model, layer, "mask evaluation")  # the next and the output layer, traced
+    module = check_layer(model, layer, [layer])
     n_nodes = check_width(module, layer)
     masks = check_keep(keep, n_nodes)
     masks = masks.unsqueeze(0) if masks.dim() == 1 else masks
@@ -344,7 +345,7 @@ def evaluate_masks(
         order, cumulative = _removal_sweep(masks), True
     nxt: NextLayer | None = None
     probed = view is not None  # the hooked paths check the layer and look for the next one once
-    n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
+    n_classes = node_count(model.get_submodule(path.output))
     loss_sum = torch.zeros(len(masks) + 1, n_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(len(masks) + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
     count = torch.zeros(n_classes, dtype=torch.long, device=device)

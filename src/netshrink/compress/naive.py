@@ -60,7 +60,7 @@ def evaluate_masks_naive(
 
 def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     """`importance.loss_change` with one masked forward pass over the data per node. (n_nodes,)"""
-    module = check_layer(model, layer)
+    module = check_layer(model, layer, operation="node importance")
     zeroed: list[int] = []
 
     def zero(_module, _inputs, output):

@@ -7,8 +7,9 @@ the Oslo draft); since ReLU(0) = 0 the masked node then contributes nothing, so 
 removing the node, which `remove_nodes` does physically (smaller weight matrices).
 
 Layers are named as in the model: `hidden.0`, `hidden.1`, ... for `models.MLP`, `0`, `2`, ...
-for an `nn.Sequential` (see `chain.linear_chain`); the output layer cannot lose nodes: they
-are the classes.
+for an `nn.Sequential`; the layer a layer's nodes feed and the output layer (whose nodes are the
+classes and cannot go) are found in the traced graph (`graph.node_path`), whatever the order in
+which a model registers its layers.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from torch import nn
 
 from netshrink.checks import check_int, check_layer, check_model, check_tol
 from netshrink.compress.chain import linear_chain
-from netshrink.compress.graph import follow_filters
+from netshrink.compress.graph import follow_filters, node_path
 from netshrink.compress.masking import check_keep, evaluate_masks
-from netshrink.models import layer_names
 
 
 def random_node_masks(
@@ -54,20 +54,12 @@ def random_node_masks(
     return keep
 
 
-def _check_chain(model: nn.Module, layer: str) -> tuple[nn.Module, str, nn.Module]:
-    """The module `layer`, the name of the layer it feeds and that layer; a ValueError otherwise."""
-    check_layer(model, layer)
-    names = layer_names(model)
-    modules = dict(model.named_modules())
-    norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
-    if norms:
-        raise ValueError(
-            f"model has normalisation layers ({', '.join(norms)}); remove_nodes handles plain chains"
-        )
-    if any(isinstance(m, nn.Conv2d) and m.groups != 1 for m in modules.values()):
-        raise ValueError("model has grouped convolutions; remove_nodes handles plain chains")
-    following = names[names.index(layer) + 1]
-    return modules[layer], following, modules[following]
+def _check_path(model: nn.Module, layer: str, operation: str) -> tuple[nn.Module, str, nn.Module]:
+    """The module `layer`, the name of the layer its nodes reach in the traced graph and that
+    layer (`graph.node_path`, no normalisation between); a ValueError before any copy otherwise."""
+    path = node_path(model, layer, operation, norms=False)
+    module = check_layer(model, layer, [layer])
+    return module, path.next, model.get_submodule(path.next)
 
 
 def _input_mask(module: nn.Module, nxt: nn.Module, keep: torch.Tensor) -> torch.Tensor:
@@ -86,7 +78,7 @@ def _input_mask(module: nn.Module, nxt: nn.Module, keep: torch.Tensor) -> torch.
 def mask_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     """A copy of `model` whose removed nodes (or channels) have zero incoming weights and bias
     and zero outgoing weights."""
-    module, following, _ = _check_chain(model, layer)
+    module, following, _ = _check_path(model, layer, "node masking")
     masked = copy.deepcopy(model)
     lin, nxt = masked.get_submodule(layer), masked.get_submodule(following)
     keep = check_keep(keep, lin.weight.shape[0], one=True).to(lin.weight.device)
@@ -122,7 +114,7 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     """A copy of `model` in which the removed nodes (or conv channels) are gone: `layer` has
     `keep.sum()` outputs and the next layer as many inputs. Its outputs equal
     `mask_nodes(model, layer, keep)`'s. Works on MLP, Conv4Net and other plain chains."""
-    module, following, nxt = _check_chain(model, layer)
+    module, following, nxt = _check_path(model, layer, "node removal")
     keep = check_keep(keep, module.weight.shape[0], one=True).to(module.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every node of layer={layer!r}; at least one must stay")
