@@ -73,12 +73,14 @@ def test_the_batched_evaluator_equals_one_pass_per_mask(case, masks_of):
     loader = _batches(shape)
     result = masking.evaluate_masks(model, layer, loader, keep=keep, chunk=2)
     loss_sum, correct = _plain(model, layer, loader, keep)
-    assert result.loss_sum.shape == (len(keep) + 1, 10)
-    assert torch.allclose(result.loss_sum, loss_sum, rtol=1e-5, atol=1e-4)
-    assert torch.equal(result.correct, correct)
+    assert result.loss_sum.shape == (len(keep), 10) and result.intact_loss_sum.shape == (10,)
+    assert torch.allclose(result.loss_sum, loss_sum[1:], rtol=1e-5, atol=1e-4)
+    assert torch.allclose(result.intact_loss_sum, loss_sum[0], rtol=1e-5, atol=1e-4)
+    assert torch.equal(result.correct, correct[1:]) and torch.equal(result.intact_correct, correct[0])
     assert result.count.sum() == 21
     assert result.intact_loss == pytest.approx(metrics.evaluate(model, loader)["loss"], abs=1e-5)
-    assert torch.equal(result.masked_loss, result.loss[1:]) and result.loss_change.shape == (len(keep),)
+    assert result.loss.shape == result.acc.shape == result.loss_change.shape == (len(keep),)
+    assert torch.allclose(result.loss_change, result.loss - result.intact_loss)
     if masks_of == "single":
         assert torch.equal(result.nodes, torch.arange(n))
     else:
@@ -90,7 +92,7 @@ def test_no_masks_evaluates_the_intact_model_alone():
     model = _mlp2()
     loader = _batches((12,))
     result = masking.evaluate_masks(model, "hidden.0", loader, keep=torch.ones(0, 9, dtype=torch.bool))
-    assert result.loss.shape == (1,) and result.nodes.shape == (0,)
+    assert result.loss.shape == (0,) and result.nodes.shape == (0,)
     assert result.intact_acc == pytest.approx(metrics.evaluate(model, loader)["acc"])
 
 

@@ -114,7 +114,7 @@ def test_the_ablations_through_the_next_layer_equal_one_pass_per_node(monkeypatc
         keep = torch.ones(len(want), dtype=torch.bool)
         keep[j] = False
         single = importance.ablate(net, layer, batches, nodes=[j])
-        assert torch.equal(got.correct[j + 1], single.correct[1])
+        assert torch.equal(got.correct[j], single.correct[0])
 
 
 class InputAfterTheLayers(nn.Module):
@@ -201,7 +201,8 @@ def test_a_sweep_of_prefix_masks_runs_through_the_next_layer_with_the_same_sums(
     monkeypatch.setattr(hooked, "pass_budget", lambda device: budget)
     got = masking.evaluate_masks(net, layer, [(x[:6], y[:6]), (x[6:], y[6:])], keep=sweep)
     assert used and all(k == {"cumulative": True} for k in used), "the sweep went through the next layer"
-    assert torch.allclose(got.loss_sum, want[0], atol=1e-5) and torch.equal(got.correct, want[1])
+    assert torch.allclose(got.loss_sum, want[0][1:], atol=1e-5) and torch.equal(got.correct, want[1][1:])
+    assert torch.allclose(got.intact_loss_sum, want[0][0], atol=1e-5)
 
 
 def test_masks_that_are_not_a_sweep_use_the_hooks_on_the_layer(monkeypatch):
@@ -221,6 +222,6 @@ def test_masks_that_are_not_a_sweep_use_the_hooks_on_the_layer(monkeypatch):
             keep if keep.shape[1] == 6 else torch.cat([keep, torch.ones(len(keep), 2, dtype=torch.bool)], 1)
         )
         got = masking.evaluate_masks(net, "conv2", [(x, y)], keep=keep)
-        assert torch.allclose(got.loss_sum, _masked_loss_by_hooks(net, "conv2", x, y, keep)[0], atol=1e-5), (
-            name
-        )
+        assert torch.allclose(
+            got.loss_sum, _masked_loss_by_hooks(net, "conv2", x, y, keep)[0][1:], atol=1e-5
+        ), name

@@ -79,8 +79,9 @@ def test_batched_evaluation_equals_the_per_mask_loop(mlp, layer):
     loader = batches()
     fast = masking.evaluate_masks(mlp, layer, loader, keep=masks, chunk=5)
     slow = naive.evaluate_masks_naive(mlp, layer, loader, keep=masks)
-    assert fast.masked_loss.shape == fast.masked_acc.shape == (16,) and fast.loss.shape == (17,)
+    assert fast.loss.shape == fast.acc.shape == (16,)
     assert torch.allclose(fast.loss, slow.loss, atol=1e-5) and torch.allclose(fast.acc, slow.acc, atol=1e-5)
+    assert fast.intact_loss == pytest.approx(slow.intact_loss, abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +173,7 @@ def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
     assert (result.removed.diff(dim=0)[~result.accepted[1:]] == 0).all()
     # the final keep-masks reproduce the recorded losses
     again = masking.evaluate_masks(mlp, "hidden.0", loader, keep=result.keep)
-    assert torch.allclose(again.masked_loss, result.val_loss[-1])
+    assert torch.allclose(again.loss, result.val_loss[-1])
     assert torch.equal((~result.keep).sum(1), result.removed[-1])
 
 

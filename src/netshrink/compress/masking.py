@@ -61,63 +61,82 @@ def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool =
 
 @dataclass
 class MaskEvaluation:
-    """Per-class sums over a data set for the intact model and the model under each keep-mask.
+    """Per-class sums over a data set for the model under each keep-mask, and for the intact model.
 
-    Row 0 of `loss_sum` and `correct` is the intact model, row j+1 the model under `keep[j]`.
+    Every per-mask field and property is indexed by mask: row j is the model under `keep[j]`
+    (`loss[j]`, `acc[j]`, `loss_change[j]`). The intact model's numbers are named as such
+    (`intact_loss`, `intact_acc`, `intact_class_loss`, ...).
     """
 
     keep: torch.Tensor  # (t, n_nodes) bool, the masks
-    loss_sum: torch.Tensor  # (t+1, C) summed cross-entropy per class, float64
-    correct: torch.Tensor | None  # (t+1, C) correct predictions per class (None: not computed)
+    loss_sum: torch.Tensor  # (t, C) summed cross-entropy per class under each mask, float64
+    correct: torch.Tensor | None  # (t, C) correct predictions per class (None: not computed)
     count: torch.Tensor  # (C,) examples per class
+    intact_loss_sum: torch.Tensor  # (C,) summed cross-entropy per class of the intact model
+    intact_correct: torch.Tensor | None  # (C,) its correct predictions per class
+
+    @classmethod
+    def from_rows(
+        cls, keep: torch.Tensor, loss_sum: torch.Tensor, correct: torch.Tensor | None, count: torch.Tensor
+    ) -> MaskEvaluation:
+        """From sums of t + 1 rows, (t + 1, C), the intact model in row 0 (as the passes make them)."""
+        return cls(
+            keep, loss_sum[1:], None if correct is None else correct[1:], count,
+            loss_sum[0], None if correct is None else correct[0],
+        )  # fmt: skip
 
     @property
     def loss(self) -> torch.Tensor:
-        """Mean loss, (t+1,): intact model first."""
+        """Mean loss under each mask, (t,)."""
         return self.loss_sum.sum(1) / self.count.sum()
 
     @property
     def acc(self) -> torch.Tensor:
-        """Accuracy, (t+1,): intact model first."""
+        """Accuracy under each mask, (t,)."""
         return self.correct.sum(1).double() / self.count.sum()
 
     @property
     def intact_loss(self) -> float:
-        return float(self.loss[0])
+        """Mean loss of the intact model."""
+        return float(self._intact_loss())
 
     @property
     def intact_acc(self) -> float:
-        return float(self.acc[0])
+        """Accuracy of the intact model."""
+        return float(self.intact_correct.unsqueeze(0).sum(1)[0].double() / self.count.sum())
 
-    @property
-    def masked_loss(self) -> torch.Tensor:
-        """Mean loss under each mask, (t,)."""
-        return self.loss[1:]
-
-    @property
-    def masked_acc(self) -> torch.Tensor:
-        """Accuracy under each mask, (t,)."""
-        return self.acc[1:]
+    def _intact_loss(self) -> torch.Tensor:  # summed as a row, as the masks' rows are
+        return self.intact_loss_sum.unsqueeze(0).sum(1)[0] / self.count.sum()
 
     @property
     def loss_change(self) -> torch.Tensor:
         """Loss under each mask minus the intact loss, (t,)."""
-        return self.loss[1:] - self.loss[0]
+        return self.loss - self._intact_loss()
 
     @property
     def class_loss(self) -> torch.Tensor:
-        """Mean loss per class, (t+1, C); NaN for a class with no examples."""
+        """Mean loss per class under each mask, (t, C); NaN for a class with no examples."""
         return self.loss_sum / self.count.double()
 
     @property
     def class_acc(self) -> torch.Tensor:
-        """Accuracy per class, (t+1, C)."""
+        """Accuracy per class under each mask, (t, C)."""
         return self.correct.double() / self.count.double()
+
+    @property
+    def intact_class_loss(self) -> torch.Tensor:
+        """Mean loss per class of the intact model, (C,)."""
+        return self.intact_loss_sum / self.count.double()
+
+    @property
+    def intact_class_acc(self) -> torch.Tensor:
+        """Accuracy per class of the intact model, (C,)."""
+        return self.intact_correct.double() / self.count.double()
 
     @property
     def class_loss_change(self) -> torch.Tensor:
         """Per-class loss change under each mask, (t, C)."""
-        return self.class_loss[1:] - self.class_loss[0]
+        return self.class_loss - self.intact_class_loss
 
     @property
     def nodes(self) -> torch.Tensor:
@@ -373,4 +392,4 @@ def evaluate_masks(
     if int(count.sum()) == 0:
         check_examples(0, "evaluate_masks")
     correct = None if correct is None else correct.cpu()
-    return MaskEvaluation(masks.cpu(), loss_sum.cpu(), correct, count.cpu())
+    return MaskEvaluation.from_rows(masks.cpu(), loss_sum.cpu(), correct, count.cpu())

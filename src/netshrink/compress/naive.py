@@ -55,7 +55,9 @@ def evaluate_masks_naive(
                 lin.bias.copy_(saved[1])
             nxt.weight.copy_(saved[2])
     check_examples(int(count.sum()), "evaluate_masks_naive")
-    return MaskEvaluation(masks.cpu(), torch.cat(loss_sums).cpu(), torch.cat(corrects).cpu(), count.cpu())
+    return MaskEvaluation.from_rows(
+        masks.cpu(), torch.cat(loss_sums).cpu(), torch.cat(corrects).cpu(), count.cpu()
+    )
 
 
 def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:

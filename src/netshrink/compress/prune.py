@@ -164,7 +164,8 @@ def shrink_randomly(
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     base = evaluate_masks(model, layer, val_loader, keep=keep[:0])
-    loss, acc = base.loss.expand(n_runs).clone(), base.acc.expand(n_runs).clone()
+    loss = torch.full((n_runs,), base.intact_loss, dtype=torch.float64)
+    acc = torch.full((n_runs,), base.intact_acc, dtype=torch.float64)
     history = [((~keep).sum(1), torch.ones(n_runs, dtype=torch.bool), loss.clone(), acc.clone())]
     while int(untested.sum(1).min()) >= n_remove:
         # draw n_remove untested nodes per run: random keys, untested first
@@ -174,10 +175,10 @@ def shrink_randomly(
         trial.scatter_(1, drawn, False)
         untested.scatter_(1, drawn, False)
         scores = evaluate_masks(model, layer, val_loader, keep=trial)
-        accept = scores.masked_loss <= loss + tol
+        accept = scores.loss <= loss + tol
         keep[accept] = trial[accept]
-        loss[accept] = scores.masked_loss[accept]
-        acc[accept] = scores.masked_acc[accept]
+        loss[accept] = scores.loss[accept]
+        acc[accept] = scores.acc[accept]
         history.append(((~keep).sum(1), accept, loss.clone(), acc.clone()))
     removed, accepted, val_loss, val_acc = (torch.stack(column) for column in zip(*history, strict=True))
     return ShrinkResult(removed, accepted, val_loss, val_acc, keep)

@@ -184,7 +184,7 @@ def class_accuracy_after_pruning(
         n = len(result.nodes)
         counts = [min(int(round(f * n)), n - 1) for f in fractions]
         keep = search.prefix_masks(result.loss_change.argsort(), counts)
-        acc = masking.evaluate_masks(model, layer, test_loader, keep=keep).class_acc[1:]
+        acc = masking.evaluate_masks(model, layer, test_loader, keep=keep).class_acc
         for fraction, k, row in zip(fractions, counts, acc, strict=True):
             rows += [
                 {"layer": layer, "fraction removed": fraction, "removed": k, "class": c, "acc": float(a)}
@@ -213,11 +213,11 @@ def class_criteria(
     report_progress(stage="pruning by class accuracy")
     layers = list(ablations)
     intact = importance.ablate(model, layers[0], test_loader, nodes=[])
-    base = intact.class_acc[0]
+    base = intact.intact_class_acc
     rows = {
         ("(none)", "original"): {
             "channels left": "",
-            "test acc": float(intact.acc[0]),
+            "test acc": intact.intact_acc,
             "lowest class acc": float(base.min()),
             "largest class drop": 0.0,
         }
@@ -228,10 +228,10 @@ def class_criteria(
         for name, per_class in (("overall loss", False), ("every class's loss", True)):
             pruned = search.prune_within(model, layer, val_loader, tol, per_class=per_class, ablations=result)
             after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
-            acc = after.class_acc[0]
+            acc = after.intact_class_acc
             rows[(layer, name)] = {
                 "channels left": f"{pruned.nodes_left} of {n}",
-                "test acc": float(after.acc[0]),
+                "test acc": after.intact_acc,
                 "lowest class acc": float(acc.min()),
                 "largest class drop": float((base - acc).max()),
             }

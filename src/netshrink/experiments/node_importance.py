@@ -42,7 +42,7 @@ def importance_table(
                     "network": i,
                     "node": range(len(change)),
                     "loss_change": change.numpy(),
-                    "acc_change": (result.acc[1:] - result.acc[0]).numpy(),
+                    "acc_change": (result.acc - result.intact_acc).numpy(),
                     "class": importance.classify(change, tol),
                     "taylor": importance.taylor(net.model, layer, loader).numpy(),
                 }
