@@ -103,3 +103,19 @@ def test_every_public_function_of_the_algorithms_and_experiments_is_named_by_a_t
             if defined_here and not name.startswith("_") and not re.search(rf"\b{name}\b", tests):
                 unnamed.append(f"{info.name}.{name}")
     assert not unnamed, f"functions no test names: {unnamed}"
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "compress").glob("*.py")), ids=lambda p: p.name)
+def test_every_compress_module_declares_its_public_names(path):
+    """`__all__` in every module of compress, naming only what the module has; the package
+    re-exports the user-facing functions."""
+    import importlib
+
+    module = importlib.import_module(
+        "netshrink.compress" + ("" if path.stem == "__init__" else f".{path.stem}")
+    )
+    assert hasattr(module, "__all__"), f"compress/{path.name} has no __all__"
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert not missing, f"compress/{path.name} lists {missing} in __all__ but has no such name"
+    if path.stem == "__init__":
+        assert {"remove_nodes", "evaluate_masks", "loss_change", "decompose_layer"} <= set(module.__all__)

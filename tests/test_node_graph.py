@@ -73,7 +73,7 @@ def test_the_graph_names_the_next_and_the_output_layer_of_an_out_of_order_model(
     _, shuffled = _pair()
     path = graph.node_path(shuffled, "hidden", "node removal")
     assert path == graph.LayerPath("hidden", None, "mid", "out")
-    assert checks.prunable_layers(shuffled) == ["hidden", "mid"]
+    assert checks.prunable_layers(shuffled) == graph.node_layers(shuffled) == ["hidden", "mid"]
     evaluation = masking.evaluate_masks(shuffled, "mid", [(X, Y)], keep=_keep(shuffled, "mid"))
     assert evaluation.count.shape == (3,)  # the classes of `out`, not the width of `mid`
 

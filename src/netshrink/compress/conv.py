@@ -22,6 +22,16 @@ from netshrink.compress.layers import (
     weight64,
 )
 
+__all__ = [
+    "btd_conv",
+    "cp_conv",
+    "cp_layers",
+    "jaderberg_conv",
+    "tt_conv",
+    "tucker1_conv",
+    "tucker2_conv",
+]
+
 tl.set_backend("pytorch")
 
 

@@ -25,6 +25,14 @@ from netshrink.compress.layers import check_chunk
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.devices import mode, model_device, to_device
 
+__all__ = [
+    "CLASSES",
+    "ablate",
+    "classify",
+    "loss_change",
+    "taylor",
+]
+
 CLASSES = ("important", "zero", "worse")
 
 

@@ -36,6 +36,15 @@ from netshrink.compress.next_layer import NextLayer, find_next_layer
 from netshrink.devices import mode, model_device, to_device
 from netshrink.metrics import class_sums
 
+__all__ = [
+    "MERGE_ROWS",
+    "PROBE_ROWS",
+    "MaskEvaluation",
+    "check_keep",
+    "evaluate_masks",
+    "merged_batches",
+]
+
 
 def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool = False) -> torch.Tensor:
     """A keep-mask (n_nodes,) or, unless `one`, one a row (T, n_nodes) as a bool tensor. Only

@@ -14,6 +14,11 @@ from netshrink.compress.masking import MaskEvaluation, check_keep
 from netshrink.devices import mode, model_device, to_device
 from netshrink.metrics import class_sums, evaluate
 
+__all__ = [
+    "evaluate_masks_naive",
+    "loss_change_naive",
+]
+
 
 @torch.no_grad()
 def evaluate_masks_naive(

@@ -26,6 +26,17 @@ from netshrink.compress.chain import linear_chain
 from netshrink.compress.graph import follow_filters, node_path
 from netshrink.compress.masking import check_keep, evaluate_masks
 
+__all__ = [
+    "ShrinkResult",
+    "magnitude_prune",
+    "mask_nodes",
+    "random_node_masks",
+    "remove_filters",
+    "remove_nodes",
+    "shrink_randomly",
+    "smallest_l1_filters",
+]
+
 
 def random_node_masks(
     n_nodes: int,

@@ -17,6 +17,17 @@ from netshrink.compress import prune
 from netshrink.compress.importance import ablate
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 
+__all__ = [
+    "PruneResult",
+    "Step",
+    "prefix_masks",
+    "prune_exhaustive",
+    "prune_greedy",
+    "prune_layers",
+    "prune_once",
+    "prune_within",
+]
+
 
 @dataclass(frozen=True)
 class Step:
