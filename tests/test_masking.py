@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from netshrink import metrics, models
-from netshrink.compress import masking
+from netshrink.compress import chain, chain_sums, masking
 
 
 def _batches(shape, n_batches=3, size=7, seed=0):
@@ -114,3 +114,16 @@ def test_class_sums_of_class_planes_equal_those_of_rows():
     assert torch.allclose(plane_loss, loss_sum, rtol=1e-6, atol=1e-6)
     assert torch.equal(plane_correct, correct)
     assert metrics.class_sums(planes, y, 10, accuracy=False, class_dim=1)[1] is None
+
+
+def test_the_chain_sums_hold_the_intact_chain_first_then_each_mask():
+    model = _mlp2()
+    x, y = torch.randn(7, 12), torch.randint(0, 10, (7,))
+    view = chain.linear_chain(model)
+    keep = torch.ones(3, 9, dtype=torch.bool)
+    keep[torch.arange(3), torch.tensor([0, 4, 8])] = False
+    with torch.no_grad():
+        loss_sum, correct = chain_sums.chain_sums(view, 0, x, y, keep, None, None, 10, True)
+    result = masking.evaluate_masks(model, "hidden.0", [(x, y)], keep=keep)
+    assert loss_sum.shape == (4, 10) and torch.allclose(loss_sum[1:], result.loss_sum, atol=1e-6)
+    assert torch.allclose(loss_sum[0], result.intact_loss_sum, atol=1e-6)

@@ -76,6 +76,9 @@ def test_the_graph_names_the_next_and_the_output_layer_of_an_out_of_order_model(
     assert checks.prunable_layers(shuffled) == graph.node_layers(shuffled) == ["hidden", "mid"]
     evaluation = masking.evaluate_masks(shuffled, "mid", [(X, Y)], keep=_keep(shuffled, "mid"))
     assert evaluation.count.shape == (3,)  # the classes of `out`, not the width of `mid`
+    assert graph.output_layer(shuffled) == "out"
+    with pytest.raises(ValueError, match="the model's output does not come from one Conv2d or Linear"):
+        graph.output_layer(NoSuccessor())
 
 
 class ResidualMLP(nn.Module):

@@ -30,6 +30,7 @@ __all__ = [
     "follow_filters",
     "node_layers",
     "node_path",
+    "output_layer",
     "prunable_convs",
 ]
 
@@ -252,3 +253,15 @@ def prunable_convs(model: nn.Module) -> list[str]:
     """The conv layers whose filters `prune.remove_filters` can remove (those it can follow)."""
     graph = _Graph(model, "filter pruning", "", need_output=False)
     return [n for n in graph.node_layers(norms=True) if isinstance(graph.modules[n], nn.Conv2d)]
+
+
+def output_layer(model: nn.Module) -> str:
+    """The Conv2d or Linear whose output is the model's output (its nodes are the classes),
+    found in the traced graph; a ValueError when the output comes from anything else."""
+    found = _Graph(model, "finding the output layer", "").output_layer()
+    if found is None:
+        raise ValueError(
+            "the model's output does not come from one Conv2d or Linear through "
+            f"{SUPPORTED.split(', then')[0]}; allowed: a model whose last weighted layer gives its output"
+        )
+    return found
