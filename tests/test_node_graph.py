@@ -167,3 +167,12 @@ def test_what_the_graph_cannot_follow_is_refused_before_any_work(operation, case
         run(model, layer, _Untouchable())
     message = str(err.value)
     assert re.search(shows, message) and name in message, message
+
+
+def test_a_model_changed_after_a_trace_is_traced_again():
+    _, shuffled = _pair()
+    assert graph.node_path(shuffled, "hidden", "node removal").next == "mid"
+    shuffled.mid = nn.Linear(5, 4)  # a new module object under the same name: traced again
+    assert graph.node_path(shuffled, "hidden", "node removal").next == "mid"
+    shuffled.mid = nn.Sequential(nn.Linear(5, 4), nn.ReLU())  # the path changes: traced again
+    assert graph.node_path(shuffled, "hidden", "node removal").next == "mid.0"

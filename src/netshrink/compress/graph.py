@@ -15,6 +15,7 @@ rules are the whole of it (Torch-Pruning's dependency graph covers far more than
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,22 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(m, qualname)
 
 
+# The traced graph of each model, kept while the model lives and its modules stay the same: the
+# node operations of a search ask about one model hundreds of times, and a trace takes milliseconds.
+_TRACED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, fx.Graph]] = weakref.WeakKeyDictionary()
+
+
+def _trace(model: nn.Module) -> fx.Graph:
+    """`model` traced by `_Tracer`, from `_TRACED` when its modules are the same objects as then."""
+    signature = tuple((name, id(m)) for name, m in model.named_modules())
+    hit = _TRACED.get(model)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    graph = _Tracer().trace(model)
+    _TRACED[model] = (signature, graph)
+    return graph
+
+
 @dataclass(frozen=True)
 class LayerPath:
     """Where the nodes of `layer` go: its batch norm (or None), the next Conv2d or Linear, and
@@ -109,7 +126,7 @@ class _Graph:
         self.grouped = operation in EVALUATIONS  # a grouped next conv takes zeroed inputs as they are
         self.modules = dict(model.named_modules())
         try:
-            self.graph = _Tracer().trace(model)
+            self.graph = _trace(model)
         except Exception as err:  # noqa: BLE001 - fx's errors name no layer
             raise ValueError(
                 f"layer={layer!r}: {operation} cannot trace the model with torch.fx to find where the "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,22 +20,26 @@ from torch import nn
 
 from netshrink import data, measure, models, published, train
 from netshrink.cache import FineTuned, TrainResult
-from netshrink.compress import decompose, filters
+from netshrink.compress import decompose
 from netshrink.compress.filters import prune_filters
 from netshrink.compress.fold import fold_batch_norm
 from netshrink.compress.plans import classifier_plan, tucker_plan
-from netshrink.compress.sensitivity import filter_sensitivity
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models
-from netshrink.experiments.vgg_prose import (  # the page's words, imported from here by the chapter
+from netshrink.experiments.vgg_prose import (  # the page's words: the chapter imports them from here
     base_findings,
     fine_tuning_recipe,
     network_name,
-    rates_text,
     reduction_findings,
     sensitivity_findings,
     training_recipe,
     tucker_findings,
-)
+)  # fmt: skip
+from netshrink.experiments.vgg_rates import (  # the rates, imported from here by the chapter
+    rates_for_speedup,
+    rates_from_sensitivity,
+    sensitivity,
+    tolerance_candidates,
+)  # fmt: skip
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
@@ -71,96 +75,6 @@ def vgg_config(
         lr=lr, momentum=0.9, weight_decay=weight_decay, schedule=schedule, epochs=epochs, batch_size=128,
         seed=seed, label_smoothing=label_smoothing,
     )  # fmt: skip
-
-
-@torch.no_grad()
-def sensitivity(
-    model: nn.Module, loader: Iterable, layers: Sequence[str], rates: Sequence[float]
-) -> pd.DataFrame:
-    """V-F1: test accuracy with the fraction `rate` of one conv layer's filters of smallest L1
-    norm removed, no retraining (Li et al. 2017, Figure 2b; `compress.sensitivity`, which follows
-    any traceable model). One row per (layer, rate)."""
-    report_progress(stage="filter-pruning sensitivity")
-    found = filter_sensitivity(model, loader, layers, rates)
-    return pd.DataFrame(
-        [
-            {
-                "layer": layer,
-                "rate": rate,
-                "filters left": int(found.filters_left[i, j]),
-                "accuracy (%)": 100 * float(found.accuracy[i, j]),
-            }  # fmt: skip
-            for i, layer in enumerate(found.layers)
-            for j, rate in enumerate(found.rates)
-        ]
-    )
-
-
-def _accuracy_by_layer(table: pd.DataFrame) -> dict[str, dict[float, float]]:
-    """The `sensitivity` table as `filters.Accuracy`: layer -> {rate: accuracy (%)}."""
-    return {
-        layer: dict(zip(group["rate"], group["accuracy (%)"], strict=True))
-        for layer, group in table.groupby("layer", sort=False)
-    }
-
-
-def rates_from_sensitivity(
-    table: pd.DataFrame, base_acc: float, tol: float, max_rate: float
-) -> dict[str, float]:
-    """Per layer, the largest rate whose accuracy without retraining stays within `tol` points of
-    `base_acc` (in %), at most `max_rate`; 0 when none does (`filters.rates_within`)."""
-    return filters.rates_within(_accuracy_by_layer(table), base_acc, tol, max_rate)
-
-
-def tolerance_candidates(
-    sensitivity: pd.DataFrame, base_acc: float, prune_tol: float, max_rate: float
-) -> dict[float, dict[str, float]]:
-    """`filters.tolerance_candidates` of the `sensitivity` table, in steps of `prune_tol` points."""
-    return filters.tolerance_candidates(_accuracy_by_layer(sensitivity), base_acc, prune_tol, max_rate)
-
-
-def rates_for_speedup(
-    model: nn.Module,
-    sensitivity: pd.DataFrame,
-    base_acc: float,
-    images: torch.Tensor,
-    *,
-    prune_tol: float,
-    max_rate: float,
-    speedup: float,
-    multiple_of: int = 1,
-    repeats: int = 10,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Pruning rates by accuracy and measured time: those of the smallest tolerance (in steps of
-    `prune_tol`, `tolerance_candidates`) whose pruned network (`prune_filters` with `multiple_of`)
-    runs at least `speedup` times as fast as `model` on the batch `images` (N, 3, 32, 32), every
-    candidate with its batch norms folded (as deployed) and all timed in turn in one run
-    (`measure.time_images`, default layout). With `speedup` 1 the rates at `prune_tol`, nothing
-    timed. Also a table of the candidates: tolerance, rates (%), parameters, ms, speedup."""
-    if not train.finite(speedup) or speedup < 1:
-        raise ValueError(f"target_speedup={speedup!r} is out of range; allowed: a number of at least 1")
-    if speedup == 1:
-        return rates_from_sensitivity(sensitivity, base_acc, prune_tol, max_rate), pd.DataFrame()
-    candidates = tolerance_candidates(sensitivity, base_acc, prune_tol, max_rate)
-    report_progress(stage="timing the pruning candidates")
-    pruned = {tol: prune_filters(model, rates, multiple_of) for tol, rates in candidates.items()}
-    named = {f"{tol:g}": fold_batch_norm(m) for tol, m in pruned.items()}
-    named["unpruned"] = fold_batch_norm(model)
-    seconds = measure.time_images(named, images, batch_size=len(images), repeats=repeats)
-    speedups = {tol: seconds["unpruned"] / seconds[f"{tol:g}"] for tol in candidates}
-    table = pd.DataFrame(
-        [
-            {
-                "tolerance (points)": tol,
-                "rates (%)": rates_text(rates),
-                "parameters": models.count_parameters(pruned[tol]),
-                "ms per batch": 1000 * seconds[f"{tol:g}"],
-                "speedup": speedups[tol],
-            }  # fmt: skip
-            for tol, rates in candidates.items()
-        ]
-    )
-    return candidates[filters.first_fast_enough(speedups, speedup, max_rate)], table
 
 
 @torch.no_grad()
@@ -245,6 +159,13 @@ class Reduction:
     plans: dict[str, dict]
     tucker_timing: pd.DataFrame | None = None
 
+    @classmethod
+    def of(cls, steps: Mapping[str, tuple[nn.Module, float]], plans: dict, timing: pd.DataFrame | None):
+        """From (model, accuracy) by step name."""
+        return cls(
+            {k: m for k, (m, _) in steps.items()}, {k: a for k, (_, a) in steps.items()}, plans, timing
+        )
+
 
 def _teacher(
     base: TrainResult,
@@ -303,10 +224,8 @@ def reduce_vgg(
         return fine_tune(copy.deepcopy(model), json.dumps(origin, sort_keys=True), splits, **settings)
 
     pruned = prune_filters(base.model, rates, multiple_of)
-    made = {"model": base.key, "rates": dict(rates)}
-    if multiple_of != 1:  # the keys of earlier runs stay as they were
-        made["multiple_of"] = multiple_of
-    pruned_ft = tuned(pruned, made)
+    extra = {"multiple_of": multiple_of} if multiple_of != 1 else {}  # earlier runs' keys stay as they were
+    pruned_ft = tuned(pruned, {"model": base.key, "rates": dict(rates), **extra})
     convs, timing = tucker_plan(pruned_ft.model, tucker_rule), None
     if tucker_layers == "faster":
         convs, timing = faster_in_tucker(pruned_ft.model, convs, timing_images, repeats=timing_repeats)
@@ -324,9 +243,4 @@ def reduce_vgg(
         "+ Tucker-2 convs, fine-tuned": (decomposed_ft.model, decomposed_ft.test["acc"]),
         "+ Tucker-2 classifier, fine-tuned": (compact_ft.model, compact_ft.test["acc"]),
     }
-    return Reduction(
-        {k: m for k, (m, _) in steps.items()},
-        {k: a for k, (_, a) in steps.items()},
-        {"rates": dict(rates), "convs": convs, "classifier": head},
-        timing,
-    )
+    return Reduction.of(steps, {"rates": dict(rates), "convs": convs, "classifier": head}, timing)
