@@ -167,3 +167,30 @@ def test_no_module_or_function_is_too_long():
     assert not grown, f"allowed long functions that grew: {grown} (allowed: {LONG_FUNCTIONS})"
     fixed = sorted(set(LONG_FUNCTIONS) - set(long))
     assert not fixed, f"within {MAX_FUNCTION} lines now (or gone): remove {fixed} from LONG_FUNCTIONS"
+
+
+def test_every_name_a_notebook_takes_from_the_package_exists():
+    """The chapters' code cells are fixed (their digest dates the committed results): every
+    `module.name` they use of a netshrink module they import must still be there."""
+    import importlib
+    import json
+    import re
+
+    missing = []
+    for notebook in sorted((SRC.parents[1] / "chapters").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        aliases = {}
+        for package, names in re.findall(r"^from (netshrink[\w.]*) import (.+)$", code, flags=re.M):
+            for part in names.split(","):
+                name, _, alias = part.strip().partition(" as ")
+                aliases[alias or name] = f"{package}.{name}"
+        for alias, target in aliases.items():
+            try:
+                module = importlib.import_module(target)
+            except ModuleNotFoundError:
+                continue  # a name, not a module: imported by the line itself
+            for attr in set(re.findall(rf"\b{re.escape(alias)}\.(\w+)", code)):
+                if not hasattr(module, attr):
+                    missing.append(f"{notebook.name}: {target}.{attr}")
+    assert not missing, f"names the notebooks use are gone: {missing}"
