@@ -47,7 +47,7 @@ def ablate(
 ) -> MaskEvaluation:
     """Loss (and accuracy) per class of the model, and of the model with each of `nodes`
     (default: all nodes of `layer`) removed alone: `evaluate_masks` with one mask a node
-    (row 0 the intact model, row j+1 without `nodes[j]`; `.nodes` gives them back).
+    (row j without `nodes[j]`, `.nodes` gives them back; the intact model as `intact_loss`, ...).
 
     `chunk` nodes go in one pass, 1..len(nodes); `accuracy=False` skips the predictions.
     """

@@ -137,7 +137,8 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
 
 @dataclass
 class ShrinkResult:
-    """Algorithm 2 over R runs of S steps (row 0: the intact model). Per (step, run): the nodes
+    """Algorithm 2 over R runs of S steps, indexed by step: row s is the state after step s (row 0,
+    before the first step, the intact model; no row is a mask). Per (step, run): the nodes
     removed so far (long), whether that step's removal was kept (bool), and the kept model's
     validation loss and accuracy (float64), each (S + 1, R); `keep` the final keep-masks
     (R, n_nodes)."""
