@@ -34,7 +34,7 @@ def test_bench_masks_batched(benchmark, setting):
         rounds=5,
         warmup_rounds=1,
     )
-    assert len(table.masked_loss) == N_MASKS
+    assert len(table.loss) == N_MASKS
 
 
 def test_bench_masks_per_mask_loop(benchmark, setting):
@@ -43,7 +43,7 @@ def test_bench_masks_per_mask_loop(benchmark, setting):
     table = benchmark.pedantic(
         naive.evaluate_masks_naive, args=(model, "hidden.0", loader), kwargs={"keep": masks}, rounds=1
     )
-    assert len(table.masked_loss) == N_MASKS
+    assert len(table.loss) == N_MASKS
 
 
 ORACLE_CASES = [

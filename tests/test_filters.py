@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 from netshrink import models
-from netshrink.compress import graph, prune, sensitivity
+from netshrink.compress import filters, graph, prune, sensitivity
 
 
 def _with_statistics(model):
@@ -69,10 +69,10 @@ def test_a_conv_without_batch_norm_is_followed_exactly():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Conv2d(6, 4, 3), nn.ReLU(), nn.Flatten(),
                         nn.Linear(4 * 28 * 28, 10)).eval()  # fmt: skip
-    assert graph.follow_filters(net, "0") == graph.FilterPath("0", None, "2")
+    assert graph.follow_filters(net, "0") == graph.FilterPath("0", None, "2", "5")
     keep = torch.tensor([True, False, True, True, False, True])
     x = torch.rand(2, 3, 32, 32)
-    expected = _masked(net, graph.FilterPath("0", None, "2"), keep)(x)
+    expected = _masked(net, graph.FilterPath("0", None, "2", "5"), keep)(x)
     assert torch.allclose(prune.remove_filters(net, "0", keep)(x), expected, atol=1e-5)
 
 
@@ -116,3 +116,36 @@ def test_sensitivity_of_every_layer_and_rate_in_one_call():
     assert found.accuracy[:, 0].tolist() == [base, base], "rate 0 removes nothing"
     with pytest.raises(ValueError, match="loader yielded no examples"):
         sensitivity.filter_sensitivity(model, [], ["0"], [0.5])
+
+
+ACCURACY = {  # layer -> {rate: accuracy (%) without retraining}
+    "a": {0.1: 91.0, 0.5: 89.5, 0.9: 60.0},
+    "b": {0.1: 88.0, 0.5: 80.0, 0.9: 20.0},
+}
+
+
+def test_rates_within_a_tolerance_and_the_tolerances_whose_rates_differ():
+    assert filters.rates_within(ACCURACY, 90.0, 1.0, 0.9) == {"a": 0.5, "b": 0.0}
+    assert filters.rates_within(ACCURACY, 90.0, 100.0, 0.5) == {"a": 0.5, "b": 0.5}
+    found = filters.tolerance_candidates(ACCURACY, 90.0, 5.0, 0.9)
+    assert list(found.values())[-1] == {"a": 0.9, "b": 0.9}
+    assert len({tuple(r.values()) for r in found.values()}) == len(found)  # each set of rates once
+    assert list(found) == sorted(found) and list(found)[0] == 5.0
+    with pytest.raises(ValueError, match=r"prune_tol=0 is out of range; allowed: a number above 0"):
+        filters.tolerance_candidates(ACCURACY, 90.0, 0, 0.9)
+
+
+def test_the_smallest_tolerance_fast_enough_is_chosen_and_an_unreachable_target_refused():
+    assert filters.first_fast_enough({5.0: 1.1, 10.0: 1.6, 15.0: 2.0}, 1.5, 0.9) == 10.0
+    with pytest.raises(ValueError, match=r"target_speedup=3 is out of reach: .* measured 2.00x"):
+        filters.first_fast_enough({5.0: 1.1, 15.0: 2.0}, 3, 0.9)
+
+
+def test_prune_filters_removes_the_rates_of_each_layer_in_turn():
+    model = _with_statistics(_user_net())
+    convs = graph.prunable_convs(model)
+    pruned = filters.prune_filters(model, {convs[0]: 0.5}, multiple_of=1)
+    conv = model.get_submodule(convs[0])
+    assert pruned.get_submodule(convs[0]).out_channels == conv.out_channels - round(0.5 * conv.out_channels)
+    with pytest.raises(ValueError, match=r"layer='nope' is not a conv layer it can follow; allowed values"):
+        filters.prune_filters(model, {"nope": 0.5})

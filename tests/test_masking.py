@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from netshrink import metrics, models
-from netshrink.compress import masking
+from netshrink.compress import chain, chain_sums, masking
 
 
 def _batches(shape, n_batches=3, size=7, seed=0):
@@ -73,12 +73,14 @@ def test_the_batched_evaluator_equals_one_pass_per_mask(case, masks_of):
     loader = _batches(shape)
     result = masking.evaluate_masks(model, layer, loader, keep=keep, chunk=2)
     loss_sum, correct = _plain(model, layer, loader, keep)
-    assert result.loss_sum.shape == (len(keep) + 1, 10)
-    assert torch.allclose(result.loss_sum, loss_sum, rtol=1e-5, atol=1e-4)
-    assert torch.equal(result.correct, correct)
+    assert result.loss_sum.shape == (len(keep), 10) and result.intact_loss_sum.shape == (10,)
+    assert torch.allclose(result.loss_sum, loss_sum[1:], rtol=1e-5, atol=1e-4)
+    assert torch.allclose(result.intact_loss_sum, loss_sum[0], rtol=1e-5, atol=1e-4)
+    assert torch.equal(result.correct, correct[1:]) and torch.equal(result.intact_correct, correct[0])
     assert result.count.sum() == 21
     assert result.intact_loss == pytest.approx(metrics.evaluate(model, loader)["loss"], abs=1e-5)
-    assert torch.equal(result.masked_loss, result.loss[1:]) and result.loss_change.shape == (len(keep),)
+    assert result.loss.shape == result.acc.shape == result.loss_change.shape == (len(keep),)
+    assert torch.allclose(result.loss_change, result.loss - result.intact_loss)
     if masks_of == "single":
         assert torch.equal(result.nodes, torch.arange(n))
     else:
@@ -90,7 +92,7 @@ def test_no_masks_evaluates_the_intact_model_alone():
     model = _mlp2()
     loader = _batches((12,))
     result = masking.evaluate_masks(model, "hidden.0", loader, keep=torch.ones(0, 9, dtype=torch.bool))
-    assert result.loss.shape == (1,) and result.nodes.shape == (0,)
+    assert result.loss.shape == (0,) and result.nodes.shape == (0,)
     assert result.intact_acc == pytest.approx(metrics.evaluate(model, loader)["acc"])
 
 
@@ -112,3 +114,16 @@ def test_class_sums_of_class_planes_equal_those_of_rows():
     assert torch.allclose(plane_loss, loss_sum, rtol=1e-6, atol=1e-6)
     assert torch.equal(plane_correct, correct)
     assert metrics.class_sums(planes, y, 10, accuracy=False, class_dim=1)[1] is None
+
+
+def test_the_chain_sums_hold_the_intact_chain_first_then_each_mask():
+    model = _mlp2()
+    x, y = torch.randn(7, 12), torch.randint(0, 10, (7,))
+    view = chain.linear_chain(model)
+    keep = torch.ones(3, 9, dtype=torch.bool)
+    keep[torch.arange(3), torch.tensor([0, 4, 8])] = False
+    with torch.no_grad():
+        loss_sum, correct = chain_sums.chain_sums(view, 0, x, y, keep, None, None, 10, True)
+    result = masking.evaluate_masks(model, "hidden.0", [(x, y)], keep=keep)
+    assert loss_sum.shape == (4, 10) and torch.allclose(loss_sum[1:], result.loss_sum, atol=1e-6)
+    assert torch.allclose(loss_sum[0], result.intact_loss_sum, atol=1e-6)

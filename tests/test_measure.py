@@ -102,3 +102,17 @@ def test_timing_note_names_the_device():
     from netshrink import measure
 
     assert measure.timing_note("cpu").startswith("CPU (")
+
+
+def test_layers_are_timed_alone_on_the_input_the_batch_gives_them():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
+    other = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
+    x = torch.randn(4, 6)
+    inputs = measure.layer_inputs(net, ["2"], x)
+    assert torch.equal(inputs["2"], torch.relu(net[0](x)))
+    assert not any(m._forward_pre_hooks for m in net.modules()), "the hooks are gone"
+    seconds = measure.time_layers({"dense": net, "other": other}, ["0", "2"], x, repeats=2)
+    assert list(seconds) == ["0", "2"] and all(list(s) == ["dense", "other"] for s in seconds.values())
+    assert all(t > 0 for s in seconds.values() for t in s.values())
+    assert 0 < measure.file_size(net[2]) < measure.file_size(net)

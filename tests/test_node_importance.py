@@ -85,4 +85,4 @@ def test_a_removed_node_is_the_masked_node(nets):
     keep[[2, 5]] = False
     removed = prune.remove_nodes(runs[0].model, "hidden.0", keep)
     masked = masking.evaluate_masks(runs[0].model, "hidden.0", loader, keep=keep[None])
-    assert train.evaluate(removed, loader)["loss"] == pytest.approx(float(masked.masked_loss[0]), abs=1e-5)
+    assert train.evaluate(removed, loader)["loss"] == pytest.approx(float(masked.loss[0]), abs=1e-5)

@@ -23,5 +23,10 @@ def test_every_example_of_the_package_page_runs_in_order(capsys):
             raise AssertionError(f"example {number} of {PAGE.name} fails:\n{block}") from err
     assert namespace["train"].evaluate(namespace["model"], namespace["test"])["acc"] > 0.8
     assert namespace["smaller"][1].out_features == int(namespace["keep"].sum()) < 64
+    net, pruned = namespace["net"], namespace["pruned"]  # the reader's own nn.Module, start to finish
+    assert type(net).__name__ == "Net" and not isinstance(net, namespace["nn"].Sequential)
+    assert pruned.fc.out_features == pruned.head.in_features == 32
+    assert namespace["train"].evaluate(pruned, namespace["test"])["acc"] > 0.8
     printed = capsys.readouterr().out
-    assert "tucker2" in printed and "speedup" in printed
+    assert "tucker2" in printed and "speedup" in printed and "decomposed" in printed
+    assert "['conv', 'fc']" in printed and "an addition (residual add)" in printed

@@ -65,7 +65,7 @@ def test_mask_scores_and_shrink_records_as_tables(nets):
     masks = prune.random_node_masks(128, 8, 3, generator=torch.Generator().manual_seed(0))
     scores = masking.evaluate_masks(runs[0].model, "hidden.0", loader, keep=masks)
     frame = rp.scores_frame(scores)
-    assert list(frame.columns) == ["loss", "acc"] and frame["loss"].tolist() == scores.masked_loss.tolist()
+    assert list(frame.columns) == ["loss", "acc"] and frame["loss"].tolist() == scores.loss.tolist()
     result = prune.shrink_randomly(runs[0].model, "hidden.0", 32, loader, n_runs=2)
     steps = rp.shrink_steps(result)
     assert len(steps) == 2 * 5 and list(steps.columns[:3]) == ["run", "step", "removed"]

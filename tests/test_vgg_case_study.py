@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from netshrink import data, models, train
+from netshrink import data, measure, models, train
 from netshrink.compress import decompose
 from netshrink.experiments import vgg_case_study as vc
+from netshrink.experiments import vgg_prose
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
 
 def test_file_size_and_config():
     small, large = models.vgg16(width=0.0625), models.vgg16(width=0.125)
-    assert 0 < vc.file_size(small) < vc.file_size(large)
+    assert 0 < measure.file_size(small) < measure.file_size(large)
     config = vc.vgg_config(width=0.5, epochs=3, lr=0.1, data_kwargs={"val_size": 10})
     assert config.model == "vgg16" and config.model_kwargs["width"] == 0.5 and config.lr == 0.1
 
@@ -208,6 +209,7 @@ def test_rates_for_speedup_take_the_smallest_tolerance_fast_enough(vgg, monkeypa
     fast = table[table["speedup"] >= 1.5]
     assert len(fast) and (table["speedup"].iloc[: fast.index[0]] < 1.5).all()
     first = fast.iloc[0]
+    assert first["rates (%)"] == vgg_prose.rates_text(rates)
     assert first["rates (%)"] == ", ".join(f"{100 * r:.0f}" for r in rates.values())
     assert first["parameters"] == models.count_parameters(vc.prune_filters(vgg, rates))
     # rounded to multiples of 2, the same rates prune more

@@ -73,18 +73,27 @@ def check_width(module: nn.Module, layer: str) -> int:
 
 
 def prunable_layers(model: nn.Module) -> list[str]:
-    """Names of the Linear and Conv2d layers whose nodes can be removed: all but the last layer
-    (the output layer's nodes are the classes)."""
-    return layer_names(model)[:-1]
+    """Names of the Linear and Conv2d layers whose nodes can be removed, in registration order:
+    those whose nodes reach one next weighted layer in the traced graph (`compress.graph`), so
+    never the output layer (its nodes are the classes)."""
+    from netshrink.compress.graph import node_layers  # compress imports this module
+
+    return node_layers(model)
 
 
-def check_layer(model: nn.Module, layer: str, allowed: list[str] | None = None) -> nn.Module:
-    """The module `layer` of `model` after checking the model (`check_model`) and that `layer` is
-    one of `allowed` (default: `prunable_layers`) with at least one node; a ValueError naming
-    what the layer is and the allowed values otherwise. The one layer check of the package."""
-    allowed = prunable_layers(model) if allowed is None else allowed
+def check_layer(
+    model: nn.Module, layer: str, allowed: list[str] | None = None, operation: str = "node removal"
+) -> nn.Module:
+    """The module `layer` of `model` after checking the model (`check_model`) and the layer: one
+    of `allowed` when given, else a layer whose nodes the traced graph follows to the next
+    weighted layer (`compress.graph.node_path`, naming `operation` in its refusals); with at
+    least one node. A ValueError naming what the layer is and the allowed values otherwise."""
     modules = dict(model.named_modules())
-    if layer not in allowed:
+    if allowed is None:
+        from netshrink.compress.graph import node_path  # compress imports this module
+
+        node_path(model, layer, operation)
+    elif layer not in allowed:
         names = layer_names(model)
         what = (
             "does not exist" if layer not in modules

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -189,3 +190,45 @@ def side_by_side(
             "speedup, channels last": last[first] / last,
         }
     ).rename_axis("model")
+
+
+def file_size(model: nn.Module) -> int:
+    """Bytes of the model's state dict as `torch.save` writes it."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+@torch.no_grad()
+def layer_inputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input each named layer of `model` receives in a forward pass of `x`."""
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, _module: nn.Module, args: tuple) -> None:
+        inputs[name] = args[0]
+
+    hooks = [model.get_submodule(n).register_forward_pre_hook(functools.partial(keep, n)) for n in names]
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs
+
+
+@torch.no_grad()
+def time_layers(
+    models: Mapping[str, nn.Module], names: list[str], x: torch.Tensor, repeats: int = 10, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """Median seconds of each named layer of each model alone, {layer: {model: seconds}}, every
+    layer on the input the same-named layer of the first model receives from the batch `x`,
+    all timed in turn in one run (`time_calls`: layer by layer, model by model)."""
+    first = next(iter(models.values()))
+    inputs = layer_inputs(first, names, x)
+    calls = {
+        f"{name} {label}": functools.partial(m.get_submodule(name), inputs[name])
+        for name in names
+        for label, m in models.items()
+    }
+    seconds, _ = time_calls(calls, repeats=repeats, warmup=warmup)
+    return {name: {label: seconds[f"{name} {label}"] for label in models} for name in names}

@@ -17,6 +17,13 @@ from torch import nn
 from netshrink.checks import check_layer
 from netshrink.models import MLP
 
+__all__ = [
+    "ELEMENTWISE",
+    "SUPPORTED",
+    "LinearChain",
+    "linear_chain",
+]
+
 # Modules applied elementwise (Dropout is the identity in eval mode, where the chain is used).
 ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus,
                nn.Identity, nn.Dropout)  # fmt: skip

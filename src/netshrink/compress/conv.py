@@ -22,6 +22,17 @@ from netshrink.compress.layers import (
     weight64,
 )
 
+__all__ = [
+    "btd_conv",
+    "cp_conv",
+    "cp_layers",
+    "jaderberg_conv",
+    "tt_conv",
+    "tucker1_conv",
+    "tucker2_conv",
+    "tucker2_error",
+]
+
 tl.set_backend("pytorch")
 
 
@@ -167,3 +178,13 @@ def btd_conv(conv: nn.Conv2d, rank: int | Sequence[int], n_blocks: int, sweeps: 
     set_weight(middle, torch.cat([core for core, _, _ in blocks]))
     set_weight(last, torch.cat([u_out for _, u_out, _ in blocks], dim=1))
     return finish([first, middle, last], conv)
+
+
+def tucker2_error(conv: nn.Conv2d, ranks: Sequence[int]) -> float:
+    """Relative Frobenius error of the kernel rebuilt from a Tucker-2 decomposition at `ranks`."""
+    first, middle, last = tucker2_conv(conv, ranks)
+    rebuilt = torch.einsum(
+        "tb,bayx,as->tsyx", last.weight[:, :, 0, 0], middle.weight, first.weight[:, :, 0, 0]
+    )
+    w = conv.weight.detach()
+    return float((rebuilt.detach() - w).norm() / w.norm())

@@ -14,6 +14,10 @@ import copy
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+__all__ = [
+    "fold_batch_norm",
+]
+
 
 def _last_conv(module: nn.Module) -> tuple[nn.Sequential | None, nn.Conv2d | None]:
     """(container, conv): the conv that ends `module` (container None: `module` is that conv)."""

@@ -18,6 +18,16 @@ from netshrink import allocator
 from netshrink.compress.next_layer import NextLayer
 from netshrink.metrics import class_sums
 
+__all__ = [
+    "PASS_BUDGET",
+    "check_runs_once",
+    "hooked_sums",
+    "next_layer_sums",
+    "pass_budget",
+    "replays",
+    "rows_per_pass",
+]
+
 # Elements of the largest activation of one hooked pass. On the CPU 1 MB in float32: such
 # temporaries stay in cache and below glibc's malloc thresholds, so the allocator reuses them
 # instead of mapping fresh pages that the kernel must zero on every pass. Measured on conv1 of

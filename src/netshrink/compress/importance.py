@@ -25,6 +25,14 @@ from netshrink.compress.layers import check_chunk
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.devices import mode, model_device, to_device
 
+__all__ = [
+    "CLASSES",
+    "ablate",
+    "classify",
+    "loss_change",
+    "taylor",
+]
+
 CLASSES = ("important", "zero", "worse")
 
 
@@ -39,11 +47,11 @@ def ablate(
 ) -> MaskEvaluation:
     """Loss (and accuracy) per class of the model, and of the model with each of `nodes`
     (default: all nodes of `layer`) removed alone: `evaluate_masks` with one mask a node
-    (row 0 the intact model, row j+1 without `nodes[j]`; `.nodes` gives them back).
+    (row j without `nodes[j]`, `.nodes` gives them back; the intact model as `intact_loss`, ...).
 
     `chunk` nodes go in one pass, 1..len(nodes); `accuracy=False` skips the predictions.
     """
-    n = check_width(check_layer(model, layer), layer)
+    n = check_width(check_layer(model, layer, operation="node importance"), layer)
     nodes = torch.arange(n) if nodes is None else torch.as_tensor(nodes, dtype=torch.long).view(-1)
     if nodes.numel() and (nodes.min() < 0 or nodes.max() >= n):
         raise ValueError(f"nodes must be indices in 0..{n - 1} of layer={layer!r}")
@@ -74,7 +82,7 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     Molchanov et al. rank by the absolute value; the signed value is returned here so that it can
     be compared with the oracle's sign.
     """
-    module = check_layer(model, layer)
+    module = check_layer(model, layer, operation="node importance")
     device = model_device(model)
     saved: list[torch.Tensor] = []
 

@@ -15,6 +15,14 @@ from tensorly.decomposition import parafac, partial_tucker
 
 from netshrink.checks import check_int
 
+__all__ = [
+    "METHODS",
+    "ImageBasis",
+    "decompose_images",
+    "project",
+    "standardise",
+]
+
 tl.set_backend("pytorch")
 
 METHODS = ("cp", "tucker")

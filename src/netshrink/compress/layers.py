@@ -11,6 +11,21 @@ from torch import nn
 
 from netshrink.checks import check_int, is_integer
 
+__all__ = [
+    "PointwiseConv",
+    "check_chunk",
+    "check_conv",
+    "check_linear",
+    "check_modes",
+    "check_rank",
+    "conv_like",
+    "finish",
+    "rank_list",
+    "rank_pair",
+    "set_weight",
+    "weight64",
+]
+
 # ---------------------------------------------------------------- checks
 
 

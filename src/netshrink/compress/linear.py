@@ -22,6 +22,13 @@ from netshrink.compress.layers import (
     weight64,
 )
 
+__all__ = [
+    "TTLinear",
+    "tt_linear",
+    "tucker1_linear",
+    "tucker2_linear",
+]
+
 tl.set_backend("pytorch")
 
 

@@ -25,16 +25,24 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from netshrink.checks import check_examples, check_labels, check_layer, check_width
+from netshrink.checks import check_examples, check_labels, check_layer, check_width, node_count
 from netshrink.compress.chain import LinearChain, linear_chain
+from netshrink.compress.chain_sums import chain_sums
+from netshrink.compress.graph import node_path
 from netshrink.compress.hooked import check_runs_once, hooked_sums, next_layer_sums
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.next_layer import NextLayer, find_next_layer
 from netshrink.devices import mode, model_device, to_device
-from netshrink.metrics import class_sums
-from netshrink.models import layer_names
+
+__all__ = [
+    "MERGE_ROWS",
+    "PROBE_ROWS",
+    "MaskEvaluation",
+    "check_keep",
+    "evaluate_masks",
+    "merged_batches",
+]
 
 
 def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool = False) -> torch.Tensor:
@@ -61,63 +69,82 @@ def check_keep(keep: torch.Tensor, n_nodes: int, name: str = "keep", one: bool =
 
 @dataclass
 class MaskEvaluation:
-    """Per-class sums over a data set for the intact model and the model under each keep-mask.
+    """Per-class sums over a data set for the model under each keep-mask, and for the intact model.
 
-    Row 0 of `loss_sum` and `correct` is the intact model, row j+1 the model under `keep[j]`.
+    Every per-mask field and property is indexed by mask: row j is the model under `keep[j]`
+    (`loss[j]`, `acc[j]`, `loss_change[j]`). The intact model's numbers are named as such
+    (`intact_loss`, `intact_acc`, `intact_class_loss`, ...).
     """
 
     keep: torch.Tensor  # (t, n_nodes) bool, the masks
-    loss_sum: torch.Tensor  # (t+1, C) summed cross-entropy per class, float64
-    correct: torch.Tensor | None  # (t+1, C) correct predictions per class (None: not computed)
+    loss_sum: torch.Tensor  # (t, C) summed cross-entropy per class under each mask, float64
+    correct: torch.Tensor | None  # (t, C) correct predictions per class (None: not computed)
     count: torch.Tensor  # (C,) examples per class
+    intact_loss_sum: torch.Tensor  # (C,) summed cross-entropy per class of the intact model
+    intact_correct: torch.Tensor | None  # (C,) its correct predictions per class
+
+    @classmethod
+    def from_rows(
+        cls, keep: torch.Tensor, loss_sum: torch.Tensor, correct: torch.Tensor | None, count: torch.Tensor
+    ) -> MaskEvaluation:
+        """From sums of t + 1 rows, (t + 1, C), the intact model in row 0 (as the passes make them)."""
+        return cls(
+            keep, loss_sum[1:], None if correct is None else correct[1:], count,
+            loss_sum[0], None if correct is None else correct[0],
+        )  # fmt: skip
 
     @property
     def loss(self) -> torch.Tensor:
-        """Mean loss, (t+1,): intact model first."""
+        """Mean loss under each mask, (t,)."""
         return self.loss_sum.sum(1) / self.count.sum()
 
     @property
     def acc(self) -> torch.Tensor:
-        """Accuracy, (t+1,): intact model first."""
+        """Accuracy under each mask, (t,)."""
         return self.correct.sum(1).double() / self.count.sum()
 
     @property
     def intact_loss(self) -> float:
-        return float(self.loss[0])
+        """Mean loss of the intact model."""
+        return float(self._intact_loss())
 
     @property
     def intact_acc(self) -> float:
-        return float(self.acc[0])
+        """Accuracy of the intact model."""
+        return float(self.intact_correct.unsqueeze(0).sum(1)[0].double() / self.count.sum())
 
-    @property
-    def masked_loss(self) -> torch.Tensor:
-        """Mean loss under each mask, (t,)."""
-        return self.loss[1:]
-
-    @property
-    def masked_acc(self) -> torch.Tensor:
-        """Accuracy under each mask, (t,)."""
-        return self.acc[1:]
+    def _intact_loss(self) -> torch.Tensor:  # summed as a row, as the masks' rows are
+        return self.intact_loss_sum.unsqueeze(0).sum(1)[0] / self.count.sum()
 
     @property
     def loss_change(self) -> torch.Tensor:
         """Loss under each mask minus the intact loss, (t,)."""
-        return self.loss[1:] - self.loss[0]
+        return self.loss - self._intact_loss()
 
     @property
     def class_loss(self) -> torch.Tensor:
-        """Mean loss per class, (t+1, C); NaN for a class with no examples."""
+        """Mean loss per class under each mask, (t, C); NaN for a class with no examples."""
         return self.loss_sum / self.count.double()
 
     @property
     def class_acc(self) -> torch.Tensor:
-        """Accuracy per class, (t+1, C)."""
+        """Accuracy per class under each mask, (t, C)."""
         return self.correct.double() / self.count.double()
+
+    @property
+    def intact_class_loss(self) -> torch.Tensor:
+        """Mean loss per class of the intact model, (C,)."""
+        return self.intact_loss_sum / self.count.double()
+
+    @property
+    def intact_class_acc(self) -> torch.Tensor:
+        """Accuracy per class of the intact model, (C,)."""
+        return self.intact_correct.double() / self.count.double()
 
     @property
     def class_loss_change(self) -> torch.Tensor:
         """Per-class loss change under each mask, (t, C)."""
-        return self.class_loss[1:] - self.class_loss[0]
+        return self.class_loss - self.intact_class_loss
 
     @property
     def nodes(self) -> torch.Tensor:
@@ -126,16 +153,6 @@ class MaskEvaluation:
         if nodes is None:
             raise ValueError("nodes is defined when every mask removes exactly one node")
         return nodes
-
-
-# Elements of the largest intermediate tensor of one chain pass. The last hidden layer's
-# rank-one path holds (masks, N) planes, C times smaller than the logits, and runs fastest in
-# large passes. Passes that hold every mask's pre-activations or logits, (masks, N, out), run
-# fastest when those stay near the cache: measured on 1,000 random masks of a 784-128-10 MLP
-# (10,000 images, 2 threads, AMD EPYC with AVX-512), 64 MB passes took 1.5x to 2x the time of
-# 2 to 8 MB ones, and 1 MB ones were slower again.
-_RANK_ONE_BUDGET = 2**24  # 64 MB in float32
-_STACKED_BUDGET = 2**20  # 4 MB
 
 
 def _single_removals(keep: torch.Tensor) -> torch.Tensor | None:
@@ -156,118 +173,6 @@ def _removal_sweep(keep: torch.Tensor) -> torch.Tensor | None:
     added = removed.clone()
     added[1:] &= ~removed[:-1]
     return added.long().argmax(1)
-
-
-def _last_hidden_sums(
-    act: torch.Tensor,
-    z: torch.Tensor,
-    w: torch.Tensor,
-    y: torch.Tensor,
-    nodes: torch.Tensor,
-    accuracy: bool,
-    nonnegative: bool = True,
-):
-    """Per-class sums for removing each of `nodes` from the last hidden layer, without logits tensors.
-
-    act (N, H) hidden outputs, z (N, C) logits, w (C, H) output weights. Removing node j makes the
-    logits z - a_j w_j, so the log-sum-exp is accumulated class by class over (t, N) planes (a
-    (t, N, C) logits tensor would be C times larger), and the target term sums to a per-class
-    total minus w[c, j] * (sum of a_j over class c).
-    """
-    n_classes = z.shape[1]
-    whole = len(nodes) == act.shape[1] and bool(
-        (nodes == torch.arange(len(nodes), device=nodes.device)).all()
-    )
-    a_t = act.T.contiguous() if whole else act.T[nodes].contiguous()  # (t, N)
-    z_t, w_t = z.T.contiguous(), w[:, nodes]  # (C, N), (C, t)
-    gap = 2 * float(a_t.max()) * float(w_t.abs().max()) if a_t.numel() else 0.0
-    plane = torch.empty_like(a_t)
-    if (
-        accuracy or gap > 60 or not nonnegative
-    ):  # exact maximum: the prediction is needed, or the bound could underflow exp
-        top = torch.addcmul(z_t[0], w_t[0].unsqueeze(1), a_t, value=-1)
-        picked = top.clone() if accuracy else None  # the target's logit, from the same arithmetic as top
-        for c in range(1, n_classes):
-            torch.maximum(top, torch.addcmul(z_t[c], w_t[c].unsqueeze(1), a_t, value=-1, out=plane), out=top)
-            if accuracy:
-                torch.where(y == c, plane, picked, out=picked)
-        z_shift, w_shift = z_t, w_t
-    else:  # shift by an upper bound of every ablated logit, max z + a * max|w| (a >= 0 after ReLU)
-        z_max, w_max = z_t.amax(0), w_t.abs().amax(0)
-        top = z_max + a_t * w_max.unsqueeze(1)
-        z_shift, w_shift = z_t - z_max, w_t + w_max  # z_c - a w_c - top = (z_c - max z) - a (w_c + max|w|)
-    total = torch.zeros_like(a_t)
-    for c in range(n_classes):
-        torch.addcmul(z_shift[c], w_shift[c].unsqueeze(1), a_t, value=-1, out=plane)
-        if z_shift is z_t:
-            plane.sub_(top)
-        total += plane.exp_()
-    lse = total.log_().add_(top)  # (t, N)
-    onehot = F.one_hot(y, n_classes).to(act.dtype)  # (N, C)
-    target = (onehot * z).sum(0) - w_t.T * (a_t @ onehot)  # (t, C)
-    loss_sum = (lse @ onehot).double() - target.double()
-    if not accuracy:
-        return loss_sum, None
-    hits = (picked >= top).to(act.dtype)  # (t, N)
-    return loss_sum, (hits @ onehot).round().long()
-
-
-def _masked_preactivations(act: torch.Tensor, masks: torch.Tensor, nxt: nn.Linear) -> torch.Tensor:
-    """Pre-activations of the next layer under each mask: (t, N, out) from act (N, H), masks (t, H),
-    mask-major so that the logits of the later layers come out as (t, N, C) contiguous.
-
-    One batched product act @ (W_next^T * m_j), (N, H) x (H, out) for each mask j.
-    """
-    w_eff = masks.to(act.dtype).unsqueeze(2) * nxt.weight.T.unsqueeze(0)  # (t, H, out)
-    z = torch.matmul(act, w_eff)  # (t, N, out)
-    return z if nxt.bias is None else z.add_(nxt.bias)
-
-
-def _masked_logit_planes(act: torch.Tensor, masks: torch.Tensor, out: nn.Linear) -> torch.Tensor:
-    """Logits under each mask of the last hidden layer as planes (t, C, N), from act (N, H) and
-    masks (t, H): one matrix product [W_out * m_1; ...; W_out * m_t] @ act^T of shape
-    (t*C, H) x (H, N), each class's logits of the N examples contiguous (`class_sums`, class_dim=1)."""
-    w_eff = masks.to(act.dtype).unsqueeze(1) * out.weight.unsqueeze(0)  # (t, C, H)
-    planes = w_eff.flatten(0, 1) @ act.T  # (t*C, N)
-    if out.bias is not None:
-        planes += out.bias.repeat(len(masks)).unsqueeze(1)
-    return planes.view(len(masks), -1, len(act))
-
-
-def _chain_sums(view: LinearChain, index: int, x, y, keep, chunk: int | None, n_classes: int, accuracy: bool):
-    """Per-class sums of the intact chain (row 0) and of the chain under each mask (rows 1..t).
-
-    Masks that each remove one node j subtract the rank-one term a_j * W_next[:, j] from the
-    next layer's pre-activations; other masks multiply W_next by the mask (`_masked_preactivations`,
-    or `_masked_logit_planes` when the next layer is the output). Rows are mask-major, (t, N, ...).
-    """
-    act = view.activations(index, x)  # (N, H)
-    nxt = view.linears[index + 1]
-    z = nxt(act)  # (N, out)
-    parts = [class_sums(view.forward_from(index, z).unsqueeze(0), y, n_classes, accuracy)]
-    nodes = _single_removals(keep)
-    last = index + 2 == len(view.linears)
-    rank_one = nodes is not None and last  # single removals from the last hidden layer
-    budget = _RANK_ONE_BUDGET if rank_one else _STACKED_BUDGET
-    t = chunk or max(1, budget // (len(x) * max(nxt.out_features, n_classes)))
-    for start in range(0, len(keep), t):
-        if rank_one:
-            sel = nodes[start : start + t]
-            parts.append(_last_hidden_sums(act, z, nxt.weight, y, sel, accuracy, view.nonnegative[index]))
-            continue
-        if last:  # arbitrary masks of the last hidden layer: the logits straight as planes
-            planes = _masked_logit_planes(act, keep[start : start + t], nxt)
-            parts.append(class_sums(planes, y, n_classes, accuracy, class_dim=1))
-            continue
-        if nodes is not None:
-            sel = nodes[start : start + t]
-            zz = z - act.T[sel].unsqueeze(2) * nxt.weight.T[sel].unsqueeze(1)  # (t, N, out)
-        else:
-            zz = _masked_preactivations(act, keep[start : start + t], nxt)  # (t, N, out)
-        logits = view.forward_from(index, zz.flatten(0, 1)).view(zz.shape[0], len(x), -1)
-        parts.append(class_sums(logits, y, n_classes, accuracy))
-    loss_sum = torch.cat([p[0] for p in parts])
-    return loss_sum, torch.cat([p[1] for p in parts]) if accuracy else None
 
 
 PROBE_ROWS = 8  # input rows on which `find_next_layer` checks that the next-layer path is exact
@@ -311,6 +216,18 @@ def _chain_or_none(model: nn.Module) -> LinearChain | None:
         return None
 
 
+def _checked(model: nn.Module, layer: str, keep: torch.Tensor, chunk: int | None):
+    """The module `layer`, the classes, the masks (t, n_nodes) on the model's device and the
+    chunk, after every check (the layers found in the traced graph, `graph.node_path`)."""
+    path = node_path(model, layer, "mask evaluation")
+    module = check_layer(model, layer, [layer])
+    masks = check_keep(keep, check_width(module, layer))
+    masks = masks.unsqueeze(0) if masks.dim() == 1 else masks
+    if chunk is not None:
+        chunk = check_chunk(chunk, len(masks), "masks")
+    return module, node_count(model.get_submodule(path.output)), masks.to(model_device(model)), chunk
+
+
 @torch.no_grad()
 def evaluate_masks(
     model: nn.Module,
@@ -329,22 +246,14 @@ def evaluate_masks(
     `hooked.PASS_BUDGET` elements of activations otherwise). `accuracy=False` skips the predictions,
     which the loss does not need. Small batches of `loader` are merged (`merged_batches`).
     """
-    module = check_layer(model, layer)
-    n_nodes = check_width(module, layer)
-    masks = check_keep(keep, n_nodes)
-    masks = masks.unsqueeze(0) if masks.dim() == 1 else masks
-    if chunk is not None:
-        chunk = check_chunk(chunk, len(masks), "masks")
-    device = model_device(model)
-    masks = masks.to(device)
+    module, n_classes, masks, chunk = _checked(model, layer, keep, chunk)
+    device = masks.device
     view = _chain_or_none(model)
     # the next-layer path's removal order: one node a mask, else a sweep (one more node a mask)
-    order, cumulative = _single_removals(masks), False
-    if order is None:
-        order, cumulative = _removal_sweep(masks), True
+    singles = _single_removals(masks)
+    order, cumulative = (singles, False) if singles is not None else (_removal_sweep(masks), True)
     nxt: NextLayer | None = None
     probed = view is not None  # the hooked paths check the layer and look for the next one once
-    n_classes = model.get_submodule(layer_names(model)[-1]).weight.shape[0]
     loss_sum = torch.zeros(len(masks) + 1, n_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(len(masks) + 1, n_classes, dtype=torch.long, device=device) if accuracy else None
     count = torch.zeros(n_classes, dtype=torch.long, device=device)
@@ -353,7 +262,8 @@ def evaluate_masks(
             check_labels(y, n_classes)
             count += torch.bincount(y, minlength=n_classes)
             if view is not None:
-                sums = _chain_sums(view, view.names.index(layer), x, y, masks, chunk, n_classes, accuracy)
+                index = view.names.index(layer)
+                sums = chain_sums(view, index, x, y, masks, singles, chunk, n_classes, accuracy)
             else:
                 if not probed:
                     check_runs_once(model, layer, x[:1])
@@ -372,4 +282,4 @@ def evaluate_masks(
     if int(count.sum()) == 0:
         check_examples(0, "evaluate_masks")
     correct = None if correct is None else correct.cpu()
-    return MaskEvaluation(masks.cpu(), loss_sum.cpu(), correct, count.cpu())
+    return MaskEvaluation.from_rows(masks.cpu(), loss_sum.cpu(), correct, count.cpu())

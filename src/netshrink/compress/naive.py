@@ -14,6 +14,11 @@ from netshrink.compress.masking import MaskEvaluation, check_keep
 from netshrink.devices import mode, model_device, to_device
 from netshrink.metrics import class_sums, evaluate
 
+__all__ = [
+    "evaluate_masks_naive",
+    "loss_change_naive",
+]
+
 
 @torch.no_grad()
 def evaluate_masks_naive(
@@ -55,12 +60,14 @@ def evaluate_masks_naive(
                 lin.bias.copy_(saved[1])
             nxt.weight.copy_(saved[2])
     check_examples(int(count.sum()), "evaluate_masks_naive")
-    return MaskEvaluation(masks.cpu(), torch.cat(loss_sums).cpu(), torch.cat(corrects).cpu(), count.cpu())
+    return MaskEvaluation.from_rows(
+        masks.cpu(), torch.cat(loss_sums).cpu(), torch.cat(corrects).cpu(), count.cpu()
+    )
 
 
 def loss_change_naive(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     """`importance.loss_change` with one masked forward pass over the data per node. (n_nodes,)"""
-    module = check_layer(model, layer)
+    module = check_layer(model, layer, operation="node importance")
     zeroed: list[int] = []
 
     def zero(_module, _inputs, output):

@@ -23,6 +23,11 @@ from torch.nn import functional as F
 
 from netshrink.checks import node_count
 
+__all__ = [
+    "NextLayer",
+    "find_next_layer",
+]
+
 
 @dataclass(frozen=True)
 class NextLayer:

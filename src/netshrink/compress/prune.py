@@ -7,8 +7,9 @@ the Oslo draft); since ReLU(0) = 0 the masked node then contributes nothing, so 
 removing the node, which `remove_nodes` does physically (smaller weight matrices).
 
 Layers are named as in the model: `hidden.0`, `hidden.1`, ... for `models.MLP`, `0`, `2`, ...
-for an `nn.Sequential` (see `chain.linear_chain`); the output layer cannot lose nodes: they
-are the classes.
+for an `nn.Sequential`; the layer a layer's nodes feed and the output layer (whose nodes are the
+classes and cannot go) are found in the traced graph (`graph.node_path`), whatever the order in
+which a model registers its layers.
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ from torch import nn
 
 from netshrink.checks import check_int, check_layer, check_model, check_tol
 from netshrink.compress.chain import linear_chain
-from netshrink.compress.graph import follow_filters
+from netshrink.compress.graph import follow_filters, node_path
 from netshrink.compress.masking import check_keep, evaluate_masks
-from netshrink.models import layer_names
+
+__all__ = [
+    "ShrinkResult",
+    "magnitude_prune",
+    "mask_nodes",
+    "random_node_masks",
+    "remove_filters",
+    "remove_nodes",
+    "shrink_randomly",
+    "smallest_l1_filters",
+]
 
 
 def random_node_masks(
@@ -54,20 +65,12 @@ def random_node_masks(
     return keep
 
 
-def _check_chain(model: nn.Module, layer: str) -> tuple[nn.Module, str, nn.Module]:
-    """The module `layer`, the name of the layer it feeds and that layer; a ValueError otherwise."""
-    check_layer(model, layer)
-    names = layer_names(model)
-    modules = dict(model.named_modules())
-    norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
-    if norms:
-        raise ValueError(
-            f"model has normalisation layers ({', '.join(norms)}); remove_nodes handles plain chains"
-        )
-    if any(isinstance(m, nn.Conv2d) and m.groups != 1 for m in modules.values()):
-        raise ValueError("model has grouped convolutions; remove_nodes handles plain chains")
-    following = names[names.index(layer) + 1]
-    return modules[layer], following, modules[following]
+def _check_path(model: nn.Module, layer: str, operation: str) -> tuple[nn.Module, str, nn.Module]:
+    """The module `layer`, the name of the layer its nodes reach in the traced graph and that
+    layer (`graph.node_path`, no normalisation between); a ValueError before any copy otherwise."""
+    path = node_path(model, layer, operation, norms=False)
+    module = check_layer(model, layer, [layer])
+    return module, path.next, model.get_submodule(path.next)
 
 
 def _input_mask(module: nn.Module, nxt: nn.Module, keep: torch.Tensor) -> torch.Tensor:
@@ -86,7 +89,7 @@ def _input_mask(module: nn.Module, nxt: nn.Module, keep: torch.Tensor) -> torch.
 def mask_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     """A copy of `model` whose removed nodes (or channels) have zero incoming weights and bias
     and zero outgoing weights."""
-    module, following, _ = _check_chain(model, layer)
+    module, following, _ = _check_path(model, layer, "node masking")
     masked = copy.deepcopy(model)
     lin, nxt = masked.get_submodule(layer), masked.get_submodule(following)
     keep = check_keep(keep, lin.weight.shape[0], one=True).to(lin.weight.device)
@@ -122,7 +125,7 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     """A copy of `model` in which the removed nodes (or conv channels) are gone: `layer` has
     `keep.sum()` outputs and the next layer as many inputs. Its outputs equal
     `mask_nodes(model, layer, keep)`'s. Works on MLP, Conv4Net and other plain chains."""
-    module, following, nxt = _check_chain(model, layer)
+    module, following, nxt = _check_path(model, layer, "node removal")
     keep = check_keep(keep, module.weight.shape[0], one=True).to(module.weight.device)
     if not keep.any():
         raise ValueError(f"keep removes every node of layer={layer!r}; at least one must stay")
@@ -134,7 +137,8 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
 
 @dataclass
 class ShrinkResult:
-    """Algorithm 2 over R runs of S steps (row 0: the intact model). Per (step, run): the nodes
+    """Algorithm 2 over R runs of S steps, indexed by step: row s is the state after step s (row 0,
+    before the first step, the intact model; no row is a mask). Per (step, run): the nodes
     removed so far (long), whether that step's removal was kept (bool), and the kept model's
     validation loss and accuracy (float64), each (S + 1, R); `keep` the final keep-masks
     (R, n_nodes)."""
@@ -172,7 +176,8 @@ def shrink_randomly(
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     base = evaluate_masks(model, layer, val_loader, keep=keep[:0])
-    loss, acc = base.loss.expand(n_runs).clone(), base.acc.expand(n_runs).clone()
+    loss = torch.full((n_runs,), base.intact_loss, dtype=torch.float64)
+    acc = torch.full((n_runs,), base.intact_acc, dtype=torch.float64)
     history = [((~keep).sum(1), torch.ones(n_runs, dtype=torch.bool), loss.clone(), acc.clone())]
     while int(untested.sum(1).min()) >= n_remove:
         # draw n_remove untested nodes per run: random keys, untested first
@@ -182,10 +187,10 @@ def shrink_randomly(
         trial.scatter_(1, drawn, False)
         untested.scatter_(1, drawn, False)
         scores = evaluate_masks(model, layer, val_loader, keep=trial)
-        accept = scores.masked_loss <= loss + tol
+        accept = scores.loss <= loss + tol
         keep[accept] = trial[accept]
-        loss[accept] = scores.masked_loss[accept]
-        acc[accept] = scores.masked_acc[accept]
+        loss[accept] = scores.loss[accept]
+        acc[accept] = scores.acc[accept]
         history.append(((~keep).sum(1), accept, loss.clone(), acc.clone()))
     removed, accepted, val_loss, val_acc = (torch.stack(column) for column in zip(*history, strict=True))
     return ShrinkResult(removed, accepted, val_loss, val_acc, keep)

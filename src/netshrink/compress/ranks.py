@@ -12,6 +12,15 @@ from netshrink.checks import is_integer
 from netshrink.compress.layers import check_conv, rank_pair, weight64
 from netshrink.compress.vbmf import evbmf_rank
 
+__all__ = [
+    "RANK_RULES",
+    "layer_parameters",
+    "rank_for_budget",
+    "resolve_rank",
+    "select_rank",
+    "unfold",
+]
+
 RANK_RULES = ("vbmf", "an energy fraction in (0, 1)")
 
 

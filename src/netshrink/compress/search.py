@@ -17,6 +17,17 @@ from netshrink.compress import prune
 from netshrink.compress.importance import ablate
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 
+__all__ = [
+    "PruneResult",
+    "Step",
+    "prefix_masks",
+    "prune_exhaustive",
+    "prune_greedy",
+    "prune_layers",
+    "prune_once",
+    "prune_within",
+]
+
 
 @dataclass(frozen=True)
 class Step:
@@ -50,9 +61,18 @@ class PruneResult:
 
 
 def _step(
-    step: int, node: int, change: float, result: MaskEvaluation, row: int, evaluations: int, removed: int
+    step: int,
+    node: int,
+    change: float,
+    result: MaskEvaluation,
+    mask: int | None,
+    evaluations: int,
+    removed: int,
 ) -> Step:
-    return Step(step, node, change, removed, float(result.loss[row]), float(result.acc[row]), evaluations)
+    """The Step after `result`'s mask `mask` (None: the intact model)."""
+    if mask is None:
+        return Step(step, node, change, removed, result.intact_loss, result.intact_acc, evaluations)
+    return Step(step, node, change, removed, float(result.loss[mask]), float(result.acc[mask]), evaluations)
 
 
 def prune_once(
@@ -69,8 +89,11 @@ def prune_once(
         drop[change.argmax()] = False
     pruned = prune.remove_nodes(model, layer, ~drop) if drop.any() else copy.deepcopy(model)
     after = ablate(pruned, layer, loader, nodes=[])
-    rise = float(after.loss[0] - result.loss[0])
-    steps = [_step(0, -1, 0.0, result, 0, 0, 0), _step(1, -1, rise, after, 0, len(change), int(drop.sum()))]
+    rise = after.intact_loss - result.intact_loss
+    steps = [
+        _step(0, -1, 0.0, result, None, 0, 0),
+        _step(1, -1, rise, after, None, len(change), int(drop.sum())),
+    ]
     return PruneResult(pruned, ~drop, steps, len(change))
 
 
@@ -86,15 +109,13 @@ def prune_exhaustive(
     check_layer(model, layer)
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     result = ablate(current, layer, loader)
-    evaluations, rows = len(original), [_step(0, -1, 0.0, result, 0, 0, 0)]
+    evaluations, rows = len(original), [_step(0, -1, 0.0, result, None, 0, 0)]
     while len(original) > 1:
         change = result.loss_change
         j = int(change.argmin())
         if change[j] > tol and len(original) % multiple == 0:
             break
-        rows.append(
-            _step(len(rows), int(original[j]), float(change[j]), result, j + 1, evaluations, len(rows))
-        )
+        rows.append(_step(len(rows), int(original[j]), float(change[j]), result, j, evaluations, len(rows)))
         keep = torch.arange(len(original)) != j
         current, original = prune.remove_nodes(current, layer, keep), original[keep]
         result = ablate(current, layer, loader)
@@ -116,7 +137,7 @@ def prune_greedy(
     check_layer(model, layer)
     current, original = model, torch.arange(node_count(model.get_submodule(layer)))
     base = ablate(current, layer, loader, nodes=[])
-    evaluations, rows = 0, [_step(0, -1, 0.0, base, 0, 0, 0)]
+    evaluations, rows = 0, [_step(0, -1, 0.0, base, None, 0, 0)]
     skipped: set[int] = set()
     removed = True
     while removed and len(original) > 1:
@@ -129,7 +150,7 @@ def prune_greedy(
             evaluations += 1
             change = float(result.loss_change[0])
             if change <= tol:
-                rows.append(_step(len(rows), node, change, result, 1, evaluations, len(rows)))
+                rows.append(_step(len(rows), node, change, result, 0, evaluations, len(rows)))
                 keep = torch.arange(len(original)) != j
                 current, original = prune.remove_nodes(current, layer, keep), original[keep]
                 removed = True
@@ -172,15 +193,15 @@ def prune_within(
     n = len(order)
     sweep = evaluate_masks(model, layer, loader, keep=prefix_masks(order, range(1, n)))
     if per_class:
-        rise = (sweep.class_loss[1:] - result.class_loss[0]).nan_to_num(0).amax(1)
+        rise = (sweep.class_loss - result.intact_class_loss).nan_to_num(0).amax(1)
     else:
-        rise = sweep.loss[1:] - result.loss[0]
+        rise = sweep.loss - result.intact_loss
     within = (rise <= tol).nonzero()
     k = int(within.max()) + 1 if len(within) else 0
     keep = prefix_masks(order, [k])[0]
     pruned = prune.remove_nodes(model, layer, keep) if k else copy.deepcopy(model)
-    steps = [_step(0, -1, 0.0, result, 0, n - 1, 0)] + [
-        _step(k, int(order[k - 1]), float(change[order[k - 1]]), sweep, k, n - 1, k) for k in range(1, n)
+    steps = [_step(0, -1, 0.0, result, None, n - 1, 0)] + [
+        _step(k, int(order[k - 1]), float(change[order[k - 1]]), sweep, k - 1, n - 1, k) for k in range(1, n)
     ]
     return PruneResult(pruned, keep, steps, n - 1)
 

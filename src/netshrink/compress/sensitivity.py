@@ -15,6 +15,11 @@ from netshrink.compress.prune import remove_filters, smallest_l1_filters
 from netshrink.devices import to_device
 from netshrink.metrics import evaluate
 
+__all__ = [
+    "Sensitivity",
+    "filter_sensitivity",
+]
+
 
 @dataclass
 class Sensitivity:

@@ -12,6 +12,11 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+__all__ = [
+    "TAU_BAR",
+    "evbmf_rank",
+]
+
 TAU_BAR = 2.5129  # the threshold constant of Nakajima et al. (2013), Theorem 2, times sqrt(alpha)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import torch
@@ -16,6 +15,8 @@ from torch import nn
 from netshrink import data, models, published, train
 from netshrink.cache import TrainResult
 from netshrink.compress import decompose, prune
+from netshrink.compress.conv import tucker2_error
+from netshrink.compress.plans import budget_plan, k_plan
 from netshrink.experiments.tensor_decomposition import FineTune, compare_models, describe_plan, origin
 from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
@@ -54,16 +55,6 @@ def magnitude_sweep(
     return pd.DataFrame(rows)
 
 
-def tucker2_error(conv: nn.Conv2d, ranks: Sequence[int]) -> float:
-    """Relative Frobenius error of the kernel rebuilt from a Tucker-2 decomposition at `ranks`."""
-    first, middle, last = decompose.tucker2_conv(conv, ranks)
-    rebuilt = torch.einsum(
-        "tb,bayx,as->tsyx", last.weight[:, :, 0, 0], middle.weight, first.weight[:, :, 0, 0]
-    )
-    w = conv.weight.detach()
-    return float((rebuilt.detach() - w).norm() / w.norm())
-
-
 def reconstruction_curves(conv: nn.Conv2d, ranks: Sequence[int]) -> pd.DataFrame:
     """D-F9: the kernel's relative reconstruction error against R2 with R1 full, and against R1
     with R2 full (003 Figure 6)."""
@@ -81,38 +72,7 @@ def reconstruction_curves(conv: nn.Conv2d, ranks: Sequence[int]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def k_plan(model: nn.Module, k: int, layers: Sequence[str], n: int = 8) -> dict[str, list]:
-    """Tucker-2 of every layer in `layers` with ranks k/n of its input and output channels
-    (rounded up, at least 1)."""
-    if not 1 <= k <= n:
-        raise ValueError(f"k={k} is out of range; allowed: 1..{n}")
-    plan = {}
-    for name in layers:
-        T, S = model.get_submodule(name).weight.shape[:2]
-        plan[name] = ["tucker2", [max(1, math.ceil(k * S / n)), max(1, math.ceil(k * T / n))]]
-    return plan
-
-
 # ------------------------------------------------------------------ methods at matched budgets
-
-
-def budget_plan(
-    model: nn.Module, method: str, layers: Sequence[str], fraction: float, n_blocks: int = 2
-) -> dict[str, dict[str, Any]]:
-    """For each conv in `layers`, `method` at the largest rank within `fraction` of its parameters."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction={fraction} is out of range; allowed: (0, 1)")
-    options = {"n_blocks": n_blocks} if method == "btd" else {}
-    plan = {}
-    for name in layers:
-        layer = model.get_submodule(name)
-        budget = int(fraction * models.count_parameters(layer))
-        plan[name] = {
-            "method": method,
-            "rank": decompose.rank_for_budget(layer, method, budget, **options),
-            **options,
-        }
-    return plan
 
 
 def layers_parameters(model: nn.Module, names: Iterable[str]) -> int:

@@ -17,9 +17,20 @@ from netshrink.cache import TrainResult
 from netshrink.checks import prunable_layers
 from netshrink.compress import importance, masking, prune, search
 from netshrink.compress.masking import MaskEvaluation
-from netshrink.findings import Findings, compression_rows
+from netshrink.experiments.deep_importance_findings import (  # imported from here by the chapter
+    criteria_findings,
+    per_class_findings,
+    rewind_findings,
+    setting_findings,
+)
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
+
+__all__ = [
+    "channel_ablations", "class_accuracy_after_pruning", "class_criteria", "conv4_config",
+    "criteria_findings", "layer_counts", "layer_importance", "mlp3_config", "per_class_findings",
+    "rewind_findings", "rewind_rounds", "setting_findings",
+]  # fmt: skip
 
 
 def mlp3_config(
@@ -184,7 +195,7 @@ def class_accuracy_after_pruning(
         n = len(result.nodes)
         counts = [min(int(round(f * n)), n - 1) for f in fractions]
         keep = search.prefix_masks(result.loss_change.argsort(), counts)
-        acc = masking.evaluate_masks(model, layer, test_loader, keep=keep).class_acc[1:]
+        acc = masking.evaluate_masks(model, layer, test_loader, keep=keep).class_acc
         for fraction, k, row in zip(fractions, counts, acc, strict=True):
             rows += [
                 {"layer": layer, "fraction removed": fraction, "removed": k, "class": c, "acc": float(a)}
@@ -213,11 +224,11 @@ def class_criteria(
     report_progress(stage="pruning by class accuracy")
     layers = list(ablations)
     intact = importance.ablate(model, layers[0], test_loader, nodes=[])
-    base = intact.class_acc[0]
+    base = intact.intact_class_acc
     rows = {
         ("(none)", "original"): {
             "channels left": "",
-            "test acc": float(intact.acc[0]),
+            "test acc": intact.intact_acc,
             "lowest class acc": float(base.min()),
             "largest class drop": 0.0,
         }
@@ -228,10 +239,10 @@ def class_criteria(
         for name, per_class in (("overall loss", False), ("every class's loss", True)):
             pruned = search.prune_within(model, layer, val_loader, tol, per_class=per_class, ablations=result)
             after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
-            acc = after.class_acc[0]
+            acc = after.intact_class_acc
             rows[(layer, name)] = {
                 "channels left": f"{pruned.nodes_left} of {n}",
-                "test acc": float(after.acc[0]),
+                "test acc": after.intact_acc,
                 "lowest class acc": float(acc.min()),
                 "largest class drop": float((base - acc).max()),
             }
@@ -242,89 +253,3 @@ def class_criteria(
     table = pd.DataFrame.from_dict(rows, orient="index")
     cost.index = table.index
     return table.join(cost).rename_axis(["layer", "criterion"])
-
-
-def setting_findings(
-    counts: pd.DataFrame, nets: Mapping[str, TrainResult], setting: str, n_nodes: int
-) -> Findings:
-    """I-F3/I-F4: the share of important nodes at the first and last setting (`counts`:
-    `layer_counts`, `n_nodes`: hidden nodes in all), whether it grows, and both accuracies."""
-    share = counts["important"].groupby(level="setting", sort=False).sum() / n_nodes
-    first, last, key = share.index[0], share.index[-1], setting.split()[0]
-    return Findings(
-        {
-            f"{key}_important_first": 100 * float(share.iloc[0]),
-            f"{key}_important_last": 100 * float(share.iloc[-1]),
-            f"{key}_first": first,
-            f"{key}_last": last,
-            f"{key}_direction": "more" if share.iloc[-1] > share.iloc[0] else "fewer",
-            f"{key}_acc_first": 100 * float(nets[first].test["acc"]),
-            f"{key}_acc_last": 100 * float(nets[last].test["acc"]),
-        }
-    )
-
-
-def rewind_findings(rewind: pd.DataFrame) -> Findings:
-    """I-T4's first and last round (`rewind`: `rewind_rounds`)."""
-    first, last = rewind.iloc[0], rewind.iloc[-1]
-    return Findings(
-        {
-            "rewind_widths": last["widths"],
-            "rewind_params": int(last["parameters"]),
-            "rewind_params0": int(first["parameters"]),
-            "rewind_acc_importance": 100 * float(last["importance init"]),
-            "rewind_acc_random": 100 * float(last["random init"]),
-            "rewind_acc0": 100 * float(first["importance init"]),
-        }
-    )
-
-
-def per_class_findings(per_class: pd.DataFrame) -> Findings:
-    """I-F5 at the largest fraction removed: the layer whose pruning hurts most on average, and
-    its best and worst class (`per_class`: `class_accuracy_after_pruning`)."""
-    fraction = per_class["fraction removed"].max()
-    worst = per_class[per_class["fraction removed"] == fraction]
-    layer = worst.groupby("layer")["acc"].mean().idxmin()
-    acc = worst[worst["layer"] == layer].set_index("class")["acc"]
-    return Findings(
-        {
-            "f5_fraction": 100 * fraction,
-            "f5_layer": layer,
-            "f5_best_class": acc.idxmax(),
-            "f5_best_acc": 100 * float(acc.max()),
-            "f5_worst_class": acc.idxmin(),
-            "f5_worst_acc": 100 * float(acc.min()),
-        }
-    )
-
-
-def criteria_findings(criteria: pd.DataFrame, label: str) -> Findings:
-    """I-T5: the largest drop of one class under each criterion, in how many layers the per-class
-    criterion keeps more channels, the best speedup, and a compression record per pruned model
-    (`criteria`: `class_criteria`)."""
-    rows = criteria.drop(index="(none)", level="layer")
-    overall = rows.xs("overall loss", level="criterion")
-    per_class = rows.xs("every class's loss", level="criterion")
-    left = rows["channels left"].str.split(" of ").str[0].astype(int)
-    more = left.xs("every class's loss", level="criterion") > left.xs("overall loss", level="criterion")
-    glue = {
-        "t5_drop_overall": 100 * float(overall["largest class drop"].max()),
-        "t5_drop_class": 100 * float(per_class["largest class drop"].max()),
-        "t5_more_layers": int(more.sum()),
-        "t5_layers": len(overall),
-        "t5_best_speedup": float(rows["speedup"].max()),
-        "t5_best_at": " ".join(rows["speedup"].idxmax()),
-    }
-    flat = criteria.set_axis([f"{layer} pruned by {name}" for layer, name in criteria.index])
-    records = compression_rows(
-        "I-T5",
-        flat,
-        data_set=label,
-        rows=list(flat.index[1:]),
-        model="CNN, {row}",
-        how="channels removed within a loss bound ({row})",
-        mflops="MFLOPs",  # measure.compare_latency's table, accuracy as a fraction
-        accuracy="test acc",
-        percent=False,
-    )
-    return Findings(glue, compressions=records)

@@ -9,7 +9,6 @@ the test split only reports.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -42,7 +41,7 @@ def importance_table(
                     "network": i,
                     "node": range(len(change)),
                     "loss_change": change.numpy(),
-                    "acc_change": (result.acc[1:] - result.acc[0]).numpy(),
+                    "acc_change": (result.acc - result.intact_acc).numpy(),
                     "class": importance.classify(change, tol),
                     "taylor": importance.taylor(net.model, layer, loader).numpy(),
                 }
@@ -100,21 +99,12 @@ def pruning_strategies(
         ),
         "greedy": lambda: search.prune_greedy(model, layer, val_loader, tol=tol, important=important),
     }
-    results, seconds = {}, {}
-    for name, strategy in strategies.items():  # each strategy timed once, whole, on this machine
-        start = time.perf_counter()
-        results[name] = strategy()
-        seconds[name] = time.perf_counter() - start
+    seconds, results = measure.time_calls(strategies, repeats=1)  # each timed once, whole, in turn
     cost = measure.compare_latency(
         {"original": model, **{name: r.model for name, r in results.items()}}, latency_batch, repeats=repeats
     )
-    rows = {
-        "original": {
-            "nodes left": model.get_submodule(layer).weight.shape[0],
-            "loss evaluations": 0,
-            "seconds": 0.0,
-        }
-    }
+    width = model.get_submodule(layer).weight.shape[0]
+    rows = {"original": {"nodes left": width, "loss evaluations": 0, "seconds": 0.0}}
     rows |= {
         name: {"nodes left": r.nodes_left, "loss evaluations": r.evaluations, "seconds": seconds[name]}
         for name, r in results.items()

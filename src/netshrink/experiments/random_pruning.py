@@ -77,7 +77,7 @@ def random_trials(
 
 def scores_frame(scores: MaskEvaluation) -> pd.DataFrame:
     """`loss` and `acc` columns, one row per mask (the intact model left out)."""
-    return pd.DataFrame({"loss": scores.masked_loss.numpy(), "acc": scores.masked_acc.numpy()})
+    return pd.DataFrame({"loss": scores.loss.numpy(), "acc": scores.acc.numpy()})
 
 
 def shrink_steps(result: prune.ShrinkResult) -> pd.DataFrame:
@@ -112,7 +112,7 @@ def shrink_runs(
         table = shrink_steps(result)
         steps.append(table.assign(n=n))
         final = table[table["step"] == table["step"].max()].drop(columns=["step", "accepted"])
-        finals.append(final.assign(n=n, test_loss=test.masked_loss.numpy(), test_acc=test.masked_acc.numpy()))
+        finals.append(final.assign(n=n, test_loss=test.loss.numpy(), test_acc=test.acc.numpy()))
     return pd.concat(steps, ignore_index=True), pd.concat(finals, ignore_index=True)
 
 
@@ -146,7 +146,10 @@ def time_mask_evaluation(
         repeats,
     )
     fast, slow = results["batched"], results["per-mask loop"]
-    agree = torch.allclose(fast.loss, slow.loss, atol=1e-4) and torch.allclose(fast.acc, slow.acc, atol=1e-4)
+    agree = all(
+        torch.allclose(torch.as_tensor(getattr(fast, f)), torch.as_tensor(getattr(slow, f)), atol=1e-4)
+        for f in ("loss", "acc", "intact_loss", "intact_acc")
+    )
     return pd.DataFrame(
         {
             "seconds": med,

@@ -1,0 +1,112 @@
+"""The VGG-16 case study's pruning rates (Li et al. 2017): each conv layer's accuracy without
+retraining (the sensitivity), and the rates of the smallest tolerance whose pruned network runs a
+target speedup faster, measured (`compress.filters` holds the algorithms; `vgg_case_study`
+re-exports these for the chapter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from netshrink import measure, models, train
+from netshrink.compress import filters
+from netshrink.compress.filters import prune_filters
+from netshrink.compress.fold import fold_batch_norm
+from netshrink.compress.sensitivity import filter_sensitivity
+from netshrink.experiments.vgg_prose import rates_text
+from netshrink.progress import update as report_progress
+
+__all__ = ["rates_for_speedup", "rates_from_sensitivity", "sensitivity", "tolerance_candidates"]
+
+
+@torch.no_grad()
+def sensitivity(
+    model: nn.Module, loader: Iterable, layers: Sequence[str], rates: Sequence[float]
+) -> pd.DataFrame:
+    """V-F1: test accuracy with the fraction `rate` of one conv layer's filters of smallest L1
+    norm removed, no retraining (Li et al. 2017, Figure 2b; `compress.sensitivity`, which follows
+    any traceable model). One row per (layer, rate)."""
+    report_progress(stage="filter-pruning sensitivity")
+    found = filter_sensitivity(model, loader, layers, rates)
+    return pd.DataFrame(
+        [
+            {
+                "layer": layer,
+                "rate": rate,
+                "filters left": int(found.filters_left[i, j]),
+                "accuracy (%)": 100 * float(found.accuracy[i, j]),
+            }  # fmt: skip
+            for i, layer in enumerate(found.layers)
+            for j, rate in enumerate(found.rates)
+        ]
+    )
+
+
+def _accuracy_by_layer(table: pd.DataFrame) -> dict[str, dict[float, float]]:
+    """The `sensitivity` table as `filters.Accuracy`: layer -> {rate: accuracy (%)}."""
+    return {
+        layer: dict(zip(group["rate"], group["accuracy (%)"], strict=True))
+        for layer, group in table.groupby("layer", sort=False)
+    }
+
+
+def rates_from_sensitivity(
+    table: pd.DataFrame, base_acc: float, tol: float, max_rate: float
+) -> dict[str, float]:
+    """Per layer, the largest rate whose accuracy without retraining stays within `tol` points of
+    `base_acc` (in %), at most `max_rate`; 0 when none does (`filters.rates_within`)."""
+    return filters.rates_within(_accuracy_by_layer(table), base_acc, tol, max_rate)
+
+
+def tolerance_candidates(
+    sensitivity: pd.DataFrame, base_acc: float, prune_tol: float, max_rate: float
+) -> dict[float, dict[str, float]]:
+    """`filters.tolerance_candidates` of the `sensitivity` table, in steps of `prune_tol` points."""
+    return filters.tolerance_candidates(_accuracy_by_layer(sensitivity), base_acc, prune_tol, max_rate)
+
+
+def rates_for_speedup(
+    model: nn.Module,
+    sensitivity: pd.DataFrame,
+    base_acc: float,
+    images: torch.Tensor,
+    *,
+    prune_tol: float,
+    max_rate: float,
+    speedup: float,
+    multiple_of: int = 1,
+    repeats: int = 10,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Pruning rates by accuracy and measured time: those of the smallest tolerance (in steps of
+    `prune_tol`, `tolerance_candidates`) whose pruned network (`prune_filters` with `multiple_of`)
+    runs at least `speedup` times as fast as `model` on the batch `images` (N, 3, 32, 32), every
+    candidate with its batch norms folded (as deployed) and all timed in turn in one run
+    (`measure.time_images`, default layout). With `speedup` 1 the rates at `prune_tol`, nothing
+    timed. Also a table of the candidates: tolerance, rates (%), parameters, ms, speedup."""
+    if not train.finite(speedup) or speedup < 1:
+        raise ValueError(f"target_speedup={speedup!r} is out of range; allowed: a number of at least 1")
+    if speedup == 1:
+        return rates_from_sensitivity(sensitivity, base_acc, prune_tol, max_rate), pd.DataFrame()
+    candidates = tolerance_candidates(sensitivity, base_acc, prune_tol, max_rate)
+    report_progress(stage="timing the pruning candidates")
+    pruned = {tol: prune_filters(model, rates, multiple_of) for tol, rates in candidates.items()}
+    named = {f"{tol:g}": fold_batch_norm(m) for tol, m in pruned.items()}
+    named["unpruned"] = fold_batch_norm(model)
+    seconds = measure.time_images(named, images, batch_size=len(images), repeats=repeats)
+    speedups = {tol: seconds["unpruned"] / seconds[f"{tol:g}"] for tol in candidates}
+    table = pd.DataFrame(
+        [
+            {
+                "tolerance (points)": tol,
+                "rates (%)": rates_text(rates),
+                "parameters": models.count_parameters(pruned[tol]),
+                "ms per batch": 1000 * seconds[f"{tol:g}"],
+                "speedup": speedups[tol],
+            }  # fmt: skip
+            for tol, rates in candidates.items()
+        ]
+    )
+    return candidates[filters.first_fast_enough(speedups, speedup, max_rate)], table
