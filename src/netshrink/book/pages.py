@@ -166,7 +166,7 @@ def sources_section(run: Any, chapters: Mapping[str, Chapter]) -> str:
     time, date and scale, from each run's provenance record."""
     rows = []
     for name, used in run.chosen.items():
-        prov = provenance.read(run.results, used, name)
+        prov = provenance.read(run.results, used, name, strict=False)  # a bad one: a build warning
         if prov is None:
             rows.append([_chapter_link(chapters, name), f"`{used}`", "not run yet", "–", "–", "–"])
             continue

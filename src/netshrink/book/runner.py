@@ -188,6 +188,7 @@ def _run_locked(
                   f"trained and {n_cached} from the cache", flush=True)  # fmt: skip
             for number, seconds, first in slowest_cells(tmp):
                 print(f"      {seconds:7.1f} s  cell {number}: {first}", flush=True)
+            prov[provenance.FILES] = provenance.file_digests(made)  # the files it publishes
             write_json(made / provenance.RECORD, prov)
             try:
                 publish(chapter.name, profile, staging, results)
