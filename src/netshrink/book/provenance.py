@@ -219,7 +219,8 @@ def file_digests(folder: Path) -> dict[str, str]:
     return {
         path.relative_to(folder).as_posix(): file_sha256(path)
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != RECORD
+        if path.is_file()
+        and path.name != RECORD
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)  # temporaries, locks
     }
 
@@ -233,7 +234,8 @@ def file_reasons(prov: dict, folder: Path) -> list[str]:
     reasons = [f"{folder / name} is missing" for name in sorted(recorded.keys() - now.keys())]
     reasons += [f"{folder / name} changed since the run (its SHA-256 differs from the record)"
                 for name in sorted(recorded.keys() & now.keys()) if recorded[name] != now[name]]  # fmt: skip
-    reasons += [f"{folder / name} is not in the run's record" for name in sorted(now.keys() - recorded.keys())]
+    added = sorted(now.keys() - recorded.keys())
+    reasons += [f"{folder / name} is not in the run's record" for name in added]
     return reasons
 
 
