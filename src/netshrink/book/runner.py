@@ -283,6 +283,25 @@ def status_report(profile: str, results: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C ends it in one line (the chapter's own line says where it stopped)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); the results of the last successful runs are left as they were",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+def _once(names: str) -> str:
+    """`--chapters` with no chapter named twice (a ValueError naming it otherwise)."""
+    listed = names.replace(",", " ").split()
+    twice = sorted({n for n in listed if listed.count(n) > 1})
+    if twice:
+        raise ValueError(f"--chapters names {', '.join(twice)} more than once; allowed: each chapter once")
+    return names
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -311,13 +330,17 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     root = paths.project_root()
     if args.status:
-        print(status_report(check_profile(args.profile), paths.results_root()))
+        try:
+            print(status_report(check_profile(args.profile), paths.results_root()))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     if args.merge:
         try:
-            expected = [c.name for c in select(args.chapters)]
+            expected = [c.name for c in select(_once(args.chapters))]
             merged = merge(args.merge, check_profile(args.profile), paths.results_root(), expected)
-        except ValueError as err:
+        except (ValueError, Busy, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"merged {', '.join(merged)} ({args.profile}) into {paths.results_root() / args.profile}")
@@ -325,14 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.adopt:
         try:
             taken = adopt(args.adopt, check_profile(args.profile), paths.results_root())
-        except ValueError as err:
+        except (ValueError, Busy, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"adopted {', '.join(taken)} ({args.profile}) into {paths.results_root() / args.profile}")
         return 0
     try:
         profile = check_profile(args.profile)
-        chapters = select(args.chapters)
+        chapters = select(_once(args.chapters))
         overrides = parse_overrides(args.parameter, chapters, root)
         check_profile_override(profile, overrides)
         for chapter in chapters:  # every chapter's values checked before the first one runs
