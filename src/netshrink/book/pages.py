@@ -12,8 +12,9 @@ from typing import Any
 
 import papermill as pm
 
-from netshrink.book import provenance
+from netshrink.book import escape, provenance
 from netshrink.book.chapter import Chapter
+from netshrink.book.report import check_profile
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
 
@@ -28,8 +29,8 @@ def _number(value: Any) -> str:
     return f"{value:.4g}"
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _cell(text: Any) -> str:
+    return escape.text(text)  # one line, no markup but the book's own (`escape.Markup`)
 
 
 def _table(name: str, caption: str, header: list[str], rows: list[list[str]]) -> str:
@@ -46,7 +47,7 @@ def _table(name: str, caption: str, header: list[str], rows: list[list[str]]) ->
 
 def _chapter_link(chapters: Mapping[str, Chapter], name: str) -> str:
     chapter = chapters.get(name)
-    return f"{{doc}}`../chapters/{chapter.stem}`" if chapter else name
+    return escape.Markup(f"{{doc}}`../chapters/{chapter.stem}`") if chapter else escape.text(name)
 
 
 def glance_sections(
@@ -67,7 +68,7 @@ def glance_sections(
                 _number(r["ours"]),
                 _number(r["draft"]),
                 r["source"],
-                f"`{r.get('profile', profile)}`",
+                escape.code(r.get("profile", profile)),
                 _chapter_link(chapters, chapter_of[r["id"]]),
             ]
             for r in comparisons
@@ -94,7 +95,7 @@ def glance_sections(
                 f"{_number(r['MFLOPs'])} of {_number(r['base MFLOPs'])}",
                 f"{100 * r['accuracy']:.2f} (was {100 * r['base accuracy']:.2f})",
                 f"{r['speedup']:.2f}x",
-                f"`{r.get('profile', profile)}`",
+                escape.code(r.get("profile", profile)),
             ]
             for r in compression
         ]
@@ -127,14 +128,15 @@ def glance_sections(
     }
     for chapter_name in dict.fromkeys(v["chapter"] for v in figures.values()):
         chapter = chapters.get(chapter_name)
-        out += [f"### {chapter.title if chapter else chapter_name}", ""]
+        out += [f"### {chapter.title if chapter else escape.text(chapter_name)}", ""]
         for _item, entry in sorted(figures.items()):
             if entry["chapter"] != chapter_name:
                 continue
             for rel in sorted(f for f in entry["files"] if f.endswith(".png")):
+                caption = escape.text(entry.get("file_captions", {}).get(rel, entry["captions"][0]))
+                rel = escape.figure_path(rel, f"manifest item {escape.text(_item)}")
                 target = f"{FIGURES_DIR}/{rel}"
-                files[target] = results / entry.get("profile", profile) / rel
-                caption = entry.get("file_captions", {}).get(rel, entry["captions"][0])
+                files[target] = results / check_profile(entry.get("profile", profile)) / rel
                 stem = Path(rel).stem
                 out += [
                     f"```{{figure}} {target}",

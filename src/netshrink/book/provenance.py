@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 import torch
 
+from netshrink.book import escape
 from netshrink.book.chapter import RUNTIME, Chapter
 from netshrink.book.report import read_manifest
 from netshrink.io import file_sha256, write_json
@@ -300,9 +301,9 @@ def page_note(prov: dict) -> str:
             f", with {cached} of its {used} trained models from the cache of an earlier run of the "
             f"same configuration, whose training took {seconds / 60:.1f} minutes more"
         )
-    device = device_text(prov) or "an unrecorded device"
+    device = escape.text(device_text(prov) or "an unrecorded device")  # the record's strings: escaped
     return (
-        f"```{{note}}\nThe numbers on this page were made by the **`{prov['profile']}`** profile on "
-        f"{device}, at commit `{commit}`, on {prov['date'][:10]} "
-        f"(PyTorch {prov['torch']}; {minutes}).\n```"
+        f"```{{note}}\nThe numbers on this page were made by the **{escape.code(prov['profile'])}** profile "
+        f"on {device}, at commit {escape.code(commit)}, on {escape.text(prov['date'][:10])} "
+        f"(PyTorch {escape.text(prov['torch'])}; {minutes}).\n```"
     )
