@@ -11,7 +11,7 @@ from myst_parser.config.main import MdParserConfig
 from myst_parser.parsers.mdit import create_md_parser
 from test_pages import manifest
 
-from netshrink.book import chapters, escape, pages, provenance
+from netshrink.book import chapters, pages, provenance
 
 MD = create_md_parser(
     MdParserConfig(enable_extensions={"dollarmath", "colon_fence", "deflist"}), RendererHTML
@@ -40,6 +40,8 @@ def _markup_in(rendered: str) -> list[str]:
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_escaped_text_shows_as_written_and_makes_no_markup(value):
+    from netshrink.book import escape
+
     out = escape.text(value)
     assert "\n" not in out
     rendered = MD.render(out)

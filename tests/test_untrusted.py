@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from netshrink.book import chapters, combine, provenance, report, runner, sources, untrusted
+from netshrink.book import chapters, combine, provenance, report, runner, sources
 from netshrink.io import Busy, hold_lock, write_json
 
 RANDOM, BASE, VGG = chapters.RANDOM_PRUNING, chapters.BASELINES, chapters.VGG_CASE_STUDY
@@ -221,6 +221,8 @@ def test_folders_with_links_odd_files_or_paths_outside_are_refused_before_anythi
 
 
 def test_file_sizes_are_limited(tmp_path, here, head, monkeypatch):
+    from netshrink.book import untrusted
+
     root = _job(tmp_path / "big", RANDOM, head)
     monkeypatch.setitem(untrusted.KINDS, ".csv", 10)
     with pytest.raises(ValueError, match="X-T1.csv holds 24 bytes; allowed: at most 10"):

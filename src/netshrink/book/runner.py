@@ -301,6 +301,25 @@ def _once(names: str) -> str:
     return names
 
 
+def _status_merge_or_adopt(args: argparse.Namespace) -> int:
+    """`--status`, `--merge` or `--adopt`: an error is one line (exit status 2)."""
+    results = paths.results_root()
+    try:
+        profile = check_profile(args.profile)
+        if args.status:
+            print(status_report(profile, results))
+        elif args.merge:
+            merged = merge(args.merge, profile, results, [c.name for c in select(_once(args.chapters))])
+            print(f"merged {', '.join(merged)} ({profile}) into {results / profile}")
+        else:
+            taken = adopt(args.adopt, profile, results)
+            print(f"adopted {', '.join(taken)} ({profile}) into {results / profile}")
+    except (ValueError, Busy, OSError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -329,30 +348,8 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     exit_on_sigterm()
     root = paths.project_root()
-    if args.status:
-        try:
-            print(status_report(check_profile(args.profile), paths.results_root()))
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        return 0
-    if args.merge:
-        try:
-            expected = [c.name for c in select(_once(args.chapters))]
-            merged = merge(args.merge, check_profile(args.profile), paths.results_root(), expected)
-        except (ValueError, Busy, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"merged {', '.join(merged)} ({args.profile}) into {paths.results_root() / args.profile}")
-        return 0
-    if args.adopt:
-        try:
-            taken = adopt(args.adopt, check_profile(args.profile), paths.results_root())
-        except (ValueError, Busy, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"adopted {', '.join(taken)} ({args.profile}) into {paths.results_root() / args.profile}")
-        return 0
+    if args.status or args.merge or args.adopt:
+        return _status_merge_or_adopt(args)
     try:
         profile = check_profile(args.profile)
         chapters = select(_once(args.chapters))
