@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from netshrink.book import chapters, combine, provenance, report, runner, sources
-from netshrink.io import Busy, hold_lock, write_json
+from netshrink.io import Busy, file_sha256, hold_lock, write_json
 
 RANDOM, BASE, VGG = chapters.RANDOM_PRUNING, chapters.BASELINES, chapters.VGG_CASE_STUDY
 
@@ -33,7 +33,7 @@ def _job(root, chapter, head, profile="smoke", value="0.97", record=None):
     (folder / "parameters.json").write_text("{}")
     prov = {"chapter": chapter.name, "profile": profile, "commit": head, "date": "2026-12-07T06:00:00+00:00",
             "torch": "2", "wall seconds": 1.0, "notebook digest": "0" * 16, "parameters": {}}  # fmt: skip
-    prov[provenance.FILES] = provenance.file_digests(folder)
+    prov["files"] = {p.name: file_sha256(p) for p in sorted(folder.iterdir())}  # as the runner records
     write_json(folder / provenance.RECORD, {**prov, **(record or {})})
     entry = {
         "chapter": chapter.name,
@@ -123,8 +123,7 @@ def test_a_failed_publish_rolls_back_every_chapter_of_the_merge(tmp_path, here, 
 def test_adopt_waits_for_no_run_it_takes_the_chapters_lock(tmp_path, here, head):
     """Item 3: a run of the chapter going on (its lock held) refuses the adoption."""
     before = _snapshot(here)
-    lock = combine.chapter_lock(here, "smoke", "random_pruning")
-    assert lock == runner.running_dir(here, "smoke") / "random_pruning.lock"
+    lock = runner.running_dir(here, "smoke") / "random_pruning.lock"  # the one a run holds
     gpu = _job(tmp_path / "gpu", RANDOM, head, value="0.99")
     with (
         hold_lock(lock, "test run"),
@@ -134,6 +133,7 @@ def test_adopt_waits_for_no_run_it_takes_the_chapters_lock(tmp_path, here, head)
     with hold_lock(lock, "test run"), pytest.raises(Busy):
         combine.merge([gpu], "smoke", here, expected=["random_pruning"])
     assert _snapshot(here) == before
+    assert combine.chapter_lock(here, "smoke", "random_pruning") == lock
 
 
 def test_merge_checks_every_root_before_publishing_anything(tmp_path, here, head):
