@@ -67,11 +67,15 @@ def ablate(
 _NOT_FINITE = "NaN or infinite inputs (or weights) give no loss changes"
 
 
-def _with_rows(loader: Iterable) -> Iterable:
-    """The batches of `loader` that hold examples (an empty batch adds nothing, and divided by zero)."""
-    for x, y in loader:
-        if len(y):
-            yield x, y
+class _with_rows:  # noqa: N801 - used as a function
+    """The batches of `loader` that hold examples (an empty batch adds nothing, and divided by
+    zero), as often as it is iterated."""
+
+    def __init__(self, loader: Iterable):
+        self.loader = loader
+
+    def __iter__(self):
+        return ((x, y) for x, y in self.loader if len(y))
 
 
 def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | None = None) -> torch.Tensor:
