@@ -1,5 +1,6 @@
 """The cache of trained and fine-tuned models: keys, resume, checked records, damaged files."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -179,3 +180,40 @@ def test_splits_whose_pixels_were_changed_in_place_are_never_served_the_real_dat
         again = cache.train_cached(cfg, splits=real, root=data_root, progress=False)
     assert not again.cached, "the model of the changed pixels was served for the real data"
     assert again.test["acc"] > trained_on_blank.test["acc"]
+
+
+def test_a_cached_model_of_another_architecture_is_set_aside_in_one_line_and_retrained(data_root):
+    """Issue 41, item 11: a raw "Error(s) in loading state_dict" on every rerun, the file kept."""
+    import warnings
+
+    cfg = small_config(epochs=1)
+    first = cache.train_cached(cfg, root=data_root, progress=False)
+    folder = cache.model_dir(cfg, data_root)
+    final = folder / "model.pt"
+    meta = {k: v for k, v in json.loads(final.with_suffix(".json").read_text()).items() if k != "sha256"}
+    saved = torch.load(final, weights_only=False)
+    other = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    cache.save_verified(final, {**saved, "state_dict": other.state_dict()}, meta)  # right key, valid record
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = cache.train_cached(cfg, root=data_root, progress=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, cache.CacheWarning)]
+    assert len(said) == 1 and "\n" not in said[0], said
+    assert str(final) in said[0] and "holds a model of another architecture" in said[0]
+    assert "moved aside to model.pt.refused-" in said[0] and "training again" in said[0]
+    assert len(list(folder.glob("model.pt.refused-*"))) == 1
+    assert not again.cached and again.test == first.test, "retrained from the same seed"
+    assert cache.train_cached(cfg, root=data_root, progress=False).cached, "the retrained model is cached"
+
+
+def test_a_state_of_another_shape_never_touches_the_model(tmp_path):
+    model = torch.nn.Linear(4, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    path = tmp_path / "model.pt"
+    for state in ({"weight": torch.ones(3, 5), "bias": torch.ones(3)}, {"weight": torch.ones(3, 4)}, [1, 2]):
+        path.write_bytes(b"x")
+        with pytest.warns(cache.CacheWarning, match="model.pt: holds"):
+            assert not cache.load_into(model, {"state_dict": state}, path)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    path.write_bytes(b"x")
+    assert cache.load_into(model, {"state_dict": {"weight": torch.ones(3, 4), "bias": torch.zeros(3)}}, path)

@@ -62,7 +62,7 @@ def test_glance_lists_every_figure_comparison_and_compressed_model():
     assert (
         "| R-T1 | mean acc \\| n=64 | 0.8441 | 0.8485 | draft 004 | `smoke` "
         "| {doc}`../chapters/02_random_pruning` | **no verdict**: R-T1: mean acc \\| n=64: ours 0.8441 "
-        "and the draft's 0.8485 differ beyond 5e-05 and no reason is declared" in text
+        "and the draft&#x27;s 0.8485 differ beyond 5e-05 and no reason is declared" in text
     ), "a row without a declared reason says so in its verdict column"
     agrees = manifest()
     agrees["comparisons"]["random_pruning"][0].update(ours=0.8485, spread=0.01)

@@ -24,6 +24,7 @@ def _fake_run(results, project_root, chapter, params=None, items=None):
     params = params or chapter.parameters("full")
     ran = {**params, "computed on": "NVIDIA H100 (cuda:0), bfloat16"}
     prov = provenance.record(chapter, "full", ran, 480.0, project_root)
+    prov[provenance.FILES] = provenance.file_digests(results / "full" / chapter.name)
     write_json(results / "full" / chapter.name / provenance.RECORD, prov)
     manifest = {"profile": "full", "items": {i: {"chapter": chapter.name} for i in (items or chapter.items)}}
     write_json(results / "full" / "manifest.json", manifest)
@@ -117,3 +118,83 @@ def test_cpu_usage_is_the_difference_of_two_readings():
     assert used.as_record() == {"user seconds": 100.0, "system seconds": 5.0, "system share": 0.0476,
                                 "minor page faults": 50000, "major page faults": 0}  # fmt: skip
     assert used.summary() == "CPU 100 s user + 5 s system (4.8 % system), 0.05 M minor page faults"
+
+
+def _digested_run(tmp_path, project_root, chapter):
+    folder = tmp_path / "full" / chapter.name
+    folder.mkdir(parents=True)
+    (folder / "B-T1.csv").write_text("model,accuracy\nmlp,0.97\n")
+    (folder / "glue.json").write_text("{}")
+    _fake_run(tmp_path, project_root, chapter)
+    return folder
+
+
+def test_a_changed_missing_or_added_result_file_makes_results_stale_naming_it(tmp_path, project_root):
+    """Issue 41, item 8: a CSV row edited by hand no longer passes the provenance check."""
+    chapter = chapters.BASELINES
+    folder = _digested_run(tmp_path, project_root, chapter)
+    assert provenance.read(tmp_path, "full", chapter.name)["files"].keys() == {"B-T1.csv", "glue.json"}
+    assert provenance.stale(chapter, "full", tmp_path, project_root) == []
+    (folder / "B-T1.csv").write_text("model,accuracy\nmlp,0.99\n")  # one number changed by hand
+    (folder / "glue.json").unlink()
+    (folder / "B-T9.csv").write_text("x\n")
+    reasons = provenance.stale(chapter, "full", tmp_path, project_root)
+    assert reasons == [
+        f"{folder / 'glue.json'} is missing",
+        f"{folder / 'B-T1.csv'} changed since the run (its SHA-256 differs from the record)",
+        f"{folder / 'B-T9.csv'} is not in the run's record",
+    ]
+    from netshrink.book import sources
+
+    assert sources.chapter_profiles("quick", tmp_path, project_root)["baselines"] == "quick"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: {k: v for k, v in p.items() if k != "wall seconds"}, "lacks the field 'wall seconds'"),
+        (lambda p: {**p, "parameters": "none"}, "field 'parameters' holds str; allowed: dict"),
+        (lambda p: {**p, "wall seconds": True}, "field 'wall seconds' holds bool"),
+        (lambda p: {**p, "files": {"a.csv": "beef"}}, "field 'files' must map file names to SHA-256"),
+        (lambda p: [p], "holds a JSON list"),
+    ],
+)
+def test_a_malformed_record_is_named_with_its_field_and_never_raises_a_key_error(
+    tmp_path, project_root, edit, message
+):
+    """Issue 41, item 12: a record without a field names the file and the field."""
+    chapter = chapters.BASELINES
+    folder = _digested_run(tmp_path, project_root, chapter)
+    path = folder / provenance.RECORD
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(provenance.BadRecord, match=message) as err:
+        provenance.read(tmp_path, "full", chapter.name)
+    assert str(path) in str(err.value)
+    assert provenance.read(tmp_path, "full", chapter.name, strict=False) is None
+    assert message.split(";")[0].split("(")[0] in provenance.stale(chapter, "full", tmp_path, project_root)[0]
+    path.write_text("{not json")
+    with pytest.raises(provenance.BadRecord, match="is not valid JSON"):
+        provenance.read(tmp_path, "full", chapter.name)
+
+
+def test_the_build_names_a_malformed_record_and_a_changed_file_and_still_makes_its_pages(
+    tmp_path, project_root
+):
+    """Issue 41, items 8 and 12: the build warns naming the file (and field); no KeyError."""
+    from netshrink.book import pages, sphinx_ext
+
+    folder = _digested_run(tmp_path, project_root, chapters.BASELINES)
+    (folder / "B-T1.csv").write_text("model,accuracy\nmlp,0.99\n")
+    nodes = tmp_path / "full" / "node_importance"
+    nodes.mkdir()
+    prov = provenance.record(chapters.NODE_IMPORTANCE, "full", {}, 1.0, project_root)
+    del prov["wall seconds"]
+    write_json(nodes / provenance.RECORD, prov)
+    run = sphinx_ext.BookRun("quick", tmp_path, project_root, {c: "full" for c in chapters.CHAPTERS}, {})
+    problems = sphinx_ext.record_problems(run)
+    assert problems == [
+        f"{folder / 'B-T1.csv'} changed since the run (its SHA-256 differs from the record)",
+        f"{nodes / provenance.RECORD} lacks the field 'wall seconds'; rerun the chapter or restore the file",
+    ]
+    text = pages.sources_section(run, chapters.CHAPTERS)  # raised KeyError: 'wall seconds'
+    assert "node_importance" in text or "Node" in text

@@ -183,3 +183,14 @@ def test_a_manifest_that_cannot_be_written_rolls_the_swap_back(tmp_path, monkeyp
     assert _table(root) == [1] and (staging / "smoke" / "demo").is_dir()
     assert report.read_manifest("smoke", root)["items"]["X-T1"]["captions"] == ["old"]
     assert not list((root / "smoke").glob(".*")), "no journal or parked folder is left"
+
+
+def test_withdraw_removes_only_that_chapters_folder_and_manifest_entries(tmp_path):
+    root = tmp_path / "results"
+    for chapter, item in (("demo", "X-T1"), ("other", "Y-T1")):
+        made = report.Report(chapter, "smoke", {}, root=root, display=False)
+        made.table(item, pd.DataFrame({"a": [1]}), "t")
+    report.withdraw("demo", "smoke", root)
+    assert not (root / "smoke" / "demo").exists() and (root / "smoke" / "other" / "Y-T1.csv").is_file()
+    assert set(report.read_manifest("smoke", root)["items"]) == {"Y-T1"}
+    assert not list((root / "smoke").glob(".demo*")), "no parked folder is left behind"

@@ -7,7 +7,7 @@ import shutil
 import nbformat
 import pytest
 
-from netshrink.book import cells, chapters, combine, report, runner
+from netshrink.book import cells, chapters, combine, executed, report, runner
 from netshrink.book.chapter import Chapter
 from netshrink.book.report import PROFILES
 from netshrink.io import write_json
@@ -407,7 +407,7 @@ def test_warnings_a_kernel_wrote_reach_the_console(tmp_path, capsys):
     ]
     path = tmp_path / "run.ipynb"
     nbformat.write(nb, path)
-    runner._print_warnings(path)
+    executed.print_warnings(path)
     out = capsys.readouterr().out
     assert "warning: /x/cache.py:90: CacheWarning: model.pt: damaged; moved aside" in out
     assert "stdout" not in out

@@ -129,6 +129,35 @@ def load_verified(path: Path, record: dict[str, Any], device: torch.device) -> d
         return None
 
 
+def _architecture_problem(model: nn.Module, state: Any) -> str | None:
+    """Why `state` does not fit `model` (other tensor names or shapes); None when it fits."""
+    own = model.state_dict()
+    if not isinstance(state, dict):
+        return f"holds {type(state).__name__} where a state dict belongs"
+    wrong = sorted(own.keys() ^ state.keys()) or [
+        k for k, t in own.items() if tuple(getattr(state[k], "shape", ())) != tuple(t.shape)
+    ]
+    if wrong:
+        shape = tuple(getattr(state.get(wrong[0]), "shape", ())) if wrong[0] in state else "missing"
+        return f"holds a model of another architecture ({wrong[0]}: {shape}; the model's: " + (
+            f"{tuple(own[wrong[0]].shape)})" if wrong[0] in own else "none)"
+        )
+    return None
+
+
+def load_into(model: nn.Module, saved: dict[str, Any] | None, path: Path) -> bool:
+    """Load `saved["state_dict"]` (`load_verified(path, ...)`) into `model`: True; False when there
+    is none or it is of another architecture (then `path` is set aside naming it, `model` untouched)."""
+    if saved is None:
+        return False
+    problem = _architecture_problem(model, saved.get("state_dict") if isinstance(saved, dict) else saved)
+    if problem:
+        _set_aside(path, problem)
+        return False
+    model.load_state_dict(saved["state_dict"])
+    return True
+
+
 def check_splits(config: train.TrainConfig, splits: data.DataSplits) -> None:
     """Raise a ValueError when `splits` are not what `config.data_kwargs` ask for."""
     kw = config.data_kwargs
@@ -204,8 +233,7 @@ def train_cached(
     record = {"key": config.key(), "config": config.to_dict(), "data": splits.identity}
     model = initial_model(config, root, device)
     saved = load_verified(final, record, device)
-    if saved is not None:
-        model.load_state_dict(saved["state_dict"])
+    if load_into(model, saved, final):
         model.eval()
         history, test, val = pd.DataFrame(saved["history"]), saved["test"], saved["val"]
         return TrainResult(model, history, test, config.key(), True, config, val, splits.label)
@@ -217,8 +245,7 @@ def train_cached(
     scheduler = train.make_scheduler(config, optimizer, steps_per_epoch=len(train_loader))
     start_epoch, history = 0, []
     ckpt = load_verified(ckpt_path, record, device)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
+    if load_into(model, ckpt, ckpt_path):
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -342,8 +369,7 @@ def fine_tune_cached(
     remove_stale(path.parent)
     record = {"key": key, "origin": origin, "data": splits.identity}
     saved = load_verified(path, record, device)
-    if saved is not None:
-        model.load_state_dict(saved["state_dict"])
+    if load_into(model, saved, path):
         model.eval()
         return FineTuned(model, pd.DataFrame(saved["history"]), saved["test"], key, True, saved["before"])
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)

@@ -139,3 +139,61 @@ def check_tol(name: str, value: float) -> float:
     ):
         raise ValueError(f"{name}={value!r} must be a finite number >= 0")
     return float(value)
+
+
+def check_finite(name: str, tensor: torch.Tensor, hint: str = "") -> torch.Tensor:
+    """`tensor` when every value is finite; else a ValueError naming `name`, how many values are
+    NaN or infinite and where the first is (a NaN loss change would read as 'zero', safe to remove)."""
+    bad = ~torch.isfinite(torch.as_tensor(tensor).detach())
+    if bool(bad.any()):
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite value(s) (the first at index "
+                         f"{first}){'; ' + hint if hint else ''}; allowed: finite numbers")  # fmt: skip
+    return tensor
+
+
+def check_finite_model(model: nn.Module, name: str = "model") -> None:
+    """Every parameter and buffer of `model` finite, else a ValueError naming the tensor."""
+    for what, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for key, t in tensors:
+            if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all()):
+                check_finite(f"{name} {what} {key!r}", t, "NaN or infinite weights give no loss changes")
+
+
+def check_indices(name: str, value: Any, n: int) -> torch.Tensor:
+    """Node indices in 0..n-1 as a long tensor (k,): integers only. Booleans (a mask read as
+    indices 0 and 1) and floats (truncated to other nodes) are refused, as `check_keep` refuses
+    indices where a mask belongs."""
+    items = value if isinstance(value, list | tuple) else None
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is not None and t.numel() == 0 and t.dtype != torch.bool:
+        return torch.zeros(0, dtype=torch.long)  # no nodes ([] is a float tensor to torch)
+    if (
+        t is None
+        or t.dtype == torch.bool
+        or t.is_floating_point()
+        or t.is_complex()
+        or (items is not None and not all(is_integer(v) or isinstance(v, torch.Tensor) for v in items))
+    ):
+        got = f"dtype {str(t.dtype).removeprefix('torch.')}" if t is not None else type(value).__name__
+        if items is not None and any(isinstance(v, bool) for v in items):
+            got = "booleans"
+        raise ValueError(f"{name} must be integer node indices in 0..{n - 1}; got {got}. For a keep-mask "
+                         f"of booleans use the functions that take `keep`")  # fmt: skip
+    t = t.reshape(-1).long()
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+        bad = int(t.max()) if int(t.max()) >= n else int(t.min())
+        raise ValueError(f"{name} must be indices in 0..{n - 1}; got index {bad}")
+    return t
+
+
+def check_fraction(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> float:
+    """A real number (not a bool, finite) in [low, high], else a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be a fraction, a number in {low:g}..{high:g}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {low:g}..{high:g}")
+    return float(value)

@@ -316,6 +316,8 @@ def _train_epoch(
     correct = torch.zeros((), dtype=torch.long, device=device)
     n = 0
     for x, y in loader:
+        if len(y) == 0:  # an empty batch: a NaN mean loss, nothing to learn (the same on every rank)
+            continue
         x, y = to_device((x, y), device)
         n_global = len(y)
         if world_size > 1:

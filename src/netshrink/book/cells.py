@@ -20,7 +20,6 @@ from typing import Any
 
 import nbformat
 import papermill as pm
-import yaml
 
 from netshrink import paths
 from netshrink.book import parameters
@@ -93,10 +92,7 @@ def read_value(name: str, text: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"-p {name} {text!r}: not a number, YAML list, mapping or string ({err})") from None
+    return parameters.read_yaml(name, text)  # the raw text checked first (size, no aliases)
 
 
 def check_profile_override(profile: str, overrides: dict[str, dict[str, Any]]) -> None:

@@ -127,7 +127,10 @@ class Chapter:
         results = None
         if not standalone.staged_by_runner():  # plain papermill or Jupyter: publish when done
             results = standalone.staging_root(self.name)
-            standalone.PublishAtExit(self.name, params["profile"], results, paths.results_root())
+            last = standalone.last_code_cell(paths.project_root() / self.notebook)
+            standalone.PublishAtExit(
+                self.name, params["profile"], results, paths.results_root(), last, self.items
+            )
         report = Report(self.name, params["profile"], params, root=results, display=display,
                         run_note=f"{devices.describe(device)}, {precision}")  # fmt: skip
         return ChapterRun(report, device, precision, params)

@@ -12,9 +12,10 @@ from typing import Any
 
 import papermill as pm
 
-from netshrink.book import provenance, verdicts
+from netshrink.book import escape, provenance, verdicts
 from netshrink.book.chapter import Chapter
 from netshrink.book.numbers import Numbers
+from netshrink.book.report import check_profile
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
 
@@ -29,8 +30,8 @@ def _number(value: Any) -> str:
     return f"{value:.4g}"
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _cell(text: Any) -> str:
+    return escape.text(text)  # one line, no markup but the book's own (`escape.Markup`)
 
 
 def _table(name: str, caption: str, header: list[str], rows: list[list[str]]) -> str:
@@ -45,9 +46,14 @@ def _table(name: str, caption: str, header: list[str], rows: list[list[str]]) ->
     return "\n".join([*lines, "```", ""])
 
 
+def _numbers(results: Path, row: dict[str, Any], profile: str, chapter_of: dict[str, str]) -> Numbers:
+    """The committed numbers of the run that made comparison `row`."""
+    return Numbers(results / row.get("profile", profile) / chapter_of[row["id"]])
+
+
 def _chapter_link(chapters: Mapping[str, Chapter], name: str) -> str:
     chapter = chapters.get(name)
-    return f"{{doc}}`../chapters/{chapter.stem}`" if chapter else name
+    return escape.Markup(f"{{doc}}`../chapters/{chapter.stem}`") if chapter else escape.text(name)
 
 
 def glance_sections(
@@ -56,89 +62,99 @@ def glance_sections(
     """The generated part of the Results at a glance page for one run's manifest, and the
     figure files it shows ({path relative to the page: file under `results`})."""
     profile = manifest.get("profile", "?")
-    out = []
+    files: dict[str, Path] = {}
+    out = (
+        _drafts_section(manifest, results, chapters, profile)
+        + _compression_section(manifest, profile)
+        + _figures_section(manifest, results, chapters, profile, files)
+    )
+    return "\n".join(out), files
+
+
+def _drafts_section(
+    manifest: dict[str, Any], results: Path, chapters: Mapping[str, Chapter], profile: str
+) -> list[str]:
+    """Every number a draft reports beside ours, with its verdict."""
     comparisons = [r for rows in manifest.get("comparisons", {}).values() for r in rows]
     chapter_of = {r["id"]: c for c, rows in manifest.get("comparisons", {}).items() for r in rows}
-    out += ["## Our numbers beside the drafts'", ""]
-    if comparisons:
-        rows = [
-            [
-                r["item"],
-                r["quantity"],
-                _number(r["ours"]),
-                _number(r["draft"]),
-                r["source"],
-                f"`{r.get('profile', profile)}`",
-                _chapter_link(chapters, chapter_of[r["id"]]),
-                verdicts.verdict_text(r, Numbers(results / r.get("profile", profile) / chapter_of[r["id"]])),
-            ]
-            for r in comparisons
+    out = ["## Our numbers beside the drafts'", ""]
+    if not comparisons:
+        return out + ["No chapter of this run reports a draft's number.", ""]
+    rows = [
+        [
+            r["item"],
+            r["quantity"],
+            _number(r["ours"]),
+            _number(r["draft"]),
+            r["source"],
+            escape.code(r.get("profile", profile)),
+            _chapter_link(chapters, chapter_of[r["id"]]),
+            escape.Markup(verdicts.verdict_text(r, _numbers(results, r, profile, chapter_of))),
         ]
-        out.append(
-            _table(
-                "glance-drafts",
-                "Every number a draft reports, beside ours, with the profile that made ours and a "
-                "verdict: agrees (within the draft's rounding and the spreads known), differs (why) or "
-                "not comparable.",
-                ["item", "quantity", "ours", "draft's", "source", "profile", "chapter", "verdict"],
-                rows,
-            )
-        )
-    else:
-        out += ["No chapter of this run reports a draft's number.", ""]
+        for r in comparisons
+    ]
+    caption = (
+        "Every number a draft reports, beside ours, with the profile that made ours and a "
+        "verdict: agrees (within the draft's rounding and the spreads known), differs (why) or "
+        "not comparable."
+    )
+    header = ["item", "quantity", "ours", "draft's", "source", "profile", "chapter", "verdict"]
+    return out + [_table("glance-drafts", caption, header, rows)]
+
+
+def _compression_section(manifest: dict[str, Any], profile: str) -> list[str]:
+    """Every compressed model beside the model it came from."""
     compression = [r for rows in manifest.get("compression", {}).values() for r in rows]
-    out += ["## Every compressed model", ""]
-    if compression:
-        rows = [
-            [
-                r["item"],
-                r["data set"],
-                r["model"],
-                f"{r['parameters']:,} of {r['base parameters']:,}",
-                f"{_number(r['MFLOPs'])} of {_number(r['base MFLOPs'])}",
-                f"{100 * r['accuracy']:.2f} (was {100 * r['base accuracy']:.2f})",
-                f"{r['speedup']:.2f}x",
-                f"`{r.get('profile', profile)}`",
-            ]
-            for r in compression
+    out = ["## Every compressed model", ""]
+    if not compression:
+        return out + ["No chapter of this run has compressed a model yet.", ""]
+    rows = [
+        [
+            r["item"],
+            r["data set"],
+            r["model"],
+            f"{r['parameters']:,} of {r['base parameters']:,}",
+            f"{_number(r['MFLOPs'])} of {_number(r['base MFLOPs'])}",
+            f"{100 * r['accuracy']:.2f} (was {100 * r['base accuracy']:.2f})",
+            f"{r['speedup']:.2f}x",
+            escape.code(r.get("profile", profile)),
         ]
-        out.append(
-            _table(
-                "glance-compression",
-                "Every compressed model beside the model it came from: parameters, forward MFLOPs per "
-                "example, test accuracy (%) and the speedup measured side by side in the same run, with "
-                "the profile of that run.",
-                [
-                    "item",
-                    "data set",
-                    "model",
-                    "parameters",
-                    "MFLOPs",
-                    "test accuracy",
-                    "measured speedup",
-                    "profile",
-                ],
-                rows,
-            )
-        )
-    else:
-        out += ["No chapter of this run has compressed a model yet.", ""]
-    out += ["## Every figure", ""]
-    files: dict[str, Path] = {}
+        for r in compression
+    ]
+    caption = (
+        "Every compressed model beside the model it came from: parameters, forward MFLOPs per "
+        "example, test accuracy (%) and the speedup measured side by side in the same run, with "
+        "the profile of that run."
+    )
+    header = ["item", "data set", "model", "parameters", "MFLOPs", "test accuracy",
+              "measured speedup", "profile"]  # fmt: skip
+    return out + [_table("glance-compression", caption, header, rows)]
+
+
+def _figures_section(
+    manifest: dict[str, Any],
+    results: Path,
+    chapters: Mapping[str, Chapter],
+    profile: str,
+    files: dict[str, Path],
+) -> list[str]:
+    """Every figure of the run, by chapter; fills `files` with the images it shows."""
+    out = ["## Every figure", ""]
     # every item with an image, also those that are a table and a figure both (D-F8, V-F1)
     figures = {
         k: v for k, v in manifest.get("items", {}).items() if any(f.endswith(".png") for f in v["files"])
     }
     for chapter_name in dict.fromkeys(v["chapter"] for v in figures.values()):
         chapter = chapters.get(chapter_name)
-        out += [f"### {chapter.title if chapter else chapter_name}", ""]
+        out += [f"### {chapter.title if chapter else escape.text(chapter_name)}", ""]
         for _item, entry in sorted(figures.items()):
             if entry["chapter"] != chapter_name:
                 continue
             for rel in sorted(f for f in entry["files"] if f.endswith(".png")):
+                caption = escape.text(entry.get("file_captions", {}).get(rel, entry["captions"][0]))
+                rel = escape.figure_path(rel, f"manifest item {escape.text(_item)}")
                 target = f"{FIGURES_DIR}/{rel}"
-                files[target] = results / entry.get("profile", profile) / rel
-                caption = entry.get("file_captions", {}).get(rel, entry["captions"][0])
+                files[target] = results / check_profile(entry.get("profile", profile)) / rel
                 stem = Path(rel).stem
                 out += [
                     f"```{{figure}} {target}",
@@ -149,7 +165,7 @@ def glance_sections(
                     "```",
                     "",
                 ]
-    return "\n".join(out), files
+    return out
 
 
 def _scale(params: Mapping[str, Any]) -> str:
@@ -170,7 +186,7 @@ def sources_section(run: Any, chapters: Mapping[str, Chapter]) -> str:
     time, date and scale, from each run's provenance record."""
     rows = []
     for name, used in run.chosen.items():
-        prov = provenance.read(run.results, used, name)
+        prov = provenance.read(run.results, used, name, strict=False)  # a bad one: a build warning
         if prov is None:
             rows.append([_chapter_link(chapters, name), f"`{used}`", "not run yet", "–", "–", "–"])
             continue

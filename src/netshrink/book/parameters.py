@@ -11,9 +11,12 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from netshrink import models
 from netshrink.book.report import PROFILES
@@ -23,6 +26,38 @@ from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS, SPLIT_SIZES
 from netshrink.devices import DEVICES, PRECISIONS
 from netshrink.train import SCHEDULES
+
+MAX_VALUE_CHARS = 4096  # a `-p` value's text: plans and lists are a few hundred characters
+_REPR = reprlib.Repr()  # Python 3.11 takes no keywords here
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+
+
+def shown(value: Any, limit: int = 240) -> str:
+    """`repr(value)` for an error message, cut short: nested and long values (a 20 KB string, a
+    YAML alias bomb's shared lists) cost little and print one short line."""
+    text = " ".join(_REPR.repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_yaml(name: str, text: str) -> Any:
+    """The YAML value of `-p NAME TEXT`, after cheap checks of the raw text: at most
+    `MAX_VALUE_CHARS` characters, no anchors or aliases (`&a`, `*a`: an alias bomb of a few
+    hundred bytes expands to gigabytes); a ValueError naming `-p NAME` otherwise."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(
+            f"-p {name}: the value has {len(text):,} characters; allowed: at most {MAX_VALUE_CHARS:,}"
+        )
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ValueError(f"-p {name} {shown(text, 80)}: YAML anchors and aliases (& and *) are not "
+                                 "allowed; allowed: plain numbers, strings, lists and mappings")  # fmt: skip
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"-p {name} {shown(text, 80)}: not a number, YAML list, mapping or string "
+                         f"({shown(str(err), 160)[1:-1]})") from None  # fmt: skip
+
 
 _KINDS = {"int": "an integer", "float": "a finite number", "str": "a string", "dict": "a mapping"}
 
@@ -174,25 +209,25 @@ assert set(RULES["cnn_dataset"].choices) <= set(DATASETS)
 
 def _number(name: str, value: Any, rule: Rule) -> int | float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+        raise ValueError(f"{name}={shown(value)} must be {rule.describe()}")
     if rule.kind.endswith("int") or rule.kind == "int":
         if not isinstance(value, numbers.Integral):
-            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+            raise ValueError(f"{name}={shown(value)} must be {rule.describe()}")
         value = int(value)
     else:
         value = float(value)
         if not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+            raise ValueError(f"{name}={shown(value)} must be {rule.describe()}")
     too_low = rule.low is not None and (value <= rule.low if rule.low_open else value < rule.low)
     if too_low or (rule.high is not None and value > rule.high):
-        raise ValueError(f"{name}={value!r} is out of range; allowed: {rule.describe()}")
+        raise ValueError(f"{name}={shown(value)} is out of range; allowed: {rule.describe()}")
     return value
 
 
 def _string(name: str, value: Any, rule: Rule) -> str:
     if not isinstance(value, str) or (rule.choices and value not in rule.choices):
         raise ValueError(
-            f"{name}={value!r} is not known; allowed values: {', '.join(map(str, rule.choices))}"
+            f"{name}={shown(value)} is not known; allowed values: {', '.join(map(str, rule.choices))}"
         )
     return value
 
@@ -207,21 +242,21 @@ def check_value(name: str, value: Any, rule: Rule) -> Any:
         fraction = _number(name, value, Rule("float", low=0, high=1, low_open=True))
         if fraction >= 1:
             raise ValueError(
-                f"{name}={value!r} is out of range; allowed: 'vbmf' or an energy fraction in (0, 1)"
+                f"{name}={shown(value)} is out of range; allowed: 'vbmf' or an energy fraction in (0, 1)"
             )
         return fraction
     if rule.kind == "dict":
         if not isinstance(value, Mapping):
-            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+            raise ValueError(f"{name}={shown(value)} must be {rule.describe()}")
         return dict(value)
     if rule.kind == "str":
         return _string(name, value, rule)
     if rule.kind.startswith("list"):
         if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__iter__"):
-            raise ValueError(f"{name}={value!r} must be {rule.describe()}")
+            raise ValueError(f"{name}={shown(value)} must be {rule.describe()}")
         items = list(value)
         if len(items) < rule.min_items:
-            raise ValueError(f"{name}={value!r} must hold at least {rule.min_items} item(s)")
+            raise ValueError(f"{name}={shown(value)} must hold at least {rule.min_items} item(s)")
         item = Rule(rule.kind[5:-1], rule.low, rule.high, rule.low_open, rule.choices)
         check = _string if item.kind == "str" else _number
         return [check(f"{name}[{i}]", v, item) for i, v in enumerate(items)]
@@ -288,7 +323,7 @@ def check_together(values: Mapping[str, Any]) -> None:
         try:
             decompose.decompose_model(lenet, decompose.resolve_plan(lenet, plan))
         except (ValueError, TypeError) as err:
-            raise ValueError(f"lenet_plan={dict(plan)!r}: {err}") from None
+            raise ValueError(f"lenet_plan={shown(dict(plan))}: {shown(str(err), 400)[1:-1]}") from None
     _check_sizes(values)
     hidden = values.get("hidden")
     if isinstance(hidden, int):
@@ -296,8 +331,8 @@ def check_together(values: Mapping[str, Any]) -> None:
             too_many = [n for n in values.get(name) or [] if n > hidden]
             if too_many:
                 raise ValueError(
-                    f"{name}={values[name]!r}: cannot remove {too_many[0]} of the {hidden} hidden nodes; "
-                    f"allowed: integers 1..{hidden} (hidden={hidden})"
+                    f"{name}={shown(values[name])}: cannot remove {too_many[0]} of the {hidden} hidden "
+                    f"nodes; allowed: integers 1..{hidden} (hidden={hidden})"
                 )
         available = _available_bytes()
         for name in ("n_trials", "bench_masks"):
@@ -318,7 +353,9 @@ def check(notebook: str, params: Mapping[str, Any], known: Mapping[str, Any]) ->
     unknown = sorted(set(params) - set(known))
     if unknown:
         hints = {n: difflib.get_close_matches(n, list(known), n=1) for n in unknown}
-        said = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+        said = ", ".join(
+            f"{shown(n, 80)}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items()
+        )
         raise ValueError(f"{notebook} has no parameter {said}; its parameters: {', '.join(sorted(known))}")
     out = {}
     for name, value in params.items():

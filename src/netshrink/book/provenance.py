@@ -23,10 +23,22 @@ from typing import Any
 import nbformat
 import torch
 
+from netshrink.book import escape
 from netshrink.book.chapter import RUNTIME, Chapter
 from netshrink.book.report import read_manifest
+from netshrink.io import file_sha256, write_json
 
 RECORD = "provenance.json"
+FILES = "files"  # {path in the chapter folder: SHA-256 of its bytes}, every result file of the run
+# field: the JSON types it may hold (a record without one is refused, naming the file and field)
+FIELDS: dict[str, tuple[type, ...]] = {
+    "chapter": (str,), "profile": (str,), "commit": (str,), "date": (str,), "torch": (str,),
+    "wall seconds": (int, float), "notebook digest": (str,), "parameters": (dict,),
+}  # fmt: skip
+
+
+class BadRecord(ValueError):
+    """A provenance record that is not JSON, lacks a field or holds one of the wrong type."""
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -164,18 +176,94 @@ def cached_models(prov: dict) -> tuple[int, int, float]:
     return len(first), len(cached), sum(e["training seconds"] for e in cached)
 
 
-def read(results: Path, profile: str, chapter: str) -> dict | None:
+def check_record(prov: Any, path: Path) -> dict:
+    """`prov` when it is a record with every field of `FIELDS` (and `files`, when there, a
+    mapping of paths to SHA-256 digests); else a `BadRecord` naming `path` and the field."""
+    if not isinstance(prov, dict):
+        raise BadRecord(f"{path} holds a JSON {type(prov).__name__}; allowed: a provenance record (object)")
+    for field, kinds in FIELDS.items():
+        if field not in prov:
+            raise BadRecord(f"{path} lacks the field {field!r}; rerun the chapter or restore the file")
+        if isinstance(prov[field], bool) or not isinstance(prov[field], kinds):
+            raise BadRecord(f"{path}: field {field!r} holds {type(prov[field]).__name__}; allowed: "
+                            f"{' or '.join(k.__name__ for k in kinds)}")  # fmt: skip
+    files = prov.get(FILES)
+    if files is not None and not (
+        isinstance(files, dict)
+        and all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items())
+    ):
+        raise BadRecord(f"{path}: field {FILES!r} must map file names to SHA-256 digests (64 hex digits)")
+    return prov
+
+
+def read(results: Path, profile: str, chapter: str, strict: bool = True) -> dict | None:
+    """The chapter's record (checked by `check_record`), None when there is none; a record that is
+    not JSON or lacks a field raises `BadRecord` naming the file, or gives None unless `strict`."""
     path = results / profile / chapter / RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        try:
+            prov = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadRecord(f"{path} is not valid JSON ({err})") from None
+        return check_record(prov, path)
+    except BadRecord:
+        if strict:
+            raise
+        return None
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """{path relative to `folder`: SHA-256} of every file under the chapter folder `folder`
+    but its provenance record and hidden ones (temporaries, which git ignores)."""
+    return {
+        path.relative_to(folder).as_posix(): file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and path.name != RECORD
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)  # temporaries, locks
+    }
+
+
+def file_reasons(prov: dict, folder: Path) -> list[str]:
+    """Why the files in the chapter folder `folder` are not those the run wrote (`prov[FILES]`):
+    each changed, missing or unrecorded file, named. Empty when they all match."""
+    if FILES not in prov:
+        return [f"{folder / RECORD} records no digests of the result files"]
+    recorded, now = prov[FILES], file_digests(folder)
+    reasons = [f"{folder / name} is missing" for name in sorted(recorded.keys() - now.keys())]
+    reasons += [f"{folder / name} changed since the run (its SHA-256 differs from the record)"
+                for name in sorted(recorded.keys() & now.keys()) if recorded[name] != now[name]]  # fmt: skip
+    added = sorted(now.keys() - recorded.keys())
+    reasons += [f"{folder / name} is not in the run's record" for name in added]
+    return reasons
+
+
+def add_file_digests(results: Path, profile: str) -> list[str]:
+    """One-time migration: add the `files` digests to the records of `profile` that lack them
+    (the committed full results predate them), from the files as they are. Returns the chapters
+    whose record it changed."""
+    changed = []
+    for path in sorted((results / profile).glob(f"*/{RECORD}")):
+        prov = json.loads(path.read_text())
+        if FILES not in prov:
+            write_json(path, {**prov, FILES: file_digests(path.parent)})
+            changed.append(path.parent.name)
+    return changed
 
 
 def stale(chapter: Chapter, profile: str, results: Path, root: Path) -> list[str]:
-    """Why the results of `chapter` under `results/<profile>` no longer match the code: other
-    parameters than the profile's, another item list, or a changed notebook. Empty when they match."""
-    prov = read(results, profile, chapter.name)
+    """Why the results of `chapter` under `results/<profile>` no longer match the code or the
+    record: a malformed record, changed/missing/unrecorded files, other parameters than the
+    profile's, another item list, or a changed notebook. Empty when they match."""
+    try:
+        prov = read(results, profile, chapter.name)
+    except BadRecord as err:
+        return [str(err)]
     if prov is None:
         return [f"no {RECORD}"]
-    reasons = []
+    reasons = file_reasons(prov, results / profile / chapter.name)
     asked = {k: v for k, v in chapter.parameters(profile).items() if k not in RUNTIME}
     ran = {k: v for k, v in prov["parameters"].items() if k not in RUNTIME}
     differs = sorted(k for k in asked.keys() | ran.keys() if asked.get(k) != ran.get(k))
@@ -213,9 +301,9 @@ def page_note(prov: dict) -> str:
             f", with {cached} of its {used} trained models from the cache of an earlier run of the "
             f"same configuration, whose training took {seconds / 60:.1f} minutes more"
         )
-    device = device_text(prov) or "an unrecorded device"
+    device = escape.text(device_text(prov) or "an unrecorded device")  # the record's strings: escaped
     return (
-        f"```{{note}}\nThe numbers on this page were made by the **`{prov['profile']}`** profile on "
-        f"{device}, at commit `{commit}`, on {prov['date'][:10]} "
-        f"(PyTorch {prov['torch']}; {minutes}).\n```"
+        f"```{{note}}\nThe numbers on this page were made by the **{escape.code(prov['profile'])}** profile "
+        f"on {device}, at commit {escape.code(commit)}, on {escape.text(prov['date'][:10])} "
+        f"(PyTorch {escape.text(prov['torch'])}; {minutes}).\n```"
     )

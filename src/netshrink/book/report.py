@@ -122,6 +122,24 @@ def publish(chapter: str, profile: str, staging: Path, root: Path | None = None)
         shutil.rmtree(old, ignore_errors=True)
 
 
+def withdraw(chapter: str, profile: str, root: Path) -> None:
+    """Remove chapter `chapter`'s folder and manifest entries from `root` (the roll-back of a
+    publish that had no previous results), under the manifest's lock."""
+    manifest_path = root / profile / "manifest.json"
+    with _locked(manifest_path):
+        manifest = read_manifest(profile, root)
+        manifest["items"] = {k: v for k, v in manifest["items"].items() if v.get("chapter") != chapter}
+        for key in ("comparisons", "compression"):
+            manifest.setdefault(key, {}).pop(chapter, None)
+        target = root / profile / chapter
+        old = target.with_name(f".{chapter}.previous")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        write_json(manifest_path, manifest)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def recover(root: Path, profile: str) -> list[str]:
     """Finish or roll back every swap of `profile` that a crashed `publish` left (its journal):
     a chapter whose new folder is in place gets the journal's manifest, one whose folder is

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,11 +33,10 @@ from netshrink.book.cells import check_parameters, check_profile_override, parse
 from netshrink.book.chapter import MODELS_RECORD, Chapter
 from netshrink.book.chapters import select
 from netshrink.book.combine import adopt, merge
+from netshrink.book.executed import print_warnings, running_cell, slowest_cells
 from netshrink.book.report import check_profile, publish, recover
 from netshrink.book.standalone import STAGED_ENV
 from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 
 
 class ChapterFailed(RuntimeError):
@@ -145,7 +143,7 @@ def _run_locked(
                     report_mode=False,
                 )
             except pm.PapermillExecutionError as err:
-                _print_warnings(tmp)
+                print_warnings(tmp)
                 write_with(failed, lambda path: shutil.copy(tmp, path))
                 raise ChapterFailed(
                     f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
@@ -158,37 +156,26 @@ def _run_locked(
                 if tmp.is_file() and tmp.stat().st_size:
                     write_with(failed, lambda path: shutil.copy(tmp, path))
                 raise ChapterFailed(
-                    f"chapter {chapter.name!r} stopped in cell {_running_cell(tmp)} "
+                    f"chapter {chapter.name!r} stopped in cell {running_cell(tmp)} "
                     f"({type(err).__name__}: {' '.join(str(err).split())[:300]}); the executed notebook "
                     f"is at {failed}; the results of the last successful run are left as they were"
                 ) from err
             except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: say where, keep what ran
                 if tmp.is_file() and tmp.stat().st_size:
                     write_with(failed, lambda path: shutil.copy(tmp, path))
-                print(f"error: chapter {chapter.name!r} was stopped in cell {_running_cell(tmp)}; the "
+                print(f"error: chapter {chapter.name!r} was stopped in cell {running_cell(tmp)}; the "
                       f"executed notebook is at {failed}; the results of the last successful run are left "
                       f"as they were", file=sys.stderr, flush=True)  # fmt: skip
                 raise
-            _print_warnings(tmp)
+            print_warnings(tmp)
             made = staging / profile / chapter.name
             if not (made / "parameters.json").is_file():
                 raise ChapterFailed(
                     f"chapter {chapter.name!r} ran but wrote no {profile} results (under "
                     f"{made}); the results of the last successful run are left as they were"
                 )
-            ran = json.loads((made / "parameters.json").read_text())
-            models_path = made / MODELS_RECORD
-            models = json.loads(models_path.read_text()) if models_path.is_file() else []
-            models_path.unlink(missing_ok=True)
             used, wall = provenance.Usage.children() - usage, time.perf_counter() - start
-            prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
-                                     wall, root, used, state, models)  # fmt: skip
-            n_models, n_cached, _ = provenance.cached_models(prov)
-            print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}, {n_models - n_cached} models "
-                  f"trained and {n_cached} from the cache", flush=True)  # fmt: skip
-            for number, seconds, first in slowest_cells(tmp):
-                print(f"      {seconds:7.1f} s  cell {number}: {first}", flush=True)
-            write_json(made / provenance.RECORD, prov)
+            _record(chapter, profile, params, made, root, (wall, used, state), tmp)
             try:
                 publish(chapter.name, profile, staging, results)
             except OSError as err:  # e.g. a manifest that cannot be written: nothing was swapped
@@ -205,44 +192,31 @@ def _run_locked(
     return out
 
 
-def _running_cell(notebook: Path) -> str:
-    """The number of the last code cell papermill started in a partly executed notebook
-    (counting its injected parameters cell), or '?'."""
-    try:
-        cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
-    except (OSError, ValueError, nbformat.reader.NotJSONError):
-        return "?"
-    started = [
-        n for n, c in enumerate(cells, 1) if c.get("metadata", {}).get("papermill", {}).get("start_time")
-    ]
-    return str(started[-1]) if started else "?"
-
-
-def slowest_cells(notebook: Path, n: int = 3) -> list[tuple[int, float, str]]:
-    """Where an executed notebook's time went: its `n` slowest code cells as (number counting
-    papermill's injected cell, seconds from papermill's record, first line of the source)."""
-    cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
-    timed = [
-        (number, float(c.metadata["papermill"]["duration"]), c.source.strip().splitlines()[0][:60])
-        for number, c in enumerate(cells, 1)
-        if c.get("metadata", {}).get("papermill", {}).get("duration") is not None and c.source.strip()
-    ]
-    return sorted(timed, key=lambda cell: -cell[1])[:n]
-
-
-def _print_warnings(notebook: Path) -> None:
-    """Print the warnings (cache, data) a chapter's kernel wrote to its stderr, which papermill
-    keeps in the notebook only."""
-    try:
-        cells = nbformat.read(notebook, as_version=4).cells
-    except (OSError, ValueError, nbformat.reader.NotJSONError):
-        return
-    for cell in cells:
-        for out in cell.get("outputs", []):
-            if out.get("name") == "stderr" and "Warning" in out.get("text", ""):
-                for line in out["text"].splitlines():
-                    if "Warning" in line:
-                        print(f"   warning: {line.strip()}", flush=True)
+def _record(
+    chapter: Chapter,
+    profile: str,
+    params: dict[str, Any],
+    made: Path,
+    root: Path,
+    run: tuple[float, Any, Any],
+    executed: Path,
+) -> None:
+    """Write the provenance of a finished run into its results folder `made` and print its
+    cost; `run` is (wall seconds, resource usage, the code state it started from)."""
+    wall, used, state = run
+    ran = json.loads((made / "parameters.json").read_text())
+    models_path = made / MODELS_RECORD
+    models = json.loads(models_path.read_text()) if models_path.is_file() else []
+    models_path.unlink(missing_ok=True)
+    prov = provenance.record(chapter, profile, {**params, "computed on": ran.get("computed on")},
+                             wall, root, used, state, models)  # fmt: skip
+    n_models, n_cached, _ = provenance.cached_models(prov)
+    print(f"   {chapter.name}: {wall:.0f} s wall, {used.summary()}, {n_models - n_cached} models "
+          f"trained and {n_cached} from the cache", flush=True)  # fmt: skip
+    for number, seconds, first in slowest_cells(executed):
+        print(f"      {seconds:7.1f} s  cell {number}: {first}", flush=True)
+    prov[provenance.FILES] = provenance.file_digests(made)  # the files it publishes
+    write_json(made / provenance.RECORD, prov)
 
 
 def build_book(
@@ -282,6 +256,44 @@ def status_report(profile: str, results: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C ends it in one line (the chapter's own line says where it stopped)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); the results of the last successful runs are left as they were",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+def _once(names: str) -> str:
+    """`--chapters` with no chapter named twice (a ValueError naming it otherwise)."""
+    listed = names.replace(",", " ").split()
+    twice = sorted({n for n in listed if listed.count(n) > 1})
+    if twice:
+        raise ValueError(f"--chapters names {', '.join(twice)} more than once; allowed: each chapter once")
+    return names
+
+
+def _status_merge_or_adopt(args: argparse.Namespace) -> int:
+    """`--status`, `--merge` or `--adopt`: an error is one line (exit status 2)."""
+    results = paths.results_root()
+    try:
+        profile = check_profile(args.profile)
+        if args.status:
+            print(status_report(profile, results))
+        elif args.merge:
+            merged = merge(args.merge, profile, results, [c.name for c in select(_once(args.chapters))])
+            print(f"merged {', '.join(merged)} ({profile}) into {results / profile}")
+        else:
+            taken = adopt(args.adopt, profile, results)
+            print(f"adopted {', '.join(taken)} ({profile}) into {results / profile}")
+    except (ValueError, Busy, OSError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -309,29 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     exit_on_sigterm()
     root = paths.project_root()
-    if args.status:
-        print(status_report(check_profile(args.profile), paths.results_root()))
-        return 0
-    if args.merge:
-        try:
-            expected = [c.name for c in select(args.chapters)]
-            merged = merge(args.merge, check_profile(args.profile), paths.results_root(), expected)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"merged {', '.join(merged)} ({args.profile}) into {paths.results_root() / args.profile}")
-        return 0
-    if args.adopt:
-        try:
-            taken = adopt(args.adopt, check_profile(args.profile), paths.results_root())
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"adopted {', '.join(taken)} ({args.profile}) into {paths.results_root() / args.profile}")
-        return 0
+    if args.status or args.merge or args.adopt:
+        return _status_merge_or_adopt(args)
     try:
         profile = check_profile(args.profile)
-        chapters = select(args.chapters)
+        chapters = select(_once(args.chapters))
         overrides = parse_overrides(args.parameter, chapters, root)
         check_profile_override(profile, overrides)
         for chapter in chapters:  # every chapter's values checked before the first one runs

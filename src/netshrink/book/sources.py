@@ -49,7 +49,7 @@ def chapter_profiles(profile: str, results: Path, root: Path) -> dict[str, str]:
         best = (
             profile == "quick"
             and executed_notebook(results, BEST, chapter).is_file()
-            and provenance.read(results, BEST, chapter.name) is not None
+            and provenance.read(results, BEST, chapter.name, strict=False) is not None
             and not provenance.stale(chapter, BEST, results, root)
         )
         chosen[chapter.name] = BEST if best else profile

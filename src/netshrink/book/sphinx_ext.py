@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from sphinx.util import logging as sphinx_logging
 
 from netshrink.book import beside, pages, provenance, sources
 from netshrink.book.chapter import Chapter
@@ -28,6 +29,7 @@ from netshrink.book.chapters import CHAPTERS
 
 PROFILE_ENV = "NETSHRINK_BOOK_PROFILE"
 GLANCE, RERUN = "book/glance", "book/rerun"
+LOG = sphinx_logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +68,7 @@ def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
     page = sources.current_prose(
         nbformat.read(executed, as_version=4), nbformat.read(run.root / chapter.notebook, as_version=4)
     )
-    prov = provenance.read(run.results, used, chapter.name)
+    prov = provenance.read(run.results, used, chapter.name, strict=False)  # a bad one: `record_problems`
     if prov is not None:
         page.cells.insert(1, nbformat.v4.new_markdown_cell(provenance.page_note(prov)))
     page.cells.insert(
@@ -76,12 +78,30 @@ def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
     return nbformat.writes(page)
 
 
+def record_problems(run: BookRun) -> list[str]:
+    """Every provenance record the book could show that is malformed (named with its field), and
+    every result file that differs from its record's digest, is missing or is not in it."""
+    problems = []
+    for chapter in CHAPTERS.values():
+        for profile in dict.fromkeys((sources.BEST, run.profile)):
+            try:
+                prov = provenance.read(run.results, profile, chapter.name)
+            except provenance.BadRecord as err:
+                problems.append(str(err))
+                continue
+            if prov is not None and provenance.FILES in prov:
+                problems += provenance.file_reasons(prov, run.results / profile / chapter.name)
+    return problems
+
+
 def prepare(app: Any) -> None:
     """Choose the runs, and copy the figures the glance page shows beside it (`book/figures/`,
     generated, git-ignored). A figure file missing from the results stays missing: the browser
     test catches it."""
     run = BookRun.from_environment(Path(app.srcdir))
     app.netshrink_book = run
+    for problem in record_problems(run):  # such a chapter is shown from the book's own profile
+        LOG.warning(f"netshrink: {problem}")
     glance, files = pages.glance_sections(run.manifest, run.results, CHAPTERS)
     run_figures = Path(app.srcdir) / "book" / pages.FIGURES_DIR
     shutil.rmtree(run_figures, ignore_errors=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from scipy import stats
 
-from netshrink.book import reasons
+from netshrink.book import escape, reasons
 from netshrink.book.numbers import Numbers
 
 __all__ = [
@@ -156,11 +156,7 @@ def verdict_text(row: dict[str, Any], numbers: Numbers) -> str:
     try:
         return verdict(row, numbers).text()
     except (MissingVerdict, KeyError, FileNotFoundError) as err:
-        return f"**no verdict**: {str(err).strip(chr(39))}"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+        return f"**no verdict**: {escape.text(str(err).strip(chr(39)))}"
 
 
 def verdicts_section(chapter: str, rows: list[dict[str, Any]], numbers: Numbers) -> str:
@@ -184,9 +180,9 @@ def verdicts_section(chapter: str, rows: list[dict[str, Any]], numbers: Numbers)
                 _show(r, float(r["ours"])),
                 draft,
                 r["source"],
-                verdict_text(r, numbers),
+                escape.Markup(verdict_text(r, numbers)),  # the book's own words; the rest from the run
             ]
-            out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            out.append("| " + " | ".join(escape.text(c) for c in cells) + " |")
         out.append("")
     else:
         out += ["No draft reports a number that this chapter's run sets beside its own.", ""]

@@ -32,7 +32,7 @@ from typing import Any
 
 from torch import nn
 
-from netshrink.checks import check_model
+from netshrink.checks import check_finite, check_model
 from netshrink.compress.conv import (
     btd_conv,
     cp_conv,
@@ -71,6 +71,9 @@ def decompose_layer(module: nn.Module, method: str, rank: Any = None, **options:
     and `out_modes` (tt linear)."""
     check_method(module, method)
     check_model(module, "module")
+    check_finite(
+        "module weight", module.weight, "a decomposition of NaN or infinite weights does not converge"
+    )
     if rank is None:
         raise ValueError("rank is missing; allowed: integers, " + ", ".join(RANK_RULES))
     rank = resolve_rank(module, method, rank)

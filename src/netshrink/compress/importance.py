@@ -20,7 +20,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netshrink.checks import check_examples, check_layer, check_tol, check_width
+from netshrink.checks import (
+    check_examples,
+    check_finite,
+    check_finite_model,
+    check_indices,
+    check_labels,
+    check_layer,
+    check_tol,
+    check_width,
+)
 from netshrink.compress.layers import check_chunk
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.devices import mode, model_device, to_device
@@ -52,14 +61,29 @@ def ablate(
     `chunk` nodes go in one pass, 1..len(nodes); `accuracy=False` skips the predictions.
     """
     n = check_width(check_layer(model, layer, operation="node importance"), layer)
-    nodes = torch.arange(n) if nodes is None else torch.as_tensor(nodes, dtype=torch.long).view(-1)
-    if nodes.numel() and (nodes.min() < 0 or nodes.max() >= n):
-        raise ValueError(f"nodes must be indices in 0..{n - 1} of layer={layer!r}")
+    nodes = torch.arange(n) if nodes is None else check_indices("nodes", nodes, n)
+    check_finite_model(model)
     if chunk is not None:
         chunk = check_chunk(chunk, len(nodes), f"nodes ablated in {layer!r}")
     keep = torch.ones(len(nodes), n, dtype=torch.bool)
     keep[torch.arange(len(nodes)), nodes] = False
-    return evaluate_masks(model, layer, loader, keep=keep, chunk=chunk, accuracy=accuracy)
+    result = evaluate_masks(model, layer, _with_rows(loader), keep=keep, chunk=chunk, accuracy=accuracy)
+    check_finite("the loss of the model and of each ablation", result.loss_sum, _NOT_FINITE)
+    return result
+
+
+_NOT_FINITE = "NaN or infinite inputs (or weights) give no loss changes"
+
+
+class _with_rows:  # noqa: N801 - used as a function
+    """The batches of `loader` that hold examples (an empty batch adds nothing, and divided by
+    zero), as often as it is iterated."""
+
+    def __init__(self, loader: Iterable):
+        self.loader = loader
+
+    def __iter__(self):
+        return ((x, y) for x, y in self.loader if len(y))
 
 
 def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | None = None) -> torch.Tensor:
@@ -69,9 +93,10 @@ def loss_change(model: nn.Module, layer: str, loader: Iterable, chunk: int | Non
 
 def classify(importance: torch.Tensor, tol: float) -> np.ndarray:
     """'important' (removal raises the loss by more than tol), 'worse' (removal lowers it by more
-    than tol), else 'zero'."""
+    than tol), else 'zero'. A NaN or infinite loss change is refused (it is no evidence a node is
+    safe to remove)."""
     check_tol("tol", tol)
-    imp = torch.as_tensor(importance).cpu().numpy()
+    imp = check_finite("importance", torch.as_tensor(importance), _NOT_FINITE).cpu().numpy()
     return np.where(imp > tol, "important", np.where(imp < -tol, "worse", "zero"))
 
 
@@ -80,28 +105,30 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
     its output a_j to 0, so dL ~ -sum(a_j * dL/da_j), averaged over the examples. (n_nodes,)
 
     Molchanov et al. rank by the absolute value; the signed value is returned here so that it can
-    be compared with the oracle's sign.
+    be compared with the oracle's sign. The gradient is taken with respect to the layer's output
+    alone (`torch.autograd.grad`): the parameters' `.grad` the caller holds stay as they were.
     """
     module = check_layer(model, layer, operation="node importance")
+    check_finite_model(model)
     device = model_device(model)
     saved: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
-        output.retain_grad()
-        saved[:] = [output]
+        saved[:] = [output if output.requires_grad else output.requires_grad_()]
 
     handle = module.register_forward_hook(keep)
     total = torch.zeros(check_width(module, layer), dtype=torch.float64, device=device)
     n = 0
     try:
-        with mode(model, training=False):
-            for x, y in loader:
+        with mode(model, training=False), torch.enable_grad():
+            for x, y in _with_rows(loader):
                 x, y = to_device((x, y), device)
-                model.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x), y, reduction="sum")
-                loss.backward()
+                logits = model(x)
+                check_labels(y, logits.shape[1])
+                loss = F.cross_entropy(logits, y, reduction="sum")
                 a = saved[0]
-                contribution = -(a.detach() * a.grad)  # (N, C) or (N, C, H, W)
+                (grad,) = torch.autograd.grad(loss, a)
+                contribution = -(a.detach() * grad)  # (N, C) or (N, C, H, W)
                 total += (
                     contribution.flatten(2).sum(2).sum(0).double()
                     if a.dim() > 2
@@ -110,6 +137,5 @@ def taylor(model: nn.Module, layer: str, loader: Iterable) -> torch.Tensor:
                 n += len(y)
     finally:
         handle.remove()
-        model.zero_grad(set_to_none=True)
     check_examples(n, "taylor")
-    return (total / n).cpu()
+    return check_finite("taylor's estimate", (total / n).cpu(), _NOT_FINITE)

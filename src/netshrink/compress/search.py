@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netshrink.checks import check_int, check_layer, check_tol, node_count, prunable_layers
+from netshrink.checks import check_indices, check_int, check_layer, check_tol, node_count, prunable_layers
 from netshrink.compress import prune
 from netshrink.compress.importance import ablate
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
@@ -163,7 +163,8 @@ def prune_greedy(
 
 def prefix_masks(order: torch.Tensor, counts: Iterable[int]) -> torch.Tensor:
     """Keep-masks (len(counts), n) removing the first k nodes of `order`, one mask per k."""
-    counts = list(counts)
+    order = check_indices("order", order, len(order))  # integers: a mask or floats are refused
+    counts = [check_int(f"counts[{i}]", k, 0, len(order)) for i, k in enumerate(counts)]
     keep = torch.ones(len(counts), len(order), dtype=torch.bool)
     for row, k in enumerate(counts):
         keep[row, order[:k]] = False
