@@ -87,9 +87,9 @@ def test_findings_quote_our_numbers_beside_the_drafts(nets):
     runs, loader = nets
     from types import SimpleNamespace
 
-    found = rp.network_findings({"mnist": runs}, {"mnist": SimpleNamespace(train=range(55))})
+    found = rp.network_findings({"mnist": runs}, {"mnist": SimpleNamespace(train=range(55), val=range(5))})
     assert found.glue["base_acc_mnist"] == pytest.approx(100 * runs[0].test["acc"])
-    assert found.glue["n_train_mnist"] == 55
+    assert found.glue["n_train_mnist"] == 55 and found.glue["n_val_mnist"] == 5
     mean = 50 * (runs[0].test["acc"] + runs[1].test["acc"])
     assert found.glue["base_mean_mnist"] == pytest.approx(mean) and found.glue["base_low_mnist"] <= mean
     assert found.glue["draft_base_acc_mnist"] == pytest.approx(97.24)

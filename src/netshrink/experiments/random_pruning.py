@@ -157,8 +157,8 @@ def network_findings(
     nets: Mapping[str, Sequence[TrainResult]], splits: Mapping[str, data.DataSplits]
 ) -> Findings:
     """The prose's numbers about the trained networks of each data set: network 0's test accuracy
-    and loss, the mean accuracy over networks with its 95 % interval, the training images, beside
-    draft 004's 128-node network."""
+    and loss, the mean accuracy over networks with its 95 % interval, the training and validation
+    images, beside draft 004's 128-node network."""
     glue = {"draft_base_acc_mnist": 100 * published.MNIST_128["acc"]}
     for ds, runs in nets.items():
         mean, low, high = stats.mean_ci([100 * r.test["acc"] for r in runs])
@@ -169,6 +169,7 @@ def network_findings(
             f"base_low_{glue_key(ds)}": low,
             f"base_high_{glue_key(ds)}": high,
             f"n_train_{glue_key(ds)}": len(splits[ds].train),
+            f"n_val_{glue_key(ds)}": len(splits[ds].val),
         }
     return Findings(glue)
 
