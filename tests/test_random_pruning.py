@@ -79,6 +79,7 @@ def test_benchmark_findings_call_overlapping_spreads_no_difference():
     )  # fmt: skip
     found = rp.benchmark_findings(bench).glue
     assert found["bench_apart"] == "overlap (no difference)" and found["bench_agreement"] == "agree"
+    assert found["bench_verdict"].startswith("no difference") and found["loop_seconds"] == 2.0
     bench.loc["batched", "q75"] = 1.2
     assert rp.benchmark_findings(bench).glue["bench_apart"] == "do not overlap"
 

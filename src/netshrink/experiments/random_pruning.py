@@ -138,7 +138,10 @@ def benchmark_findings(bench: pd.DataFrame) -> Findings:
     return Findings({
         "speedup": float(fast["speedup"]), "speedup_low": float(fast["speedup low"]),
         "speedup_high": float(fast["speedup high"]), "bench_repeats_run": int(fast["repeats"]),
+        "batched_seconds": float(fast["seconds"]), "loop_seconds": float(slow["seconds"]),
         "bench_apart": "do not overlap" if apart else "overlap (no difference)",
+        "bench_verdict": "the batched evaluation is the faster" if apart
+        else "no difference: the repeats' quartiles overlap",
         "bench_agreement": "agree" if bool(fast["agree"]) else "do NOT agree",
     })  # fmt: skip
 
