@@ -75,6 +75,9 @@ def test_shrink_findings_place_our_mean_against_the_drafts_range():
     assert g["alg2_first_n"] == 1 and g["table_max_mnist"] == 11 and g["table_min_mnist"] == 5
     assert g["alg2_draft_mean_mnist"] == pytest.approx(76 / 6) and g["alg2_draft_range_mnist"] == "above"
     assert g["alg2_val_range_mnist"] == "within" and g["alg2_draft_best_n_mnist"] == 1
+    assert g["alg2_draft_net0_mnist"] == 12 and g["alg2_val_net0_mnist"] == 5
+    # draft R-T3 means 7.4 (n = 1) and 8.9 (n = 2): ours about 12.7 (CI 11-14) and 4 (CI 4-4)
+    assert g["alg2_draft_positions_mnist"] == "below it at n = 1 and above it at n = 2"
     assert {c["item"] for c in found.comparisons} == {"R-T3"} and len(found.comparisons) == 4
     assert [c["draft"] for c in found.comparisons[:2]] == [7.4, 8.9]
 
@@ -88,6 +91,6 @@ def test_acceptance_sets_groups_beside_independent_single_draws():
     assert table.loc[1, "share kept"] == pytest.approx(0.5) and table.loc[2, "share kept"] == 0
     assert table.loc[2, "p1 ** n"] == pytest.approx(0.25)
     g = rs.acceptance_findings(steps).glue
-    assert g["alg2_kept_first_mnist"] == pytest.approx(50) and g[
-        "alg2_independent_last_mnist"
-    ] == pytest.approx(25)
+    assert g["alg2_kept_first_mnist"] == pytest.approx(50) and g["alg2_kept_second_mnist"] == 0
+    assert g["alg2_independent_second_mnist"] == pytest.approx(25) and g["alg2_second_n"] == 2
+    assert g["alg2_groups_vs_independent_mnist"] == "less often than"

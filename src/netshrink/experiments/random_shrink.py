@@ -129,6 +129,20 @@ def acceptance(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"share kept": kept, "p1 ** n": [p1**n for n in kept.index]}).rename_axis("n")
 
 
+def draft_positions(table: pd.DataFrame, draft: pd.DataFrame) -> str:
+    """Where the draft's mean lies against our 95 % interval at each n (`table`: `over_networks`),
+    in words: 'within our interval at n = 1 and above it at n = 2, 4'."""
+    groups: dict[str, list[str]] = {}
+    for n in table.columns:
+        if n in draft.columns:
+            where = _range_words(draft.loc["mean", n], table.loc["ci95 low", n], table.loc["ci95 high", n])
+            groups.setdefault(where, []).append(str(n))
+    return " and ".join(
+        ("within our interval" if where == "within" else f"{where} it") + " at n = " + ", ".join(ns)
+        for where, ns in groups.items()
+    )
+
+
 def _range_words(value: float, low: float, high: float) -> str:
     if value < low:
         return "below"
@@ -157,7 +171,10 @@ def shrink_findings(finals: Mapping[str, pd.DataFrame], labels: Mapping[str, str
             table = over_networks(part)
             mean, low, high = (float(table.loc[row, first]) for row in _EXTRA_ROWS)
             removed = part.groupby("n")["removed"].mean()
+            net0 = part[(part["network"] == 0) & (part["n"] == first)]["removed"].mean()
             glue |= {
+                f"alg2_{name}_net0_{key}": float(net0),
+                f"alg2_{name}_positions_{key}": draft_positions(table, draft),
                 f"alg2_{name}_mean_{key}": mean,
                 f"alg2_{name}_low_{key}": low,
                 f"alg2_{name}_high_{key}": high,
@@ -183,15 +200,31 @@ def shrink_findings(finals: Mapping[str, pd.DataFrame], labels: Mapping[str, str
 
 
 def acceptance_findings(steps: pd.DataFrame, dataset: str = "mnist") -> Findings:
-    """The share of draws the draft's reading keeps at the smallest and largest n, and p1 ** n
-    at the largest (from `acceptance`), in percent."""
+    """The share of draws the draft's reading keeps at the smallest, second and largest n, and
+    p1 ** n at the second (from `acceptance`), in percent, with whether groups pass more or less
+    often than independent single draws would."""
     table = acceptance(steps[steps["reading"] == "draft"])
-    key, first, last = dataset.replace("-", "_"), table.index.min(), table.index.max()
+    key, ns = dataset.replace("-", "_"), list(table.index)
+    second = ns[1] if len(ns) > 1 else ns[0]
+    kept, independent = float(table.loc[second, "share kept"]), float(table.loc[second, "p1 ** n"])
+    if independent != independent:  # NaN: no n = 1 run
+        words = "(no n = 1 run to compare with)"
+    else:
+        words = (
+            "more often than"
+            if kept > independent
+            else "less often than"
+            if kept < independent
+            else "as often as"
+        )
     return Findings(
         {
-            "alg2_last_n": int(last),
-            f"alg2_kept_first_{key}": 100 * float(table.loc[first, "share kept"]),
-            f"alg2_kept_last_{key}": 100 * float(table.loc[last, "share kept"]),
-            f"alg2_independent_last_{key}": 100 * float(table.loc[last, "p1 ** n"]),
+            "alg2_last_n": int(ns[-1]),
+            "alg2_second_n": int(second),
+            f"alg2_kept_first_{key}": 100 * float(table.loc[ns[0], "share kept"]),
+            f"alg2_kept_second_{key}": 100 * kept,
+            f"alg2_kept_last_{key}": 100 * float(table.loc[ns[-1], "share kept"]),
+            f"alg2_independent_second_{key}": 100 * independent,
+            f"alg2_groups_vs_independent_{key}": words,
         }
     )
