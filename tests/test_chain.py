@@ -100,3 +100,24 @@ def test_layer_names_of_a_sequential_are_checked():
 def test_the_package_mlp_is_a_chain_too():
     view = chain.linear_chain(models.MLP(in_features=20, hidden=(16, 8)))
     assert view.names == ("hidden.0", "hidden.1", "out") and view.nonnegative == (True, True)
+
+
+@pytest.mark.parametrize(
+    "make", [*SEQUENTIALS.values(), lambda: models.MLP(20, (16, 12), 10)], ids=[*SEQUENTIALS, "mlp"]
+)
+def test_masks_on_the_tail_of_cached_outputs_equal_masks_on_the_model(make):
+    torch.manual_seed(0)
+    net = make().train()  # dropout must be off in the cached outputs too
+    loader = batches()
+    view = chain.linear_chain(net)
+    for index, layer in enumerate(view.hidden):
+        n = net.get_submodule(layer).out_features
+        masks = prune.random_node_masks(n, 3, 5, generator=torch.Generator().manual_seed(2))
+        outputs = chain.layer_outputs(net, view, index, loader)
+        assert outputs[0][0].shape == (40, n) and torch.equal(outputs[0][1], loader[0][1])
+        on_tail = masking.evaluate_masks(chain.tail(view, index), "0", outputs, keep=masks)
+        on_model = masking.evaluate_masks(net, layer, loader, keep=masks)
+        assert torch.allclose(on_tail.loss, on_model.loss, atol=1e-6) and torch.equal(
+            on_tail.acc, on_model.acc
+        )
+    assert net.training, "the model's mode is restored"

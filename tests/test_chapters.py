@@ -117,10 +117,20 @@ def test_random_pruning_is_sane(smoke_run):
     assert acc.xs("draft 004", level="source").loc["mean", "64"] == pytest.approx(0.8485)
     spread = pd.read_csv(folder / "R-S1-mnist.csv", index_col=0)
     assert (spread["ci95 low"] <= spread["mean"]).all() and (spread["mean"] <= spread["ci95 high"]).all()
-    shrink = pd.read_csv(folder / "R-T3-accuracy.csv", index_col=0)
-    assert (shrink["removed"] >= 0).all() and shrink["test_acc"].between(0, 1).all()
+    for item, draft_mean_at_8 in (("R-T3", 2.4), ("R-T6", 5.6)):  # draft Tables 3.3 and 3.6
+        shrink = pd.read_csv(folder / f"{item}-accuracy.csv", index_col=[0, 1])
+        assert set(shrink.index.get_level_values("reading")) == {"draft", "validation loss"}
+        assert (shrink["removed"] >= 0).all() and shrink["test_acc"].between(0, 1).all()
+        for stem in (item, f"{item}-validation-loss"):
+            table = pd.read_csv(folder / f"{stem}.csv", index_col=[0, 1])
+            assert table.loc[("mean", "draft 004"), "8"] == pytest.approx(draft_mean_at_8)
+            ours = table.xs("ours", level="source")
+            assert ours.loc["ci95 low"].le(ours.loc["mean over networks"]).all()
     bench = pd.read_csv(folder / "R-B1.csv", index_col=0)
     assert bench["agree"].all() and bench.loc["batched", "speedup"] > 1
+    assert (bench["q25"] <= bench["seconds"]).all() and (bench["seconds"] <= bench["q75"]).all()
+    init = pd.read_csv(folder / "R-S2.csv", index_col=0)
+    assert init.loc["draft 004", "mean"] == pytest.approx(0.7394) and init["mean"].between(0.1, 1).all()
 
 
 def test_node_importance_is_sane(smoke_run):

@@ -116,3 +116,14 @@ def test_layers_are_timed_alone_on_the_input_the_batch_gives_them():
     assert list(seconds) == ["0", "2"] and all(list(s) == ["dense", "other"] for s in seconds.values())
     assert all(t > 0 for s in seconds.values() for t in s.values())
     assert 0 < measure.file_size(net[2]) < measure.file_size(net)
+
+
+def test_time_repeats_keeps_every_repeats_seconds_in_order_and_the_last_result():
+    calls = {"a": lambda: 1, "b": lambda: 2}
+    times, results = measure.time_repeats(calls, repeats=4, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4} and results == {"a": 1, "b": 2}
+    assert all(s >= 0 for v in times.values() for s in v)
+    with pytest.raises(ValueError, match="calls must name"):
+        measure.time_repeats({})
+    with pytest.raises(ValueError, match="repeats"):
+        measure.time_repeats(calls, repeats=0)

@@ -51,12 +51,14 @@ def test_shrink_curves_and_pruning_paths():
             "run": [0, 0, 1, 1],
             "step": [0, 1, 0, 1],
             "removed": [0, 2, 0, 4],
-            "val_acc": [0.9, 0.85, 0.9, 0.8],
+            "acc": [0.9, 0.85, 0.9, 0.8],
         }
     )
-    fig = plots.shrink_curves(steps, 16)
+    fig = plots.shrink_curves(steps, 16, data="training")
     left = fig.axes[1].lines[0]
     assert list(left.get_ydata()) == [16, 13]  # nodes left, mean over runs
+    assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([90, 82.5])
+    assert fig.axes[0].get_ylabel() == "training accuracy (%)"
     path = pd.DataFrame(
         {"strategy": ["greedy"] * 2, "step": [0, 1], "val_acc": [0.9, 0.91], "val_loss": [0.3, 0.2]}
     )

@@ -166,15 +166,77 @@ def test_shrink_keeps_only_removals_that_do_not_raise_the_loss(mlp):
     loader = batches()
     g = torch.Generator().manual_seed(4)
     result = prune.shrink_randomly(mlp, "hidden.0", 2, loader, n_runs=6, generator=g)
-    assert result.val_loss.shape == result.removed.shape == (9, 6)  # step 0 and 16 candidates / 2
-    assert (result.val_loss.diff(dim=0) <= 1e-12).all(), "the kept loss never rises"
+    assert result.loss.shape == result.removed.shape == (9, 6)  # step 0 and 16 candidates / 2
+    assert (result.loss.diff(dim=0) <= 1e-12).all(), "the kept loss never rises"
     assert (result.removed.diff(dim=0) >= 0).all() and result.accepted[0].all()
     # a step whose removal was refused removes nothing
     assert (result.removed.diff(dim=0)[~result.accepted[1:]] == 0).all()
     # the final keep-masks reproduce the recorded losses
     again = masking.evaluate_masks(mlp, "hidden.0", loader, keep=result.keep)
-    assert torch.allclose(again.loss, result.val_loss[-1])
+    assert torch.allclose(again.loss, result.loss[-1])
     assert torch.equal((~result.keep).sum(1), result.removed[-1])
+
+
+def _shrink_one_run_by_hand(model, layer, n_remove, loader, seed, rule):
+    """Draft 004's Algorithm 2 as a plain loop on one run: zero the drawn nodes' weights, evaluate
+    the whole model, keep or restore; the draws as `shrink_randomly` makes them."""
+    from netshrink import metrics
+
+    g = torch.Generator().manual_seed(seed)
+    n_nodes = model.get_submodule(layer).out_features
+    keep = torch.ones(n_nodes, dtype=torch.bool)
+    untested = torch.ones(n_nodes, dtype=torch.bool)
+    best = metrics.evaluate(model, loader)
+    while int(untested.sum()) >= n_remove:
+        keys = torch.rand(1, n_nodes, generator=g)[0] + (~untested).float() * 2
+        drawn = keys.argsort()[:n_remove]
+        trial = keep.clone()
+        trial[drawn] = False
+        untested[drawn] = False
+        now = metrics.evaluate(prune.mask_nodes(model, layer, trial), loader)
+        better = now["loss"] <= best["loss"] + 1e-7 and (rule == "loss" or now["acc"] >= best["acc"])
+        if better:
+            keep, best = trial, now
+    return keep
+
+
+@pytest.mark.parametrize("rule", prune.SHRINK_RULES)
+@pytest.mark.parametrize("n_remove", [1, 3])
+def test_shrink_follows_the_plain_loop_of_the_draft(mlp, rule, n_remove):
+    loader = batches(n=4, seed=3)
+    for layer in ("hidden.0", "hidden.1"):
+        result = prune.shrink_randomly(
+            mlp, layer, n_remove, loader, generator=torch.Generator().manual_seed(9), rule=rule
+        )
+        by_hand = _shrink_one_run_by_hand(mlp, layer, n_remove, loader, 9, rule)
+        assert torch.equal(result.keep[0], by_hand), (layer, rule)
+
+
+def test_the_draft_rule_also_keeps_the_accuracy_from_falling(mlp):
+    loader = batches(n=4, seed=3)
+    both = prune.shrink_randomly(
+        mlp,
+        "hidden.0",
+        1,
+        loader,
+        n_runs=8,
+        generator=torch.Generator().manual_seed(1),
+        rule="loss and accuracy",
+    )
+    assert (both.acc.diff(dim=0) >= 0).all() and (both.loss.diff(dim=0) <= 1e-12).all()
+    loss_only = prune.shrink_randomly(
+        mlp, "hidden.0", 1, loader, n_runs=8, generator=torch.Generator().manual_seed(1)
+    )
+    # the same first draws: a removal the draft's rule keeps, the loss rule keeps too
+    assert (both.accepted[1] <= loss_only.accepted[1]).all()
+    assert (loss_only.acc.diff(dim=0) < 0).any(), "without the accuracy test the accuracy may fall"
+
+
+def test_shrink_refuses_an_unknown_rule(mlp):
+    with pytest.raises(
+        ValueError, match=r"rule='accuracy' is not known; allowed values: 'loss', 'loss and accuracy'"
+    ):
+        prune.shrink_randomly(mlp, "hidden.0", 1, batches(1), rule="accuracy")
 
 
 @pytest.mark.parametrize(

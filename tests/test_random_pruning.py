@@ -25,6 +25,9 @@ def test_timing_reports_both_methods_and_agreement():
     assert table["agree"].all() and (table["seconds"] > 0).all()
     assert table.loc["per-mask loop", "speedup"] == pytest.approx(1.0)
     assert table.loc["batched", "masks"] == 8
+    assert (table["q25"] <= table["seconds"]).all() and (table["seconds"] <= table["q75"]).all()
+    fast, slow = table.loc["batched"], table.loc["per-mask loop"]
+    assert fast["speedup low"] == pytest.approx(slow["q25"] / fast["q75"])
     bench = rp.mask_benchmark(mlp, loader, n_masks=6, n_remove=4, repeats=1, seed=3)
     assert bench.loc["batched", "masks"] == 6 and bench["agree"].all()
 
@@ -60,44 +63,51 @@ def test_statistics_table_sets_the_drafts_rows_below_ours(nets):
     assert rp.statistics_table(trials, "acc", "R-XX").index.nlevels == 1  # no draft table: ours alone
 
 
-def test_mask_scores_and_shrink_records_as_tables(nets):
+def test_mask_scores_as_a_table(nets):
     runs, loader = nets
     masks = prune.random_node_masks(128, 8, 3, generator=torch.Generator().manual_seed(0))
     scores = masking.evaluate_masks(runs[0].model, "hidden.0", loader, keep=masks)
     frame = rp.scores_frame(scores)
     assert list(frame.columns) == ["loss", "acc"] and frame["loss"].tolist() == scores.loss.tolist()
-    result = prune.shrink_randomly(runs[0].model, "hidden.0", 32, loader, n_runs=2)
-    steps = rp.shrink_steps(result)
-    assert len(steps) == 2 * 5 and list(steps.columns[:3]) == ["run", "step", "removed"]
-    last = steps[(steps["step"] == 4) & (steps["run"] == 1)].iloc[0]
-    assert last["removed"] == int((~result.keep[1]).sum()) and last["val_loss"] == float(
-        result.val_loss[4, 1]
-    )
 
 
-def test_shrink_runs_report_the_test_metrics_of_the_kept_nodes(nets):
-    runs, loader = nets
-    steps, final = rp.shrink_runs(runs[0], loader, loader, [8], n_runs=3, seed=1)
-    assert len(final) == 3 and set(final["n"]) == {8} and (final["removed"] >= 0).all()
-    assert {"val_loss", "test_loss", "test_acc"} <= set(final.columns) and "step" in steps
-    # on the same data, validation and test metrics of the shrunk network agree
-    assert final["test_loss"].to_numpy() == pytest.approx(final["val_loss"].to_numpy())
+def test_benchmark_findings_call_overlapping_spreads_no_difference():
+    bench = pd.DataFrame(
+        {"seconds": [1.0, 2.0], "q25": [0.9, 1.5], "q75": [1.6, 2.5], "speedup": [2.0, 1.0],
+         "speedup low": [0.9, 1.0], "speedup high": [2.8, 1.0], "repeats": 5, "agree": True},
+        index=["batched", "per-mask loop"],
+    )  # fmt: skip
+    found = rp.benchmark_findings(bench).glue
+    assert found["bench_apart"] == "overlap (no difference)" and found["bench_agreement"] == "agree"
+    assert found["bench_verdict"].startswith("no difference") and found["loop_seconds"] == 2.0
+    bench.loc["batched", "q75"] = 1.2
+    assert rp.benchmark_findings(bench).glue["bench_apart"] == "do not overlap"
 
 
 def test_findings_quote_our_numbers_beside_the_drafts(nets):
     runs, loader = nets
-    found = rp.network_findings({"mnist": runs})
+    from types import SimpleNamespace
+
+    found = rp.network_findings({"mnist": runs}, {"mnist": SimpleNamespace(train=range(55), val=range(5))})
     assert found.glue["base_acc_mnist"] == pytest.approx(100 * runs[0].test["acc"])
+    assert found.glue["n_train_mnist"] == 55 and found.glue["n_val_mnist"] == 5
+    mean = 50 * (runs[0].test["acc"] + runs[1].test["acc"])
+    assert found.glue["base_mean_mnist"] == pytest.approx(mean) and found.glue["base_low_mnist"] <= mean
     assert found.glue["draft_base_acc_mnist"] == pytest.approx(97.24)
     trials = rp.random_trials(runs, loader, [1, 64], n_trials=4)
     found = rp.trial_findings(trials, "mnist", "MNIST")
-    first = trials[trials["network"] == 0]
+    at_64 = trials[trials["n"] == 64]
     acc_64 = next(
-        c for c in found.comparisons if c["quantity"] == "MNIST: mean test accuracy, 64 random nodes removed"
+        c
+        for c in found.comparisons
+        if c["quantity"] == "MNIST: mean test accuracy, 64 random nodes removed (mean over networks)"
     )
-    assert (
-        acc_64["ours"] == pytest.approx(first[first["n"] == 64]["acc"].mean()) and acc_64["draft"] == 0.8485
-    )
+    network_means = at_64.groupby("network")["acc"].mean()
+    assert acc_64["ours"] == pytest.approx(network_means.mean()) and acc_64["draft"] == 0.8485
+    low, high = found.glue["low_acc_max_n_mnist"], found.glue["high_acc_max_n_mnist"]
+    assert low <= 100 * network_means.mean() <= high
+    where = "within our interval" if low <= 84.85 <= high else "outside our interval"
+    assert found.glue["draft_where_max_n_mnist"].startswith(where)
     assert {c["item"] for c in found.comparisons} == {"R-T1", "R-T2"} and len(found.comparisons) == 4
     spread = stats.spread_by_source(trials, "n", "network", "acc")
     assert set(rp.spread_findings(spread, "fashion-mnist", 4).glue) == {
@@ -105,14 +115,6 @@ def test_findings_quote_our_numbers_beside_the_drafts(nets):
         "ci_half_max_n_fashion_mnist",
         "mask_se_max_n_fashion_mnist",
     }
-    final = pd.DataFrame({"n": [1, 1, 2, 2], "removed": [3, 5, 8, 10], "test_acc": [0.9, 0.8, 0.7, 0.5]})
-    found = rp.shrink_findings(final, "MNIST")
-    assert found.glue == {
-        "shrink_best_n": 2,
-        "shrink_best_removed": 9.0,
-        "shrink_test_acc": pytest.approx(60.0),
-    }
-    assert [c["draft"] for c in found.comparisons] == [7.4, 8.9]
 
 
 def test_evaluation_loader_keeps_the_split_in_large_batches(nets):
@@ -126,3 +128,49 @@ def test_evaluation_loader_keeps_the_split_in_large_batches(nets):
 
 def test_glue_key_makes_a_data_set_name_a_glue_name_part():
     assert rp.glue_key("fashion-mnist") == "fashion_mnist" and rp.glue_key("mnist") == "mnist"
+
+
+def test_keras_initialisation_is_glorot_uniform_with_zero_biases(tmp_path, monkeypatch):
+    from netshrink import cache
+
+    monkeypatch.setenv("NETSHRINK_DATA", str(tmp_path))
+    configs = rp.network_configs("mnist", 2, seed=3, hidden=32)
+    keras = rp.keras_init_configs(configs)
+    assert [c.seed for c in keras] == [3, 4] and keras[0].init != keras[1].init
+    assert all(k.key() != c.key() for k, c in zip(keras, configs, strict=True))
+    model = cache.initial_model(keras[0])
+    limit = (6 / (784 + 32)) ** 0.5
+    weight = model.hidden[0].weight
+    assert weight.abs().max() <= limit and weight.abs().max() > 0.9 * limit  # Glorot's bound, not PyTorch's
+    assert (model.hidden[0].bias == 0).all() and (model.out.bias == 0).all()
+    assert torch.equal(cache.initial_model(rp.keras_init_configs(configs)[0]).hidden[0].weight, weight)
+
+
+def _trials(means: dict[int, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"network": k, "n": 64, "trial": t, "acc": m + 0.001 * t, "loss": 0.1}
+            for k, m in means.items()
+            for t in range(3)
+        ]
+    )
+
+
+def test_init_table_and_its_verdict():
+    class Net:
+        def __init__(self, acc):
+            self.test = {"acc": acc}
+
+    ours = _trials({0: 0.78, 1: 0.79, 2: 0.785})
+    near = _trials({0: 0.735, 1: 0.745, 2: 0.74})
+    nets = {"ours": [Net(0.87)] * 3, "keras": [Net(0.86)] * 3}
+    table = rp.init_table({"ours": ours, "keras": near}, 64, "R-T4", nets)
+    assert table.loc["draft 004", "mean"] == pytest.approx(0.7394)
+    assert table.loc["keras", "intact mean"] == pytest.approx(0.86) and table.loc["ours", "networks"] == 3
+    assert rp.init_verdict(table, "ours", "keras").startswith("brings the mean to the draft's")
+    same = rp.init_table({"ours": ours, "keras": _trials({0: 0.781, 1: 0.789, 2: 0.786})}, 64, "R-T4", nets)
+    assert rp.init_verdict(same, "ours", "keras").startswith("leaves the mean where it was")
+    towards = rp.init_table({"ours": ours, "keras": _trials({0: 0.76, 1: 0.761, 2: 0.762})}, 64, "R-T4", nets)
+    assert rp.init_verdict(towards, "ours", "keras").startswith("moves the mean towards")
+    found = rp.init_findings(table, "fashion-mnist", "ours", "keras").glue
+    assert found["init_mean_fashion_mnist"] == pytest.approx(100 * table.loc["keras", "mean"])

@@ -74,10 +74,18 @@ def test_agrees_within_rounding_and_spreads_and_not_comparable_wins(tmp_path, mo
 def test_committed_spreads_come_from_the_runs_tables():
     rows = dict(((r["item"], r["quantity"]), r) for _, r in _committed_rows())
     numbers = Numbers(FULL / "random_pruning")
-    half, what = verdicts.committed_spread(
-        rows["R-T4", "Fashion-MNIST: mean test accuracy, 64 random nodes removed"], numbers
-    )
-    assert half == pytest.approx(2.776 * 0.0081095, rel=1e-3) and "R-S1" in what
+    row = rows["R-T4", "Fashion-MNIST: mean test accuracy, 64 random nodes removed (mean over networks)"]
+    half, what = verdicts.committed_spread(row, numbers)
+    s1 = numbers.table("R-S1-fashion-mnist").loc[64]
+    nets = int(s1["networks"])
+    # one network (the draft's) about our mean over `nets`: the t prediction range
+    want = verdicts._t95(nets) * float(s1["sd between networks"]) * (1 + 1 / nets) ** 0.5
+    assert half == pytest.approx(want) and "R-S1" in what and f"{nets} networks" in what
+    shrink = "MNIST: mean nodes removed by Algorithm 2 (draft reading, mean over networks), n = 1"
+    half, what = verdicts.committed_spread(rows["R-T3", shrink], numbers)
+    t3 = numbers.table("R-T3").set_index("source", append=True)
+    ci = float(t3.loc[("ci95 high", "ours"), "1"]) - float(t3.loc[("mean over networks", "ours"), "1"])
+    assert half == pytest.approx(ci * (int(numbers.params["shrink_networks"]) + 1) ** 0.5) and "R-T3" in what
 
 
 def test_dt6_compares_drops_from_each_networks_own_original_and_flags_the_drafts_off_by_one():

@@ -55,6 +55,18 @@ def time_calls(
     """Median seconds of each zero-argument call, the calls made in turn within each repeat (so
     that a change in the machine's load hits them all alike), and the last result of each.
     With a CUDA `device`, the device is synchronised before and after each call."""
+    times, results = time_repeats(calls, repeats, warmup, device)
+    return {name: float(pd.Series(t).median()) for name, t in times.items()}, results
+
+
+def time_repeats(
+    calls: Mapping[str, Callable[[], T]],
+    repeats: int = 3,
+    warmup: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, list[float]], dict[str, T]]:
+    """`time_calls` with every repeat's seconds kept (name -> `repeats` seconds, in order), for
+    the spread of a timing."""
     if not calls:
         raise ValueError("calls must name at least one call")
     check_int("repeats", repeats, 1)
@@ -71,7 +83,7 @@ def time_calls(
             results[name] = call()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
-    return {name: float(pd.Series(t).median()) for name, t in times.items()}, results
+    return times, results
 
 
 def _copies(

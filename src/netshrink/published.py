@@ -91,6 +91,17 @@ RANDOM_PRUNING_TABLES = {
         [0.3591, 0.3632, 0.3693, 0.3811, 0.4060, 0.4857, 0.7619],
         [0.3791, 0.4055, 0.4035, 0.4297, 0.5106, 0.7079, 1.3649],
     ], N_VALUES),
+    # Table 3.6, printed after section 3.2's heading but with Table 3.3's columns (n = 1, 2, 3,
+    # 4, 8) and values of Algorithm 2's kind; that it is Algorithm 2 on Fashion-MNIST is our reading.
+    "R-T6": _draft_table([
+        [5.5000, 8.6000, 10.6500, 8.400, 5.6000],
+        [1.5728, 1.8468, 3.1502, 3.409, 3.7613],
+        [2.0, 6.0, 3.0, 4.0, 0.0],
+        [5.0, 8.0, 9.0, 7.0, 0.0],
+        [5.5, 8.0, 12.0, 8.0, 8.0],
+        [6.25, 10.0, 12.0, 12.0, 8.0],
+        [8.0, 12.0, 18.0, 16.0, 8.0],
+    ], SHRINK_N_VALUES),
 }  # fmt: skip
 MNIST_128 = {"acc": 0.9724, "loss": 0.0879}  # 004, section 3.1.1: its 128-node network on MNIST
 

@@ -71,7 +71,8 @@ BASELINES = Chapter(
 _RANDOM_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "hidden": 128, "epochs": 5, "batch_size": 32,
     "n_networks": 5, "n_values": [1, 2, 4, 8, 16, 32, 64], "n_trials": 1000,
-    "shrink_n_values": [1, 2, 3, 4, 8], "shrink_runs": 20, "bench_masks": 1000, "bench_repeats": 3,
+    "shrink_n_values": [1, 2, 3, 4, 8], "shrink_runs": 20, "shrink_networks": 3, "init_networks": 3,
+    "bench_masks": 1000, "bench_repeats": 5,
 }  # fmt: skip
 # The smoke and quick profiles' 128-node networks, shared by Random pruning and Node importance
 # (the same configurations: the second chapter takes them from the cache).
@@ -82,7 +83,7 @@ RANDOM_PRUNING = Chapter(
     name="random_pruning",
     notebook="chapters/02_random_pruning.ipynb",
     title="Random node pruning",
-    items=("R-T1", "R-T2", "R-T3", "R-T4", "R-T5", "R-F1", "R-F2", "R-F3", "R-F4"),
+    items=("R-T1", "R-T2", "R-T3", "R-T4", "R-T5", "R-T6", "R-F1", "R-F2", "R-F3", "R-F4"),
     profiles={
         "smoke": {
             **_RANDOM_FULL,
@@ -91,10 +92,19 @@ RANDOM_PRUNING = Chapter(
             "n_trials": 20,
             "shrink_n_values": [4, 8],
             "shrink_runs": 3,
+            "shrink_networks": 2,
+            "init_networks": 2,
             "bench_masks": 10,
             "bench_repeats": 1,
         },
-        "quick": {**_RANDOM_FULL, **_QUICK_MLP, "n_trials": 200, "shrink_runs": 10, "bench_masks": 100},
+        "quick": {
+            **_RANDOM_FULL,
+            **_QUICK_MLP,
+            "n_trials": 200,
+            "shrink_runs": 10,
+            "bench_masks": 100,
+            "bench_repeats": 3,
+        },  # fmt: skip
         "full": _RANDOM_FULL,
     },
 )

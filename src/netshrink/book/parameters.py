@@ -153,6 +153,8 @@ RULES: dict[str, Rule] = {
             "n_networks",
             "n_trials",
             "shrink_runs",
+            "shrink_networks",
+            "init_networks",
             "bench_masks",
             "bench_repeats",
             "latency_batch",

@@ -108,19 +108,19 @@ def trial_distributions(
     return fig
 
 
-def shrink_curves(steps: pd.DataFrame, n_nodes: int, title: str = "") -> plt.Figure:
-    """Algorithm 2 along its steps: validation accuracy (left) and nodes left (right), mean over
-    runs with a band of one standard deviation, one colour per n. steps: columns `n`, `run`,
-    `step`, `removed`, `val_acc`."""
+def shrink_curves(steps: pd.DataFrame, n_nodes: int, title: str = "", data: str = "validation") -> plt.Figure:
+    """Algorithm 2 along its steps: the kept model's accuracy on the `data` that decides (left)
+    and nodes left (right), mean over runs with a band of one standard deviation, one colour
+    per n. steps: columns `n`, `run`, `step`, `removed`, `acc`."""
     fig, (ax_acc, ax_left) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = steps.assign(left=n_nodes - steps["removed"], val_acc=100 * steps["val_acc"])
+    steps = steps.assign(left=n_nodes - steps["removed"], acc=100 * steps["acc"])
     for n, group in steps.groupby("n"):
-        agg = group.groupby("step")[["val_acc", "left"]].agg(["mean", "std"]).fillna(0)
-        for ax, col in ((ax_acc, "val_acc"), (ax_left, "left")):
+        agg = group.groupby("step")[["acc", "left"]].agg(["mean", "std"]).fillna(0)
+        for ax, col in ((ax_acc, "acc"), (ax_left, "left")):
             mean, sd = agg[(col, "mean")], agg[(col, "std")]
             (line,) = ax.plot(agg.index, mean, label=f"n = {n}")
             ax.fill_between(agg.index, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
-    ax_acc.set(xlabel="step", ylabel="validation accuracy (%)", title="accuracy of the kept model")
+    ax_acc.set(xlabel="step", ylabel=f"{data} accuracy (%)", title="accuracy of the kept model")
     ax_left.set(xlabel="step", ylabel="hidden nodes left", title="nodes left")
     ax_left.legend()
     if title:

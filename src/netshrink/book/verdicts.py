@@ -65,25 +65,48 @@ def _t95(n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1))
 
 
-_RANDOM = re.compile(r"^(MNIST|Fashion-MNIST): mean test accuracy, (\d+) random nodes removed$")
+_RANDOM = re.compile(
+    r"^(MNIST|Fashion-MNIST): mean test accuracy, (\d+) random nodes removed( \(mean over networks\))?$"
+)
 _SHRINK = re.compile(r"^MNIST: mean nodes removed by Algorithm 2, n = (\d+)$")
+_SHRINK_READINGS = re.compile(
+    r"^(MNIST|Fashion-MNIST): mean nodes removed by Algorithm 2 "
+    r"\((draft|validation loss) reading, mean over networks\), n = (\d+)$"
+)
 
 
 def committed_spread(row: dict[str, Any], numbers: Numbers) -> tuple[float, str] | None:
     """(95 % half-width of ours, what it is) where a committed run's tables give one, else None.
-    Random pruning: one network's mean accuracy varies between networks as R-S1's sd between
-    networks; Algorithm 2's mean over runs has R-T3's sd over the runs."""
+
+    The draft's number is one network's; ours is one network's or a mean over networks. Random
+    pruning: one network's mean accuracy varies between networks as R-S1's sd between networks
+    (a mean over `m` networks against one network: the prediction range, sqrt(1 + 1/m) wider).
+    Algorithm 2: one network's mean over runs has R-T3's sd over the runs; a mean over networks
+    has the 95 % interval of its table, widened to the prediction range of one network's mean.
+    """
     quantity = row["quantity"]
     if (m := _RANDOM.match(quantity)) and row["item"] in ("R-T1", "R-T4"):
-        s1 = numbers.table(f"R-S1-{m[1].lower()}")
-        line = s1.loc[int(m[2])]
-        nets = int(line["networks"])
-        half = _t95(nets) * float(line["sd between networks"])
-        return half, f"95 % range of one network's mean, from the sd between our {nets} networks (R-S1)"
+        line = numbers.table(f"R-S1-{m[1].lower()}").loc[int(m[2])]
+        nets, sd = int(line["networks"]), float(line["sd between networks"])
+        if m[3]:
+            return _t95(nets) * sd * math.sqrt(1 + 1 / nets), (
+                f"95 % range of one network's mean about our mean over {nets} networks (R-S1)"
+            )
+        return _t95(
+            nets
+        ) * sd, f"95 % range of one network's mean, from the sd between our {nets} networks (R-S1)"
     if (m := _SHRINK.match(quantity)) and row["item"] == "R-T3":
         runs = int(numbers.params["shrink_runs"])
         sd = float(numbers.table("R-T3").query("statistic == 'std' and source == 'ours'")[m[1]].iloc[0])
         return _t95(runs) * sd / math.sqrt(runs), f"95 % interval of our mean over {runs} runs"
+    if (m := _SHRINK_READINGS.match(quantity)) and row["item"] in ("R-T3", "R-T6"):
+        table = row["item"] + ("" if m[2] == "draft" else "-validation-loss")
+        t = numbers.table(table).set_index("source", append=True)
+        nets = int(numbers.params["shrink_networks"])
+        half = float(t.loc[("ci95 high", "ours"), m[3]]) - float(t.loc[("mean over networks", "ours"), m[3]])
+        return half * math.sqrt(nets + 1), (
+            f"95 % range of one network's mean about our mean over {nets} networks ({table})"
+        )
     return None
 
 
@@ -124,7 +147,7 @@ def verdict(row: dict[str, Any], numbers: Numbers) -> Verdict:
         spreads.append(given[0])
         basis.append(f"our spread ({_gap(row, given[0])}: {given[1]})")
     else:
-        basis.append("our spread unknown (one run)")
+        basis.append("our spread unknown" + ("" if "mean over networks" in row["quantity"] else " (one run)"))
     if row.get("draft_spread") is not None:
         spreads.append(float(row["draft_spread"]))
         basis.append(f"the draft's spread ({_gap(row, spreads[-1])})")

@@ -8,13 +8,14 @@ view that lets them, for the package's `models.MLP` and for a user's own `nn.Seq
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from netshrink.checks import check_layer
+from netshrink.devices import mode, model_device, to_device
 from netshrink.models import MLP
 
 __all__ = [
@@ -116,3 +117,36 @@ def linear_chain(model: nn.Module) -> LinearChain:
     return LinearChain(
         tuple(names), tuple(linears), tuple(_sequence(m or [nn.Identity()]) for m in acts), nonneg
     )
+
+
+def tail(view: LinearChain, index: int) -> nn.Sequential:
+    """The chain after hidden layer `index`, as a model of that layer's outputs (N, width): an
+    identity layer of the layer's width (named '0'), its activation when the outputs are >= 0
+    (ReLU, which leaves them as they are; nothing otherwise), then the later layers (shared,
+    not copied). Masking the identity layer's nodes equals masking hidden layer `index`'s
+    nodes in the whole model, so masks can be evaluated on its outputs computed once
+    (`layer_outputs`) without running the layers before it again."""
+    width = view.linears[index].out_features
+    ref = view.linears[index].weight
+    eye = nn.Linear(width, width).to(ref.device, ref.dtype)
+    with torch.no_grad():
+        eye.weight.copy_(torch.eye(width, dtype=ref.dtype, device=ref.device))
+        eye.bias.zero_()
+    modules: list[nn.Module] = [eye, nn.ReLU() if view.nonnegative[index] else nn.Identity()]
+    for j in range(index + 1, len(view.linears)):
+        modules.append(view.linears[j])
+        if j < len(view.linears) - 1:
+            act = view.acts[j]
+            modules.extend(act.children() if isinstance(act, nn.Sequential) else [act])
+    return nn.Sequential(*modules)
+
+
+@torch.no_grad()
+def layer_outputs(
+    model: nn.Module, view: LinearChain, index: int, loader: Iterable
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(outputs of hidden layer `index` after its activation (N, width), labels (N,)) per batch
+    of `loader`, on the model's device, in eval mode: the inputs of `tail(view, index)`."""
+    device = model_device(model)
+    with mode(model, training=False):
+        return [(view.activations(index, x), y) for x, y in (to_device(b, device) for b in loader)]

@@ -22,11 +22,13 @@ import torch
 from torch import nn
 
 from netshrink.checks import check_int, check_layer, check_model, check_tol
-from netshrink.compress.chain import linear_chain
+from netshrink.compress.chain import layer_outputs, linear_chain
+from netshrink.compress.chain import tail as chain_tail
 from netshrink.compress.graph import follow_filters, node_path
 from netshrink.compress.masking import check_keep, evaluate_masks
 
 __all__ = [
+    "SHRINK_RULES",
     "ShrinkResult",
     "magnitude_prune",
     "mask_nodes",
@@ -135,19 +137,31 @@ def remove_nodes(model: nn.Module, layer: str, keep: torch.Tensor) -> nn.Module:
     return smaller
 
 
+SHRINK_RULES = ("loss", "loss and accuracy")
+"""When Algorithm 2 keeps a removal: the loss does not rise; or (draft 004's `best_loss` and
+`best_acc`) the loss does not rise and the accuracy does not fall."""
+
+
 @dataclass
 class ShrinkResult:
     """Algorithm 2 over R runs of S steps, indexed by step: row s is the state after step s (row 0,
     before the first step, the intact model; no row is a mask). Per (step, run): the nodes
     removed so far (long), whether that step's removal was kept (bool), and the kept model's
-    validation loss and accuracy (float64), each (S + 1, R); `keep` the final keep-masks
-    (R, n_nodes)."""
+    loss and accuracy on the data the decisions use (float64), each (S + 1, R); `keep` the
+    final keep-masks (R, n_nodes)."""
 
     removed: torch.Tensor
     accepted: torch.Tensor
-    val_loss: torch.Tensor
-    val_acc: torch.Tensor
+    loss: torch.Tensor
+    acc: torch.Tensor
     keep: torch.Tensor
+
+
+def check_rule(rule: str) -> str:
+    """One of `SHRINK_RULES`, else a ValueError naming them."""
+    if rule not in SHRINK_RULES:
+        raise ValueError(f"rule={rule!r} is not known; allowed values: {', '.join(map(repr, SHRINK_RULES))}")
+    return rule
 
 
 @torch.no_grad()
@@ -155,27 +169,33 @@ def shrink_randomly(
     model: nn.Module,
     layer: str,
     n_remove: int,
-    val_loader: Iterable,
+    loader: Iterable,
     n_runs: int = 1,
     generator: torch.Generator | None = None,
     tol: float = 0.0,
+    rule: str = "loss",
 ) -> ShrinkResult:
     """Algorithm 2 (shrinking by random removal), `n_runs` independent runs side by side.
 
-    Rule: each step draws `n_remove` nodes at random from the candidates not yet tested and
-    removes them together; the removal is kept if the validation loss does not rise by more
-    than `tol` (loss_new <= loss_current + tol), otherwise it is undone. Either way
-    the drawn nodes leave the candidate pool. A run ends when fewer than `n_remove` candidates
-    remain. Each step evaluates one mask per run, all runs in one batched pass.
+    Each step draws `n_remove` nodes at random from the candidates not yet tested (the draft's
+    `to_test`) and removes them together; the removal is kept if the loss on `loader` does not
+    rise by more than `tol` (loss_new <= loss_kept + tol) and, with `rule="loss and accuracy"`,
+    the accuracy on `loader` does not fall (acc_new >= acc_kept); otherwise it is undone. Either
+    way the drawn nodes leave the candidate pool. A run ends when fewer than `n_remove`
+    candidates remain. The layer's outputs on `loader` are computed once (`chain.layer_outputs`);
+    each step evaluates one mask per run on them, all runs in one batched pass.
     """
+    check_rule(rule)
     view = linear_chain(model)
-    n_nodes = view.linears[view.index(layer, model)].out_features
+    index = view.index(layer, model)
+    n_nodes = view.linears[index].out_features
     check_int("n_remove", n_remove, 1, n_nodes)
     check_int("n_runs", n_runs, 1)
     check_tol("tol", tol)
+    outputs, tail = layer_outputs(model, view, index, loader), chain_tail(view, index)
     keep = torch.ones(n_runs, n_nodes, dtype=torch.bool)
     untested = torch.ones(n_runs, n_nodes, dtype=torch.bool)
-    base = evaluate_masks(model, layer, val_loader, keep=keep[:0])
+    base = evaluate_masks(tail, "0", outputs, keep=keep[:0])
     loss = torch.full((n_runs,), base.intact_loss, dtype=torch.float64)
     acc = torch.full((n_runs,), base.intact_acc, dtype=torch.float64)
     history = [((~keep).sum(1), torch.ones(n_runs, dtype=torch.bool), loss.clone(), acc.clone())]
@@ -186,14 +206,16 @@ def shrink_randomly(
         trial = keep.clone()
         trial.scatter_(1, drawn, False)
         untested.scatter_(1, drawn, False)
-        scores = evaluate_masks(model, layer, val_loader, keep=trial)
+        scores = evaluate_masks(tail, "0", outputs, keep=trial)
         accept = scores.loss <= loss + tol
+        if rule == "loss and accuracy":
+            accept &= scores.acc >= acc
         keep[accept] = trial[accept]
         loss[accept] = scores.loss[accept]
         acc[accept] = scores.acc[accept]
         history.append(((~keep).sum(1), accept, loss.clone(), acc.clone()))
-    removed, accepted, val_loss, val_acc = (torch.stack(column) for column in zip(*history, strict=True))
-    return ShrinkResult(removed, accepted, val_loss, val_acc, keep)
+    removed, accepted, kept_loss, kept_acc = (torch.stack(column) for column in zip(*history, strict=True))
+    return ShrinkResult(removed, accepted, kept_loss, kept_acc, keep)
 
 
 def magnitude_prune(model: nn.Module, layer: str, fraction: float) -> nn.Module:

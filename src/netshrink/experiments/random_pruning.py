@@ -1,22 +1,49 @@
 """The Random node pruning chapter (draft 004, section 3.1): trials of random removal over several
-trained networks, Algorithm 2, and the draft's tables to set beside ours."""
+trained networks, the draft's tables to set beside ours, a test of one cause of a gap (the
+initialisation), and the timing of the batched evaluation. Algorithm 2: `random_shrink`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
-from netshrink import data, measure, published, stats
+from netshrink import cache, data, published, stats
 from netshrink.cache import TrainResult
 from netshrink.checks import check_int, node_count
-from netshrink.compress import naive, prune
+from netshrink.compress import prune
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
+from netshrink.experiments.mask_benchmark import benchmark_findings, mask_benchmark, time_mask_evaluation
 from netshrink.findings import Findings
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
+
+__all__ = [
+    "DATASETS",
+    "ITEMS",
+    "N_VALUES",
+    "SHRINK_N_VALUES",
+    "benchmark_findings",
+    "evaluation_loader",
+    "glue_key",
+    "init_findings",
+    "init_table",
+    "init_verdict",
+    "keras_init_configs",
+    "mask_benchmark",
+    "network_configs",
+    "network_findings",
+    "network_means",
+    "random_trials",
+    "scores_frame",
+    "spread_findings",
+    "statistics_table",
+    "time_mask_evaluation",
+    "trial_findings",
+]
 
 N_VALUES = published.N_VALUES
 SHRINK_N_VALUES = published.SHRINK_N_VALUES
@@ -80,42 +107,6 @@ def scores_frame(scores: MaskEvaluation) -> pd.DataFrame:
     return pd.DataFrame({"loss": scores.loss.numpy(), "acc": scores.acc.numpy()})
 
 
-def shrink_steps(result: prune.ShrinkResult) -> pd.DataFrame:
-    """Algorithm 2's record as a table: one row per (run, step) with the nodes removed, whether
-    the step was kept, and the kept model's validation loss and accuracy."""
-    steps, runs = result.removed.shape
-    return pd.DataFrame({
-        "run": torch.arange(runs).repeat(steps).numpy(),
-        "step": torch.arange(steps).repeat_interleave(runs).numpy(),
-        "removed": result.removed.flatten().numpy(), "accepted": result.accepted.flatten().numpy(),
-        "val_loss": result.val_loss.flatten().numpy(), "val_acc": result.val_acc.flatten().numpy(),
-    })  # fmt: skip
-
-
-def shrink_runs(
-    net: TrainResult,
-    val_loader,
-    test_loader,
-    n_values: Sequence[int],
-    n_runs: int,
-    seed: int = 0,
-    layer: str = "hidden.0",
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Algorithm 2 for each n: (steps, final). `final` has one row per (n, run) with the nodes
-    removed, validation and test loss and accuracy of the shrunk network."""
-    report_progress(stage="Algorithm 2 (shrinking by random removal)")
-    steps, finals = [], []
-    for n in n_values:
-        gen = torch.Generator().manual_seed(seed * 1000 + n)
-        result = prune.shrink_randomly(net.model, layer, n, val_loader, n_runs=n_runs, generator=gen)
-        test = evaluate_masks(net.model, layer, test_loader, keep=result.keep)
-        table = shrink_steps(result)
-        steps.append(table.assign(n=n))
-        final = table[table["step"] == table["step"].max()].drop(columns=["step", "accepted"])
-        finals.append(final.assign(n=n, test_loss=test.loss.numpy(), test_acc=test.acc.numpy()))
-    return pd.concat(steps, ignore_index=True), pd.concat(finals, ignore_index=True)
-
-
 def evaluation_loader(
     splits: data.DataSplits, split: str = "test", batch_size: int = 10_000, device: torch.device | str = "cpu"
 ):
@@ -133,33 +124,6 @@ def statistics_table(trials: pd.DataFrame, value: str, item: str, network: int =
     )
 
 
-def time_mask_evaluation(
-    model: nn.Module, layer: str, masks: torch.Tensor, loader: Iterable, repeats: int = 3
-) -> pd.DataFrame:
-    """Median wall time of `masking.evaluate_masks` and of the per-mask loop on the same masks and data,
-    and whether they agree. One row per method, with `seconds` and `speedup` over the loop."""
-    med, results = measure.time_calls(
-        {
-            "batched": lambda: evaluate_masks(model, layer, loader, keep=masks),
-            "per-mask loop": lambda: naive.evaluate_masks_naive(model, layer, loader, keep=masks),
-        },
-        repeats,
-    )
-    fast, slow = results["batched"], results["per-mask loop"]
-    agree = all(
-        torch.allclose(torch.as_tensor(getattr(fast, f)), torch.as_tensor(getattr(slow, f)), atol=1e-4)
-        for f in ("loss", "acc", "intact_loss", "intact_acc")
-    )
-    return pd.DataFrame(
-        {
-            "seconds": med,
-            "speedup": {k: med["per-mask loop"] / v for k, v in med.items()},
-            "masks": len(masks),
-            "agree": agree,
-        }
-    )
-
-
 DATASETS = ("mnist", "fashion-mnist")
 ITEMS = {"mnist": ("R-T1", "R-T2", "R-F1", "R-F2"), "fashion-mnist": ("R-T4", "R-T5", "R-F4", "R-F4")}
 """Per data set: the accuracy and loss tables and figures of the random trials."""
@@ -170,44 +134,79 @@ def glue_key(dataset: str) -> str:
     return dataset.replace("-", "_")
 
 
-def network_findings(nets: Mapping[str, Sequence[TrainResult]]) -> Findings:
-    """The prose's numbers about network 0 of each data set, beside draft 004's 128-node network."""
+def network_findings(
+    nets: Mapping[str, Sequence[TrainResult]], splits: Mapping[str, data.DataSplits]
+) -> Findings:
+    """The prose's numbers about the trained networks of each data set: network 0's test accuracy
+    and loss, the mean accuracy over networks with its 95 % interval, the training and validation
+    images, beside draft 004's 128-node network."""
     glue = {"draft_base_acc_mnist": 100 * published.MNIST_128["acc"]}
     for ds, runs in nets.items():
+        mean, low, high = stats.mean_ci([100 * r.test["acc"] for r in runs])
         glue |= {
             f"base_acc_{glue_key(ds)}": 100 * runs[0].test["acc"],
             f"base_loss_{glue_key(ds)}": runs[0].test["loss"],
+            f"base_mean_{glue_key(ds)}": mean,
+            f"base_low_{glue_key(ds)}": low,
+            f"base_high_{glue_key(ds)}": high,
+            f"n_train_{glue_key(ds)}": len(splits[ds].train),
+            f"n_val_{glue_key(ds)}": len(splits[ds].val),
         }
     return Findings(glue)
 
 
+def network_means(trials: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
+    """Per n: the mean over networks of each network's mean `value` and its 95 % interval over
+    the networks. Index n, columns mean, low, high."""
+    per_net = trials.groupby(["n", "network"])[value].mean()
+    rows = {n: stats.mean_ci(group.to_numpy()) for n, group in per_net.groupby(level="n")}
+    return pd.DataFrame(rows, index=["mean", "low", "high"]).T.rename_axis("n")
+
+
+def _where(value: float, low: float, high: float) -> str:
+    if low <= value <= high:
+        return "within our interval"
+    return "outside our interval (below it)" if value < low else "outside our interval (above it)"
+
+
 def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
-    """The prose's numbers about one data set's random trials (network 0), and our mean accuracy
-    and loss at the smallest and largest n set beside draft 004's tables."""
+    """One data set's random trials: at the smallest and largest n, the mean test accuracy and
+    loss over networks (each network's mean over its masks) set beside draft 004's tables; for
+    the prose, in percent or points, the mean accuracy with its 95 % interval, the draft's mean
+    and where it lies against our interval, and the standard deviation over network 0's masks."""
     t_acc, t_loss = ITEMS[dataset][:2]
-    first = trials[trials["network"] == 0]
-    largest = int(first["n"].max())
+    key, first_n, largest = glue_key(dataset), int(trials["n"].min()), int(trials["n"].max())
     acc_table, loss_table = published.RANDOM_PRUNING_TABLES[t_acc], published.RANDOM_PRUNING_TABLES[t_loss]
+    acc, loss = network_means(trials, "acc"), network_means(trials, "loss")
+    sd = trials[trials["network"] == 0].groupby("n")["acc"].std()
+    draft_max = acc_table.loc["mean", largest] if largest in acc_table.columns else float("nan")
     glue = {
-        f"mean_acc_max_n_{glue_key(dataset)}": 100 * first.loc[first["n"] == largest, "acc"].mean(),
-        f"draft_mean_acc_max_n_{glue_key(dataset)}": 100 * acc_table.loc["mean", 64],
+        "first_n": first_n,
+        f"mean_acc_first_n_{key}": 100 * acc.loc[first_n, "mean"],
+        f"mean_acc_max_n_{key}": 100 * acc.loc[largest, "mean"],
+        f"low_acc_max_n_{key}": 100 * acc.loc[largest, "low"],
+        f"high_acc_max_n_{key}": 100 * acc.loc[largest, "high"],
+        f"draft_mean_acc_max_n_{key}": 100 * draft_max,
+        f"draft_where_max_n_{key}": _where(draft_max, acc.loc[largest, "low"], acc.loc[largest, "high"]),
+        f"sd_first_n_{key}": 100 * sd[first_n],
+        f"sd_max_n_{key}": 100 * sd[largest],
+        f"mean_loss_first_n_{key}": loss.loc[first_n, "mean"],
+        f"mean_loss_max_n_{key}": loss.loc[largest, "mean"],
     }
-    compare = []
-    for n in sorted({int(first["n"].min()), largest} & set(acc_table.columns)):
-        sel = first[first["n"] == n]
-        for item, value, table, what in (
-            (t_acc, "acc", acc_table, "accuracy"),
-            (t_loss, "loss", loss_table, "loss"),
-        ):
-            compare.append(
-                {
-                    "item": item,
-                    "quantity": f"{label}: mean test {what}, {n} random nodes removed",
-                    "ours": sel[value].mean(),
-                    "draft": table.loc["mean", n],
-                    "source": "draft 004",
-                }
-            )
+    compare = [
+        {
+            "item": item,
+            "quantity": f"{label}: mean test {what}, {n} random nodes removed (mean over networks)",
+            "ours": means.loc[n, "mean"],
+            "draft": table.loc["mean", n],
+            "source": "draft 004",
+        }
+        for n in sorted({first_n, largest} & set(acc_table.columns))
+        for item, means, table, what in (
+            (t_acc, acc, acc_table, "accuracy"),
+            (t_loss, loss, loss_table, "loss"),
+        )
+    ]
     return Findings(glue, compare)
 
 
@@ -224,37 +223,73 @@ def spread_findings(spread: pd.DataFrame, dataset: str, n_trials: int) -> Findin
     )
 
 
-def shrink_findings(final: pd.DataFrame, label: str) -> Findings:
-    """Algorithm 2's best n (most nodes removed on average), its test accuracy, and the mean
-    nodes removed per n set beside draft 004's R-T3."""
-    removed = final.groupby("n")["removed"].mean()
-    best = int(removed.idxmax())
-    glue = {
-        "shrink_best_n": best,
-        "shrink_best_removed": float(removed.max()),
-        "shrink_test_acc": 100 * float(final.loc[final["n"] == best, "test_acc"].mean()),
-    }
-    draft = published.RANDOM_PRUNING_TABLES["R-T3"]
-    compare = [
-        {
-            "item": "R-T3",
-            "quantity": f"{label}: mean nodes removed by Algorithm 2, n = {n}",
-            "ours": mean,
-            "draft": draft.loc["mean", n],
-            "source": "draft 004",
+def keras_init_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    """The same networks started from Keras's default initialisation of a Dense layer
+    (Glorot-uniform weights, zero biases) instead of PyTorch's (weights and biases uniform in
+    +-1/sqrt(fan_in)), drawn from each configuration's seed; the initial weights are stored
+    (`cache.store_init`) and named by the returned configurations' `init`."""
+    out = []
+    for config in configs:
+        model = cache.initial_model(config)
+        torch.manual_seed(config.seed)
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        out.append(dataclasses.replace(config, init=cache.store_init(model)))
+    return out
+
+
+def init_table(
+    trials: Mapping[str, pd.DataFrame], n: int, item: str, nets: Mapping[str, Sequence[TrainResult]]
+) -> pd.DataFrame:
+    """Mean test accuracy after removing `n` random nodes under each initialisation (`trials`:
+    name -> `random_trials` frame), mean over networks with its 95 % interval, the intact networks'
+    mean test accuracy (`nets`, by the same names), and the draft's mean from `item`'s table.
+    Index: the initialisations, then 'draft 004'."""
+    rows = {}
+    for name, frame in trials.items():
+        means = network_means(frame[frame["n"] == n])
+        rows[name] = {
+            "mean": means.loc[n, "mean"],
+            "ci95 low": means.loc[n, "low"],
+            "ci95 high": means.loc[n, "high"],
+            "networks": frame["network"].nunique(),
+            "intact mean": sum(r.test["acc"] for r in nets[name]) / len(nets[name]),
         }
-        for n, mean in removed.items()
-        if n in draft.columns
-    ]
-    return Findings(glue, compare)
+    draft = published.RANDOM_PRUNING_TABLES[item]
+    rows["draft 004"] = {"mean": draft.loc["mean", n] if n in draft.columns else float("nan")}
+    return pd.DataFrame(rows).T.rename_axis("initialisation")
 
 
-def mask_benchmark(
-    model: nn.Module, loader: Iterable, *, n_masks: int, repeats: int, n_remove: int = 16, seed: int = 0,
-    layer: str = "hidden.0",
-) -> pd.DataFrame:  # fmt: skip
-    """R-B1: `time_mask_evaluation` of `n_masks` random masks that each remove `n_remove` nodes."""
-    report_progress(stage="mask benchmark")
-    n_nodes = model.get_submodule(layer).out_features
-    masks = prune.random_node_masks(n_nodes, n_remove, n_masks, generator=torch.Generator().manual_seed(seed))
-    return time_mask_evaluation(model, layer, masks, loader, repeats=repeats)
+def init_verdict(table: pd.DataFrame, ours: str, other: str) -> str:
+    """What starting from `other`'s initialisation instead of `ours` does to the mean, against
+    the draft's (rows of `init_table`), in words for the prose."""
+    o, k, draft = table.loc[ours], table.loc[other], float(table.loc["draft 004", "mean"])
+    if k["ci95 low"] <= draft <= k["ci95 high"]:
+        return "brings the mean to the draft's: the draft's value lies within its 95 % interval"
+    overlap = k["ci95 low"] <= o["ci95 high"] and o["ci95 low"] <= k["ci95 high"]
+    if overlap:
+        return "leaves the mean where it was: the two 95 % intervals overlap"
+    if abs(k["mean"] - draft) < abs(o["mean"] - draft):
+        return "moves the mean towards the draft's, but the draft's value stays outside its 95 % interval"
+    return "moves the mean away from the draft's"
+
+
+def init_findings(table: pd.DataFrame, dataset: str, ours: str, other: str) -> Findings:
+    """`init_table`'s numbers for the prose, in percent (`init_*`: `other`'s row, `init_ours_*`:
+    `ours`'s), and `init_verdict`."""
+    key, row, base = glue_key(dataset), table.loc[other], table.loc[ours]
+    return Findings(
+        {
+            f"init_mean_{key}": 100 * row["mean"],
+            f"init_low_{key}": 100 * row["ci95 low"],
+            f"init_high_{key}": 100 * row["ci95 high"],
+            f"init_intact_{key}": 100 * row["intact mean"],
+            f"init_ours_mean_{key}": 100 * base["mean"],
+            f"init_ours_low_{key}": 100 * base["ci95 low"],
+            f"init_ours_high_{key}": 100 * base["ci95 high"],
+            f"init_ours_intact_{key}": 100 * base["intact mean"],
+            f"init_verdict_{key}": init_verdict(table, ours, other),
+        }
+    )
