@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,56 @@ def html_pages(html: Path) -> list[str]:
         for p in html.rglob("*.html")
         if not str(p.relative_to(html)).startswith(skip)
     )
+
+
+class _Cells(HTMLParser):
+    """The text of every table cell of an HTML page, its `code` spans left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self._cell: list[str] | None = None
+        self._code = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("td", "th"):
+            self._cell, self._code = [], 0
+        elif tag == "code":
+            self._code = self._code + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "code":
+            self._code = max(self._code - 1, 0)
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None and not self._code:  # a value in code is typed as is
+            self._cell.append(data)
+
+
+NUMERAL = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])")
+MAX_SIGNIFICANT = 6
+
+
+def raw_number(numeral: str, whole_cell: bool = False) -> bool:
+    """Whether a numeral prints a number as a machine wrote it, not for reading: more than
+    MAX_SIGNIFICANT significant digits after a decimal point, 4 or more trailing zeros after it,
+    or (a cell of one integer) 5 or more digits without thousands separators."""
+    plain = numeral.lstrip("-")
+    if "." in plain and "e" not in plain.lower():
+        whole, fraction = plain.replace(",", "").split(".")
+        digits = (whole + fraction).lstrip("0")
+        return len(digits) > MAX_SIGNIFICANT or fraction.endswith("0000")
+    return whole_cell and "," not in plain and len(plain) >= 5 and plain.isdigit()
+
+
+def raw_cells(text: str) -> list[str]:
+    """The table cells of an HTML page that print a raw number (`raw_number`)."""
+    parser = _Cells()
+    parser.feed(text)
+    return [c for c in parser.cells if any(raw_number(m, m == c) for m in NUMERAL.findall(c))]
 
 
 def _target_exists(html: Path, base: str, url: str) -> bool:
