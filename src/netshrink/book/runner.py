@@ -246,16 +246,22 @@ def _print_warnings(notebook: Path) -> None:
 
 
 def build_book(
-    profile: str, *, root: Path | None = None, results: Path | None = None, strict: bool = False
+    profile: str,
+    *,
+    root: Path | None = None,
+    results: Path | None = None,
+    strict: bool = False,
+    builder: str = "html",
 ) -> subprocess.CompletedProcess:
-    """Build the HTML book of `profile` into `<root>/_build/html` with `jupyter-book build`;
-    return the finished process (its `stdout` holds Sphinx's warnings). `strict` turns warnings
-    into errors. The pages come from the runs (`sphinx_ext`): each chapter from its committed
-    `full` results where they match the code (a `quick` book), else from the run of `profile`."""
+    """Build the book of `profile` into `<root>/_build/<builder>` (`html`, or `singlehtml`: the
+    whole book as one page, which `pdf` prints) with `jupyter-book build`; return the finished
+    process (its `stdout` holds Sphinx's warnings). `strict` turns warnings into errors. The pages
+    come from the runs (`sphinx_ext`): in a `quick` book each chapter from its newest run that
+    matches the code (`sources.chapter_profiles`), else from the run of `profile`."""
     root = root or paths.project_root()
     results = results or paths.results_root()
     jb = Path(sys.executable).parent / "jupyter-book"  # the CLI installed beside this interpreter
-    cmd = [str(jb), "build", str(root), "--path-output", str(root), "--builder", "html"]
+    cmd = [str(jb), "build", str(root), "--path-output", str(root), "--builder", builder]
     if strict:
         cmd += ["--warningiserror", "--keep-going"]
     env = {**os.environ, sphinx_ext.PROFILE_ENV: profile, "NETSHRINK_RESULTS": str(results)}

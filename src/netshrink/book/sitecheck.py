@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from netshrink import paths
+from netshrink.book.pdf import PDF_NAME
 from netshrink.book.sources import book_manifest
 
 CHROMIUM_FLAGS = [
@@ -39,6 +40,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 GLANCE_PAGE = "book/glance.html"
+FRONT_PAGE = "book/intro.html"
 REFRESH = re.compile(r'<meta http-equiv="refresh" content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
 
 
@@ -153,8 +155,12 @@ def check_site(
     manifest: dict[str, Any] | None = None,
     screenshot_dir: Path | None = None,
     chapters_folder: str = "chapters/",
+    pdf: bool = False,
 ) -> SiteReport:
-    """Open every page of the book under `html` in headless Chromium and collect the problems."""
+    """Open every page of the book under `html` in headless Chromium and collect the problems:
+    also a table cell that prints a raw number (`raw_cells`), a chapter page without folded code
+    cells, and with `pdf` a front page without a working link to the book's PDF (without `pdf`
+    links to the PDF are not followed: it is made by `make pdf`)."""
     from playwright.sync_api import sync_playwright
 
     html = Path(html)
@@ -190,9 +196,20 @@ def check_site(
             for src, ok in images:
                 if not ok:
                     problem(f"image does not load: {src}")
-            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+            hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+            for href in hrefs:
+                if not pdf and href.endswith("/" + PDF_NAME):
+                    continue
                 if href.startswith(base) and not _target_exists(html, base, href):
                     problem(f"broken link: {href[len(base) :]}")
+            for cell in raw_cells((html / rel).read_text(errors="replace")):
+                problem(f"table cell prints a raw number: {cell!r}")
+            if rel.startswith(chapters_folder):
+                folded = page.eval_on_selector_all("details.hide", "els => els.filter(e => !e.open).length")
+                if not folded:
+                    problem("no folded code cell (hide-input / hide-cell)")
+            if pdf and rel == FRONT_PAGE and not any(h.endswith("/" + PDF_NAME) for h in hrefs):
+                problem(f"no link to the book's PDF ({PDF_NAME})")
             if screenshot_dir is not None and rel.startswith(chapters_folder):
                 shot = Path(screenshot_dir) / f"{Path(rel).stem}.png"
                 shot.parent.mkdir(parents=True, exist_ok=True)
@@ -221,11 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         default="quick",
         help="the book's profile (a quick book shows full results where they match the code)",
     )
+    parser.add_argument("--pdf", action="store_true", help="the front page must link to the PDF (`make pdf`)")
     args = parser.parse_args(argv)
     html = Path(args.html) if args.html else paths.project_root() / "_build" / "html"
     shots = paths.results_root() / args.profile / "screenshots"
     manifest = book_manifest(args.profile, paths.results_root(), paths.project_root())
-    report = check_site(html, manifest, shots)
+    report = check_site(html, manifest, shots, pdf=args.pdf)
     for line in report.problems:
         print(f"  {line}")
     print(f"{len(report.pages)} pages opened in Chromium, {len(report.problems)} problems")
