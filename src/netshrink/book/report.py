@@ -232,7 +232,7 @@ class Report:
         self._record(item, [path], caption, "table")
         if self.show:
             rel = str(path.relative_to(self.run_dir))
-            display(HTML(tables.to_html(df, caption)), metadata={tables.OUTPUT_KEY: {"table": rel}})
+            display(HTML(tables.to_html(df, caption, item)), metadata={tables.OUTPUT_KEY: {"table": rel}})
         return df
 
     def figure(self, item: str, fig: plt.Figure, caption: str, name: str | None = None) -> Path:

@@ -28,6 +28,7 @@ __all__ = [
     "format_column",
     "from_html",
     "html_caption",
+    "item_of",
     "read_csv",
     "readable",
     "reformat_outputs",
@@ -38,6 +39,9 @@ SIGNIFICANT = 4  # digits at a column's largest magnitude
 MAX_DECIMALS = 6
 DASH = "–"
 FRAME_CLASS = "netshrink-table"
+ITEM = re.compile(r"^[A-Z]-[A-Z]+\d+")
+NUMBER = re.compile(r"-?[\d,]*\.?\d+(?:e[+-]?\d+)?")
+WIDE = 9  # columns beyond which a table prints smaller in the PDF
 OUTPUT_KEY = "netshrink"  # a displayed table's metadata: {"netshrink": {"table": "<chapter>/<file>.csv"}}
 
 
@@ -65,35 +69,32 @@ def _decimals(values: Sequence[float]) -> int:
 
 
 def format_column(values: Sequence[object]) -> list[str]:
-    """Each value of one column as text: texts as they are, numbers by the column's rule
-    (`readable`). (n,) values in, (n,) strings out."""
-    numbers = [float(v) for v in values if _numeric(v) and not _is_missing(v)]
-    integers = all(math.isfinite(v) and float(v).is_integer() for v in numbers)
-    if numbers and not integers and max((abs(v) for v in numbers if math.isfinite(v)), default=1.0) < 1e-3:
-        fmt = "{:.3g}"  # a column of tiny numbers: three significant digits each
-    else:
-        fmt = "{:,.0f}" if integers else f"{{:,.{_decimals(numbers)}f}}"
-    # a column of counts with a few measured values (a table whose rows are quantities): the
-    # counts as counts
-    counts = 2 * sum(math.isfinite(v) and v.is_integer() for v in numbers) > len(numbers)
-    out = []
-    for v in values:
-        if _is_missing(v):
-            out.append(DASH)
-        elif _numeric(v) and counts and float(v).is_integer():
-            out.append(f"{float(v):,.0f}")
-        elif (
-            _numeric(v)
-            and math.isfinite(float(v))
-            and float(v) != 0
-            and float(fmt.format(float(v)).replace(",", "")) == 0
-        ):
-            out.append(f"{float(v):.2g}")  # too small for the column's decimals: not a zero
-        elif _numeric(v):
-            out.append(fmt.format(float(v)) if math.isfinite(float(v)) else str(float(v)))
-        else:
-            out.append(str(v))
-    return out
+    """Each value of one column as text: texts as they are, missing values as a dash, counts
+    (whole numbers, in a column mostly of them) with thousands separators, other numbers with
+    the column's decimals (`_decimals`), a column of tiny numbers and a nonzero value too small
+    for the column's decimals with two or three significant digits. (n,) values in, (n,) out."""
+    finite = [float(v) for v in values if _numeric(v) and math.isfinite(float(v))]
+    counts = 2 * sum(v.is_integer() for v in finite) > len(finite)  # e.g. a table whose rows are quantities
+    measured = [v for v in finite if not (counts and v.is_integer())]
+    tiny = bool(measured) and max(abs(v) for v in measured) < 1e-3
+    fmt = "{:.3g}" if tiny else f"{{:,.{_decimals(measured)}f}}"
+    return [_format_value(v, fmt, counts) for v in values]
+
+
+def _format_value(value: object, fmt: str, counts: bool) -> str:
+    if _is_missing(value):
+        return DASH
+    if not _numeric(value):
+        return str(value)
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    if counts and v.is_integer():
+        return f"{v:,.0f}"
+    text = fmt.format(v)
+    if v != 0 and float(text.replace(",", "")) == 0:
+        return f"{v:.2g}"  # too small for the column's decimals: not a zero
+    return text
 
 
 def _label(name: object) -> str:
@@ -143,19 +144,30 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
 
 
-def to_html(df: pd.DataFrame, caption: str | None = None) -> str:
+def _cell(text: str) -> str:
+    """A body cell; text that is not a number gets class `t` (left-aligned, wraps in print)."""
+    numeric = text == DASH or NUMBER.fullmatch(text) is not None
+    return f"<td>{html.escape(text)}</td>" if numeric else f'<td class="t">{html.escape(text)}</td>'
+
+
+def item_of(file: str) -> str | None:
+    """The item ID a results file belongs to ('R-T3' of 'random_pruning/R-T3-accuracy.csv')."""
+    found = ITEM.match(Path(file).name)
+    return found.group(0) if found else None
+
+
+def to_html(df: pd.DataFrame, caption: str | None = None, item: str | None = None) -> str:
     """`readable(df)` as an HTML table in a frame that scrolls sideways, first column kept
     (`static/netshrink.css`), under its caption."""
     table = readable(df)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
-        for row in table.itertuples(index=False)
-    )
-    cap = f'<p class="{FRAME_CLASS}__caption">{_inline(caption)}</p>' if caption else ""
+    rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.itertuples(index=False))
+    wide = f" {FRAME_CLASS}__table--wide" if table.shape[1] > WIDE else ""  # smaller print in the PDF
+    label = f"<strong>{html.escape(item)}.</strong> " if item else ""
+    cap = f'<p class="{FRAME_CLASS}__caption">{label}{_inline(caption or "")}</p>' if caption or item else ""
     return (
         f'<div class="{FRAME_CLASS}">{cap}<div class="{FRAME_CLASS}__scroll">'
-        f'<table class="{FRAME_CLASS}__table"><thead><tr>{head}</tr></thead>'
+        f'<table class="{FRAME_CLASS}__table{wide}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></div></div>"
     )
 
@@ -242,7 +254,7 @@ def _rendered(out: Any, run_dir: Path, captions: Mapping[str, str], taken: Count
             taken[caption] += 1
     if rel is None or not (run_dir / rel).is_file():
         return None
-    return to_html(read_csv(run_dir / rel), captions.get(rel, caption))
+    return to_html(read_csv(run_dir / rel), captions.get(rel, caption), item_of(rel))
 
 
 def reformat_outputs(nb: Any, run_dir: Path, captions: Mapping[str, str]) -> int:
