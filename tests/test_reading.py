@@ -38,6 +38,15 @@ def test_the_parameters_cell_is_folded_beside_a_one_line_rerun_command():
     assert "--profile quick --chapters baselines" in command.source
 
 
+def test_a_path_a_cell_returned_is_not_shown():
+    cell = nbformat.v4.new_code_cell("report.figure(...)")
+    path = nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/r/V-F1.png')"})
+    number = nbformat.v4.new_output("execute_result", data={"text/plain": "3"})
+    cell.outputs = [path, number]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    assert reading.drop_paths(nb) == 1 and nb.cells[0].outputs == [number]
+
+
 def test_every_chapters_setup_code_is_folded_and_its_code_digest_unchanged(project_root):
     """Tags are how a page shows a cell: the committed full results stay current."""
     for chapter in chapters.CHAPTERS.values():

@@ -15,7 +15,7 @@ import nbformat
 
 from netshrink.book.chapter import Chapter
 
-__all__ = ["FOUND_HEADING", "PARAMETERS_TAG", "fold_parameters", "found_box", "rerun_command"]
+__all__ = ["FOUND_HEADING", "PARAMETERS_TAG", "drop_paths", "fold_parameters", "found_box", "rerun_command"]
 
 FOUND_HEADING = "## What we found"
 PARAMETERS_TAG = "injected-parameters"  # papermill's cell with the values the run used
@@ -82,3 +82,26 @@ def fold_parameters(nb: Any, chapter: Chapter, profile: str) -> None:
             )
             nb.cells.insert(index, nbformat.v4.new_markdown_cell(text))
             return
+
+
+def drop_paths(nb: Any) -> int:
+    """Remove, in place, the outputs that only echo a file path a cell's last line returned
+    (`PosixPath('/.../V-F1.png')` after `report.figure`): plumbing, not results. Returns how many."""
+    dropped = 0
+    for cell in nb.cells:
+        outputs = cell.get("outputs", [])
+        kept = [o for o in outputs if not _echoes_a_path(o)]
+        dropped += len(outputs) - len(kept)
+        if cell.cell_type == "code":
+            cell["outputs"] = kept
+    return dropped
+
+
+def _echoes_a_path(out: Any) -> bool:
+    data = out.get("data", {})
+    text = str(data.get("text/plain", ""))
+    return (
+        out.get("output_type") == "execute_result"
+        and set(data) == {"text/plain"}
+        and text.startswith(("PosixPath(", "WindowsPath("))
+    )

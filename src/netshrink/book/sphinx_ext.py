@@ -70,6 +70,7 @@ def chapter_page(run: BookRun, chapter: Chapter) -> str | None:
     )
     tables.reformat_outputs(page, run.results / used, _captions(run.manifest, chapter.name))
     reading.fold_parameters(page, chapter, used)
+    reading.drop_paths(page)
     blocks = [text for text in page_blocks(run, chapter, page) if text]
     page.cells[1:1] = [nbformat.v4.new_markdown_cell(text) for text in blocks]
     return nbformat.writes(page)
