@@ -1,9 +1,10 @@
 """A Sphinx extension that makes any Jupyter Book build of this project the book of its runs.
 
 Listed in `_config.yml`, so `jupyter-book build .` and `make html` build the same pages: each
-chapter from its executed notebook of the run `sources.chapter_profiles` chooses (committed
-`full` results where they match the code, else the book's profile, `quick` by default), with a
-note on which profile, device and commit made it; Results at a glance and the rerunning page
+chapter from its executed notebook of the run `sources.chapter_profiles` chooses (in a `quick`
+book the newest run that matches the code, else the book's profile), with a note on which
+profile, device and commit made it, its tables formatted for reading (`tables`), and its reading
+flow (`reading`: what was found after the question, setup code folded); Results at a glance and the rerunning page
 with their sections generated from those runs. The committed notebooks, without outputs, are
 never touched: the extension hands Sphinx the executed notebook's text in their place
 (`source-read`).
@@ -84,6 +85,7 @@ def page_blocks(run: BookRun, chapter: Chapter, page: Any) -> list[str | None]:
     notes = sources.run_notes(chapter, used, run.results, run.root)
     return [
         provenance.page_note(prov) if prov is not None else None,
+        # a further generated block (a settings table, the comparisons) goes here, in reading order
         "```{important}\n" + "\n\n".join(notes) + "\n```" if notes else None,
         reading.found_box(page.cells, run.manifest.get("compression", {}).get(chapter.name, [])),
     ]
