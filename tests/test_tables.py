@@ -21,7 +21,8 @@ from netshrink.book import report, sitecheck, tables
         ([15057.478, 1778.95], ["15,057", "1,779"]),
         ([0.9189663529, 2.66504e-07], ["0.919", "2.7e-07"]),  # not printed as a zero
         ([1.2e-05, 3.4e-06], ["1.2e-05", "3.4e-06"]),
-        ([784, 3, 2367, 68.41], ["784", "3", "2,367", "68.41"]),  # a table whose rows are quantities
+        ([784, 3, 2367, 68.41], ["784", "3", "2,367", "68.41"]),
+        ([0.01234, 0.0, 0.0101], ["0.01234", "0", "0.01010"]),  # a zero, not 0.00000  # a table whose rows are quantities
         (["a, b", float("nan"), None], ["a, b", "–", "–"]),
     ],
 )

@@ -89,8 +89,8 @@ def _format_value(value: object, fmt: str, counts: bool) -> str:
     v = float(value)
     if not math.isfinite(v):
         return str(v)
-    if counts and v.is_integer():
-        return f"{v:,.0f}"
+    if v == 0 or (counts and v.is_integer()):
+        return f"{v:,.0f}"  # a zero is a zero, whatever the column's decimals
     text = fmt.format(v)
     if v != 0 and float(text.replace(",", "")) == 0:
         return f"{v:.2g}"  # too small for the column's decimals: not a zero
