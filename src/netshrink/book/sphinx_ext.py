@@ -4,10 +4,10 @@ Listed in `_config.yml`, so `jupyter-book build .` and `make html` build the sam
 chapter from its executed notebook of the run `sources.chapter_profiles` chooses (in a `quick`
 book the newest run that matches the code, else the book's profile), with a note on which
 profile, device and commit made it, its tables formatted for reading (`tables`), and its reading
-flow (`reading`: what was found after the question, setup code folded); Results at a glance and
-the rerunning page with their sections generated from those runs. The committed notebooks, without outputs, are
-never touched: the extension hands Sphinx the executed notebook's text in their place
-(`source-read`).
+flow (`reading`: what was found after the question, setup code folded); Results at a glance
+and the rerunning page with their sections generated from those runs. The committed notebooks,
+without outputs, are never touched: the extension hands Sphinx the executed notebook's text in
+their place (`source-read`).
 
 The book's profile: `$NETSHRINK_BOOK_PROFILE` (default `quick`); the results root:
 `$NETSHRINK_RESULTS` (default `results/` beside `_config.yml`).
