@@ -39,6 +39,9 @@ from netshrink.book.standalone import STAGED_ENV
 from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
+# the kernel's own log at errors only: its "running over TCP without encryption" warning on a
+# local kernel is nothing a user can act on (the chapter's warnings still reach the console)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class ChapterFailed(RuntimeError):
@@ -143,6 +146,7 @@ def _run_locked(
                     kernel_name="python3",
                     progress_bar=progress_bar,
                     report_mode=False,
+                    extra_arguments=KERNEL_ARGUMENTS,
                 )
             except pm.PapermillExecutionError as err:
                 _print_warnings(tmp)
