@@ -121,18 +121,17 @@ def test_notebooks_whose_cells_do_not_pair_up_keep_the_prose_they_ran_with():
 
 
 def test_make_book_runs_only_chapters_without_results_matching_the_code(tmp_path, project_root, capsys):
-    from netshrink.book import runner
 
     random = chapters.RANDOM_PRUNING
     for chapter in chapters.CHAPTERS.values():
         if chapter is not random:
             _run(tmp_path, project_root, chapter, "full")
-    todo = runner.needing_a_run(list(chapters.CHAPTERS.values()), "quick", tmp_path, project_root)
+    todo = sources.needing_a_run(list(chapters.CHAPTERS.values()), "quick", tmp_path, project_root)
     out = capsys.readouterr().out
     assert todo == [random]
     assert "== chapter random_pruning: runs (no results yet)" in out
     assert "== chapter baselines: the book shows its full run of" in out and "--all" in out
-    lines = runner.shown_runs("quick", tmp_path, project_root)
+    lines = sources.shown_runs("quick", tmp_path, project_root)
     assert any(line.startswith("page baselines: the full run of") for line in lines)
     assert "page random_pruning: not run yet, shows the notebook without outputs" in lines
 

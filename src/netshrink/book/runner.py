@@ -32,7 +32,7 @@ from netshrink import paths, progress
 from netshrink.book import provenance, sources, sphinx_ext
 from netshrink.book.cells import check_parameters, check_profile_override, parse_overrides
 from netshrink.book.chapter import MODELS_RECORD, Chapter
-from netshrink.book.chapters import CHAPTERS, select
+from netshrink.book.chapters import select
 from netshrink.book.combine import adopt, merge
 from netshrink.book.report import check_profile, publish, recover
 from netshrink.book.standalone import STAGED_ENV
@@ -291,40 +291,6 @@ def status_report(profile: str, results: Path) -> str:
     return "\n".join(lines) or f"no chapter of profile {profile!r} is running"
 
 
-def needing_a_run(chapters: list[Chapter], profile: str, results: Path, root: Path) -> list[Chapter]:
-    """The chapters of `chapters` that a book of `profile` has no results for that match the
-    code (`sources.fresh`); says of each chapter whether it runs and why."""
-    shown = sources.chapter_profiles(profile, results, root)
-    out = []
-    for chapter in chapters:
-        used = shown[chapter.name]
-        if sources.fresh(chapter, used, results, root):
-            date = (provenance.read(results, used, chapter.name) or {}).get("date", "?")[:10]
-            print(f"== chapter {chapter.name}: the book shows its {used} run of {date}, which matches the "
-                  f"code; not run again (--all, or `make book ALL=1`, runs it)", flush=True)  # fmt: skip
-            continue
-        ran = provenance.read(results, used, chapter.name) is not None
-        reasons = provenance.stale(chapter, used, results, root) if ran else ["no results yet"]
-        print(f"== chapter {chapter.name}: runs ({'; '.join(reasons)})", flush=True)
-        out.append(chapter)
-    return out
-
-
-def shown_runs(profile: str, results: Path, root: Path) -> list[str]:
-    """One line per chapter: which run its page shows, and what the page says about it."""
-    lines = []
-    for name, used in sources.chapter_profiles(profile, results, root).items():
-        chapter = CHAPTERS[name]
-        prov = provenance.read(results, used, name)
-        if prov is None or not sources.executed_notebook(results, used, chapter).is_file():
-            lines.append(f"page {name}: not run yet, shows the notebook without outputs")
-            continue
-        where = results / used / name
-        lines.append(f"page {name}: the {used} run of {prov['date'][:16].replace('T', ' ')} ({where})")
-        lines += [f"   {note.replace('`', '')}" for note in sources.run_notes(chapter, used, results, root)]
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -387,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     if not (args.all or args.build_only or args.chapters.strip() or args.parameter):
-        chapters = needing_a_run(chapters, profile, paths.results_root(), root)
+        chapters = sources.needing_a_run(chapters, profile, paths.results_root(), root)
     if not args.build_only:
         for chapter in chapters:
             t0 = time.perf_counter()
@@ -401,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
     if not args.no_build:
         print("== building the book", flush=True)
-        for line in shown_runs(profile, paths.results_root(), root):
+        for line in sources.shown_runs(profile, paths.results_root(), root):
             print(f"   {line}", flush=True)
         try:
             proc = build_book(profile)

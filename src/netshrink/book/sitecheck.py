@@ -150,6 +150,28 @@ def _target_exists(html: Path, base: str, url: str) -> bool:
     return (target / "index.html").is_file() if path.endswith("/") or path == "" else target.is_file()
 
 
+def _page_problems(page: Any, html: Path, base: str, rel: str, chapter: bool, pdf: bool) -> list[str]:
+    """What is wrong with one open page: broken links (the PDF's only with `pdf`), table cells
+    printing raw numbers, a chapter page without folded code, a front page without the PDF link."""
+    out = []
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    for href in hrefs:
+        if (
+            (pdf or not href.endswith("/" + PDF_NAME))
+            and href.startswith(base)
+            and not _target_exists(html, base, href)
+        ):
+            out.append(f"broken link: {href[len(base) :]}")
+    out += [
+        f"table cell prints a raw number: {c!r}" for c in raw_cells((html / rel).read_text(errors="replace"))
+    ]
+    if chapter and not page.eval_on_selector_all("details.hide", "els => els.filter(e => !e.open).length"):
+        out.append("no folded code cell (hide-input / hide-cell)")
+    if pdf and rel == FRONT_PAGE and not any(h.endswith("/" + PDF_NAME) for h in hrefs):
+        out.append(f"no link to the book's PDF ({PDF_NAME})")
+    return out
+
+
 def check_site(
     html: Path,
     manifest: dict[str, Any] | None = None,
@@ -157,10 +179,7 @@ def check_site(
     chapters_folder: str = "chapters/",
     pdf: bool = False,
 ) -> SiteReport:
-    """Open every page of the book under `html` in headless Chromium and collect the problems:
-    also a table cell that prints a raw number (`raw_cells`), a chapter page without folded code
-    cells, and with `pdf` a front page without a working link to the book's PDF (without `pdf`
-    links to the PDF are not followed: it is made by `make pdf`)."""
+    """Open every page of `html` in headless Chromium and collect the problems (`_page_problems`)."""
     from playwright.sync_api import sync_playwright
 
     html = Path(html)
@@ -196,20 +215,8 @@ def check_site(
             for src, ok in images:
                 if not ok:
                     problem(f"image does not load: {src}")
-            hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
-            for href in hrefs:
-                if not pdf and href.endswith("/" + PDF_NAME):
-                    continue
-                if href.startswith(base) and not _target_exists(html, base, href):
-                    problem(f"broken link: {href[len(base) :]}")
-            for cell in raw_cells((html / rel).read_text(errors="replace")):
-                problem(f"table cell prints a raw number: {cell!r}")
-            if rel.startswith(chapters_folder):
-                folded = page.eval_on_selector_all("details.hide", "els => els.filter(e => !e.open).length")
-                if not folded:
-                    problem("no folded code cell (hide-input / hide-cell)")
-            if pdf and rel == FRONT_PAGE and not any(h.endswith("/" + PDF_NAME) for h in hrefs):
-                problem(f"no link to the book's PDF ({PDF_NAME})")
+            for text in _page_problems(page, html, base, rel, rel.startswith(chapters_folder), pdf):
+                problem(text)
             if screenshot_dir is not None and rel.startswith(chapters_folder):
                 shot = Path(screenshot_dir) / f"{Path(rel).stem}.png"
                 shot.parent.mkdir(parents=True, exist_ok=True)

@@ -136,3 +136,37 @@ def book_manifest(profile: str, results: Path, root: Path) -> dict[str, Any]:
             if chapter in run.get(key, {}):
                 merged[key][chapter] = run[key][chapter]
     return merged
+
+
+def needing_a_run(chapters: list[Chapter], profile: str, results: Path, root: Path) -> list[Chapter]:
+    """The chapters of `chapters` that a book of `profile` has no results for that match the
+    code (`fresh`); says of each chapter whether it runs and why."""
+    shown = chapter_profiles(profile, results, root)
+    out = []
+    for chapter in chapters:
+        used = shown[chapter.name]
+        if fresh(chapter, used, results, root):
+            date = (provenance.read(results, used, chapter.name) or {}).get("date", "?")[:10]
+            print(f"== chapter {chapter.name}: the book shows its {used} run of {date}, which matches the "
+                  f"code; not run again (--all, or `make book ALL=1`, runs it)", flush=True)  # fmt: skip
+            continue
+        ran = provenance.read(results, used, chapter.name) is not None
+        reasons = provenance.stale(chapter, used, results, root) if ran else ["no results yet"]
+        print(f"== chapter {chapter.name}: runs ({'; '.join(reasons)})", flush=True)
+        out.append(chapter)
+    return out
+
+
+def shown_runs(profile: str, results: Path, root: Path) -> list[str]:
+    """One line per chapter: which run its page shows, and what the page says about it."""
+    lines = []
+    for name, used in chapter_profiles(profile, results, root).items():
+        chapter = CHAPTERS[name]
+        prov = provenance.read(results, used, name)
+        if prov is None or not executed_notebook(results, used, chapter).is_file():
+            lines.append(f"page {name}: not run yet, shows the notebook without outputs")
+            continue
+        where = results / used / name
+        lines.append(f"page {name}: the {used} run of {prov['date'][:16].replace('T', ' ')} ({where})")
+        lines += [f"   {note.replace('`', '')}" for note in run_notes(chapter, used, results, root)]
+    return lines
