@@ -1,12 +1,15 @@
-# netshrink: `make book` (set up, run every chapter, build the HTML) and `make test`.
+# netshrink: `make book` (set up, build the HTML from the committed results, running only the
+# chapters that have none matching the code; ALL=1 runs every chapter) and `make test`.
 PROFILE ?= quick
 CHAPTERS ?=
+ALL ?=
+RUN_ALL := $(if $(ALL),--all,)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup book chapters html pages check-site cells test lint bench clean
+.PHONY: setup book chapters html pages pdf check-site cells test lint bench clean
 
 setup: $(STAMP)
 
@@ -17,20 +20,24 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (netshrink)"
 	touch $(STAMP)
 
-book: setup  ## run the chapters of PROFILE (and CHAPTERS) and build _build/html
-	$(PY) -m netshrink.book.runner --profile $(PROFILE) --chapters "$(CHAPTERS)"
+book: setup  ## build _build/html; runs the chapters (of PROFILE) without results matching the code, CHAPTERS, or ALL=1 every one
+	$(PY) -m netshrink.book.runner --profile $(PROFILE) --chapters "$(CHAPTERS)" $(RUN_ALL)
 
-chapters: setup  ## run the chapters only
-	$(PY) -m netshrink.book.runner --profile $(PROFILE) --chapters "$(CHAPTERS)" --no-build
+chapters: setup  ## run the chapters only (as `make book` chooses them)
+	$(PY) -m netshrink.book.runner --profile $(PROFILE) --chapters "$(CHAPTERS)" $(RUN_ALL) --no-build
 
 html: setup  ## build _build/html from the finished runs of PROFILE
 	$(PY) -m netshrink.book.runner --profile $(PROFILE) --build-only
 
-pages: setup  ## the published book: quick runs of the chapters without committed full results, then the HTML
-	$(PY) -m netshrink.book.runner --profile quick --skip-full
+pages: setup  ## the published book: the HTML (quick runs of the chapters without committed full results) and its PDF
+	$(PY) -m netshrink.book.runner --profile quick
+	$(PY) -m netshrink.book.pdf --profile quick
 
-check-site: setup  ## open every page of _build/html in headless Chromium (needs Debian's chromium)
-	$(PY) -m netshrink.book.sitecheck _build/html --profile $(PROFILE)
+pdf: setup  ## the whole book as one PDF, _build/pdf/netshrink.pdf, copied into _build/html (needs Debian's chromium and poppler-utils)
+	$(PY) -m netshrink.book.pdf --profile $(PROFILE)
+
+check-site: setup  ## open every page of _build/html in headless Chromium (needs Debian's chromium); PDF=1: and its PDF link
+	$(PY) -m netshrink.book.sitecheck _build/html --profile $(PROFILE) $(if $(PDF),--pdf,)
 
 cells: setup  ## write the notebooks' parameters cells from src/netshrink/book/chapters.py
 	$(PY) -m netshrink.book.cells

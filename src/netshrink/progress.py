@@ -1,4 +1,5 @@
-"""Where a long run is, for another process to read: a small JSON status file.
+"""Where a long run is, for another process to read: a small JSON status file; and the
+progress bar class (`tqdm`) that training loops use.
 
 A chapter runs in a Jupyter kernel whose progress bars go into the notebook, not to the console.
 The runner names a status file in `$NETSHRINK_STATUS`; `update` writes the current stage, model,
@@ -16,7 +17,27 @@ from typing import Any
 
 from netshrink.io import write_json
 
+__all__ = ["ENV", "describe", "read", "tqdm", "training", "update"]
+
 ENV = "NETSHRINK_STATUS"
+
+
+def _bar_class() -> type:
+    """tqdm's notebook bar where ipywidgets is installed, else its plain text bar: the notebook
+    bar without ipywidgets warns `TqdmWarning: IProgress not found` on every bar, which no user
+    of a chapter run can act on (its bars go into the notebook's stderr, not onto a page)."""
+    try:
+        import ipywidgets  # noqa: F401 - only whether it is there
+    except ImportError:
+        from tqdm.std import tqdm as plain
+
+        return plain
+    from tqdm.auto import tqdm as auto
+
+    return auto
+
+
+tqdm = _bar_class()
 
 
 def _cell() -> int | None:

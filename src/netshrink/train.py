@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from netshrink import data, devices, distributed, models
 from netshrink.checks import check_int
 from netshrink.devices import autocast, mode, model_device, to_device
 from netshrink.metrics import evaluate  # the one evaluation loop; train.evaluate stays its public name
+from netshrink.progress import tqdm
 from netshrink.progress import training as report_epoch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")

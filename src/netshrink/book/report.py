@@ -26,19 +26,15 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from IPython.display import Image, Markdown, display
+from IPython.display import HTML, Image, Markdown, display
 from myst_nb import glue
 
 from netshrink import paths
+from netshrink.book import tables
 from netshrink.findings import Findings, compression_rows  # noqa: F401 - the report's inputs
 from netshrink.io import atomic_path, write_json, write_text
 
 PROFILES = ("smoke", "quick", "full")
-TABLE_STYLES = [
-    {"selector": "th, td", "props": "padding: 0.2em 0.7em; text-align: right; white-space: nowrap;"},
-    {"selector": "caption", "props": "caption-side: top; text-align: left; padding-bottom: 0.4em;"},
-    {"selector": "tbody tr:nth-child(even)", "props": "background-color: #f5f7fa;"},
-]
 ITEM_ID = re.compile(r"^[A-Z]-[A-Z]+\d+$")
 
 
@@ -243,15 +239,18 @@ class Report:
     def table(
         self, item: str, df: pd.DataFrame, caption: str, name: str | None = None, precision: int = 4
     ) -> pd.DataFrame:
-        """Write `df` as `<ID>[-name].csv`, record it, and show it with `caption`."""
+        """Write `df` as `<ID>[-name].csv` (every digit), record it, and show it with `caption`,
+        its numbers formatted for reading (`tables.readable`; `precision` is no longer used). The
+        shown table names its CSV in the output's metadata (`tables.OUTPUT_KEY`), so a book build
+        can render it again from the file."""
         caption = self._caption(caption)
         path = self.dir / f"{self._stem(item, name)}.csv"
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=True)
         self._record(item, [path], caption, "table")
         if self.show:
-            styled = df.style.format(precision=precision, na_rep="–").set_caption(caption)
-            display(styled.set_table_styles(TABLE_STYLES))
+            rel = str(path.relative_to(self.run_dir))
+            display(HTML(tables.to_html(df, caption, item)), metadata={tables.OUTPUT_KEY: {"table": rel}})
         return df
 
     def figure(self, item: str, fig: plt.Figure, caption: str, name: str | None = None) -> Path:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from argparse import RawDescriptionHelpFormatter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,10 @@ from netshrink.book.executed import print_warnings, running_cell, slowest_cells
 from netshrink.book.report import check_profile, publish, recover
 from netshrink.book.standalone import STAGED_ENV
 from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
+
+# the kernel's own log at errors only: its "running over TCP without encryption" warning on a
+# local kernel is nothing a user can act on (the chapter's warnings still reach the console)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class ChapterFailed(RuntimeError):
@@ -133,15 +138,9 @@ def _run_locked(
             _environment(NETSHRINK_RESULTS=str(staging), **{progress.ENV: str(status_path), STAGED_ENV: "1"}),
         ):
             try:
-                pm.execute_notebook(
-                    str(root / chapter.notebook),
-                    str(tmp),
-                    parameters=params,
-                    cwd=str(root),
-                    kernel_name="python3",
-                    progress_bar=progress_bar,
-                    report_mode=False,
-                )
+                pm.execute_notebook(str(root / chapter.notebook), str(tmp), parameters=params, cwd=str(root),
+                                    kernel_name="python3", progress_bar=progress_bar, report_mode=False,
+                                    extra_arguments=KERNEL_ARGUMENTS)  # fmt: skip
             except pm.PapermillExecutionError as err:
                 print_warnings(tmp)
                 write_with(failed, lambda path: shutil.copy(tmp, path))
@@ -220,16 +219,22 @@ def _record(
 
 
 def build_book(
-    profile: str, *, root: Path | None = None, results: Path | None = None, strict: bool = False
+    profile: str,
+    *,
+    root: Path | None = None,
+    results: Path | None = None,
+    strict: bool = False,
+    builder: str = "html",
 ) -> subprocess.CompletedProcess:
-    """Build the HTML book of `profile` into `<root>/_build/html` with `jupyter-book build`;
-    return the finished process (its `stdout` holds Sphinx's warnings). `strict` turns warnings
-    into errors. The pages come from the runs (`sphinx_ext`): each chapter from its committed
-    `full` results where they match the code (a `quick` book), else from the run of `profile`."""
+    """Build the book of `profile` into `<root>/_build/<builder>` (`html`, or `singlehtml`: the
+    whole book as one page, which `pdf` prints) with `jupyter-book build`; return the finished
+    process (its `stdout` holds Sphinx's warnings). `strict` turns warnings into errors. The pages
+    come from the runs (`sphinx_ext`): in a `quick` book each chapter from its newest run that
+    matches the code (`sources.chapter_profiles`), else from the run of `profile`."""
     root = root or paths.project_root()
     results = results or paths.results_root()
     jb = Path(sys.executable).parent / "jupyter-book"  # the CLI installed beside this interpreter
-    cmd = [str(jb), "build", str(root), "--path-output", str(root), "--builder", "html"]
+    cmd = [str(jb), "build", str(root), "--path-output", str(root), "--builder", builder]
     if strict:
         cmd += ["--warningiserror", "--keep-going"]
     env = {**os.environ, sphinx_ext.PROFILE_ENV: profile, "NETSHRINK_RESULTS": str(results)}
@@ -294,18 +299,18 @@ def _status_merge_or_adopt(args: argparse.Namespace) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
     parser.add_argument("--chapters", default="", help="chapter names, comma separated (default: all)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="set a chapter parameter, as papermill's -p (VALUE read as YAML)")  # fmt: skip
     parser.add_argument("--no-build", action="store_true", help="run the chapters, skip the HTML build")
     parser.add_argument("--build-only", action="store_true", help="build the HTML book from finished runs")
-    parser.add_argument("--skip-full", action="store_true",
-                        help="skip the chapters whose committed full results match the code: a quick "
-                             "book shows those (the published book)")  # fmt: skip
+    parser.add_argument("--all", action="store_true",
+                        help="run every chapter (of --chapters), also those whose results the book "
+                             "already shows; without it, and without --chapters or -p, only the chapters "
+                             "with no results that match the code run")  # fmt: skip
+    parser.add_argument("--skip-full", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--adopt", type=Path, metavar="RESULTS",
                         help="take finished chapters of the profile from another results folder or "
                              "results.tgz (tools/device-chapter), then stop")  # fmt: skip
@@ -334,11 +339,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    if args.skip_full:
-        shown = sources.chapter_profiles(profile, paths.results_root(), root)
-        for chapter in [c for c in chapters if shown[c.name] != profile]:
-            print(f"== chapter {chapter.name}: the book shows its committed {shown[chapter.name]} results")
-        chapters = [c for c in chapters if shown[c.name] == profile]
+    if not (args.all or args.build_only or args.chapters.strip() or args.parameter):
+        chapters = sources.needing_a_run(chapters, profile, paths.results_root(), root)
     if not args.build_only:
         for chapter in chapters:
             t0 = time.perf_counter()
@@ -352,6 +354,8 @@ def _main(argv: list[str] | None) -> int:
             print(f"   done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
     if not args.no_build:
         print("== building the book", flush=True)
+        for line in sources.shown_runs(profile, paths.results_root(), root):
+            print(f"   {line}", flush=True)
         try:
             proc = build_book(profile)
         except RuntimeError as err:

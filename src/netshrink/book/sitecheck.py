@@ -20,12 +20,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from netshrink import paths
+from netshrink.book.pdf import PDF_NAME
 from netshrink.book.sources import book_manifest
 
 CHROMIUM_FLAGS = [
@@ -38,6 +40,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 GLANCE_PAGE = "book/glance.html"
+FRONT_PAGE = "book/intro.html"
 REFRESH = re.compile(r'<meta http-equiv="refresh" content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
 
 
@@ -91,10 +94,82 @@ def html_pages(html: Path) -> list[str]:
     )
 
 
+class _Cells(HTMLParser):
+    """The text of every table cell of an HTML page, its `code` spans left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self._cell: list[str] | None = None
+        self._code = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("td", "th"):
+            self._cell, self._code = [], 0
+        elif tag == "code":
+            self._code = self._code + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "code":
+            self._code = max(self._code - 1, 0)
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None and not self._code:  # a value in code is typed as is
+            self._cell.append(data)
+
+
+NUMERAL = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])")
+MAX_SIGNIFICANT = 6
+
+
+def raw_number(numeral: str, whole_cell: bool = False) -> bool:
+    """Whether a numeral prints a number as a machine wrote it, not for reading: more than
+    MAX_SIGNIFICANT significant digits after a decimal point, 4 or more trailing zeros after it,
+    or (a cell of one integer) 5 or more digits without thousands separators."""
+    plain = numeral.lstrip("-")
+    if "." in plain and "e" not in plain.lower():
+        whole, fraction = plain.replace(",", "").split(".")
+        digits = (whole + fraction).lstrip("0")
+        return len(digits) > MAX_SIGNIFICANT or fraction.endswith("0000")
+    return whole_cell and "," not in plain and len(plain) >= 5 and plain.isdigit()
+
+
+def raw_cells(text: str) -> list[str]:
+    """The table cells of an HTML page that print a raw number (`raw_number`)."""
+    parser = _Cells()
+    parser.feed(text)
+    return [c for c in parser.cells if any(raw_number(m, m == c) for m in NUMERAL.findall(c))]
+
+
 def _target_exists(html: Path, base: str, url: str) -> bool:
     path = unquote(urlsplit(url).path)[len(urlsplit(base).path) :]
     target = html / path
     return (target / "index.html").is_file() if path.endswith("/") or path == "" else target.is_file()
+
+
+def _page_problems(page: Any, html: Path, base: str, rel: str, chapter: bool, pdf: bool) -> list[str]:
+    """What is wrong with one open page: broken links (the PDF's only with `pdf`), table cells
+    printing raw numbers, a chapter page without folded code, a front page without the PDF link."""
+    out = []
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    for href in hrefs:
+        if (
+            (pdf or not href.endswith("/" + PDF_NAME))
+            and href.startswith(base)
+            and not _target_exists(html, base, href)
+        ):
+            out.append(f"broken link: {href[len(base) :]}")
+    out += [
+        f"table cell prints a raw number: {c!r}" for c in raw_cells((html / rel).read_text(errors="replace"))
+    ]
+    if chapter and not page.eval_on_selector_all("details.hide", "els => els.filter(e => !e.open).length"):
+        out.append("no folded code cell (hide-input / hide-cell)")
+    if pdf and rel == FRONT_PAGE and not any(h.endswith("/" + PDF_NAME) for h in hrefs):
+        out.append(f"no link to the book's PDF ({PDF_NAME})")
+    return out
 
 
 def check_site(
@@ -102,8 +177,9 @@ def check_site(
     manifest: dict[str, Any] | None = None,
     screenshot_dir: Path | None = None,
     chapters_folder: str = "chapters/",
+    pdf: bool = False,
 ) -> SiteReport:
-    """Open every page of the book under `html` in headless Chromium and collect the problems."""
+    """Open every page of `html` in headless Chromium and collect the problems (`_page_problems`)."""
     from playwright.sync_api import sync_playwright
 
     html = Path(html)
@@ -139,9 +215,8 @@ def check_site(
             for src, ok in images:
                 if not ok:
                     problem(f"image does not load: {src}")
-            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
-                if href.startswith(base) and not _target_exists(html, base, href):
-                    problem(f"broken link: {href[len(base) :]}")
+            for text in _page_problems(page, html, base, rel, rel.startswith(chapters_folder), pdf):
+                problem(text)
             if screenshot_dir is not None and rel.startswith(chapters_folder):
                 shot = Path(screenshot_dir) / f"{Path(rel).stem}.png"
                 shot.parent.mkdir(parents=True, exist_ok=True)
@@ -170,11 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         default="quick",
         help="the book's profile (a quick book shows full results where they match the code)",
     )
+    parser.add_argument("--pdf", action="store_true", help="the front page must link to the PDF (`make pdf`)")
     args = parser.parse_args(argv)
     html = Path(args.html) if args.html else paths.project_root() / "_build" / "html"
     shots = paths.results_root() / args.profile / "screenshots"
     manifest = book_manifest(args.profile, paths.results_root(), paths.project_root())
-    report = check_site(html, manifest, shots)
+    report = check_site(html, manifest, shots, pdf=args.pdf)
     for line in report.problems:
         print(f"  {line}")
     print(f"{len(report.pages)} pages opened in Chromium, {len(report.problems)} problems")
