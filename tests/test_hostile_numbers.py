@@ -117,6 +117,14 @@ def test_a_loader_of_empty_batches_is_one_clear_error_and_an_empty_batch_changes
             compute(_mlp(), "0", empty * 3)
     assert torch.allclose(importance.loss_change(_mlp(), "0", _data() + empty),
                           importance.loss_change(_mlp(), "0", _data()))  # fmt: skip
+    from netshrink.compress import masking  # called directly, not through importance
+
+    keep = torch.ones(2, 8, dtype=torch.bool)
+    keep[1, :3] = False
+    with pytest.raises(ValueError, match="loader yielded no examples"):
+        masking.evaluate_masks(_mlp(), "0", empty * 2, keep=keep)
+    got = masking.evaluate_masks(_mlp(), "0", empty + _data() + empty, keep=keep)
+    assert torch.allclose(got.loss, masking.evaluate_masks(_mlp(), "0", _data(), keep=keep).loss)
     model = _mlp()
     history = train.fit(
         model, torch.optim.SGD(model.parameters(), lr=0.1), _data() + empty, 1, progress=False
@@ -124,3 +132,15 @@ def test_a_loader_of_empty_batches_is_one_clear_error_and_an_empty_batch_changes
     assert history[0]["train_loss"] == history[0]["train_loss"], "NaN training loss"
     with pytest.raises(ValueError, match="the training loader yielded no examples"):
         train.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), empty * 2, 1, progress=False)
+
+
+@pytest.mark.parametrize("bad", [False, True, NAN, 1.0, -0.1, "0.5"])
+def test_pruning_fractions_are_fractions_below_one(bad):
+    from netshrink.compress import prune
+
+    conv = nn.Conv2d(3, 8, 3)
+    with pytest.raises(ValueError, match=r"fraction=.*(fraction|allowed: \[0, 1\))"):
+        prune.magnitude_prune(nn.Sequential(conv), "0", bad)
+    with pytest.raises(ValueError, match=r"fraction="):
+        prune.smallest_l1_filters(conv, bad)
+    assert int(prune.smallest_l1_filters(conv, 0.25).sum()) == 6

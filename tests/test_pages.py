@@ -100,3 +100,14 @@ def test_parameter_tables_come_from_the_notebooks(project_root):
             assert f"| `{name}` |" in text, (chapter.name, name)
     assert "| `n_trials` | int | `200` | `20` | `1000` |" in text
     assert "| `profile` | str | `'quick'` | `'smoke'` | `'full'` |" in text
+
+
+def test_the_scale_of_a_run_shows_parameter_values_of_any_kind_without_crashing():
+    from netshrink.book import pages
+
+    assert (
+        pages._scale({"train_size": 5000, "epochs": 3, "width": 0.5})
+        == "subsets: train_size 5,000; epochs epochs 3; width 0.5"
+    )
+    odd = pages._scale({"train_size": "<b>all</b>", "epochs": True, "width": "wide"})
+    assert "'<b>all</b>'" in odd and "True" in odd and "'wide'" in odd

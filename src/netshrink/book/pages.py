@@ -171,14 +171,22 @@ def _figures_section(
 def _scale(params: Mapping[str, Any]) -> str:
     """The scale of a run in words, from its parameters: data, epochs and width."""
     sizes = {k: v for k, v in params.items() if k.endswith("train_size")}
-    parts = ["whole training sets" if all(v is None for v in sizes.values()) else
-             "subsets: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items() if v is not None)]  # fmt: skip
+    subsets = ", ".join(f"{k} {_value(v, ',')}" for k, v in sizes.items() if v is not None)
+    parts = ["whole training sets" if all(v is None for v in sizes.values()) else f"subsets: {subsets}"]
     epochs = {k: v for k, v in params.items() if k == "epochs" or k.endswith("_epochs")}
     if epochs:
-        parts.append("epochs " + ", ".join(f"{k} {v}" for k, v in epochs.items()))
+        parts.append("epochs " + ", ".join(f"{k} {_value(v, '')}" for k, v in epochs.items()))
     if "width" in params:
-        parts.append(f"width {params['width']:g}")
+        parts.append(f"width {_value(params['width'], 'g')}")
     return "; ".join(parts)
+
+
+def _value(value: Any, spec: str) -> str:
+    """A parameter's value from a record: a number formatted by `spec`, anything else as its repr
+    cut short (a record is untrusted: a string there must not crash the page)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, spec)
+    return repr(value)[:40]
 
 
 def sources_section(run: Any, chapters: Mapping[str, Chapter]) -> str:

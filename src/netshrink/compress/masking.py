@@ -259,6 +259,8 @@ def evaluate_masks(
     count = torch.zeros(n_classes, dtype=torch.long, device=device)
     with mode(model, training=False):
         for x, y in merged_batches(loader, device):
+            if not len(y):  # an empty batch adds nothing (and would divide by zero)
+                continue
             check_labels(y, n_classes)
             count += torch.bincount(y, minlength=n_classes)
             if view is not None:

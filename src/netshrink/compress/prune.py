@@ -15,13 +15,14 @@ which a model registers its layers.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from netshrink.checks import check_int, check_layer, check_model, check_tol
+from netshrink.checks import check_fraction, check_int, check_layer, check_model, check_tol
 from netshrink.compress.chain import layer_outputs, linear_chain
 from netshrink.compress.chain import tail as chain_tail
 from netshrink.compress.graph import follow_filters, node_path
@@ -218,12 +219,18 @@ def shrink_randomly(
     return ShrinkResult(removed, accepted, kept_loss, kept_acc, keep)
 
 
+def _below_one(fraction: object) -> float:
+    """A fraction in [0, 1) (not a bool, finite), else a ValueError naming `fraction`."""
+    if isinstance(fraction, numbers.Real) and not isinstance(fraction, bool) and not 0 <= fraction < 1:
+        raise ValueError(f"fraction={fraction!r} is out of range; allowed: [0, 1)")
+    return check_fraction("fraction", fraction)  # its kind: a finite real number, not a bool
+
+
 def magnitude_prune(model: nn.Module, layer: str, fraction: float) -> nn.Module:
     """A copy of `model` with the fraction `fraction` of `layer`'s weights of smallest magnitude set
     to zero (unstructured, no retraining; draft 003, part 2). The shapes stay: zeroed weights save
     nothing on dense hardware, which is why the book removes whole nodes instead."""
-    if not (isinstance(fraction, int | float) and 0 <= fraction < 1):
-        raise ValueError(f"fraction={fraction!r} is out of range; allowed: [0, 1)")
+    fraction = _below_one(fraction)
     names = dict(model.named_modules())
     if layer not in names or not isinstance(names[layer], nn.Conv2d | nn.Linear):
         allowed = [n for n, m in names.items() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -245,8 +252,7 @@ def smallest_l1_filters(conv: nn.Conv2d, fraction: float, multiple_of: int = 1) 
     down to a multiple of it (at least one multiple, at most all filters): on a CPU whose vector
     unit holds 8 floats (AVX2), convs with a multiple of 8 channels run on oneDNN's blocked
     kernels without padding."""
-    if not (isinstance(fraction, int | float) and 0 <= fraction < 1):
-        raise ValueError(f"fraction={fraction!r} is out of range; allowed: [0, 1)")
+    fraction = _below_one(fraction)
     check_int("multiple_of", multiple_of, 1)
     n = conv.out_channels
     n_keep = n - min(int(round(fraction * n)), n - 1)
