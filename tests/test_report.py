@@ -194,3 +194,17 @@ def test_withdraw_removes_only_that_chapters_folder_and_manifest_entries(tmp_pat
     assert not (root / "smoke" / "demo").exists() and (root / "smoke" / "other" / "Y-T1.csv").is_file()
     assert set(report.read_manifest("smoke", root)["items"]) == {"Y-T1"}
     assert not list((root / "smoke").glob(".demo*")), "no parked folder is left behind"
+
+
+def test_a_name_glued_twice_with_one_value_is_one_glue_key(results_dir, monkeypatch):
+    glued = []
+    monkeypatch.setattr(report, "glue", lambda name, value, display=False: glued.append((name, value)))
+    rep = make(results_dir)
+    rep.record({"first_n": 1, "a_mnist": 2.0})
+    rep.record({"first_n": 1, "a_fashion": 3.0})  # the second data set's findings share first_n
+    assert [n for n, _ in glued] == ["first_n", "a_mnist", "a_fashion"]
+    rep.glue("first_n", 2)  # a changed value (a cell run again by hand) is glued again
+    assert (
+        glued[-1] == ("first_n", 2)
+        and json.loads((results_dir / "smoke" / "demo" / "glue.json").read_text())["first_n"] == 2
+    )

@@ -367,6 +367,8 @@ class Report:
         """`myst_nb.glue` a number for the prose, and keep it in `glue.json`."""
         if hasattr(value, "item"):  # numpy and torch scalars -> Python numbers, which glue can format
             value = value.item()
+        if name in self.glued and self.glued[name] == value:
+            return  # glued already (findings of two data sets share a name): one key on the page
         self.glued[name] = value
         write_json(self.dir / "glue.json", self.glued)
         glue(name, value, display=display)
