@@ -42,3 +42,20 @@ def test_the_vgg_rows_are_the_papers_error_rates():
     table = published.VGG_CIFAR10
     assert isinstance(table, pd.DataFrame) and table["test accuracy (%)"].between(93, 94).all()
     assert table.loc["Li et al. 2017, VGG-16 (their baseline)", "test accuracy (%)"] == 100 - 6.75
+
+
+def test_the_drafts_algorithm_2_tables_fit_only_20_runs_of_0_or_8_nodes_at_n_8():
+    import math
+
+    for item in ("R-T3", "R-T6"):
+        column = published.RANDOM_PRUNING_TABLES[item][8]
+        fits = []
+        for runs in range(2, 201):
+            k = column["mean"] * runs / 8  # runs that removed 8 nodes; the rest removed 0
+            if abs(k - round(k)) > 1e-9:
+                continue
+            k = round(k)
+            sd = math.sqrt((k * (8 - column["mean"]) ** 2 + (runs - k) * column["mean"] ** 2) / (runs - 1))
+            if abs(sd - column["std"]) < 5e-5:
+                fits.append(runs)
+        assert fits == [published.ALG2_RUNS] == [20], item

@@ -73,11 +73,22 @@ def test_shrink_findings_place_our_mean_against_the_drafts_range():
     found = rs.shrink_findings({"mnist": pd.concat([high, low])}, {"mnist": "MNIST"})
     g = found.glue
     assert g["alg2_first_n"] == 1 and g["table_max_mnist"] == 11 and g["table_min_mnist"] == 5
-    assert g["alg2_draft_mean_mnist"] == pytest.approx(76 / 6) and g["alg2_draft_range_mnist"] == "above"
-    assert g["alg2_val_range_mnist"] == "within" and g["alg2_draft_best_n_mnist"] == 1
+    assert g["alg2_draft_mean_mnist"] == pytest.approx(76 / 6) and g["alg2_draft_best_n_mnist"] == 1
     assert g["alg2_draft_net0_mnist"] == 12 and g["alg2_val_net0_mnist"] == 5
-    # draft R-T3 means 7.4 (n = 1) and 8.9 (n = 2): ours about 12.7 (CI 11-14) and 4 (CI 4-4)
+    assert (
+        g["alg2_draft_net0_min_mnist"],
+        g["alg2_draft_net0_median_mnist"],
+        g["alg2_draft_net0_max_mnist"],
+    ) == (12, 12, 12)
+    assert g["table_median_mnist"] == 7 and g["alg2_draft_runs"] == 20
+    # network means at n = 1: 12, 13, 13; one network's 95 % range 12.67 +- 4.303 * 0.577 * sqrt(4/3)
+    assert g["alg2_draft_range_high_mnist"] - g["alg2_draft_mean_mnist"] == pytest.approx(2.868, abs=1e-3)
+    # draft R-T3 means 7.4 (n = 1) and 8.9 (n = 2): below the range 9.8-15.5, above 4-4
     assert g["alg2_draft_positions_mnist"] == "below it at n = 1 and above it at n = 2"
+    first = found.comparisons[0]
+    assert first["spread"] == pytest.approx(2.868, abs=1e-3) and "one network's mean" in first["spread_what"]
+    # the draft's mean over its 20 runs (inferred): t(19) * 1.6983 / sqrt(20)
+    assert first["draft_spread"] == pytest.approx(2.093 * 1.6983 / 20**0.5, rel=1e-3)
     assert {c["item"] for c in found.comparisons} == {"R-T3"} and len(found.comparisons) == 4
     assert [c["draft"] for c in found.comparisons[:2]] == [7.4, 8.9]
 
@@ -128,10 +139,10 @@ def test_over_networks_is_the_mean_of_network_means_with_a_t_interval():
 
 
 def test_draft_positions_group_the_ns_by_where_the_drafts_mean_lies():
-    table = pd.DataFrame({1: [5.0, 4.0, 6.0], 2: [5.0, 4.0, 6.0], 3: [5.0, 4.0, 6.0]},
-                         index=["mean over networks", "ci95 low", "ci95 high"])  # fmt: skip
+    rows = ["mean over networks", "one network range low", "one network range high"]
+    table = pd.DataFrame({1: [5.0, 4.0, 6.0], 2: [5.0, 4.0, 6.0], 3: [5.0, 4.0, 6.0]}, index=rows)
     draft = pd.DataFrame({1: [5.5], 2: [7.0], 3: [3.0], 8: [1.0]}, index=["mean"])
     assert (
         rs.draft_positions(table, draft)
-        == "within our interval at n = 1 and above it at n = 2 and below it at n = 3"
+        == "within the range of one network's mean at n = 1 and above it at n = 2 and below it at n = 3"
     )

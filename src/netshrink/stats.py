@@ -38,6 +38,17 @@ def mean_ci(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float,
     return mean, mean - half, mean + half
 
 
+def one_more_range(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, float]:
+    """The Student-t prediction range of one more draw from the population the `values` (m, one
+    per trained network) sample: mean +- t(m - 1) * sd * sqrt(1 + 1/m). The range to judge one
+    other network's number (a draft's) by, where `mean_ci` judges our mean. NaN for m < 2."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) * np.sqrt(1 + 1 / len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
 def spread_by_source(
     df: pd.DataFrame, by: str, network: str, value: str, level: float = 0.95
 ) -> pd.DataFrame:
@@ -72,3 +83,15 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(
         stats.spearmanr(torch.as_tensor(a).cpu().numpy(), torch.as_tensor(b).cpu().numpy()).statistic
     )
+
+
+def network_means(trials: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
+    """Per n: the mean over networks of each network's mean `value` and its 95 % interval over
+    the networks (`low`, `high`), and the 95 % range of one more network's mean (`range low`,
+    `range high`: `one_more_range`), by which a draft's one network is judged. Index n."""
+    per_net = trials.groupby(["n", "network"])[value].mean()
+    rows = {
+        n: (*mean_ci(group.to_numpy()), *one_more_range(group.to_numpy()))
+        for n, group in per_net.groupby(level="n")
+    }
+    return pd.DataFrame(rows, index=["mean", "low", "high", "range low", "range high"]).T.rename_axis("n")

@@ -71,7 +71,7 @@ BASELINES = Chapter(
 _RANDOM_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "hidden": 128, "epochs": 5, "batch_size": 32,
     "n_networks": 5, "n_values": [1, 2, 4, 8, 16, 32, 64], "n_trials": 1000,
-    "shrink_n_values": [1, 2, 3, 4, 8], "shrink_runs": 20, "shrink_networks": 3, "init_networks": 3,
+    "shrink_n_values": [1, 2, 3, 4, 8], "shrink_runs": 20, "shrink_networks": 5, "init_networks": 5,
     "bench_masks": 1000, "bench_repeats": 5,
 }  # fmt: skip
 # The smoke and quick profiles' 128-node networks, shared by Random pruning and Node importance

@@ -295,11 +295,13 @@ class Report:
         source: str,
         spread: float | None = None,
         draft_spread: float | None = None,
+        spread_what: str | None = None,
+        draft_spread_what: str | None = None,
     ) -> None:
         """Record one number the draft reports beside ours, for the Results at a glance page and the
         verdicts (`verdicts.verdict`). `draft` may be a text where the draft gives a bound ("> 60 %");
         `source` names the document; `spread` and `draft_spread`: 95 % half-widths of ours and of the
-        draft's number, in its units, where known (recorded only when given)."""
+        draft's number, in its units, where known (recorded only when given), and what each is."""
         self._stem(item, None)
         row = {
             "id": f"{item}: {quantity}",
@@ -315,6 +317,9 @@ class Report:
                 if not value >= 0:
                     raise ValueError(f"{key}={value!r} must be a half-width >= 0")
                 row[key] = float(value)
+        for key, text in (("spread_what", spread_what), ("draft_spread_what", draft_spread_what)):
+            if text is not None:
+                row[key] = str(text)
         self._append("comparisons", row)
 
     def compression(

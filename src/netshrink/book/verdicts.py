@@ -142,7 +142,8 @@ def verdict(row: dict[str, Any], numbers: Numbers) -> Verdict:
     spreads, basis = [], [f"the draft's rounding ({_gap(row, rounding(row))})"]
     if row.get("spread") is not None:
         spreads.append(float(row["spread"]))
-        basis.append(f"our spread ({_gap(row, spreads[-1])})")
+        what = f": {row['spread_what']}" if row.get("spread_what") else ""
+        basis.append(f"our spread ({_gap(row, spreads[-1])}{what})")
     elif (given := committed_spread(row, numbers)) is not None:
         spreads.append(given[0])
         basis.append(f"our spread ({_gap(row, given[0])}: {given[1]})")
@@ -150,9 +151,10 @@ def verdict(row: dict[str, Any], numbers: Numbers) -> Verdict:
         basis.append("our spread unknown" + ("" if "mean over networks" in row["quantity"] else " (one run)"))
     if row.get("draft_spread") is not None:
         spreads.append(float(row["draft_spread"]))
-        basis.append(f"the draft's spread ({_gap(row, spreads[-1])})")
+        what = f": {row['draft_spread_what']}" if row.get("draft_spread_what") else ""
+        basis.append(f"the draft's spread ({_gap(row, spreads[-1])}{what})")
     else:
-        basis.append("the draft's spread not given")
+        basis.append(reasons.DRAFT_SPREAD_UNKNOWN.get(row["item"], "the draft's spread not given"))
     tolerance = rounding(row) + math.hypot(0.0, *spreads)
     within = "; ".join(basis)
     if abs(ours - draft) <= tolerance:

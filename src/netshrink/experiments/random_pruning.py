@@ -4,21 +4,21 @@ initialisation), and the timing of the batched evaluation. Algorithm 2: `random_
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
-from torch import nn
 
-from netshrink import cache, data, published, stats
+from netshrink import data, published, stats
 from netshrink.cache import TrainResult
 from netshrink.checks import check_int, node_count
 from netshrink.compress import prune
 from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.experiments.mask_benchmark import benchmark_findings, mask_benchmark, time_mask_evaluation
+from netshrink.experiments.random_init import init_findings, init_table, init_verdict, keras_init_configs
 from netshrink.findings import Findings
 from netshrink.progress import update as report_progress
+from netshrink.stats import network_means
 from netshrink.train import TrainConfig
 
 __all__ = [
@@ -155,18 +155,12 @@ def network_findings(
     return Findings(glue)
 
 
-def network_means(trials: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
-    """Per n: the mean over networks of each network's mean `value` and its 95 % interval over
-    the networks. Index n, columns mean, low, high."""
-    per_net = trials.groupby(["n", "network"])[value].mean()
-    rows = {n: stats.mean_ci(group.to_numpy()) for n, group in per_net.groupby(level="n")}
-    return pd.DataFrame(rows, index=["mean", "low", "high"]).T.rename_axis("n")
-
-
 def _where(value: float, low: float, high: float) -> str:
+    """Where a draft's one-network number lies against the range of one network's mean."""
     if low <= value <= high:
-        return "within our interval"
-    return "outside our interval (below it)" if value < low else "outside our interval (above it)"
+        return "within the 95 % range of one network's mean"
+    side = "below" if value < low else "above"
+    return f"outside the 95 % range of one network's mean ({side} it)"
 
 
 def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
@@ -178,6 +172,7 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
     key, first_n, largest = glue_key(dataset), int(trials["n"].min()), int(trials["n"].max())
     acc_table, loss_table = published.RANDOM_PRUNING_TABLES[t_acc], published.RANDOM_PRUNING_TABLES[t_loss]
     acc, loss = network_means(trials, "acc"), network_means(trials, "loss")
+    nets = trials["network"].nunique()
     sd = trials[trials["network"] == 0].groupby("n")["acc"].std()
     draft_max = acc_table.loc["mean", largest] if largest in acc_table.columns else float("nan")
     glue = {
@@ -187,7 +182,11 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
         f"low_acc_max_n_{key}": 100 * acc.loc[largest, "low"],
         f"high_acc_max_n_{key}": 100 * acc.loc[largest, "high"],
         f"draft_mean_acc_max_n_{key}": 100 * draft_max,
-        f"draft_where_max_n_{key}": _where(draft_max, acc.loc[largest, "low"], acc.loc[largest, "high"]),
+        f"range_low_acc_max_n_{key}": 100 * acc.loc[largest, "range low"],
+        f"range_high_acc_max_n_{key}": 100 * acc.loc[largest, "range high"],
+        f"draft_where_max_n_{key}": _where(
+            draft_max, acc.loc[largest, "range low"], acc.loc[largest, "range high"]
+        ),
         f"sd_first_n_{key}": 100 * sd[first_n],
         f"sd_max_n_{key}": 100 * sd[largest],
         f"mean_loss_first_n_{key}": loss.loc[first_n, "mean"],
@@ -200,6 +199,8 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
             "ours": means.loc[n, "mean"],
             "draft": table.loc["mean", n],
             "source": "draft 004",
+            "spread": means.loc[n, "range high"] - means.loc[n, "mean"],
+            "spread_what": f"95 % range of one network's mean about our mean over {nets} networks",
         }
         for n in sorted({first_n, largest} & set(acc_table.columns))
         for item, means, table, what in (
@@ -219,77 +220,5 @@ def spread_findings(spread: pd.DataFrame, dataset: str, n_trials: int) -> Findin
             f"share_network_max_n_{key}": 100 * row["share of variance from the network"],
             f"ci_half_max_n_{key}": 100 * (row["ci95 high"] - row["ci95 low"]) / 2,
             f"mask_se_max_n_{key}": 100 * 1.96 * row["sd within a network (masks)"] / n_trials**0.5,
-        }
-    )
-
-
-def keras_init_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
-    """The same networks started from Keras's default initialisation of a Dense layer
-    (Glorot-uniform weights, zero biases) instead of PyTorch's (weights and biases uniform in
-    +-1/sqrt(fan_in)), drawn from each configuration's seed; the initial weights are stored
-    (`cache.store_init`) and named by the returned configurations' `init`."""
-    out = []
-    for config in configs:
-        model = cache.initial_model(config)
-        torch.manual_seed(config.seed)
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        out.append(dataclasses.replace(config, init=cache.store_init(model)))
-    return out
-
-
-def init_table(
-    trials: Mapping[str, pd.DataFrame], n: int, item: str, nets: Mapping[str, Sequence[TrainResult]]
-) -> pd.DataFrame:
-    """Mean test accuracy after removing `n` random nodes under each initialisation (`trials`:
-    name -> `random_trials` frame), mean over networks with its 95 % interval, the intact networks'
-    mean test accuracy (`nets`, by the same names), and the draft's mean from `item`'s table.
-    Index: the initialisations, then 'draft 004'."""
-    rows = {}
-    for name, frame in trials.items():
-        means = network_means(frame[frame["n"] == n])
-        rows[name] = {
-            "mean": means.loc[n, "mean"],
-            "ci95 low": means.loc[n, "low"],
-            "ci95 high": means.loc[n, "high"],
-            "networks": frame["network"].nunique(),
-            "intact mean": sum(r.test["acc"] for r in nets[name]) / len(nets[name]),
-        }
-    draft = published.RANDOM_PRUNING_TABLES[item]
-    rows["draft 004"] = {"mean": draft.loc["mean", n] if n in draft.columns else float("nan")}
-    return pd.DataFrame(rows).T.rename_axis("initialisation")
-
-
-def init_verdict(table: pd.DataFrame, ours: str, other: str) -> str:
-    """What starting from `other`'s initialisation instead of `ours` does to the mean, against
-    the draft's (rows of `init_table`), in words for the prose."""
-    o, k, draft = table.loc[ours], table.loc[other], float(table.loc["draft 004", "mean"])
-    if k["ci95 low"] <= draft <= k["ci95 high"]:
-        return "brings the mean to the draft's: the draft's value lies within its 95 % interval"
-    overlap = k["ci95 low"] <= o["ci95 high"] and o["ci95 low"] <= k["ci95 high"]
-    if overlap:
-        return "leaves the mean where it was: the two 95 % intervals overlap"
-    if abs(k["mean"] - draft) < abs(o["mean"] - draft):
-        return "moves the mean towards the draft's, but the draft's value stays outside its 95 % interval"
-    return "moves the mean away from the draft's"
-
-
-def init_findings(table: pd.DataFrame, dataset: str, ours: str, other: str) -> Findings:
-    """`init_table`'s numbers for the prose, in percent (`init_*`: `other`'s row, `init_ours_*`:
-    `ours`'s), and `init_verdict`."""
-    key, row, base = glue_key(dataset), table.loc[other], table.loc[ours]
-    return Findings(
-        {
-            f"init_mean_{key}": 100 * row["mean"],
-            f"init_low_{key}": 100 * row["ci95 low"],
-            f"init_high_{key}": 100 * row["ci95 high"],
-            f"init_intact_{key}": 100 * row["intact mean"],
-            f"init_ours_mean_{key}": 100 * base["mean"],
-            f"init_ours_low_{key}": 100 * base["ci95 low"],
-            f"init_ours_high_{key}": 100 * base["ci95 high"],
-            f"init_ours_intact_{key}": 100 * base["intact mean"],
-            f"init_verdict_{key}": init_verdict(table, ours, other),
         }
     )

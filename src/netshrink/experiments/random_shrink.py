@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
+from scipy import stats as scipy_stats
 
 from netshrink import published, stats
 from netshrink.cache import TrainResult
@@ -28,7 +29,13 @@ READINGS = {"draft": ("loss and accuracy", "train"), "validation loss": ("loss",
 """Reading name -> (`prune.shrink_randomly`'s rule, the split whose loss and accuracy decide)."""
 DRAFT_ITEMS = {"mnist": "R-T3", "fashion-mnist": "R-T6"}
 """The draft's table of Algorithm 2 (Table 3.3, Table 3.6) for each data set, by item."""
-_EXTRA_ROWS = ("mean over networks", "ci95 low", "ci95 high")
+_EXTRA_ROWS = (
+    "mean over networks",
+    "ci95 low",
+    "ci95 high",
+    "one network range low",
+    "one network range high",
+)
 
 
 def check_reading(reading: str) -> str:
@@ -103,11 +110,13 @@ def shrink_networks(
 
 
 def over_networks(final: pd.DataFrame, value: str = "removed") -> pd.DataFrame:
-    """Per n: the mean of each network's mean `value` and its 95 % Student-t interval over the
-    networks (the trained networks are the sampled units). Columns n; rows `_EXTRA_ROWS`."""
+    """Per n: the mean of each network's mean `value`, its 95 % Student-t interval over the
+    networks (the trained networks are the sampled units), and the 95 % range of one more
+    network's mean (`stats.one_more_range`). Columns n; rows `_EXTRA_ROWS`."""
     rows = {}
     for n, group in final.groupby("n"):
-        rows[n] = dict(zip(_EXTRA_ROWS, stats.mean_ci(group.groupby("network")[value].mean()), strict=True))
+        means = group.groupby("network")[value].mean()
+        rows[n] = dict(zip(_EXTRA_ROWS, (*stats.mean_ci(means), *stats.one_more_range(means)), strict=True))
     return pd.DataFrame(rows)
 
 
@@ -129,18 +138,32 @@ def acceptance(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"share kept": kept, "p1 ** n": [p1**n for n in kept.index]}).rename_axis("n")
 
 
+_WITHIN = "within the range of one network's mean"
+
+
 def draft_positions(table: pd.DataFrame, draft: pd.DataFrame) -> str:
-    """Where the draft's mean lies against our 95 % interval at each n (`table`: `over_networks`),
-    in words: 'within our interval at n = 1 and above it at n = 2, 4'."""
+    """Where the draft's one-network mean lies against the 95 % range of one network's mean at
+    each n (`table`: `over_networks`), in words: 'within the range of one network's mean at n = 1
+    and above it at n = 2, 4'."""
     groups: dict[str, list[str]] = {}
     for n in table.columns:
         if n in draft.columns:
-            where = _range_words(draft.loc["mean", n], table.loc["ci95 low", n], table.loc["ci95 high", n])
+            where = _range_words(
+                draft.loc["mean", n],
+                table.loc["one network range low", n],
+                table.loc["one network range high", n],
+            )
             groups.setdefault(where, []).append(str(n))
     return " and ".join(
-        ("within our interval" if where == "within" else f"{where} it") + " at n = " + ", ".join(ns)
+        ("within the range of one network's mean" if where == "within" else f"{where} it")
+        + " at n = "
+        + ", ".join(ns)
         for where, ns in groups.items()
     )
+
+
+def _t95(n: int) -> float:
+    return float(scipy_stats.t.ppf(0.975, n - 1))
 
 
 def _range_words(value: float, low: float, high: float) -> str:
@@ -165,38 +188,55 @@ def shrink_findings(finals: Mapping[str, pd.DataFrame], labels: Mapping[str, str
             f"table_mean_{key}": draft.loc["mean", first],
             f"table_min_{key}": draft.loc["min", first],
             f"table_max_{key}": draft.loc["max", first],
+            f"table_median_{key}": draft.loc["50%", first],
+            "alg2_draft_runs": published.ALG2_RUNS,
         }
         for reading, part in final.groupby("reading"):
-            name = "draft" if reading == "draft" else "val"
+            name, nets = ("draft" if reading == "draft" else "val"), part["network"].nunique()
             table = over_networks(part)
-            mean, low, high = (float(table.loc[row, first]) for row in _EXTRA_ROWS)
+            mean, low, high, range_low, range_high = (float(table.loc[row, first]) for row in _EXTRA_ROWS)
             removed = part.groupby("n")["removed"].mean()
-            net0 = part[(part["network"] == 0) & (part["n"] == first)]["removed"].mean()
+            net0 = part[(part["network"] == 0) & (part["n"] == first)]["removed"]
             glue |= {
-                f"alg2_{name}_net0_{key}": float(net0),
+                f"alg2_{name}_net0_{key}": float(net0.mean()),
+                f"alg2_{name}_net0_min_{key}": float(net0.min()),
+                f"alg2_{name}_net0_median_{key}": float(net0.median()),
+                f"alg2_{name}_net0_max_{key}": float(net0.max()),
                 f"alg2_{name}_positions_{key}": draft_positions(table, draft),
                 f"alg2_{name}_mean_{key}": mean,
                 f"alg2_{name}_low_{key}": low,
                 f"alg2_{name}_high_{key}": high,
-                f"alg2_{name}_range_{key}": _range_words(
-                    mean, draft.loc["min", first], draft.loc["max", first]
-                ),
+                f"alg2_{name}_range_low_{key}": range_low,
+                f"alg2_{name}_range_high_{key}": range_high,
                 f"alg2_{name}_best_n_{key}": int(removed.idxmax()),
                 f"alg2_{name}_best_removed_{key}": float(removed.max()),
             }
-            compare += [
-                {
-                    "item": item,
-                    "quantity": f"{labels[ds]}: mean nodes removed by Algorithm 2 ({reading} reading, "
-                    f"mean over networks), n = {n}",
-                    "ours": float(table.loc["mean over networks", n]),
-                    "draft": draft.loc["mean", n],
-                    "source": "draft 004",
-                }
-                for n in table.columns
-                if n in draft.columns
-            ]
+            compare += _comparisons(table, draft, item, f"{labels[ds]}", reading, nets)
     return Findings(glue, compare)
+
+
+def _comparisons(
+    table: pd.DataFrame, draft: pd.DataFrame, item: str, label: str, reading: str, nets: int
+) -> list[dict]:
+    """The means over networks at every n beside the draft's (`table`: `over_networks`), with the
+    range of one network's mean as our spread and the draft's interval over its runs."""
+    return [
+        {
+            "item": item,
+            "quantity": f"{label}: mean nodes removed by Algorithm 2 ({reading} reading, "
+            f"mean over networks), n = {n}",
+            "ours": float(table.loc["mean over networks", n]),
+            "draft": draft.loc["mean", n],
+            "source": "draft 004",
+            "spread": float(table.loc["one network range high", n] - table.loc["mean over networks", n]),
+            "spread_what": f"95 % range of one network's mean about our mean over {nets} networks",
+            "draft_spread": _t95(published.ALG2_RUNS) * draft.loc["std", n] / published.ALG2_RUNS**0.5,
+            "draft_spread_what": f"95 % interval of its mean over {published.ALG2_RUNS} runs "
+            "(the number of runs inferred)",
+        }
+        for n in table.columns
+        if n in draft.columns
+    ]
 
 
 def acceptance_findings(steps: pd.DataFrame, dataset: str = "mnist") -> Findings:
