@@ -130,11 +130,11 @@ def test_shrink_runs_decide_on_one_split_and_report_the_test_metrics_of_the_kept
 
 
 def test_over_networks_is_the_mean_of_network_means_with_a_t_interval():
-    final = pd.DataFrame({"n": [1] * 4, "network": [0, 0, 1, 1], "removed": [10, 12, 20, 22]})
+    final = pd.DataFrame({"n": [1] * 4, "network": [0, 0, 1, 1], "removed": [100, 102, 110, 112]})
     table = rs.over_networks(final)
     mean, low, high = (float(table.loc[row, 1]) for row in ("mean over networks", "ci95 low", "ci95 high"))
-    # network means 11 and 21; t(0.975, 1 df) = 12.706; sd of the two means 7.071
-    assert mean == 16 and high - mean == pytest.approx(12.706 * 7.0711 / 2**0.5, rel=1e-3)
+    # network means 101 and 111; t(0.975, 1 df) = 12.706; sd of the two means 7.071
+    assert mean == 106 and high - mean == pytest.approx(12.706 * 7.0711 / 2**0.5, rel=1e-3)
     assert low == pytest.approx(2 * mean - high)
 
 
@@ -145,4 +145,15 @@ def test_draft_positions_group_the_ns_by_where_the_drafts_mean_lies():
     assert (
         rs.draft_positions(table, draft)
         == "within the range of one network's mean at n = 1 and above it at n = 2 and below it at n = 3"
+    )
+
+
+def test_the_bounds_of_a_count_are_clipped_at_zero():
+    final = _final({8: [[0, 0], [0, 8], [0, 0]]})  # network means 0, 4, 0: symmetric bounds go below 0
+    table = rs.over_networks(final)
+    assert table.loc["ci95 low", 8] == 0 and table.loc["one network range low", 8] == 0
+    assert (
+        table.loc["one network range high", 8]
+        > table.loc["ci95 high", 8]
+        > table.loc["mean over networks", 8]
     )

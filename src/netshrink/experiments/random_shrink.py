@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from scipy import stats as scipy_stats
@@ -112,12 +113,16 @@ def shrink_networks(
 def over_networks(final: pd.DataFrame, value: str = "removed") -> pd.DataFrame:
     """Per n: the mean of each network's mean `value`, its 95 % Student-t interval over the
     networks (the trained networks are the sampled units), and the 95 % range of one more
-    network's mean (`stats.one_more_range`). Columns n; rows `_EXTRA_ROWS`."""
+    network's mean (`stats.one_more_range`). `value` is a count: the lower bounds are clipped at 0
+    (the t interval is symmetric; a count is not). Columns n; rows `_EXTRA_ROWS`."""
     rows = {}
     for n, group in final.groupby("n"):
         means = group.groupby("network")[value].mean()
         rows[n] = dict(zip(_EXTRA_ROWS, (*stats.mean_ci(means), *stats.one_more_range(means)), strict=True))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for row in ("ci95 low", "one network range low"):
+        table.loc[row] = np.maximum(table.loc[row].to_numpy(dtype=float), 0.0)
+    return table
 
 
 def shrink_table(final: pd.DataFrame, dataset: str) -> pd.DataFrame:
