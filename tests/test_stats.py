@@ -39,3 +39,11 @@ def test_spread_recovers_the_variance_components():
     assert table.loc[1, "sd between networks"] == pytest.approx(2.0, rel=0.3)
     assert 0.6 < table.loc[1, "share of variance from the network"] < 0.9
     assert table.loc[1, "ci95 low"] < table.loc[1, "mean"] < table.loc[1, "ci95 high"]
+
+
+def test_mean_half_width_is_the_half_width_of_mean_ci_and_one_more_range_widens_it():
+    values = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, low, high = stats.mean_ci(values)
+    assert stats.mean_half_width(values.std(ddof=1), 4) == pytest.approx(high - mean)
+    r_low, r_high = stats.one_more_range(values)
+    assert r_high - mean == pytest.approx((high - mean) * 5**0.5) and r_low == pytest.approx(2 * mean - r_high)

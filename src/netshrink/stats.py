@@ -28,13 +28,18 @@ def beside_draft(ours: pd.DataFrame, draft: pd.DataFrame, draft_name: str = "dra
     return pd.concat(pieces).rename_axis("statistic").set_index("source", append=True)
 
 
+def mean_half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """Half-width of the Student-t confidence interval of a mean of `n` values with sample sd `sd`."""
+    return float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
+
+
 def mean_ci(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and the Student-t confidence interval of the mean: (mean, low, high)."""
     x = np.asarray(values, dtype=float)
     mean = float(x.mean())
     if len(x) < 2:
         return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    half = mean_half_width(float(x.std(ddof=1)), len(x), level)
     return mean, mean - half, mean + half
 
 
@@ -45,7 +50,7 @@ def one_more_range(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) * np.sqrt(1 + 1 / len(x)))
+    half = mean_half_width(float(x.std(ddof=1)), len(x), level) * np.sqrt(len(x) + 1)  # sd * sqrt(1 + 1/m)
     return float(x.mean()) - half, float(x.mean()) + half
 
 

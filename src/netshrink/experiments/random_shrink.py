@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as scipy_stats
 
 from netshrink import published, stats
 from netshrink.cache import TrainResult
@@ -167,10 +166,6 @@ def draft_positions(table: pd.DataFrame, draft: pd.DataFrame) -> str:
     )
 
 
-def _t95(n: int) -> float:
-    return float(scipy_stats.t.ppf(0.975, n - 1))
-
-
 def _range_words(value: float, low: float, high: float) -> str:
     if value < low:
         return "below"
@@ -235,7 +230,7 @@ def _comparisons(
             "source": "draft 004",
             "spread": float(table.loc["one network range high", n] - table.loc["mean over networks", n]),
             "spread_what": f"95 % range of one network's mean about our mean over {nets} networks",
-            "draft_spread": _t95(published.ALG2_RUNS) * draft.loc["std", n] / published.ALG2_RUNS**0.5,
+            "draft_spread": stats.mean_half_width(draft.loc["std", n], published.ALG2_RUNS),
             "draft_spread_what": f"95 % interval of its mean over {published.ALG2_RUNS} runs "
             "(the number of runs inferred)",
         }
