@@ -46,4 +46,5 @@ def test_mean_half_width_is_the_half_width_of_mean_ci_and_one_more_range_widens_
     mean, low, high = stats.mean_ci(values)
     assert stats.mean_half_width(values.std(ddof=1), 4) == pytest.approx(high - mean)
     r_low, r_high = stats.one_more_range(values)
-    assert r_high - mean == pytest.approx((high - mean) * 5**0.5) and r_low == pytest.approx(2 * mean - r_high)
+    assert r_high - mean == pytest.approx((high - mean) * 5**0.5)
+    assert r_low == pytest.approx(2 * mean - r_high)
