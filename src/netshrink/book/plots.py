@@ -179,6 +179,26 @@ def pruning_paths(paths: Mapping[str, pd.DataFrame], title: str = "") -> plt.Fig
     return fig
 
 
+def criteria_curves(curves: Mapping[str, pd.DataFrame], budget: float, title: str = "") -> plt.Figure:
+    """I-F6: the validation loss change against the nodes removed in each criterion's order, one
+    panel per data set, one line per criterion, the loss budget dashed. curves: data set -> frame
+    with columns `criterion`, `removed`, `loss change`."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
+    for ax, (name, frame) in zip(axes[0], curves.items(), strict=True):
+        sns.lineplot(data=frame, x="removed", y="loss change", hue="criterion", ax=ax, lw=1.2)
+        ax.axhline(budget, color="black", ls="--", lw=0.8, label=f"budget {budget:g}")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set(xlabel="nodes removed, least important first",
+               ylabel="validation loss change", title=name)  # fmt: skip
+        ax.get_legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def importance_by_setting(table: pd.DataFrame, setting: str, title: str = "") -> plt.Figure:
     """I-F3, I-F4: the distribution of the loss change of the nodes of each hidden layer (box
     plots), one colour per setting (e.g. batch size). table: `layer_importance`'s rows."""
