@@ -131,6 +131,14 @@ CIFAR_K_LOG = {  # 003 Figure 8, as printed: loop index -> (accuracy, seconds fo
 # The report's text says "at k = 4 ... 88.02 % ... 77 % of the time", which the log prints at
 # index 5: its indices and k differ by one somewhere. We quote the text for k = 4.
 CIFAR_K_TEXT = {"k4_acc": 0.8802, "k4_time_fraction": 0.77, "k8_acc": 0.90}
+# Compressed models a draft reports with both its accuracy lost and its measured speedup (for the
+# glance page's picture): (label, points lost, speedup, parameter ratio or None when not given)
+DRAFT_COMPRESSIONS = [
+    ("draft 002: LeNet, Tucker plan", 100 * (LENET["acc"][0] - LENET["acc"][1]),
+     LENET["seconds"][0] / LENET["seconds"][1], LENET["parameters"][1] / LENET["parameters"][0]),
+    ("draft 003 (text): CIFAR CNN, Tucker-2 k = 4", 100 * (CIFAR_K_TEXT["k8_acc"] - CIFAR_K_TEXT["k4_acc"]),
+     1 / CIFAR_K_TEXT["k4_time_fraction"], None),
+]  # fmt: skip
 LENET_PLAN = {  # 002's "Net after", read as a plan (l1's 200 is capped at 120)
     "conv1": ["tucker1", 2],
     "conv2": ["tucker2", [8, 4]],

@@ -18,6 +18,7 @@ from netshrink.book.numbers import Numbers
 from netshrink.book.report import check_profile
 
 FIGURES_DIR = "figures"  # beside the glance page in the staged book
+COMPRESSION_MAP = "compressed-models.png"  # drawn from the manifest by `write_compression_map`
 
 
 def _number(value: Any) -> str:
@@ -128,7 +129,19 @@ def _compression_section(manifest: dict[str, Any], profile: str) -> list[str]:
     )
     header = ["item", "data set", "model", "parameters", "MFLOPs", "test accuracy",
               "measured speedup", "profile"]  # fmt: skip
-    return out + [_table("glance-compression", caption, header, rows)]
+    figure = [
+        f"```{{figure}} {FIGURES_DIR}/{COMPRESSION_MAP}",
+        ":name: glance-compression-map",
+        ":width: 95%",
+        "",
+        "Every compressed model of the table below: test accuracy lost against the CPU speedup "
+        "measured side by side with its original, the marker's area the share of parameters "
+        "kept; black crosses: the drafts' own points where a draft gives both numbers (draft 002's "
+        "LeNet; draft 003's text at k = 4, whose parameters it does not give).",
+        "```",
+        "",
+    ]
+    return out + figure + [_table("glance-compression", caption, header, rows)]
 
 
 def _figures_section(
@@ -243,3 +256,27 @@ def parameter_sections(chapters: Iterable[Chapter], root: Path) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def write_compression_map(manifest: dict[str, Any], figures: Path) -> Path | None:
+    """Draw the glance page's picture of every compressed model (`plots.compression_map`) into
+    `figures`, when the run compressed any; its path, or None."""
+    from netshrink import published
+    from netshrink.book import plots
+
+    fields = ("speedup", "accuracy", "base accuracy", "parameters", "base parameters")
+    rows = [
+        r
+        for rows in manifest.get("compression", {}).values()
+        for r in rows
+        if all(isinstance(r.get(f), int | float) and math.isfinite(r[f]) and r[f] > 0 for f in fields[::2])
+        and all(isinstance(r.get(f), int | float) and math.isfinite(r[f]) for f in fields)
+    ]  # fmt: skip  (a record is untrusted: one that cannot be drawn is left out of the picture)
+    if not rows:
+        return None
+    figures.mkdir(parents=True, exist_ok=True)
+    fig = plots.compression_map(rows, published.DRAFT_COMPRESSIONS)
+    path = figures / COMPRESSION_MAP
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plots.plt.close(fig)
+    return path

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
@@ -346,3 +346,41 @@ def input_case_figures(case: Any) -> tuple[plt.Figure, plt.Figure]:
     hist = loading_histograms(loadings, case.experiment.train_labels, case.splits.classes,
                               f"{case.name}: loadings of the sample-mode factor A")  # fmt: skip
     return grid, hist
+
+
+def compression_map(
+    rows: Sequence[Mapping[str, Any]], drafts: Sequence[tuple[str, float, float, float | None]] = ()
+) -> plt.Figure:
+    """The glance page's picture of every compressed model: accuracy lost (points) against the
+    CPU speedup measured side by side with its original, the parameter ratio as the marker's
+    area, one marker and colour per report item (a method as its chapter names it), and the
+    drafts' own points (`published.DRAFT_COMPRESSIONS`) as black crosses, labelled.
+    rows: `Report.compression` records."""
+    import os
+
+    frame = pd.DataFrame(list(rows))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    markers = "osD^vP*Xhp<>"
+    for i, (item, group) in enumerate(frame.groupby("item", sort=True)):
+        how = os.path.commonprefix(list(group["how"])).split(" (")[0]
+        how = how.rsplit(":", 1)[0] if ":" in how else how.rstrip(" ,")
+        if not how:  # methods named first, as in one table of several decompositions
+            how = ", ".join(dict.fromkeys(h.split(" ")[0] for h in group["how"]))
+        lost = 100 * (group["base accuracy"] - group["accuracy"])
+        ratio = group["parameters"] / group["base parameters"]
+        ax.scatter(group["speedup"], lost, s=20 + 180 * ratio, marker=markers[i % len(markers)],
+                   alpha=0.75, label=f"{item}: {how[:52]}")  # fmt: skip
+    for label, lost, speedup, ratio in drafts:
+        ax.scatter([speedup], [lost], s=20 + 180 * (ratio or 0.5), marker="x", color="black")
+        ax.annotate(label + ("" if ratio else " (parameters not given)"), (speedup, lost),
+                    textcoords="offset points", xytext=(6, 4), fontsize=7)  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.axvline(1, color="grey", lw=0.6)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set(xlabel="CPU speedup, measured beside the original (log scale)",
+           ylabel="test accuracy lost (points)")  # fmt: skip
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+              title="marker area: parameters kept", title_fontsize=7)  # fmt: skip
+    fig.tight_layout()
+    return fig

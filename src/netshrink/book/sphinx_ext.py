@@ -133,6 +133,7 @@ def prepare(app: Any) -> None:
         if source.is_file():
             (run_figures.parent / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, run_figures.parent / target)
+    pages.write_compression_map(run.manifest, run_figures)
     app.netshrink_glance = pages.sources_section(run, CHAPTERS) + "\n" + glance
 
 
