@@ -110,7 +110,7 @@ def _interleaved(
         return time_calls(calls, repeats, warmup, device=device)[0]
 
 
-def time_images(
+def time_images_runs(
     models: Mapping[str, nn.Module],
     images: torch.Tensor,
     batch_size: int = 1000,
@@ -118,9 +118,9 @@ def time_images(
     warmup: int = 1,
     channels_last: bool = False,
     device: torch.device | str = "cpu",
-) -> pd.Series:
-    """Median seconds to classify all `images` in batches of `batch_size`, per model, on copies
-    of the models on `device` (the CPU unless asked otherwise).
+) -> pd.DataFrame:
+    """Seconds to classify all `images` in batches of `batch_size`, per repeat (rows) and model
+    (columns), on copies of the models on `device` (the CPU unless asked otherwise).
 
     The models take turns batch by batch, in a new random order for each batch, so that a slow
     spell of the machine, or the caches left by the model before (a large model evicts a small
@@ -153,7 +153,22 @@ def time_images(
                     run[name] += value
             for name, value in run.items():
                 totals[name].append(value)
-    return pd.Series({name: float(pd.Series(t).median()) for name, t in totals.items()}, name="seconds")
+    return pd.DataFrame(totals).rename_axis("repeat")
+
+
+def time_images(
+    models: Mapping[str, nn.Module],
+    images: torch.Tensor,
+    batch_size: int = 1000,
+    repeats: int = 10,
+    warmup: int = 1,
+    channels_last: bool = False,
+    device: torch.device | str = "cpu",
+) -> pd.Series:
+    """Median seconds to classify all `images` in batches of `batch_size`, per model
+    (`time_images_runs`, whose note says how the models take turns)."""
+    runs = time_images_runs(models, images, batch_size, repeats, warmup, channels_last, device)
+    return runs.median().rename("seconds")
 
 
 def compare_latency(
