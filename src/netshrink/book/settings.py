@@ -208,10 +208,6 @@ SETTINGS: dict[str, list[Setting]] = {
           "ignoring nodes that are quite important", "004, chapter 3",
           "a node raising the loss by more than {important} is not tested again", "draft's, read by us",
           "\"quite important\" needs a threshold; ours"),
-        S("the field's criteria", "", "none of the drafts",
-          "Torch-Pruning's importance criteria with the library's defaults beside ours; nodes removed in "
-          "each criterion's order while the validation loss rises by at most {rank_budget}", "ours",
-          "no draft compares criteria; the budget is ours"),
         S("MLP with three hidden layers", "a 3 hidden layer MLP", "004, chapter 3",
           "widths {mlp3_hidden}, {mlp3_epochs} epochs", "ours", "the draft gives no sizes"),
         S("batch sizes", "Effects of Changing Training Batch Size on Node Importance", "004, 4.1",

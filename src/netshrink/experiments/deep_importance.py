@@ -6,7 +6,7 @@ Importance is always measured on the validation split; the test split only repor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -105,7 +105,7 @@ def rewind_rounds(
     rounds: int,
     tol: float,
     progress: bool = True,
-    trainer: Callable[..., TrainResult] = cache.train_cached,
+    device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
     """Iterative weight initialisation by node importance (our reading of draft 004, section 4.3).
 
@@ -113,16 +113,15 @@ def rewind_rounds(
     removal does not raise the validation loss by more than `tol`, and trains the smaller
     architecture twice for the same epochs: from the surviving nodes' *initial* weights of the
     previous round ("importance init"), and from a fresh random initialisation ("random init").
-    The next round continues from the importance-init network. Every network is trained by
-    `trainer(config, splits=..., progress=...)` (a chapter passes its run's `train`, which records
-    each model in `models.json`); the initial weights are kept on the CPU. One row per round.
+    The next round continues from the importance-init network. Networks train on `device`; the
+    initial weights are kept on the CPU. One row per round.
     """
     report_progress(stage="rewinding rounds")
     if rounds < 0:
         raise ValueError(f"rounds={rounds} must be a non-negative integer")
-    net = trainer(config, splits=splits, progress=progress)
+    net = cache.train_cached(config, splits=splits, progress=progress, device=device)
     start = cache.initial_model(config, device="cpu")
-    test_loader = data.make_loader(splits.test, 10_000, device=next(net.model.parameters()).device)
+    test_loader = data.make_loader(splits.test, 10_000, device=device)
     rows = [
         {
             "round": 0,
@@ -140,8 +139,8 @@ def rewind_rounds(
         model_kwargs = {**config.model_kwargs, "hidden": widths}
         rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=cache.store_init(start))
         fresh = dataclasses.replace(config, model_kwargs=model_kwargs, seed=config.seed + 1000 * r)
-        net = trainer(rewound, splits=splits, progress=progress)
-        plain = trainer(fresh, splits=splits, progress=progress)
+        net = cache.train_cached(rewound, splits=splits, progress=progress, device=device)
+        plain = cache.train_cached(fresh, splits=splits, progress=progress, device=device)
         rows.append(
             {
                 "round": r,
