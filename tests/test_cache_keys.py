@@ -13,6 +13,7 @@ import torch
 from netshrink import cache, train
 from netshrink.experiments import random_pruning as rp
 from netshrink.experiments import vgg_case_study as vc
+from netshrink.finetune import FineTuneConfig
 
 FULL = Path(__file__).resolve().parents[1] / "results" / "full"
 # `data.load_dataset("cifar10", val_size=5000, seed=0, augment=True).identity` (the mirror's
@@ -86,6 +87,9 @@ def test_the_vgg_chapters_first_fine_tuning_key_is_rebuilt_from_its_parameters(m
         label_smoothing=p["label_smoothing"], distill=teacher,
     )  # fmt: skip
     assert key == keys["fine-tuning on CIFAR-10 (JPEG copy)"][0] == "042082d551bd5c6c"
+    config = FineTuneConfig(origin, CIFAR10_IDENTITY, p["finetune_epochs"], p["finetune_lr"], 128, p["seed"],
+                            precision, p["finetune_optimizer"], p["label_smoothing"], teacher)  # fmt: skip
+    assert config.validate().key() == key
 
 
 # Fine-tuning keys of the settings no committed run used, as the code made them before fine-tuning

@@ -185,7 +185,8 @@ def test_fit_distils_a_student_towards_its_teacher_and_leaves_the_teacher_as_it_
         torch.manual_seed(1)
         student = models.MLP(in_features=20, hidden=(8,))
         loss = train.DistillationLoss(train.Distillation(teacher, "teacher", weight=weight, temperature=2.0))
-        train.fit(student, torch.optim.Adam(student.parameters(), lr=0.01), loader, 6, progress=False, loss=loss)
+        optimizer = torch.optim.Adam(student.parameters(), lr=0.01)
+        train.fit(student, optimizer, loader, 6, progress=False, loss=loss)
         assert teacher.training
         students[weight] = gap(student)
         teacher.train()
