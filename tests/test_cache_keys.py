@@ -87,8 +87,11 @@ def test_the_vgg_chapters_first_fine_tuning_key_is_rebuilt_from_its_parameters(m
         label_smoothing=p["label_smoothing"], distill=teacher,
     )  # fmt: skip
     assert key == keys["fine-tuning on CIFAR-10 (JPEG copy)"][0] == "042082d551bd5c6c"
-    config = FineTuneConfig(origin, CIFAR10_IDENTITY, p["finetune_epochs"], p["finetune_lr"], 128, p["seed"],
-                            precision, p["finetune_optimizer"], p["label_smoothing"], teacher)  # fmt: skip
+    config = FineTuneConfig(
+        origin, CIFAR10_IDENTITY, p["finetune_epochs"], lr=p["finetune_lr"], batch_size=128, seed=p["seed"],
+        precision=precision, optimizer=p["finetune_optimizer"], label_smoothing=p["label_smoothing"],
+        distill=teacher,
+    )  # fmt: skip
     assert config.validate().key() == key
 
 

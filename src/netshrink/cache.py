@@ -287,8 +287,9 @@ def fine_tune_cached(
     `checkpoint.pt` (after each epoch, with the test metrics before fine-tuning), `model.pt`
     (written once it ends). `model` must be rebuilt the same way on a rerun.
     """
-    config = FineTuneConfig(origin, splits.identity, epochs, lr, batch_size, seed, precision, optimizer,
-                            label_smoothing, distill).validate()  # fmt: skip
+    config = FineTuneConfig(origin, splits.identity, epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            precision=precision, optimizer=optimizer, label_smoothing=label_smoothing,
+                            distill=distill).validate()  # fmt: skip
     folder, key, device = model_dir(config, root), config.key(), model_device(model)
     record = {"key": key, "origin": origin, "data": splits.identity}
     saved = _cached(model, folder, record)
