@@ -4,6 +4,7 @@
 import copy
 import dataclasses
 import functools
+import json
 
 import pytest
 import torch
@@ -110,3 +111,18 @@ def test_interrupted_fine_tuning_resumes_where_it_stopped(tmp_path, tiny_mnist, 
     pairs = zip(unbroken.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not (folder / "checkpoint.pt").exists() and (folder / "model.pt").is_file()
+
+
+def test_a_chapters_fine_tuning_is_recorded_in_its_models_json(results_dir, tmp_path, tiny_mnist):
+    from netshrink.book import chapter, chapters
+
+    vgg = chapters.VGG_CASE_STUDY
+    run = vgg.start({**vgg.parameters("smoke"), "device": "cpu"}, display=False)
+    torch.manual_seed(0)
+    tuned = run.fine_tune(models.LeNet(), "o", tiny_mnist, epochs=1, root=tmp_path, progress=False)
+    again = run.fine_tune(models.LeNet(), "o", tiny_mnist, epochs=1, root=tmp_path, progress=False)
+    rows = json.loads((run.report.dir / chapter.MODELS_RECORD).read_text())
+    assert [(r["model"], r["key"], r["from cache"]) for r in rows] == [
+        ("fine-tuning on tiny", tuned.key, False), ("fine-tuning on tiny", tuned.key, True),
+    ]  # fmt: skip
+    assert again.cached and rows[0]["training seconds"] >= 0
