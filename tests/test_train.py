@@ -184,9 +184,9 @@ def test_fit_distils_a_student_towards_its_teacher_and_leaves_the_teacher_as_it_
     for weight in (0.0, 1.0):
         torch.manual_seed(1)
         student = models.MLP(in_features=20, hidden=(8,))
-        distill = train.Distillation(teacher, "teacher", weight=weight, temperature=2.0)
-        train.fit(student, torch.optim.Adam(student.parameters(), lr=0.01), loader, 6, progress=False,
-                  distill=distill)  # fmt: skip
+        loss = train.DistillationLoss(train.Distillation(teacher, "teacher", weight=weight, temperature=2.0))
+        optimizer = torch.optim.Adam(student.parameters(), lr=0.01)
+        train.fit(student, optimizer, loader, 6, progress=False, loss=loss)
         assert teacher.training
         students[weight] = gap(student)
         teacher.train()
@@ -206,5 +206,5 @@ def test_a_bad_distillation_is_refused_naming_the_parameter(weight, temperature,
     net = models.MLP(in_features=20, hidden=(4,))
     distill = train.Distillation(models.MLP(in_features=20, hidden=(4,)), "t", weight, temperature)
     with pytest.raises(ValueError, match=message):
-        train.fit(net, torch.optim.Adam(net.parameters()), synthetic_batches(), 1, progress=False,
-                  distill=distill)  # fmt: skip
+        loss = train.DistillationLoss(distill)
+        train.fit(net, torch.optim.Adam(net.parameters()), synthetic_batches(), 1, progress=False, loss=loss)

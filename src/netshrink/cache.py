@@ -2,7 +2,8 @@
 `<data root>/models/<key>/` that holds its weights; `train_cached` loads a finished model
 instead of training, resumes an interrupted run from its last finished epoch and writes every
 file atomically with a record of its checksum, configuration and data identity.
-`fine_tune_cached` does the same for a fine-tuned copy of a model."""
+`fine_tune_cached` does the same for a fine-tuned copy of a model (`finetune.FineTuneConfig`):
+both train by `train.fit`, through one resumable run (`_fit_resumably`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,8 @@ import torch
 from torch import nn
 
 from netshrink import data, distributed, models, paths, train
-from netshrink.checks import check_int
 from netshrink.devices import model_device, resolve_device
+from netshrink.finetune import FineTuneConfig
 from netshrink.io import file_sha256, remove_stale, torch_save, write_json
 
 
@@ -199,9 +201,11 @@ def initial_model(
     return model.to(resolve_device(device))
 
 
-def model_dir(config: train.TrainConfig, root: Path | None = None) -> Path:
-    """`<data root>/models/<config key>/`."""
-    return (Path(root) if root is not None else paths.data_root()) / "models" / config.key()
+def model_dir(config: train.TrainConfig | FineTuneConfig, root: Path | None = None) -> Path:
+    """`<data root>/models/<config key>/` of a trained model; `.../models/finetune/<key>/` of a
+    fine-tuned one."""
+    folder = (Path(root) if root is not None else paths.data_root()) / "models"
+    return (folder / "finetune" if isinstance(config, FineTuneConfig) else folder) / config.key()
 
 
 def train_cached(
@@ -223,77 +227,31 @@ def train_cached(
     """
     config.validate()
     device = resolve_device(device)
-    folder = model_dir(config, root)
-    final, ckpt_path = folder / "model.pt", folder / "checkpoint.pt"
     if splits is None:
         splits = data.load_dataset(config.dataset, root=root, **config.data_kwargs)
     check_splits(config, splits)
-    if distributed.is_main():
-        remove_stale(folder)
-    record = {"key": config.key(), "config": config.to_dict(), "data": splits.identity}
+    folder, key = model_dir(config, root), config.key()
+    record = {"key": key, "config": config.to_dict(), "data": splits.identity}
     model = initial_model(config, root, device)
-    saved = load_verified(final, record, device)
-    if load_into(model, saved, final):
-        model.eval()
+    saved = _cached(model, folder, record)
+    if saved is not None:
         history, test, val = pd.DataFrame(saved["history"]), saved["test"], saved["val"]
-        return TrainResult(model, history, test, config.key(), True, config, val, splits.label)
-
-    optimizer = train.make_optimizer(config, model.parameters())
-    train_loader = data.make_loader(
-        splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device
-    )
-    scheduler = train.make_scheduler(config, optimizer, steps_per_epoch=len(train_loader))
-    start_epoch, history = 0, []
-    ckpt = load_verified(ckpt_path, record, device)
-    if load_into(model, ckpt, ckpt_path):
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, history = ckpt["epoch"], ckpt["history"]
-    main = distributed.is_main()  # in a data-parallel run, rank 0 alone writes
-    if main:
-        write_json(folder / "config.json", {"key": config.key(), **config.to_dict()})
-
-    def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
-        state = {
-            "epoch": epoch,
-            "history": hist,
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        }
-        save_verified(ckpt_path, state, record)
-
+        return TrainResult(model, history, test, key, True, config, val, splits.label)
+    if distributed.is_main():  # in a data-parallel run, rank 0 alone writes
+        write_json(folder / "config.json", {"key": key, **config.to_dict()})
     val_loader = data.make_loader(splits.val, eval_batch_size, device=device) if len(splits.val) else None
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
-    history = train.fit(
-        model,
-        optimizer,
-        train_loader,
-        config.epochs,
-        val_loader=val_loader,
-        test_loader=test_loader,
-        scheduler=scheduler if config.schedule != "onecycle" else None,
-        step_scheduler=scheduler if config.schedule == "onecycle" else None,
-        label_smoothing=config.label_smoothing,
-        seed=config.seed,
-        start_epoch=start_epoch,
-        history=history,
-        on_epoch_end=checkpoint if main else None,
-        progress=progress,
-        desc=f"{config.model} on {splits.label} (lr {config.lr:g}, key {config.key()[:8]})",
-        precision=config.precision,
+    desc = f"{config.model} on {splits.label} (lr {config.lr:g}, key {key[:8]})"
+    history, _ = _fit_resumably(
+        config, model, splits.train, folder, record, val_loader, test_loader, progress=progress, desc=desc
     )
     model.eval()
     test = train.evaluate(model, test_loader)
     val = train.evaluate(model, val_loader) if val_loader else {"loss": math.nan, "acc": math.nan}
     state = {"state_dict": model.state_dict(), "history": history, "test": test, "val": val,
              "config": config.to_dict()}  # fmt: skip
-    if main:
-        save_verified(final, state, record)
-        ckpt_path.unlink(missing_ok=True)
-        ckpt_path.with_suffix(".json").unlink(missing_ok=True)
-    return TrainResult(model, pd.DataFrame(history), test, config.key(), False, config, val, splits.label)
+    _save_final(folder, state, record)
+    return TrainResult(model, pd.DataFrame(history), test, key, False, config, val, splits.label)
 
 
 @dataclass
@@ -301,13 +259,6 @@ class FineTuned(Trained):
     """A compressed model after fine-tuning, with its test metrics before it too."""
 
     before: dict[str, float]
-
-
-FINE_TUNE_OPTIMIZERS = ("adam", "sgd")
-# Fine-tuning by SGD (its rate annealed to zero by a cosine): the settings, and the words the
-# pages describe them with, side by side so that they change together.
-SGD_FINE_TUNING = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
-SGD_FINE_TUNING_WORDS = "Nesterov momentum 0.9, weight decay 5e-4"
 
 
 def fine_tune_cached(
@@ -327,74 +278,99 @@ def fine_tune_cached(
     label_smoothing: float = 0.0,
     distill: train.Distillation | None = None,
 ) -> FineTuned:
-    """Fine-tune `model` (in place, on its device), or load the result from the cache.
+    """Fine-tune `model` (in place, on its device) by `FineTuneConfig(origin, splits.identity,
+    epochs, ...)` (the other arguments: optimiser, smoothing, distillation, precision), or load
+    the result from the cache; resume an interrupted run from its last finished epoch.
 
-    `optimizer`: "adam" (Adam at a constant `lr`) or "sgd" (SGD with `SGD_FINE_TUNING`, `lr`
-    annealed to zero over the epochs by a cosine), as in `FINE_TUNE_OPTIMIZERS`. `distill`:
-    learn from a teacher's outputs too (`train.Distillation`; its name, weight and temperature
-    join the key; weight 0 is plain fine-tuning).
-
-    `origin` must say everything that made `model` (for example the trained model's key and
-    the decomposition plan): it keys `<data root>/models/finetune/<key>/model.pt` together with
-    the fine-tuning settings and the precision. `model` must be rebuilt the same way on a rerun.
+    `origin` must say everything that made `model` (for example the trained model's key and the
+    decomposition plan); it keys the files under `model_dir(config)` together with the settings:
+    `checkpoint.pt` (after each epoch, with the test metrics before fine-tuning), `model.pt`
+    (written once it ends). `model` must be rebuilt the same way on a rerun.
     """
-    check_int("epochs", epochs, 0)
-    if not train.finite(lr) or lr <= 0:
-        raise ValueError(f"lr={lr!r} must be a finite positive number")
-    if precision not in train.TRAIN_PRECISIONS:
-        raise ValueError(
-            f"precision={precision!r} is not known; allowed values: {', '.join(train.TRAIN_PRECISIONS)}"
-        )
-    if optimizer not in FINE_TUNE_OPTIMIZERS:
-        raise ValueError(
-            f"optimizer={optimizer!r} is not known; allowed values: {', '.join(FINE_TUNE_OPTIMIZERS)}"
-        )
-    if not train.finite(label_smoothing) or not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing={label_smoothing!r} is out of range; allowed: 0 <= x < 1")
-    settings = {
-        "v": train.CACHE_VERSION, "origin": origin, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-        "seed": seed, "data": splits.identity, "precision": precision,
-    }  # fmt: skip
-    if optimizer != "adam" or label_smoothing:  # the keys of Adam runs stay those of earlier versions
-        settings |= {"optimizer": optimizer, "label_smoothing": label_smoothing}
-    if distill is not None and distill.validate().weight == 0:
-        distill = None  # the same training as without a teacher, and the same key
-    if distill is not None:
-        taught = {"teacher": distill.name, "weight": distill.weight, "temperature": distill.temperature}
-        settings["distill"] = taught
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    path = (Path(root) if root is not None else paths.data_root()) / "models" / "finetune" / key / "model.pt"
-    device = model_device(model)
-    remove_stale(path.parent)
+    config = FineTuneConfig(origin, splits.identity, epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            precision=precision, optimizer=optimizer, label_smoothing=label_smoothing,
+                            distill=distill).validate()  # fmt: skip
+    folder, key, device = model_dir(config, root), config.key(), model_device(model)
     record = {"key": key, "origin": origin, "data": splits.identity}
-    saved = load_verified(path, record, device)
-    if load_into(model, saved, path):
-        model.eval()
+    saved = _cached(model, folder, record)
+    if saved is not None:
         return FineTuned(model, pd.DataFrame(saved["history"]), saved["test"], key, True, saved["before"])
     test_loader = data.make_loader(splits.test, eval_batch_size, device=device)
-    before = train.evaluate(model, test_loader)
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, **SGD_FINE_TUNING)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
-    else:
-        opt, scheduler = torch.optim.Adam(model.parameters(), lr=lr), None
-    history = train.fit(
-        model,
-        opt,
-        data.make_loader(splits.train, batch_size, shuffle=True, seed=seed, device=device),
-        epochs,
-        test_loader=test_loader,
-        scheduler=scheduler,
-        seed=seed,
-        progress=progress,
+    history, before = _fit_resumably(
+        config, model, splits.train, folder, record, None, test_loader, progress=progress,
         desc=f"fine-tuning {key[:8]} on {splits.label}",
-        precision=precision,
-        label_smoothing=label_smoothing,
-        distill=distill,
-    )
+        measure_before=lambda: train.evaluate(model, test_loader),
+    )  # fmt: skip
     model.eval()
     test = train.evaluate(model, test_loader)
-    saved = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test}
-    save_verified(path, {**saved, "origin": origin}, record)
+    state = {"state_dict": model.state_dict(), "history": history, "before": before, "test": test,
+             "origin": origin}  # fmt: skip
+    _save_final(folder, state, record)
     return FineTuned(model, pd.DataFrame(history), test, key, False, before)
+
+
+def _cached(model: nn.Module, folder: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """What `<folder>/model.pt` holds, its weights loaded into `model` (then in eval mode), when
+    it matches `record`; else None. Rank 0 first removes what killed processes left in `folder`."""
+    if distributed.is_main():
+        remove_stale(folder)
+    path = folder / "model.pt"
+    saved = load_verified(path, record, model_device(model))
+    if not load_into(model, saved, path):
+        return None
+    model.eval()
+    return saved
+
+
+def _fit_resumably(
+    config: train.TrainConfig | FineTuneConfig,
+    model: nn.Module,
+    train_set: data.Dataset,
+    folder: Path,
+    record: dict[str, Any],
+    val_loader: Iterable | None,
+    test_loader: Iterable | None,
+    *,
+    progress: bool,
+    desc: str,
+    measure_before: Callable[[], dict[str, float]] | None = None,
+) -> tuple[list[dict[str, float]], dict[str, float] | None]:
+    """`train.fit` of `model` by `config` (its recipe, epochs, batch size, seed and precision) on
+    `train_set`, resumed from `<folder>/checkpoint.pt` when that matches `record`, and written
+    there after every epoch (by rank 0). Returns the history and the metrics `measure_before()`
+    gave before the first epoch (kept in the checkpoint; fine-tuning's), or None without it."""
+    device, path = model_device(model), folder / "checkpoint.pt"
+    loader = data.make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed, device=device)
+    recipe = config.recipe(model, len(loader))
+    start_epoch, history, before = 0, [], None
+    ckpt = load_verified(path, record, device)
+    if load_into(model, ckpt, path):
+        recipe.optimizer.load_state_dict(ckpt["optimizer"])
+        if recipe.scheduler is not None:
+            recipe.scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history, before = ckpt["epoch"], ckpt["history"], ckpt.get("before")
+    elif measure_before is not None:
+        before = measure_before()
+
+    def checkpoint(epoch: int, hist: list[dict[str, float]]) -> None:
+        scheduler = recipe.scheduler.state_dict() if recipe.scheduler is not None else None
+        state = {"epoch": epoch, "history": hist, "state_dict": model.state_dict(),
+                 "optimizer": recipe.optimizer.state_dict(), "scheduler": scheduler}  # fmt: skip
+        save_verified(path, state if before is None else {**state, "before": before}, record)
+
+    history = train.fit(
+        model, recipe.optimizer, loader, config.epochs, val_loader=val_loader, test_loader=test_loader,
+        seed=config.seed, start_epoch=start_epoch, history=history, progress=progress, desc=desc,
+        on_epoch_end=checkpoint if distributed.is_main() else None, precision=config.precision,
+        **recipe.fit_kwargs(),
+    )  # fmt: skip
+    return history, before
+
+
+def _save_final(folder: Path, state: dict[str, Any], record: dict[str, Any]) -> None:
+    """`<folder>/model.pt` holding `state` (`save_verified`, by rank 0 alone), the run's
+    checkpoint removed."""
+    if distributed.is_main():
+        save_verified(folder / "model.pt", state, record)
+        for name in ("checkpoint.pt", "checkpoint.json"):
+            (folder / name).unlink(missing_ok=True)

@@ -114,6 +114,11 @@ def check_examples(n: int, what: str) -> int:
     return n
 
 
+def finite(value: Any) -> bool:
+    """A finite int or float, never a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def is_integer(value: Any) -> bool:
     """An int or numpy integer, never a bool (True is an int to Python, not a count)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

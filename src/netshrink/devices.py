@@ -115,6 +115,16 @@ def mode(model: nn.Module, training: bool = False) -> Iterator[nn.Module]:
             m.training = was
 
 
+@contextmanager
+def in_memory_format(model: nn.Module, fmt: torch.memory_format) -> Iterator[nn.Module]:
+    """`model` in memory format `fmt` (channels-last for conv nets) for the block; in the
+    default format afterwards, also on an exception."""
+    try:
+        yield model.to(memory_format=fmt)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
 def synchronize(device: torch.device | str) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously); nothing on the CPU."""
     device = torch.device(device)

@@ -1,13 +1,11 @@
-"""Training: `TrainConfig` (what to train, and the cache key) and `fit` (the plain training loop,
-no files). `netshrink.cache` wraps `fit` with the cache of trained models; `evaluate` is
+"""Training: `TrainConfig` (what to train, and the cache key), `Recipe` (how: optimiser,
+schedule, loss; the losses are `netshrink.losses`') and `fit` (the one training loop, no files).
+`netshrink.cache` wraps `fit` with the cache of trained and fine-tuned models; `evaluate` is
 `netshrink.metrics.evaluate`, the one evaluation loop."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,18 +15,23 @@ import torch
 from torch import nn
 
 from netshrink import data, devices, distributed, models
-from netshrink.checks import check_int
-from netshrink.devices import autocast, mode, model_device, to_device
+from netshrink.checks import check_int, finite  # train.finite: the check the experiments use
+from netshrink.devices import autocast, in_memory_format, mode, model_device, to_device
+from netshrink.keys import cache_key, key_fields
+from netshrink.losses import CrossEntropy, Distillation, DistillationLoss, Loss, distillation_loss
 from netshrink.metrics import evaluate  # the one evaluation loop; train.evaluate stays its public name
 from netshrink.progress import tqdm
 from netshrink.progress import training as report_epoch
 
+__all__ = [
+    "OPTIMIZERS", "SCHEDULES", "TRAIN_PRECISIONS", "CrossEntropy", "Distillation", "DistillationLoss",
+    "Recipe", "TrainConfig", "distillation_loss", "evaluate", "finite", "fit", "make_optimizer",
+    "make_scheduler",
+]  # fmt: skip
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "onecycle")
 TRAIN_PRECISIONS = ("float32", "bfloat16")
-# Bump when a change of the training code invalidates cached models. 2: batched augmentation,
-# channels-last training of conv nets, precision in the configuration.
-CACHE_VERSION = 2
 
 
 @dataclass
@@ -85,65 +88,35 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        d = json.loads(json.dumps(asdict(self), sort_keys=True))  # tuples -> lists, a canonical form
-        if d["init"] is None:
-            del d["init"]  # so that keys made before the field existed stay valid
-        if d["label_smoothing"] == 0:
-            del d["label_smoothing"]  # the same
-        return d
+        """The fields in a canonical JSON form (tuples as lists) that enter the key (`keys.key_fields`)."""
+        return key_fields("training", json.loads(json.dumps(asdict(self), sort_keys=True)))
 
     def key(self) -> str:
-        """16 hex digits of the SHA-256 of the canonical JSON of the configuration."""
-        blob = json.dumps({"v": CACHE_VERSION, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """16 hex digits of the SHA-256 of the canonical JSON of the configuration (`keys.cache_key`)."""
+        return cache_key(self.to_dict())
+
+    def recipe(self, model: nn.Module, steps_per_epoch: int) -> Recipe:
+        """The optimiser of `model`'s parameters, the schedule and the loss this configuration trains with."""
+        optimizer = make_optimizer(self, model.parameters())
+        scheduler = make_scheduler(self, optimizer, steps_per_epoch)
+        return Recipe(optimizer, scheduler, self.schedule == "onecycle", CrossEntropy(self.label_smoothing))
 
 
-@dataclass(frozen=True)
-class Distillation:
-    """Knowledge distillation (Hinton et al. 2015): the student learns the labels and `teacher`'s
-    outputs softened by `temperature`, in the proportion 1 - `weight` : `weight`
-    (`distillation_loss`). `name` identifies the teacher (its cache key) in the student's key."""
+@dataclass
+class Recipe:
+    """How a configuration trains: the optimiser, its learning-rate schedule (stepped once a batch
+    when `per_batch`, else once an epoch) and the loss; `fit_kwargs` hands them to `fit`."""
 
-    teacher: nn.Module
-    name: str
-    weight: float = 0.9
-    temperature: float = 4.0
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    per_batch: bool
+    loss: Loss
 
-    def validate(self) -> Distillation:
-        """Raise a ValueError naming a weight outside [0, 1] or a temperature that is not > 0."""
-        if not finite(self.weight) or not 0 <= self.weight <= 1:
-            raise ValueError(f"distill_weight={self.weight!r} is out of range; allowed: 0 <= x <= 1")
-        if not finite(self.temperature) or not self.temperature > 0:
-            raise ValueError(f"distill_temperature={self.temperature!r} must be a finite number > 0")
-        return self
-
-
-def distillation_loss(
-    logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    weight: float,
-    temperature: float,
-    label_smoothing: float = 0.0,
-    reduction: str = "mean",
-) -> torch.Tensor:
-    """(1 - weight) * cross-entropy(logits, labels) + weight * T^2 * KL(softmax(teacher / T) ||
-    softmax(logits / T)), T the temperature (T^2 keeps the soft term's gradients at the scale of
-    the hard one's). logits, teacher_logits: (N, C); labels: (N,); `reduction` "mean" or "sum"
-    over the N rows."""
-    hard = nn.functional.cross_entropy(logits, labels, label_smoothing=label_smoothing, reduction=reduction)
-    soft = nn.functional.kl_div(
-        nn.functional.log_softmax(logits / temperature, dim=1),
-        nn.functional.log_softmax(teacher_logits / temperature, dim=1),
-        reduction="batchmean" if reduction == "mean" else "sum",
-        log_target=True,
-    )
-    return (1 - weight) * hard + weight * temperature**2 * soft
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    def fit_kwargs(self) -> dict[str, Any]:
+        """`fit`'s scheduler, step_scheduler and loss."""
+        per_epoch = None if self.per_batch else self.scheduler
+        return {"scheduler": per_epoch, "step_scheduler": self.scheduler if self.per_batch else None,
+                "loss": self.loss}  # fmt: skip
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -190,94 +163,41 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     precision: str = "float32",
-    label_smoothing: float = 0.0,
     step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    distill: Distillation | None = None,
+    loss: Loss | None = None,
 ) -> list[dict[str, float]]:
     """Train for `epochs` epochs (from `start_epoch`), one history row per epoch, on the model's
-    device (batches follow the model).
+    device (batches follow the model): the one training loop, of training and fine-tuning alike.
 
-    A row holds `epoch`, `train_loss`, `train_acc` (running over the epoch), `val_*` and
-    `test_*` (when those loaders are given), `lr`, `train_seconds` (the training pass) and
-    `seconds` (with the evaluation). `on_epoch_end(epoch, history)` is called after every epoch
-    (the cache uses it to checkpoint). `scheduler` steps once an epoch, `step_scheduler` once a
-    batch (one-cycle); `label_smoothing` applies to the training loss. With `distill` the loss is
-    `distillation_loss` against the teacher's outputs (the teacher in eval mode, on the model's
-    device); `train_loss` is then that loss.
+    A row holds `epoch`, `train_loss` (of `loss`, default `CrossEntropy()`), `train_acc` (running
+    over the epoch), `val_*` and `test_*` (when those loaders are given), `lr`, `train_seconds`
+    (the training pass) and `seconds` (with the evaluation). `on_epoch_end(epoch, history)` is
+    called after every epoch (the cache checkpoints there). `scheduler` steps once an epoch,
+    `step_scheduler` once a batch (one-cycle). Distillation is a loss (`DistillationLoss`).
 
     Conv nets train in the channels-last memory format (oneDNN's and cuDNN's fast path: 1.4-1.7x
     per step on a 2-core CPU) and are returned in the default format. `precision="bfloat16"`
     runs the forward pass under bf16 autocast (for a GPU). The loop never waits for the device
-    within an epoch: the running loss and accuracy stay on it until the epoch ends.
-
-    Under torchrun (a process group joined, `distributed.init_from_env`) each process trains on
-    its share of every global batch in DistributedDataParallel (`netshrink.distributed`); the
-    history holds the global loss and accuracy on every rank.
+    within an epoch. Under torchrun each process trains on its share of every global batch in
+    DistributedDataParallel (`netshrink.distributed`); the history holds the global loss and
+    accuracy on every rank.
     """
-    rank, world_size = distributed.world()
-    if world_size > 1 and getattr(train_loader, "batch_size", None) is not None:
-        distributed.check_batch(train_loader.batch_size, world_size)
-    distributed.check_model(model, world_size)
-    device = model_device(model)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    fmt = torch.channels_last if devices.uses_conv(model) else torch.contiguous_format
-    teacher = None
-    if distill is not None:
-        teacher = distill.validate().teacher
-        if model_device(teacher) != device:
-            raise ValueError(
-                f"distill.teacher is on {model_device(teacher)} but the model on {device}: move it there"
-            )
+    device, fmt = _run_setup(model, train_loader)
+    loss = loss if loss is not None else CrossEntropy()
     history = list(history or [])
-    bar = tqdm(
-        range(start_epoch, epochs),
-        desc=desc,
-        disable=not progress,
-        initial=start_epoch,
-        total=epochs,
-        leave=False,
-    )
-    try:
-        model.to(memory_format=fmt)
-        if teacher is not None:
-            teacher.to(memory_format=fmt)
-        net = distributed.wrap(model) if world_size > 1 else model
+    epoch_range = range(start_epoch, epochs)
+    with loss.during(device, fmt), in_memory_format(model, fmt):
+        net = distributed.wrap(model) if distributed.world()[1] > 1 else model
+        bar = tqdm(epoch_range, desc=desc, disable=not progress, initial=start_epoch, total=epochs,
+                   leave=False)  # fmt: skip
         for epoch in bar:
-            torch.manual_seed(_epoch_seed(seed, epoch))
-            if getattr(train_loader, "generator", None) is not None:
-                train_loader.generator.manual_seed(_epoch_seed(seed, epoch))
             start = time.perf_counter()
-            with mode(model, training=True), _eval_mode(teacher):
-                try:
-                    train_loss, train_acc = _train_epoch(
-                        net,
-                        optimizer,
-                        train_loader,
-                        device,
-                        fmt,
-                        precision,
-                        label_smoothing,
-                        step_scheduler,
-                        distill,
-                    )
-                except RuntimeError as err:
-                    if world_size == 1:
-                        raise
-                    raise distributed.PeerStopped(
-                        f"rank {rank} of {world_size}: the data-parallel run lost a process in epoch "
-                        f"{epoch + 1} ({' '.join(str(err).split())[:200]}); this rank stops too. Finished "
-                        f"epochs are in the checkpoint rank 0 writes: run again to resume"
-                    ) from err
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                   "lr": optimizer.param_groups[0]["lr"],
-                   "train_seconds": time.perf_counter() - start}  # fmt: skip
+            row = _train_one_epoch(net, model, optimizer, train_loader, epoch, seed, fmt, precision, loss,
+                                   step_scheduler)  # fmt: skip
+            row["train_seconds"] = time.perf_counter() - start
             if scheduler is not None:
                 scheduler.step()
-            for split, loader in (("val", val_loader), ("test", test_loader)):
-                if loader is not None:
-                    metrics = evaluate(model, loader)
-                    row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
+            row |= _evaluated(model, {"val": val_loader, "test": test_loader})
             row["seconds"] = time.perf_counter() - start
             history.append(row)
             done = history[-(epoch + 1 - start_epoch) :]  # the epochs this call trained
@@ -285,16 +205,64 @@ def fit(
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_acc")})
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-        if teacher is not None:
-            teacher.to(memory_format=torch.contiguous_format)
     return history
 
 
-def _eval_mode(teacher: nn.Module | None):
-    """The teacher in eval mode for the block (nothing to do without one)."""
-    return mode(teacher, training=False) if teacher is not None else contextlib.nullcontext()
+def _run_setup(model: nn.Module, train_loader: Iterable) -> tuple[torch.device, torch.memory_format]:
+    """`fit`'s checks of the data-parallel run, and the model's device and training memory format."""
+    world_size = distributed.world()[1]
+    if world_size > 1 and getattr(train_loader, "batch_size", None) is not None:
+        distributed.check_batch(train_loader.batch_size, world_size)
+    distributed.check_model(model, world_size)
+    device = model_device(model)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device, torch.channels_last if devices.uses_conv(model) else torch.contiguous_format
+
+
+def _evaluated(model: nn.Module, loaders: dict[str, Iterable | None]) -> dict[str, float]:
+    """`<split>_loss` and `<split>_acc` of `model` on each loader given (None: skipped)."""
+    row = {}
+    for split, loader in loaders.items():
+        if loader is not None:
+            metrics = evaluate(model, loader)
+            row[f"{split}_loss"], row[f"{split}_acc"] = metrics["loss"], metrics["acc"]
+    return row
+
+
+def _train_one_epoch(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    epoch: int,
+    seed: int,
+    fmt: torch.memory_format,
+    precision: str,
+    loss: Loss,
+    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> dict[str, float]:
+    """Epoch `epoch` (from 0) of `fit`, seeded, `model` in train mode (`net`: it, or its DDP
+    wrapper): the row's epoch, train_loss, train_acc and lr (before the epoch's scheduler step)."""
+    torch.manual_seed(_epoch_seed(seed, epoch))
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(_epoch_seed(seed, epoch))
+    rank, world_size = distributed.world()
+    with mode(model, training=True):
+        try:
+            train_loss, train_acc = _train_epoch(
+                net, optimizer, loader, model_device(model), fmt, precision, loss, step_scheduler
+            )
+        except RuntimeError as err:
+            if world_size == 1:
+                raise
+            raise distributed.PeerStopped(
+                f"rank {rank} of {world_size}: the data-parallel run lost a process in epoch "
+                f"{epoch + 1} ({' '.join(str(err).split())[:200]}); this rank stops too. Finished "
+                f"epochs are in the checkpoint rank 0 writes: run again to resume"
+            ) from err
+    lr = optimizer.param_groups[0]["lr"]
+    return {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "lr": lr}
 
 
 def _train_epoch(
@@ -304,9 +272,8 @@ def _train_epoch(
     device: torch.device,
     fmt: torch.memory_format,
     precision: str,
-    label_smoothing: float = 0.0,
+    loss_fn: Loss,
     step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    distill: Distillation | None = None,
 ) -> tuple[float, float]:
     """One pass over `loader`: (mean training loss, training accuracy). Synchronises once, at the
     end. In a data-parallel run (`model` in DDP) each process takes its share of every batch and
@@ -326,18 +293,7 @@ def _train_epoch(
             x = x.contiguous(memory_format=fmt)
         with autocast(device, precision):
             logits = model(x)
-        reduction = "sum" if world_size > 1 else "mean"
-        if distill is None:
-            loss = nn.functional.cross_entropy(
-                logits.float(), y, label_smoothing=label_smoothing, reduction=reduction
-            )
-        else:
-            with torch.no_grad(), autocast(device, precision):
-                teacher_logits = distill.teacher(x)
-            loss = distillation_loss(
-                logits.float(), teacher_logits.float(), y, weight=distill.weight,
-                temperature=distill.temperature, label_smoothing=label_smoothing, reduction=reduction,
-            )  # fmt: skip
+        loss = loss_fn(logits.float(), x, y, "sum" if world_size > 1 else "mean")
         if world_size > 1:  # DDP averages over processes: the sum over the share / (global batch / N)
             rows = loss
             loss = rows * (world_size / n_global)

@@ -20,11 +20,11 @@ import yaml
 
 from netshrink import models
 from netshrink.book.report import PROFILES
-from netshrink.cache import FINE_TUNE_OPTIMIZERS
 from netshrink.compress import decompose
 from netshrink.compress.decompose import CONV_METHODS
 from netshrink.data import DATASETS, SPLIT_SIZES
 from netshrink.devices import DEVICES, PRECISIONS
+from netshrink.finetune import FINE_TUNE_OPTIMIZERS
 from netshrink.train import SCHEDULES
 
 MAX_VALUE_CHARS = 4096  # a `-p` value's text: plans and lists are a few hundred characters

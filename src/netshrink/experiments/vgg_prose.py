@@ -9,9 +9,10 @@ import pandas as pd
 from torch import nn
 
 from netshrink import data, models
-from netshrink.cache import SGD_FINE_TUNING_WORDS, TrainResult
+from netshrink.cache import TrainResult
 from netshrink.compress.plans import tucker_plan
 from netshrink.findings import Findings, compression_rows
+from netshrink.finetune import SGD_FINE_TUNING_WORDS
 from netshrink.train import TrainConfig
 
 __all__ = [
