@@ -127,3 +127,11 @@ def test_time_repeats_keeps_every_repeats_seconds_in_order_and_the_last_result()
         measure.time_repeats({})
     with pytest.raises(ValueError, match="repeats"):
         measure.time_repeats(calls, repeats=0)
+
+
+def test_time_images_runs_keeps_every_repeat_and_time_images_is_their_median():
+    net = {"a": torch.nn.Linear(4, 2), "b": torch.nn.Linear(4, 3)}
+    runs = measure.time_images_runs(net, torch.randn(10, 4), batch_size=5, repeats=3, warmup=0)
+    assert runs.shape == (3, 2) and list(runs.columns) == ["a", "b"] and (runs > 0).all(axis=None)
+    seconds = measure.time_images(net, torch.randn(10, 4), batch_size=5, repeats=3, warmup=0)
+    assert seconds.name == "seconds" and list(seconds.index) == ["a", "b"]

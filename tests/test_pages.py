@@ -111,3 +111,16 @@ def test_the_scale_of_a_run_shows_parameter_values_of_any_kind_without_crashing(
     )
     odd = pages._scale({"train_size": "<b>all</b>", "epochs": True, "width": "wide"})
     assert "'<b>all</b>'" in odd and "True" in odd and "'wide'" in odd
+
+
+def test_the_compression_map_is_drawn_from_the_drawable_records_only(tmp_path):
+    good = {"item": "I-T2", "how": "nodes", "speedup": 1.2, "accuracy": 0.9, "base accuracy": 0.95,
+            "parameters": 5, "base parameters": 10}  # fmt: skip
+    bad = {**good, "speedup": "fast"}
+    assert pages.write_compression_map({"compression": {}}, tmp_path) is None
+    assert pages.write_compression_map({"compression": {"c": [bad]}}, tmp_path) is None
+    path = pages.write_compression_map({"compression": {"c": [good, bad]}}, tmp_path)
+    assert path == tmp_path / pages.COMPRESSION_MAP and path.stat().st_size > 0
+    shown = {**good, "model": "m", "data set": "MNIST", "MFLOPs": 1.0, "base MFLOPs": 2.0}
+    text, _ = pages.glance_sections({"compression": {"c": [shown]}}, tmp_path, chapters.CHAPTERS)
+    assert f"figures/{pages.COMPRESSION_MAP}" in text

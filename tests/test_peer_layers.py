@@ -146,3 +146,15 @@ def test_the_sentence_calls_a_ratio_whose_quartiles_hold_one_no_difference():
         in pdm.peer_findings(_table((0.8, 0.7, 0.9))).glue["peer_layers_sentence"]
     )
     assert "equally fast" in pdm.peer_findings(_table((1.05, 0.9, 1.2))).glue["peer_layers_sentence"]
+
+
+def test_tltorch_rank_maps_our_ranks_one_to_one(conv):
+    assert pl.tltorch_rank(conv, "cp", 4) == 4
+    assert pl.tltorch_rank(conv, "tucker2", (3, 5)) == [
+        5,
+        3,
+        3,
+        3,
+    ]  # (out, in, kh, kw) of the (T, S, kh, kw) kernel
+    assert pl.tltorch_rank(conv, "tt", (3, 5, 4)) == [1, 3, 5, 4, 1]
+    assert pl.tltorch_rank(conv, "tt", 2) == [1, 2, 2, 2, 1]

@@ -120,3 +120,44 @@ def test_images_loadings_lines_and_costs():
     )
     fig = plots.accuracy_against_cost(cost, ["parameters", "ms"])
     assert len(fig.axes) == 2
+
+
+def test_criteria_curves_draws_one_panel_per_data_set_and_the_budget():
+    frame = pd.DataFrame(
+        {
+            "criterion": ["x"] * 3 + ["y"] * 3,
+            "removed": [1, 2, 3] * 2,
+            "loss change": np.linspace(-0.01, 0.2, 6),
+        }
+    )
+    fig = plots.criteria_curves({"MNIST": frame, "Fashion-MNIST": frame}, 0.01)
+    assert [ax.get_title() for ax in fig.axes] == ["MNIST", "Fashion-MNIST"]
+    assert all(any(line.get_linestyle() == "--" for line in ax.get_lines()) for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_compression_map_has_one_marker_set_per_item_and_the_drafts_points():
+    row = {
+        "how": "nodes removed (x)",
+        "accuracy": 0.9,
+        "base accuracy": 0.95,
+        "parameters": 50,
+        "base parameters": 100,
+    }
+    rows = [
+        {**row, "item": "I-T2", "speedup": 1.2},
+        {**row, "item": "I-T2", "speedup": 1.5},
+        {**row, "item": "D-T7", "speedup": 2.0, "how": "cp of a"},
+    ]
+    fig = plots.compression_map(
+        rows, [("draft 002: LeNet", 0.05, 0.93, 0.5), ("draft 003: k = 4", 2.0, 1.3, None)]
+    )
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["D-T7: cp of a", "I-T2: nodes removed"]
+    assert [t.get_text() for t in ax.texts] == ["draft 002: LeNet", "draft 003: k = 4 (parameters not given)"]
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert sorted(map(tuple, offsets.round(2))) == sorted(
+        [(1.2, 5.0), (1.5, 5.0), (2.0, 5.0), (0.93, 0.05), (1.3, 2.0)]
+    )
+    plt.close(fig)
