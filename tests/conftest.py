@@ -210,3 +210,13 @@ def trained_mlps(hidden: int, epochs: int, n_batches: int = 2):
 def relative_error(a, b) -> float:
     """||a - b|| / ||b||."""
     return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture(autouse=True)
+def _no_model_listener_left():
+    """A chapter run a test starts listens for models trained outside the cache; the next test
+    starts with no one listening (its report folder is gone)."""
+    yield
+    from netshrink import progress
+
+    progress.listen_for_models(None)

@@ -57,3 +57,22 @@ def test_train_classifier_learns_separable_features():
     clf = inp.train_classifier("toy", (x[:100], y[:100]), (x[100:], y[100:]), 8, 3, epochs=30, lr=0.01)
     assert clf.label == "toy" and clf.inputs == 6 and clf.parameters == 6 * 8 + 8 + 8 * 3 + 3
     assert clf.test_acc > 0.8 and clf.predictions.shape == (50,)
+
+
+def test_a_chapters_classifiers_trained_outside_the_cache_reach_its_models_json(results_dir):
+    import json
+
+    from netshrink.book import chapter, chapters
+
+    ch = chapters.TENSOR_DECOMPOSITION
+    run = ch.start({**ch.parameters("smoke"), "device": "cpu"}, display=False)
+    try:
+        x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+        inp.train_classifier("toy features", (x, y), (x, y), 4, 3, epochs=2)
+        rows = json.loads((run.report.dir / chapter.MODELS_RECORD).read_text())
+        assert [(r["model"], r["key"], r["from cache"]) for r in rows] == [
+            ("MLP on toy features", None, False)
+        ]
+        assert rows[0]["training seconds"] >= 0
+    finally:
+        progress.listen_for_models(None)

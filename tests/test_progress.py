@@ -66,3 +66,16 @@ def test_the_cell_reported_is_the_running_cell():
         assert result.success and shell.user_ns["cell"] == result.execution_count == 2
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_models_trained_outside_the_cache_reach_the_one_listener():
+    from netshrink import progress
+
+    heard = []
+    progress.model_trained("nobody listens", 1.0)
+    progress.listen_for_models(lambda what, s: heard.append(("first", what)))
+    progress.listen_for_models(lambda what, s: heard.append(("second", what, s)))  # replaces the first
+    progress.model_trained("an MLP", 2.5)
+    progress.listen_for_models(None)
+    progress.model_trained("after", 1.0)
+    assert heard == [("second", "an MLP", 2.5)]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from netshrink.io import write_json
 
-__all__ = ["ENV", "describe", "read", "tqdm", "training", "update"]
+__all__ = ["ENV", "describe", "listen_for_models", "model_trained", "read", "tqdm", "training", "update"]
 
 ENV = "NETSHRINK_STATUS"
 
@@ -71,6 +72,22 @@ def training(model: str, epoch: int, epochs: int, seconds_per_epoch: float) -> N
     """Report a training loop's place: `epoch` of `epochs` done at `seconds_per_epoch`."""
     update(model=model, epoch=epoch, epochs=epochs,
            seconds_left=round(max(epochs - epoch, 0) * seconds_per_epoch, 1))  # fmt: skip
+
+
+_MODEL_LISTENERS: list[Callable[[str, float], None]] = []
+
+
+def listen_for_models(listener: Callable[[str, float], None] | None) -> None:
+    """Have `listener(what, training_seconds)` hear of every model trained outside the cache
+    (`model_trained`), in place of any listener before; None: no one listens. A chapter's run
+    listens, so that such models reach its `models.json` beside those the cache keeps."""
+    _MODEL_LISTENERS[:] = [] if listener is None else [listener]
+
+
+def model_trained(what: str, seconds: float) -> None:
+    """Announce a model trained outside the cache (e.g. a classifier of derived features)."""
+    for listener in _MODEL_LISTENERS:
+        listener(what, seconds)
 
 
 def read(path: Path | str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from netshrink.book import parameters, standalone
 from netshrink.book.report import Report, check_profile
 from netshrink.data import DataSplits
 from netshrink.io import write_json
+from netshrink.progress import listen_for_models as report_models
 from netshrink.progress import update as report_progress
 
 # Every chapter's device and precision parameters: these defaults, unless a profile sets its own
@@ -55,12 +56,20 @@ class ChapterRun:
         )
         return self._noted(f"fine-tuning on {splits.label}", result)
 
+    def _trained_outside_the_cache(self, what: str, seconds: float) -> None:
+        """Record a model an experiment trained without the cache (it has no key)."""
+        self._record({"model": what, "key": None, "from cache": False, "training seconds": round(seconds, 1)})
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.models.append(entry)
+        write_json(self.report.dir / MODELS_RECORD, self.models)
+
     def _noted(self, what: str, result: cache.Trained) -> Any:
         """`result`, recorded in `models.json` beside the results: its key, whether it came from
         the cache and the seconds its training took (when it was made), so that the provenance
         can say how much of a chapter's work an earlier run did."""
         seconds = float(result.history["seconds"].sum()) if "seconds" in result.history else 0.0
-        self.models.append(
+        self._record(
             {
                 "model": what,
                 "key": result.key,
@@ -68,7 +77,6 @@ class ChapterRun:
                 "training seconds": round(seconds, 1),
             }
         )
-        write_json(self.report.dir / MODELS_RECORD, self.models)
         return result
 
     @property
@@ -133,7 +141,9 @@ class Chapter:
             )
         report = Report(self.name, params["profile"], params, root=results, display=display,
                         run_note=f"{devices.describe(device)}, {precision}")  # fmt: skip
-        return ChapterRun(report, device, precision, params)
+        run = ChapterRun(report, device, precision, params)
+        report_models(run._trained_outside_the_cache)
+        return run
 
     @property
     def stem(self) -> str:

@@ -15,6 +15,7 @@ from netshrink import data, models, published, train
 from netshrink.compress import input_features
 from netshrink.devices import mode
 from netshrink.findings import Findings
+from netshrink.progress import model_trained as report_model
 from netshrink.progress import update as report_progress
 
 
@@ -57,6 +58,7 @@ def train_classifier(
         model, torch.optim.Adam(model.parameters(), lr=lr), train_loader, epochs,
         test_loader=test_loader, seed=seed, progress=False,
     )  # fmt: skip
+    report_model(f"MLP on {label}", float(pd.DataFrame(history)["seconds"].sum()))
     with torch.no_grad(), mode(model, training=False):
         predictions = torch.cat([model(xb).argmax(1).cpu() for xb, _ in test_loader])
     acc = float((predictions == y_test.cpu()).float().mean())
