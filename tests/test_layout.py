@@ -126,13 +126,8 @@ def test_every_compress_module_declares_its_public_names(path):
 # None is in compress, the experiments, measure or models.
 LONG_FUNCTIONS = {
     "train.py:fit": 116,
-    "book/runner.py:_run_locked": 83,
     "cache.py:train_cached": 90,
     "cache.py:fine_tune_cached": 88,
-    "book/runner.py:_main": 70,
-    "data.py:load_dataset": 80,
-    "book/plots.py:learning_curves": 67,
-    "book/sitecheck.py:check_site": 61,
 }
 MAX_FUNCTION, MAX_MODULE, MAX_EXPERIMENT = 60, 400, 300
 
