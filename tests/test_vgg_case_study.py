@@ -103,6 +103,11 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
     assert pruned.get_submodule(models.conv_layers(vgg)[1]).out_channels == 2
     assert reduction.plans["rates"] == rates and list(reduction.plans["classifier"]) == ["classifier.0"]
     table = vc.step_table(reduction.models, reduction.accuracy, images[:4], batch_size=2, repeats=1)
+    assert list(table.columns) == [
+        "parameters", "MFLOPs per image", "test accuracy (%)", "ms per 2 images", "ms, channels last",
+        "file size (kB)", "parameters ratio", "speedup", "speedup, channels last",
+    ]  # fmt: skip
+    assert table["test accuracy (%)"].tolist() == [100 * reduction.accuracy[k] for k in reduction.models]
     found = vc.reduction_findings(table, network="VGG", data_set="tiny", tucker_rule=0.8)
     assert found.glue["final_ratio"] == table.iloc[-1]["parameters ratio"] > 1
     assert [c["model"] for c in found.compressions] == [f"VGG, {r}" for r in table.index if "fine-tuned" in r]
