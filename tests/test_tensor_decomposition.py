@@ -32,6 +32,25 @@ def test_time_images_times_every_model_in_both_layouts():
     assert table.loc["b", "test accuracy (%)"] == pytest.approx(80.0)
 
 
+def test_measure_models_keeps_plain_units_and_model_table_prints_them():
+    torch.manual_seed(0)
+    named = {"a": models.LeNet(), "b": decompose.decompose_model(models.LeNet(), {"l1": ["tucker1", 8]})}
+    measured = td.measure_models(
+        named, {"a": 0.9, "b": 0.8}, torch.rand(8, 1, 28, 28), batch_size=4, repeats=1
+    )
+    assert list(measured.columns[:3]) == ["parameters", "MFLOPs per image", "accuracy"]
+    assert measured.loc["b", "accuracy"] == 0.8 and "seconds" in measured
+    table = td.model_table(measured, 1000)
+    assert list(table.columns[:4]) == [
+        "parameters",
+        "MFLOPs per image",
+        "test accuracy (%)",
+        "s for 1,000 images",
+    ]
+    assert table.loc["b", "test accuracy (%)"] == 100 * 0.8 and "accuracy" not in table
+    assert (table["s for 1,000 images"] == measured["seconds"]).all() and "accuracy" in measured
+
+
 def test_fine_tuning_is_cached_by_origin_and_settings(tmp_path, tiny_mnist):
     torch.manual_seed(0)
     first = cache.fine_tune_cached(

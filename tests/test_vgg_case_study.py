@@ -103,6 +103,11 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
     assert pruned.get_submodule(models.conv_layers(vgg)[1]).out_channels == 2
     assert reduction.plans["rates"] == rates and list(reduction.plans["classifier"]) == ["classifier.0"]
     table = vc.step_table(reduction.models, reduction.accuracy, images[:4], batch_size=2, repeats=1)
+    assert list(table.columns) == [
+        "parameters", "MFLOPs per image", "test accuracy (%)", "ms per 2 images", "ms, channels last",
+        "file size (kB)", "parameters ratio", "speedup", "speedup, channels last",
+    ]  # fmt: skip
+    assert table["test accuracy (%)"].tolist() == [100 * reduction.accuracy[k] for k in reduction.models]
     found = vc.reduction_findings(table, network="VGG", data_set="tiny", tucker_rule=0.8)
     assert found.glue["final_ratio"] == table.iloc[-1]["parameters ratio"] > 1
     assert [c["model"] for c in found.compressions] == [f"VGG, {r}" for r in table.index if "fine-tuned" in r]
@@ -112,6 +117,19 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
     sens = vc.sensitivity_findings(vgg, {"a": 0.5, "b": 0.0}, prune_tol=2.0, max_rate=0.9, tucker_rule="vbmf")
     assert sens.glue["rates"] == "50, 0" and sens.glue["n_spared"] == 1
     assert sens.glue["rank_rule"].startswith("VBMF on the unfolded kernels")
+    # two tolerances with the same printed rates: the one `rates_for_speedup` chose, by its speedup
+    candidates = pd.DataFrame(
+        {
+            "tolerance (points)": [2.0, 4.0, 6.0],
+            "rates (%)": ["50, 0", "50, 0", "60, 10"],
+            "speedup": [1.1, 1.25, 1.4],
+        }
+    )
+    rates, rule = {"a": 0.5, "b": 0.0}, {"prune_tol": 2.0, "max_rate": 0.9, "tucker_rule": "vbmf"}
+    timed = vc.sensitivity_findings(vgg, rates, **rule, candidates=candidates, target_speedup=1.2)
+    assert (
+        timed.glue["prune_tol"] == 4.0 and "at 4 points it measured 1.25 times" in timed.glue["pruning_rule"]
+    )
 
 
 def test_file_size_and_config():

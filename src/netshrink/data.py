@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from netshrink.checks import check_int
 # Re-exported (`x as x`): a caller of `data` needs these without knowing `raw`.
 from netshrink.raw import DATASETS as DATASETS
 from netshrink.raw import DataNotFoundError as DataNotFoundError
-from netshrink.raw import check_dataset, load_raw
+from netshrink.raw import RawData, check_dataset, load_raw
 
 
 @dataclass(frozen=True)
@@ -208,49 +208,19 @@ def load_dataset(
     train_size = _integer("train_size", train_size, optional=True)
     test_size = _integer("test_size", test_size, optional=True)
     seed = _integer("seed", seed)
-    if classes is not None:
-        if isinstance(classes, str | bytes) or not hasattr(classes, "__iter__"):
-            raise ValueError(f"classes={classes!r} must be a list of labels, e.g. [3, 7]")
-        classes = [_integer("classes[]", c) for c in classes]
-    raw = load_raw(name, root)
-    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
-    class_names = raw.classes
-    if classes is not None:
-        bad = [c for c in classes if not 0 <= c < len(raw.classes)]
-        if bad or len(set(classes)) != len(classes) or not classes:
-            raise ValueError(
-                f"classes={classes} is invalid; allowed: distinct labels in 0..{len(raw.classes) - 1}"
-            )
-        lut = torch.full((len(raw.classes),), -1, dtype=torch.long)
-        lut[torch.tensor(classes)] = torch.arange(len(classes))
-        keep_tr, keep_te = lut[y_train] >= 0, lut[y_test] >= 0
-        x_train, y_train = x_train[keep_tr], lut[y_train[keep_tr]]
-        x_test, y_test = x_test[keep_te], lut[y_test[keep_te]]
-        class_names = tuple(raw.classes[c] for c in classes)
-    if not 0 <= val_size < len(y_train):
-        raise ValueError(f"val_size={val_size} is out of range; allowed: 0..{len(y_train) - 1}")
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y_train), generator=gen)
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
-    _check_count("train_size", train_size, len(train_idx))
-    _check_count("test_size", test_size, len(y_test))
-    if train_size is not None:
-        train_idx = train_idx[:train_size]
-    test_idx = torch.arange(len(y_test))
-    if test_size is not None:
-        test_idx = torch.randperm(len(y_test), generator=gen)[:test_size].sort().values
-
-    def to_float(x: torch.Tensor) -> torch.Tensor:
-        return x.float().div_(255.0)
-
+    classes = _label_list(classes)
+    raw = _keep_classes(load_raw(name, root), classes)
+    train_idx, val_idx, test_idx = _split_indices(
+        len(raw.y_train), len(raw.y_test), val_size, train_size, test_size, seed
+    )
     batch_augment = augmentation(key) if augment else None
     return DataSplits(
         name=key,
         label=raw.label,
-        classes=class_names,
-        train=ImageDataset(to_float(x_train[train_idx]), y_train[train_idx], batch_augment),
-        val=ImageDataset(to_float(x_train[val_idx]), y_train[val_idx]),
-        test=ImageDataset(to_float(x_test[test_idx]), y_test[test_idx]),
+        classes=raw.classes,
+        train=ImageDataset(_to_float(raw.x_train[train_idx]), raw.y_train[train_idx], batch_augment),
+        val=ImageDataset(_to_float(raw.x_train[val_idx]), raw.y_train[val_idx]),
+        test=ImageDataset(_to_float(raw.x_test[test_idx]), raw.y_test[test_idx]),
         info={
             "dataset": key,
             "indices": _digest(train_idx, val_idx, test_idx, torch.tensor(classes or [])),
@@ -263,6 +233,62 @@ def load_dataset(
             "seed": seed,
         },
     )
+
+
+def _label_list(classes: Sequence[int] | None) -> list[int] | None:
+    """`classes` as a list of ints (None stays None); a ValueError unless a list of labels."""
+    if classes is None:
+        return None
+    if isinstance(classes, str | bytes) or not hasattr(classes, "__iter__"):
+        raise ValueError(f"classes={classes!r} must be a list of labels, e.g. [3, 7]")
+    return [_integer("classes[]", c) for c in classes]
+
+
+def _keep_classes(raw: RawData, classes: list[int] | None) -> RawData:
+    """`raw` with only the labels `classes`, relabelled 0..k-1 in their order (all when None)."""
+    if classes is None:
+        return raw
+    bad = [c for c in classes if not 0 <= c < len(raw.classes)]
+    if bad or len(set(classes)) != len(classes) or not classes:
+        raise ValueError(
+            f"classes={classes} is invalid; allowed: distinct labels in 0..{len(raw.classes) - 1}"
+        )
+    lut = torch.full((len(raw.classes),), -1, dtype=torch.long)
+    lut[torch.tensor(classes)] = torch.arange(len(classes))
+    keep_tr, keep_te = lut[raw.y_train] >= 0, lut[raw.y_test] >= 0
+    return replace(
+        raw,
+        classes=tuple(raw.classes[c] for c in classes),
+        x_train=raw.x_train[keep_tr],
+        y_train=lut[raw.y_train[keep_tr]],
+        x_test=raw.x_test[keep_te],
+        y_test=lut[raw.y_test[keep_te]],
+    )
+
+
+def _split_indices(
+    n_train: int, n_test: int, val_size: int, train_size: int | None, test_size: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train, validation, test) indices: the validation set first of a seeded permutation of the
+    training set, `train_size` of the rest, a seeded sorted subset of `test_size` test images."""
+    if not 0 <= val_size < n_train:
+        raise ValueError(f"val_size={val_size} is out of range; allowed: 0..{n_train - 1}")
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n_train, generator=gen)
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    _check_count("train_size", train_size, len(train_idx))
+    _check_count("test_size", test_size, n_test)
+    if train_size is not None:
+        train_idx = train_idx[:train_size]
+    test_idx = torch.arange(n_test)
+    if test_size is not None:
+        test_idx = torch.randperm(n_test, generator=gen)[:test_size].sort().values
+    return train_idx, val_idx, test_idx
+
+
+def _to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images as floats in [0, 1]."""
+    return x.float().div_(255.0)
 
 
 class Batches:

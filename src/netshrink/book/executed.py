@@ -1,13 +1,36 @@
 """What an executed chapter notebook says about its run: the cell it stopped in, its slowest
-cells and the warnings its kernel wrote (papermill keeps them in the notebook only)."""
+cells and the warnings its kernel wrote (papermill keeps them in the notebook only); `execute`
+runs one, keeping what ran when it fails."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import papermill as pm
 
-__all__ = ["print_warnings", "running_cell", "slowest_cells"]
+from netshrink.io import write_with
+
+__all__ = [
+    "KERNEL_ARGUMENTS",
+    "ChapterFailed",
+    "execute",
+    "keep_failed",
+    "print_warnings",
+    "running_cell",
+    "slowest_cells",
+]
+
+# the kernel's own log at errors only: its "running over TCP without encryption" warning on a
+# local kernel is nothing a user can act on (the chapter's warnings still reach the console)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter notebook raised; the message holds the failing cell and its traceback."""
 
 
 def running_cell(notebook: Path) -> str:
@@ -48,3 +71,50 @@ def print_warnings(notebook: Path) -> None:
                 for line in out["text"].splitlines():
                     if "Warning" in line:
                         print(f"   warning: {line.strip()}", flush=True)
+
+
+def keep_failed(tmp: Path, failed: Path, *, only_if_written: bool = False) -> None:
+    """Copy the executed notebook `tmp` to `failed` (with `only_if_written`: if it has content)."""
+    if not only_if_written or (tmp.is_file() and tmp.stat().st_size):
+        write_with(failed, lambda path: shutil.copy(tmp, path))
+
+
+def execute(
+    notebook: Path,
+    chapter: str,
+    params: dict[str, Any],
+    tmp: Path,
+    failed: Path,
+    *,
+    cwd: Path,
+    progress_bar: bool,
+) -> None:
+    """Execute `chapter`'s `notebook` into `tmp` with papermill in the folder `cwd`; on failure
+    keep what ran as `failed` and raise ChapterFailed."""
+    try:
+        pm.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(cwd),
+                            kernel_name="python3", progress_bar=progress_bar, report_mode=False,
+                            extra_arguments=KERNEL_ARGUMENTS)  # fmt: skip
+    except pm.PapermillExecutionError as err:
+        print_warnings(tmp)
+        keep_failed(tmp, failed)
+        raise ChapterFailed(
+            f"chapter {chapter!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
+            f"Failing cell:\n{err.source}\n\nTraceback:\n"
+            + "\n".join(err.traceback)
+            + f"\n\nThe executed notebook is at {failed}; the results of the last "
+            f"successful run are left as they were."
+        ) from err
+    except Exception as err:  # the kernel died (kill -9, out of memory) or papermill failed
+        keep_failed(tmp, failed, only_if_written=True)
+        raise ChapterFailed(
+            f"chapter {chapter!r} stopped in cell {running_cell(tmp)} "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:300]}); the executed notebook "
+            f"is at {failed}; the results of the last successful run are left as they were"
+        ) from err
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: say where, keep what ran
+        keep_failed(tmp, failed, only_if_written=True)
+        print(f"error: chapter {chapter!r} was stopped in cell {running_cell(tmp)}; the "
+              f"executed notebook is at {failed}; the results of the last successful run are left "
+              f"as they were", file=sys.stderr, flush=True)  # fmt: skip
+        raise

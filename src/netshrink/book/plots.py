@@ -28,41 +28,18 @@ def learning_curves(
     """
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    many = len(histories) > 1
     for i, (label, hist) in enumerate(histories.items()):
         colour = colours[i % len(colours)]
-        for split in splits:
-            if f"{split}_loss" not in hist:
-                continue
-            name = f"{label}, {split}" if len(histories) > 1 else split
-            ax_loss.plot(
-                hist["epoch"],
-                hist[f"{split}_loss"],
-                SPLIT_STYLE[split],
-                color=colour,
-                marker="o",
-                ms=3,
-                label=name,
-            )
-            ax_acc.plot(
-                hist["epoch"],
-                100 * hist[f"{split}_acc"],
-                SPLIT_STYLE[split],
-                color=colour,
-                marker="o",
-                ms=3,
-                label=name,
-            )
+        for split in (s for s in splits if f"{s}_loss" in hist):
+            name = f"{label}, {split}" if many else split
+            style = {"color": colour, "marker": "o", "ms": 3, "label": name}
+            ax_loss.plot(hist["epoch"], hist[f"{split}_loss"], SPLIT_STYLE[split], **style)
+            ax_acc.plot(hist["epoch"], 100 * hist[f"{split}_acc"], SPLIT_STYLE[split], **style)
         if draft_marks and label in draft_marks:
             epoch, acc = draft_marks[label]
-            ax_acc.plot(
-                [epoch],
-                [100 * acc],
-                "*",
-                color=colour,
-                ms=14,
-                mec="black",
-                label=f"{label}, draft's report" if len(histories) > 1 else "draft's report",
-            )
+            mark = f"{label}, draft's report" if many else "draft's report"
+            ax_acc.plot([epoch], [100 * acc], "*", color=colour, ms=14, mec="black", label=mark)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -71,15 +48,8 @@ def learning_curves(
         fig.suptitle(title)
     fig.tight_layout()
     handles, labels = ax_acc.get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=min(len(histories), 3),
-        fontsize="small",
-        frameon=False,
-    )
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(histories), 3),
+               fontsize="small", frameon=False)  # fmt: skip
     return fig
 
 

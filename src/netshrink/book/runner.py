@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import papermill as pm
 
 from netshrink import paths, progress
 from netshrink.book import provenance, sources, sphinx_ext
@@ -34,18 +33,10 @@ from netshrink.book.cells import check_parameters, check_profile_override, parse
 from netshrink.book.chapter import MODELS_RECORD, Chapter
 from netshrink.book.chapters import select
 from netshrink.book.combine import adopt, merge
-from netshrink.book.executed import print_warnings, running_cell, slowest_cells
+from netshrink.book.executed import ChapterFailed, execute, keep_failed, print_warnings, slowest_cells
 from netshrink.book.report import check_profile, publish, recover
 from netshrink.book.standalone import STAGED_ENV
-from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json, write_with
-
-# the kernel's own log at errors only: its "running over TCP without encryption" warning on a
-# local kernel is nothing a user can act on (the chapter's warnings still reach the console)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
-
-
-class ChapterFailed(RuntimeError):
-    """A chapter notebook raised; the message holds the failing cell and its traceback."""
+from netshrink.io import Busy, atomic_path, exit_on_sigterm, hold_lock, remove_stale, write_json
 
 
 @contextmanager
@@ -115,21 +106,17 @@ def _run_locked(
     progress_bar: bool,
     status_every: float | None,
 ) -> Path:
+    """Run `chapter` (its lock held) into a fresh results root, record and publish its results."""
     out = sources.executed_notebook(results, profile, chapter)
-    notebooks = out.parent
     failed = out.with_suffix(".failed.ipynb")
-    for folder in (results, results / profile, notebooks):
+    for folder in (results, results / profile, out.parent):
         remove_stale(folder)
     recover(results, profile)  # finish or roll back a swap a crashed run left
     staging = results / f".{chapter.name}.run-{os.getpid()}"  # a fresh results root for this run
     shutil.rmtree(staging, ignore_errors=True)
     status_path = running_dir(results, profile) / f"{chapter.name}.status.json"
     status_path.unlink(missing_ok=True)
-    notebook = nbformat.read(root / chapter.notebook, as_version=4)
-    n_cells = 1 + sum(c.cell_type == "code" for c in notebook.cells)  # with papermill's injected one
-    stop = threading.Event()
-    if status_every:
-        threading.Thread(target=_watch, args=(status_path, n_cells, status_every, stop), daemon=True).start()
+    stop = _start_watch(status_path, root / chapter.notebook, status_every)
     start, usage = time.perf_counter(), provenance.Usage.children()
     state = provenance.code_state(chapter, root)  # the code this run starts from
     try:
@@ -137,58 +124,52 @@ def _run_locked(
             atomic_path(out) as tmp,
             _environment(NETSHRINK_RESULTS=str(staging), **{progress.ENV: str(status_path), STAGED_ENV: "1"}),
         ):
-            try:
-                pm.execute_notebook(str(root / chapter.notebook), str(tmp), parameters=params, cwd=str(root),
-                                    kernel_name="python3", progress_bar=progress_bar, report_mode=False,
-                                    extra_arguments=KERNEL_ARGUMENTS)  # fmt: skip
-            except pm.PapermillExecutionError as err:
-                print_warnings(tmp)
-                write_with(failed, lambda path: shutil.copy(tmp, path))
-                raise ChapterFailed(
-                    f"chapter {chapter.name!r} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-                    f"Failing cell:\n{err.source}\n\nTraceback:\n"
-                    + "\n".join(err.traceback)
-                    + f"\n\nThe executed notebook is at {failed}; the results of the last "
-                    f"successful run are left as they were."
-                ) from err
-            except Exception as err:  # the kernel died (kill -9, out of memory) or papermill failed
-                if tmp.is_file() and tmp.stat().st_size:
-                    write_with(failed, lambda path: shutil.copy(tmp, path))
-                raise ChapterFailed(
-                    f"chapter {chapter.name!r} stopped in cell {running_cell(tmp)} "
-                    f"({type(err).__name__}: {' '.join(str(err).split())[:300]}); the executed notebook "
-                    f"is at {failed}; the results of the last successful run are left as they were"
-                ) from err
-            except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: say where, keep what ran
-                if tmp.is_file() and tmp.stat().st_size:
-                    write_with(failed, lambda path: shutil.copy(tmp, path))
-                print(f"error: chapter {chapter.name!r} was stopped in cell {running_cell(tmp)}; the "
-                      f"executed notebook is at {failed}; the results of the last successful run are left "
-                      f"as they were", file=sys.stderr, flush=True)  # fmt: skip
-                raise
+            execute(root / chapter.notebook, chapter.name, params, tmp, failed,
+                    cwd=root, progress_bar=progress_bar)  # fmt: skip
             print_warnings(tmp)
-            made = staging / profile / chapter.name
-            if not (made / "parameters.json").is_file():
-                raise ChapterFailed(
-                    f"chapter {chapter.name!r} ran but wrote no {profile} results (under "
-                    f"{made}); the results of the last successful run are left as they were"
-                )
+            made = _made(chapter, profile, staging)
             used, wall = provenance.Usage.children() - usage, time.perf_counter() - start
             _record(chapter, profile, params, made, root, (wall, used, state), tmp)
-            try:
-                publish(chapter.name, profile, staging, results)
-            except OSError as err:  # e.g. a manifest that cannot be written: nothing was swapped
-                write_with(failed, lambda path: shutil.copy(tmp, path))
-                raise ChapterFailed(
-                    f"chapter {chapter.name!r} ran but its results could not be published: "
-                    f"{err}; the executed notebook is at {failed}"
-                ) from err
+            _publish(chapter, profile, staging, results, tmp, failed)
         failed.unlink(missing_ok=True)
     finally:
         stop.set()
         status_path.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _start_watch(status_path: Path, notebook: Path, every: float | None) -> threading.Event:
+    """Start printing the chapter's status every `every` seconds (if set); set the event to stop."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    n_cells = 1 + sum(c.cell_type == "code" for c in cells)  # with papermill's injected one
+    stop = threading.Event()
+    if every:
+        threading.Thread(target=_watch, args=(status_path, n_cells, every, stop), daemon=True).start()
+    return stop
+
+
+def _made(chapter: Chapter, profile: str, staging: Path) -> Path:
+    """The chapter's results folder under `staging` (ChapterFailed if the run wrote none)."""
+    made = staging / profile / chapter.name
+    if not (made / "parameters.json").is_file():
+        raise ChapterFailed(
+            f"chapter {chapter.name!r} ran but wrote no {profile} results (under "
+            f"{made}); the results of the last successful run are left as they were"
+        )
+    return made
+
+
+def _publish(chapter: Chapter, profile: str, staging: Path, results: Path, tmp: Path, failed: Path) -> None:
+    """Swap the staged results into `results` (ChapterFailed, the notebook kept, if that fails)."""
+    try:
+        publish(chapter.name, profile, staging, results)
+    except OSError as err:  # e.g. a manifest that cannot be written: nothing was swapped
+        keep_failed(tmp, failed)
+        raise ChapterFailed(
+            f"chapter {chapter.name!r} ran but its results could not be published: "
+            f"{err}; the executed notebook is at {failed}"
+        ) from err
 
 
 def _record(
@@ -298,7 +279,8 @@ def _status_merge_or_adopt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _main(argv: list[str] | None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
     parser.add_argument("--chapters", default="", help="chapter names, comma separated (default: all)")
@@ -323,7 +305,12 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
                         help="print a running chapter's stage, model, epoch and time left this often "
                              "(default 60; 0: never)")  # fmt: skip
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    """The command line: check every chapter's parameters, run the chapters, build the book."""
+    args = _parser().parse_args(argv)
     exit_on_sigterm()
     root = paths.project_root()
     if args.status or args.merge or args.adopt:
@@ -341,33 +328,46 @@ def _main(argv: list[str] | None) -> int:
     start = time.perf_counter()
     if not (args.all or args.build_only or args.chapters.strip() or args.parameter):
         chapters = sources.needing_a_run(chapters, profile, paths.results_root(), root)
-    if not args.build_only:
-        for chapter in chapters:
-            t0 = time.perf_counter()
-            print(f"== chapter {chapter.name} ({profile})", flush=True)
-            try:
-                out = run_chapter(chapter, profile, overrides=overrides[chapter.name],
-                                  status_every=args.status_every or None)  # fmt: skip
-            except (ChapterFailed, ValueError, Busy) as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 1
-            print(f"   done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
-    if not args.no_build:
-        print("== building the book", flush=True)
-        for line in sources.shown_runs(profile, paths.results_root(), root):
-            print(f"   {line}", flush=True)
-        try:
-            proc = build_book(profile)
-        except RuntimeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line]
-        for line in warnings:
-            print(f"   {line}")
-        index = paths.project_root() / "_build" / "html" / "index.html"
-        print(f"   {len(warnings)} Sphinx warnings; book at {index}")
+    if not args.build_only and not _run_chapters(chapters, profile, overrides, args.status_every or None):
+        return 1
+    if not args.no_build and not _build(profile, root):
+        return 1
     print(f"== finished in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _run_chapters(
+    chapters: list[Chapter], profile: str, overrides: dict[str, dict[str, Any]], status_every: float | None
+) -> bool:
+    """Run each chapter in turn, saying how long it took; False (the error printed) at the first failure."""
+    for chapter in chapters:
+        t0 = time.perf_counter()
+        print(f"== chapter {chapter.name} ({profile})", flush=True)
+        try:
+            out = run_chapter(chapter, profile, overrides=overrides[chapter.name], status_every=status_every)
+        except (ChapterFailed, ValueError, Busy) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return False
+        print(f"   done in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
+    return True
+
+
+def _build(profile: str, root: Path) -> bool:
+    """Build the book, printing the runs it shows and Sphinx's warnings; False (error printed) on failure."""
+    print("== building the book", flush=True)
+    for line in sources.shown_runs(profile, paths.results_root(), root):
+        print(f"   {line}", flush=True)
+    try:
+        proc = build_book(profile)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return False
+    warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line]
+    for line in warnings:
+        print(f"   {line}")
+    index = paths.project_root() / "_build" / "html" / "index.html"
+    print(f"   {len(warnings)} Sphinx warnings; book at {index}")
+    return True
 
 
 if __name__ == "__main__":

@@ -224,15 +224,19 @@ def check_site(
                 report.screenshots.append(shot)
         browser.close()
     if manifest is not None:
-        shown = report.images.get(GLANCE_PAGE, [])
-        for item, entry in sorted(manifest.get("items", {}).items()):
-            for rel in entry["files"]:  # every image, also of items that are a table and a figure both
-                name = Path(rel).name
-                if rel.endswith(".png") and not any(unquote(src).endswith("/" + name) for src in shown):
-                    report.problems.append(
-                        f"{GLANCE_PAGE}: figure {item} of the manifest ({rel}) is not shown"
-                    )
+        report.problems += _missing_figures(manifest, report.images.get(GLANCE_PAGE, []))
     return report
+
+
+def _missing_figures(manifest: dict[str, Any], shown: list[str]) -> list[str]:
+    """A problem for each figure of the run's `manifest` that the glance page (images `shown`) lacks."""
+    problems = []
+    for item, entry in sorted(manifest.get("items", {}).items()):
+        for rel in entry["files"]:  # every image, also of items that are a table and a figure both
+            name = Path(rel).name
+            if rel.endswith(".png") and not any(unquote(src).endswith("/" + name) for src in shown):
+                problems.append(f"{GLANCE_PAGE}: figure {item} of the manifest ({rel}) is not shown")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:

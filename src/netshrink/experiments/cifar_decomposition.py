@@ -17,7 +17,13 @@ from netshrink.cache import TrainResult
 from netshrink.compress import decompose, prune
 from netshrink.compress.conv import tucker2_error
 from netshrink.compress.plans import budget_plan, k_plan
-from netshrink.experiments.tensor_decomposition import FineTune, compare_models, describe_plan, origin
+from netshrink.experiments.tensor_decomposition import (
+    FineTune,
+    describe_plan,
+    measure_models,
+    model_table,
+    origin,
+)
 from netshrink.findings import Findings, compression_rows
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
@@ -147,31 +153,33 @@ def k_sweep(
         seed=seed,
     )
     named[f"k = {k_ref}, fine-tuned"], accuracy[f"k = {k_ref}, fine-tuned"] = tuned.model, tuned.test["acc"]
-    table = compare_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
-    seconds = next(c for c in table.columns if c.startswith("s for "))
-    table["time (% of original)"] = 100 * table[seconds] / table.loc["original", seconds]
-    table["time, channels last (% of original)"] = 100 / table["speedup, channels last"]
+    measured = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
+    table = model_table(measured, len(images))
+    table["time (% of original)"] = 100 * measured["seconds"] / measured.loc["original", "seconds"]
+    table["time, channels last (% of original)"] = 100 / measured["speedup, channels last"]
     rows = table.loc[[f"k = {k}" for k in ks]].reset_index(drop=True).assign(k=list(ks))
     plot = rows.melt(
         id_vars="k",
         var_name="quantity",
         value_vars=["test accuracy (%)", "time (% of original)", "time, channels last (% of original)"],
     )
-    return KSweep(table, plot, k_ref, _k_findings(table, k_ref, splits.label))
+    return KSweep(table, plot, k_ref, _k_findings(measured, k_ref, splits.label))
 
 
-def _k_findings(table: pd.DataFrame, k_ref: int, data_set: str) -> Findings:
+def _k_findings(measured: pd.DataFrame, k_ref: int, data_set: str) -> Findings:
+    """D-T6's numbers for the prose (in %), beside the report's and as a compression record,
+    from `measure_models`' table (accuracy as a fraction, seconds)."""
     ref, ref_ft, orig = (
-        table.loc[f"k = {k_ref}"],
-        table.loc[f"k = {k_ref}, fine-tuned"],
-        table.loc["original"],
+        measured.loc[f"k = {k_ref}"],
+        measured.loc[f"k = {k_ref}, fine-tuned"],
+        measured.loc["original"],
     )
     glue = {
         "k_ref": k_ref,
-        "k_acc": ref["test accuracy (%)"],
-        "k_acc_ft": ref_ft["test accuracy (%)"],
-        "k_time": ref["time (% of original)"],
-        "k_time_cl": ref["time, channels last (% of original)"],
+        "k_acc": 100 * ref["accuracy"],
+        "k_acc_ft": 100 * ref_ft["accuracy"],
+        "k_time": 100 * ref["seconds"] / orig["seconds"],
+        "k_time_cl": 100 / ref["speedup, channels last"],
         "k_params": 100 * ref["parameters"] / orig["parameters"],
         "k_flops": 100 * ref["MFLOPs per image"] / orig["MFLOPs per image"],
     }
@@ -180,32 +188,34 @@ def _k_findings(table: pd.DataFrame, k_ref: int, data_set: str) -> Findings:
         {
             "item": "D-T6",
             "quantity": f"CIFAR-10 CNN: test accuracy at k = {k_ref}, no fine-tuning",
-            "ours": ref["test accuracy (%)"] / 100,
+            "ours": ref["accuracy"],
             "draft": draft["k4_acc"],
             "source": source,
         },
         {
             "item": "D-T6",
             "quantity": f"CIFAR-10 CNN: test accuracy at k = {k_ref}, fine-tuned (the draft: none said)",
-            "ours": ref_ft["test accuracy (%)"] / 100,
+            "ours": ref_ft["accuracy"],
             "draft": draft["k4_acc"],
             "source": source,
         },
         {
             "item": "D-T6",
             "quantity": f"CIFAR-10 CNN: forward time at k = {k_ref} / original",
-            "ours": ref["time (% of original)"] / 100,
+            "ours": ref["seconds"] / orig["seconds"],
             "draft": draft["k4_time_fraction"],
             "source": "003 (Figure 8)",
         },
     ]
     compressions = compression_rows(
         "D-T6",
-        table,
+        measured,
         data_set=data_set,
         rows=[f"k = {k_ref}, fine-tuned"],
         model=f"CIFAR CNN, Tucker-2 k = {k_ref}, fine-tuned",
         how=f"Tucker-2 of every conv, ranks {k_ref}/8, fine-tuned",
+        accuracy="accuracy",
+        percent=False,
     )
     return Findings(glue, compare, compressions)
 
@@ -237,34 +247,42 @@ def methods_at_budget(
     }
     named = {"original": cnn.model, **{m: t.model for m, t in tuned.items()}}
     accuracy = {"original": cnn.test["acc"], **{m: t.test["acc"] for m, t in tuned.items()}}
-    table = compare_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
-    table.insert(
-        3,
-        "accuracy before fine-tuning (%)",
-        [100 * cnn.test["acc"]] + [100 * t.before["acc"] for t in tuned.values()],
-    )
+    measured = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
+    table = model_table(measured, len(images))
+    before = [cnn.test["acc"]] + [t.before["acc"] for t in tuned.values()]
+    table.insert(3, "accuracy before fine-tuning (%)", [100 * a for a in before])
     table.insert(1, "decomposed layers' parameters", [layers_parameters(m, layers) for m in named.values()])
     table["ranks"] = ["dense"] + [describe_plan(p) for p in plans.values()]
-    rest = table.drop(index="original")
-    best, fastest = rest["test accuracy (%)"].idxmax(), rest["speedup"].idxmax()
+    return table, _budget_findings(measured, splits.label, layers, fraction)
+
+
+def _budget_findings(
+    measured: pd.DataFrame, data_set: str, layers: Sequence[str], fraction: float
+) -> Findings:
+    """D-T7's numbers for the prose and a compression record per method, from `measure_models`'
+    table (accuracy as a fraction)."""
+    rest = measured.drop(index="original")
+    best, fastest = rest["accuracy"].idxmax(), rest["speedup"].idxmax()
     glue = {
         "best_method": best,
-        "best_method_acc": table.loc[best, "test accuracy (%)"],
+        "best_method_acc": 100 * measured.loc[best, "accuracy"],
         "fastest_method": fastest,
-        "fastest_speedup": table.loc[fastest, "speedup"],
+        "fastest_speedup": measured.loc[fastest, "speedup"],
         "budget_pct": 100 * fraction,
     }
     for m in ("cp", "jaderberg"):
-        if m in tuned:
+        if m in rest.index:
             glue |= {
-                f"{m}_speedup": table.loc[m, "speedup"],
-                f"{m}_speedup_cl": table.loc[m, "speedup, channels last"],
+                f"{m}_speedup": measured.loc[m, "speedup"],
+                f"{m}_speedup_cl": measured.loc[m, "speedup, channels last"],
             }
     compressions = compression_rows(
         "D-T7",
-        table,
-        data_set=splits.label,
+        measured,
+        data_set=data_set,
         how=f"{{row}} of {', '.join(layers)} + fine-tuning",
         model=f"CIFAR CNN, {{row}} at {100 * fraction:.0f} % budget",
+        accuracy="accuracy",
+        percent=False,
     )
-    return table, Findings(glue, compressions=compressions)
+    return Findings(glue, compressions=compressions)

@@ -1,7 +1,8 @@
 """The Tensor decomposition chapter's week-6 network (draft 002): decomposed by plans, fine-tuned
 and timed beside the original, and what the other parts of the chapter share (`origin`,
-`compare_models`, `describe_plan`). The input images: `input_decomposition`; CIFAR-10 (draft
-003) and the methods at matched budgets: `cifar_decomposition`."""
+`measure_models` and its printed form `model_table`, `compare_models`, `describe_plan`). The input
+images: `input_decomposition`; CIFAR-10 (draft 003) and the methods at matched budgets:
+`cifar_decomposition`."""
 
 from __future__ import annotations
 
@@ -35,6 +36,32 @@ def origin(base: TrainResult, plan: Mapping[str, Any]) -> str:
     return json.dumps({"model": base.key, "plan": plan}, sort_keys=True)
 
 
+def measure_models(
+    named: Mapping[str, nn.Module],
+    accuracy: Mapping[str, float],
+    images: torch.Tensor,
+    *,
+    batch_size: int,
+    repeats: int,
+) -> pd.DataFrame:
+    """`measure.side_by_side` (parameters, MFLOPs per image, median seconds to classify all of
+    `images` in batches in the default and the channels-last layout, speedups over the first
+    model) with each model's test `accuracy` (a fraction): plain units, stable column names."""
+    table = measure.side_by_side(named, images, batch_size, repeats)
+    table.insert(2, "accuracy", [accuracy[k] for k in named])
+    return table
+
+
+def model_table(measured: pd.DataFrame, n_images: int) -> pd.DataFrame:
+    """`measure_models`' table as the book prints it: the accuracy in % (`test accuracy (%)`),
+    the seconds as those for `n_images` images."""
+    table = measured.rename(
+        columns={"seconds": f"s for {n_images:,} images", "seconds, channels last": "s, channels last"}
+    )
+    table.insert(2, "test accuracy (%)", 100 * table.pop("accuracy"))
+    return table
+
+
 def compare_models(
     named: Mapping[str, nn.Module],
     accuracy: Mapping[str, float],
@@ -43,14 +70,11 @@ def compare_models(
     batch_size: int,
     repeats: int,
 ) -> pd.DataFrame:
-    """`measure.side_by_side` with the test accuracy (%) of each model: parameters, MFLOPs per
-    image, and the median seconds to classify all of `images` in batches, in the default and the
-    channels-last layout; `speedup` is over the first model."""
-    table = measure.side_by_side(named, images, batch_size, repeats)
-    table.insert(2, "test accuracy (%)", [100 * accuracy[k] for k in named])
-    return table.rename(
-        columns={"seconds": f"s for {len(images):,} images", "seconds, channels last": "s, channels last"}
-    )
+    """`model_table` of `measure_models`: parameters, MFLOPs per image, test accuracy (%) and the
+    median seconds to classify all of `images` in batches, in the default and the channels-last
+    layout; `speedup` is over the first model."""
+    measured = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
+    return model_table(measured, len(images))
 
 
 def describe_plan(plan: Mapping[str, Any]) -> str:

@@ -24,7 +24,7 @@ from netshrink.compress import decompose
 from netshrink.compress.filters import prune_filters
 from netshrink.compress.fold import fold_batch_norm
 from netshrink.compress.plans import classifier_plan, tucker_plan
-from netshrink.experiments.tensor_decomposition import FineTune, compare_models
+from netshrink.experiments.tensor_decomposition import FineTune, measure_models
 from netshrink.experiments.vgg_prose import (  # the page's words: the chapter imports them from here
     base_findings,
     fine_tuning_recipe,
@@ -119,11 +119,12 @@ def step_table(
     norms folded into the convs, as deployed (`fold_batch_norm`); parameters and file sizes are
     those of the models as trained."""
     folded = {name: fold_batch_norm(model) for name, model in steps.items()}
-    table = compare_models(folded, accuracy, images, batch_size=batch_size, repeats=repeats)
+    table = measure_models(folded, accuracy, images, batch_size=batch_size, repeats=repeats)
     table["parameters"] = [models.count_parameters(m) for m in steps.values()]
     per_batch = 1000 * batch_size / len(images)
-    table.insert(3, f"ms per {batch_size} images", table.pop(f"s for {len(images):,} images") * per_batch)
-    table.insert(4, "ms, channels last", table.pop("s, channels last") * per_batch)
+    table.insert(2, "test accuracy (%)", 100 * table.pop("accuracy"))
+    table.insert(3, f"ms per {batch_size} images", table.pop("seconds") * per_batch)
+    table.insert(4, "ms, channels last", table.pop("seconds, channels last") * per_batch)
     table.insert(5, "file size (kB)", [measure.file_size(m) / 1000 for m in steps.values()])
     table.insert(6, "parameters ratio", table["parameters"].iloc[0] / table["parameters"])
     return table

@@ -10,6 +10,7 @@ from torch import nn
 
 from netshrink import data, models
 from netshrink.cache import TrainResult
+from netshrink.compress import filters
 from netshrink.compress.plans import tucker_plan
 from netshrink.findings import Findings, compression_rows
 from netshrink.finetune import SGD_FINE_TUNING_WORDS
@@ -120,8 +121,11 @@ def sensitivity_findings(
         f"{prune_tol:g} points of the unpruned network's (at most {max_rate:g})"
     )
     if candidates is not None and len(candidates):
-        chosen = candidates[candidates["rates (%)"] == rates_text(rates)]
-        tolerance, speedup = float(chosen.iloc[0]["tolerance (points)"]), float(chosen.iloc[0]["speedup"])
+        # the choice `rates_for_speedup` made, from the measured numbers (not the printed rates)
+        columns = candidates["tolerance (points)"], candidates["speedup"]
+        speedups = {float(tol): float(x) for tol, x in zip(*columns, strict=True)}
+        tolerance = filters.first_fast_enough(speedups, target_speedup, max_rate)
+        speedup = speedups[tolerance]
         pruning = (
             f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy "
             f"within a tolerance of the unpruned network's (at most {max_rate:g}), the tolerance rising in "
