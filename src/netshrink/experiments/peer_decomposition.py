@@ -18,7 +18,7 @@ from netshrink import data, measure
 from netshrink.cache import TrainResult
 from netshrink.compress import decompose, peer_layers
 from netshrink.experiments.cifar_decomposition import budget_plan
-from netshrink.experiments.tensor_decomposition import FineTune, compare_models, describe_plan, origin
+from netshrink.experiments.tensor_decomposition import FineTune, describe_plan, measure_models, origin
 from netshrink.findings import Findings
 from netshrink.progress import update as report_progress
 
@@ -60,8 +60,8 @@ def peer_decompositions(
 ) -> pd.DataFrame:
     """For each method of `methods` that tensorly-torch has (CP, Tucker-2, TT), the book's layers
     and tensorly-torch's at the same ranks on `layers`: one row per (method, library) after the
-    original, with parameters, MFLOPs, test accuracy before and after the same fine-tuning
-    (`epochs` at lr 1e-4) and seconds to classify `images`, all timed side by side."""
+    original, with parameters, MFLOPs, test accuracy (fractions) before and after the same
+    fine-tuning (`epochs` at lr 1e-4) and seconds to classify `images`, all timed side by side."""
     report_progress(stage=f"{peer_layers.PEER} beside the book's layers")
     shared = [m for m in methods if m in peer_layers.FACTORIZATION]
     peer = peer_layers.version() is not None
@@ -84,11 +84,11 @@ def peer_decompositions(
         "original": cnn.test["acc"],
         **{f"{m}, {lib}": t.test["acc"] for (m, lib), t in tuned.items()},
     }
-    table = compare_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
+    table = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
     table.insert(0, "library", ["PyTorch (dense)"] + [lib for _, lib in tuned])
     table.insert(1, "method", ["dense"] + [m for m, _ in tuned])
-    before = [100 * cnn.test["acc"]] + [100 * t.before["acc"] for t in tuned.values()]
-    table.insert(table.columns.get_loc("test accuracy (%)"), "accuracy before fine-tuning (%)", before)
+    before = [cnn.test["acc"]] + [t.before["acc"] for t in tuned.values()]
+    table.insert(table.columns.get_loc("accuracy"), "accuracy before fine-tuning", before)
     table["ranks"] = list(ranks.values())
     return _with_paired_ratio(table, named, images, batch_size, repeats)
 
@@ -112,7 +112,7 @@ def _with_paired_ratio(table: pd.DataFrame, named: dict, images: torch.Tensor, b
 
 
 def peer_findings(table: pd.DataFrame) -> Findings:
-    """Per method, the peer's speedup and accuracy beside ours, and one sentence each that says
+    """Per method, the peer's speedup and accuracy (%) beside ours, and one sentence each that says
     which is faster and which more accurate after fine-tuning (or that they are equal)."""
     glue, sentences = {}, []
     speed = "speedup"
@@ -121,21 +121,22 @@ def peer_findings(table: pd.DataFrame) -> Findings:
         if m == "dense" or peer_layers.PEER not in rows.index:
             continue
         ours, theirs = rows.loc[OURS], rows.loc[peer_layers.PEER]
-        acc = "test accuracy (%)"
+        acc = "accuracy"
         glue |= {f"peer_{m}_speedup": float(theirs[speed]), f"ours_{m}_speedup": float(ours[speed]),
-                 f"peer_{m}_acc": float(theirs[acc]), f"ours_{m}_acc": float(ours[acc])}  # fmt: skip
+                 f"peer_{m}_acc": 100 * float(theirs[acc]),
+                 f"ours_{m}_acc": 100 * float(ours[acc])}  # fmt: skip
         if theirs["low"] <= 1 <= theirs["high"]:
             faster = "equally fast (the peer's time over ours has quartiles that hold 1)"
         else:
             faster = (
                 "the book's layers are faster" if theirs["low"] > 1 else f"{peer_layers.PEER}'s are faster"
             )
-        diff = float(ours["test accuracy (%)"] - theirs["test accuracy (%)"])
+        diff = 100 * float(ours[acc] - theirs[acc])
         sentences.append(
             f"{m}: {faster} ({ours[speed]:.2f}x against {theirs[speed]:.2f}x over the original, "
             f"the peer's time {theirs['peer / ours, seconds']:.2f} of ours); after "
-            f"fine-tuning the book's reach {ours['test accuracy (%)']:.2f} % and {peer_layers.PEER}'s "
-            f"{theirs['test accuracy (%)']:.2f} % ({diff:+.2f} points, one seed)."
+            f"fine-tuning the book's reach {100 * ours[acc]:.2f} % and {peer_layers.PEER}'s "
+            f"{100 * theirs[acc]:.2f} % ({diff:+.2f} points, one seed)."
         )
     glue["peer_layers_sentence"] = " ".join(sentences) if sentences else "No peer layer was built."
     return Findings(glue)
