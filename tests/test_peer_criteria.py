@@ -143,6 +143,7 @@ def test_the_summary_has_every_criterion_its_interval_and_the_rows_that_do_not_a
     rows = summary.loc[list(pi.CRITERIA)]
     assert (rows["Spearman low"] <= rows["Spearman (mean)"]).all() and (rows["Spearman high"] <= 1).all()
     assert (rows["networks"] == 3).all() and summary.loc["BN scale", "note"].startswith("does not apply")
+    assert (rows["removed low"] >= 0).all() and (rows["removed high"] <= 15).all()  # at most 15 of 16 nodes
     assert len(per_network) == 3 * (2 + len(pi.CRITERIA)) and set(curves["criterion"]) == set(
         per_network["criterion"]
     )

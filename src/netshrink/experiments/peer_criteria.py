@@ -85,7 +85,7 @@ def _network_rows(
     oracle = scores[ORACLE]
     rows = [
         {"criterion": c, "library": library[c], "spearman": stats.spearman(s, oracle),
-         "removed": removed[c], "test acc": acc[c]}
+         "removed": removed[c], "test acc": acc[c], "nodes": len(s)}
         for c, s in scores.items()
     ]  # fmt: skip
     return pd.DataFrame(rows), curves
@@ -97,7 +97,8 @@ def _summary(per_network: pd.DataFrame, peer: bool) -> pd.DataFrame:
         rho, rho_low, rho_high = stats.mean_ci(g["spearman"])
         rho_low, rho_high = max(rho_low, -1.0), min(rho_high, 1.0)  # a correlation's bounds
         k, k_low, k_high = stats.mean_ci(g["removed"])
-        rows[c] = [g["library"].iloc[0], rho, rho_low, rho_high, k, max(k_low, 0.0), k_high,
+        k_low, k_high = max(k_low, 0.0), min(k_high, float(g["nodes"].max() - 1))  # a count's bounds
+        rows[c] = [g["library"].iloc[0], rho, rho_low, rho_high, k, k_low, k_high,
                    float(g["test acc"].mean()), len(g), ""]  # fmt: skip
     rows[ORACLE][-1] = "the reference: ranks itself perfectly"
     if peer:
