@@ -135,3 +135,11 @@ def test_time_images_runs_keeps_every_repeat_and_time_images_is_their_median():
     assert runs.shape == (3, 2) and list(runs.columns) == ["a", "b"] and (runs > 0).all(axis=None)
     seconds = measure.time_images(net, torch.randn(10, 4), batch_size=5, repeats=3, warmup=0)
     assert seconds.name == "seconds" and list(seconds.index) == ["a", "b"]
+
+
+def test_side_by_side_keeps_the_runs_its_medians_come_from():
+    net = {"a": torch.nn.Linear(4, 2), "b": torch.nn.Linear(4, 3)}
+    table = measure.side_by_side(net, torch.randn(10, 4), batch_size=5, repeats=3)
+    runs = table.attrs["runs"]
+    assert set(runs) == {"a", "b"} and all(len(v) == 3 for v in runs.values())
+    assert table.loc["a", "seconds"] == sorted(runs["a"])[1]  # the median of three repeats

@@ -203,11 +203,14 @@ def side_by_side(
 ) -> pd.DataFrame:
     """Parameters, MFLOPs per image and the median seconds to run all `images` in batches, in the
     default and the channels-last layout, every model (copies on `device`, the CPU by default)
-    timed in turn in one run; speedups are over the first model. One row per model."""
+    timed in turn in one run; speedups are over the first model. One row per model; the default
+    layout's seconds of every repeat are kept in `table.attrs["runs"]` (model -> list, in the
+    order of `time_images_runs`' repeats)."""
     first = next(iter(models))
-    default = time_images(models, images, batch_size, repeats, device=device)
+    runs = time_images_runs(models, images, batch_size, repeats, device=device)
+    default = runs.median()
     last = time_images(models, images, batch_size, repeats, channels_last=True, device=device)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "parameters": {k: count_parameters(m) for k, m in models.items()},
             "MFLOPs per image": {k: flops(m, images[:1]) / 1e6 for k, m in models.items()},
@@ -217,6 +220,8 @@ def side_by_side(
             "speedup, channels last": last[first] / last,
         }
     ).rename_axis("model")
+    table.attrs["runs"] = runs.to_dict(orient="list")  # model -> the default layout's seconds per repeat
+    return table
 
 
 def file_size(model: nn.Module) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from netshrink import data, measure
+from netshrink import data
 from netshrink.cache import TrainResult
 from netshrink.compress import decompose, peer_layers
 from netshrink.experiments.cifar_decomposition import budget_plan
@@ -90,13 +90,14 @@ def peer_decompositions(
     before = [cnn.test["acc"]] + [t.before["acc"] for t in tuned.values()]
     table.insert(table.columns.get_loc("accuracy"), "accuracy before fine-tuning", before)
     table["ranks"] = list(ranks.values())
-    return _with_paired_ratio(table, named, images, batch_size, repeats)
+    return _with_paired_ratio(table)
 
 
-def _with_paired_ratio(table: pd.DataFrame, named: dict, images: torch.Tensor, batch_size: int, repeats: int):
-    """The peer's seconds over ours, repeat by repeat in a second side-by-side pass: median and
-    quartiles, on the peer's row (a ratio whose quartiles hold 1 is no difference)."""
-    runs = measure.time_images_runs(named, images, batch_size, repeats)
+def _with_paired_ratio(table: pd.DataFrame) -> pd.DataFrame:
+    """The peer's seconds over ours, repeat by repeat in the same side-by-side pass that timed the
+    table (`measure.side_by_side`'s runs): median and quartiles, on the peer's row (a ratio whose
+    quartiles hold 1 is no difference)."""
+    runs = pd.DataFrame(table.attrs["runs"])
     for column in ("peer / ours, seconds", "low", "high"):
         table[column] = float("nan")
     for m in dict.fromkeys(table["method"]):
@@ -133,8 +134,8 @@ def peer_findings(table: pd.DataFrame) -> Findings:
             )
         diff = 100 * float(ours[acc] - theirs[acc])
         sentences.append(
-            f"{m}: {faster} ({ours[speed]:.2f}x against {theirs[speed]:.2f}x over the original, "
-            f"the peer's time {theirs['peer / ours, seconds']:.2f} of ours); after "
+            f"{m}: {faster} (the book's {ours[speed]:.2f}x, {peer_layers.PEER}'s {theirs[speed]:.2f}x "
+            f"over the original; the peer's time {theirs['peer / ours, seconds']:.2f} of ours); after "
             f"fine-tuning the book's reach {100 * ours[acc]:.2f} % and {peer_layers.PEER}'s "
             f"{100 * theirs[acc]:.2f} % ({diff:+.2f} points, one seed)."
         )
