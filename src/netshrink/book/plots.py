@@ -347,6 +347,11 @@ def compression_map(
     ax.axhline(0, color="grey", lw=0.6)
     ax.axvline(1, color="grey", lw=0.6)
     ax.set_xscale("log", base=2)
+    low, high = ax.get_xlim()
+    ax.set_xticks(
+        [t for t in (0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 6, 8, 16) if low <= t <= high], minor=False
+    )
+    ax.set_xticks([], minor=True)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set(xlabel="CPU speedup, measured beside the original (log scale)",
            ylabel="test accuracy lost (points)")  # fmt: skip
