@@ -146,6 +146,7 @@ def test_the_sentence_calls_a_ratio_whose_quartiles_hold_one_no_difference():
         in pdm.peer_findings(_table((0.8, 0.7, 0.9))).glue["peer_layers_sentence"]
     )
     assert "equally fast" in pdm.peer_findings(_table((1.05, 0.9, 1.2))).glue["peer_layers_sentence"]
+    assert "not judged for speed" in pdm.peer_findings(_table((1.3, 1.3, 1.3))).glue["peer_layers_sentence"]
 
 
 def test_tltorch_rank_maps_our_ranks_one_to_one(conv):

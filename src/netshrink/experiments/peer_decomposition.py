@@ -126,7 +126,9 @@ def peer_findings(table: pd.DataFrame) -> Findings:
         glue |= {f"peer_{m}_speedup": float(theirs[speed]), f"ours_{m}_speedup": float(ours[speed]),
                  f"peer_{m}_acc": 100 * float(theirs[acc]),
                  f"ours_{m}_acc": 100 * float(ours[acc])}  # fmt: skip
-        if theirs["low"] <= 1 <= theirs["high"]:
+        if theirs["low"] == theirs["high"]:
+            faster = "not judged for speed (one repeat: no spread to judge a difference by)"
+        elif theirs["low"] <= 1 <= theirs["high"]:
             faster = "equally fast (the peer's time over ours has quartiles that hold 1)"
         else:
             faster = (
