@@ -285,16 +285,18 @@ def test_reduce_vgg_distils_every_step_from_the_original_network_folded(vgg, loa
     from netshrink.compress.fold import fold_batch_norm
 
     base = trained_result(vgg, loader, key="vgg")
-    seen = []
+    seen, arguments = [], []
 
     def fine_tune(model, origin, splits, **kwargs):
         seen.append(kwargs["distill"])
+        arguments.append(kwargs)
         return FineTuned(model, pd.DataFrame(), {"acc": 0.5, "loss": 1.0}, f"k{len(seen)}", False, {})
 
     rates = {models.conv_layers(vgg)[1]: 0.5}
-    vc.reduce_vgg(base, None, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4, distill_weight=0.9,
-                  distill_temperature=3.0)  # fmt: skip
+    reduction = vc.reduce_vgg(base, None, loader, rates, 0.8, fine_tune, epochs=1, lr=1e-4,
+                              distill_weight=0.9, distill_temperature=3.0)  # fmt: skip
     assert len(seen) == 3 and all(d is seen[0] for d in seen)
+    assert all(kw == reduction.fine_tuning for kw in arguments), "the arguments kept for fine-tuning alike"
     assert (seen[0].name, seen[0].weight, seen[0].temperature) == ("vgg", 0.9, 3.0)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in seen[0].teacher.modules()), "folded"
     x = torch.rand(4, 3, 32, 32)

@@ -359,3 +359,17 @@ def compression_map(
               title="marker area: parameters kept", title_fontsize=7)  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def accuracy_against_speedup(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """V-F3: `test accuracy` (a fraction, shown in %) against `speedup`, a marker a row, `original` a star."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
+    for marker, (name, row) in zip("osD^vP" * 4, table.drop(index="original").iterrows(), strict=False):
+        ax.plot(row["speedup"], 100 * row["test accuracy"], marker, ms=8, label=str(name))
+    base = table.loc["original"]
+    ax.plot(base["speedup"], 100 * base["test accuracy"], "*", c="black", ms=12, label="original")
+    ax.axhline(100 * base["test accuracy"], color="black", ls="--", lw=0.8)
+    ax.set(xlabel="measured CPU speedup over the original", ylabel="test accuracy (%)", title=title,
+           xmargin=0.15, ymargin=0.15)  # fmt: skip
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return fig

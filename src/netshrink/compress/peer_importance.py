@@ -30,6 +30,7 @@ __all__ = [
     "PEER",
     "Criterion",
     "ranking_order",
+    "require",
     "torch_pruning_scores",
     "version",
 ]
@@ -71,7 +72,8 @@ CRITERIA: dict[str, Criterion] = {
 NOT_APPLICABLE = {"BN scale": "the layer has no batch norm whose scale could rank its units"}
 
 
-def _require() -> None:
+def require() -> None:
+    """Nothing when Torch-Pruning is installed; an ImportError in one line when it is not."""
     if version() is None:
         raise ImportError(f"{PEER} is not installed (pip install {_DIST}); its criteria cannot be computed")
 
@@ -147,7 +149,7 @@ def torch_pruning_scores(
     module = check_layer(model, layer, operation="Torch-Pruning importance")
     if not isinstance(module, (nn.Linear, nn.Conv2d)):
         raise ValueError(f"layer={layer!r} is a {type(module).__name__}; allowed: a Linear or a Conv2d")
-    _require()
+    require()
     import torch_pruning as tp  # optional dependency: imported only here
 
     width = check_width(module, layer)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -153,19 +153,24 @@ def data_kwargs(val_size: int, train_size: int | None, test_size: int | None, se
 @dataclass
 class Reduction:
     """Every step of `reduce_vgg`: the models and their test accuracy (fractions), by step name;
-    the plans; and, with `tucker_layers="faster"`, the layer timings that chose the convs."""
+    the plans; with `tucker_layers="faster"`, the layer timings that chose the convs; and the
+    keyword arguments every step was fine-tuned with (`fine_tune`'s, the teacher included), for
+    any other network to be fine-tuned alike."""
 
     models: dict[str, nn.Module]
     accuracy: dict[str, float]
     plans: dict[str, dict]
     tucker_timing: pd.DataFrame | None = None
+    fine_tuning: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, steps: Mapping[str, tuple[nn.Module, float]], plans: dict, timing: pd.DataFrame | None):
+    def of(
+        cls, steps: Mapping[str, tuple[nn.Module, float]], plans: dict, timing: pd.DataFrame | None,
+        fine_tuning: dict,
+    ):  # fmt: skip
         """From (model, accuracy) by step name."""
-        return cls(
-            {k: m for k, (m, _) in steps.items()}, {k: a for k, (_, a) in steps.items()}, plans, timing
-        )
+        models_, accuracy = {k: m for k, (m, _) in steps.items()}, {k: a for k, (_, a) in steps.items()}
+        return cls(models_, accuracy, plans, timing, fine_tuning)
 
 
 def _teacher(
@@ -244,4 +249,4 @@ def reduce_vgg(
         "+ Tucker-2 convs, fine-tuned": (decomposed_ft.model, decomposed_ft.test["acc"]),
         "+ Tucker-2 classifier, fine-tuned": (compact_ft.model, compact_ft.test["acc"]),
     }
-    return Reduction.of(steps, {"rates": dict(rates), "convs": convs, "classifier": head}, timing)
+    return Reduction.of(steps, {"rates": dict(rates), "convs": convs, "classifier": head}, timing, settings)

@@ -5,7 +5,8 @@ re-exports these for the chapter)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -19,7 +20,11 @@ from netshrink.compress.sensitivity import filter_sensitivity
 from netshrink.experiments.vgg_prose import rates_text
 from netshrink.progress import update as report_progress
 
-__all__ = ["rates_for_speedup", "rates_from_sensitivity", "sensitivity", "tolerance_candidates"]
+K = TypeVar("K")  # a candidate's key
+
+__all__ = [
+    "measured_speedups", "rates_for_speedup", "rates_from_sensitivity", "sensitivity", "tolerance_candidates",
+]  # fmt: skip
 
 
 @torch.no_grad()
@@ -68,6 +73,20 @@ def tolerance_candidates(
     return filters.tolerance_candidates(_accuracy_by_layer(sensitivity), base_acc, prune_tol, max_rate)
 
 
+def measured_speedups(
+    model: nn.Module, candidates: Mapping[K, nn.Module], images: torch.Tensor, *, repeats: int
+) -> tuple[dict[K, float], dict[K, float]]:
+    """The chapter's speed measure: each candidate's median seconds on the batch `images`
+    (N, 3, 32, 32) and its speedup over `model`, every model with its batch norms folded (as
+    deployed), all timed in turn with `model` in one run (`measure.time_images`, one batch,
+    default layout)."""
+    named = {f"candidate {i}": fold_batch_norm(m) for i, m in enumerate(candidates.values())}
+    named["unpruned"] = fold_batch_norm(model)
+    timed = measure.time_images(named, images, batch_size=len(images), repeats=repeats)
+    seconds = {key: float(timed[f"candidate {i}"]) for i, key in enumerate(candidates)}
+    return seconds, {key: float(timed["unpruned"]) / s for key, s in seconds.items()}
+
+
 def rates_for_speedup(
     model: nn.Module,
     sensitivity: pd.DataFrame,
@@ -82,10 +101,10 @@ def rates_for_speedup(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Pruning rates by accuracy and measured time: those of the smallest tolerance (in steps of
     `prune_tol`, `tolerance_candidates`) whose pruned network (`prune_filters` with `multiple_of`)
-    runs at least `speedup` times as fast as `model` on the batch `images` (N, 3, 32, 32), every
-    candidate with its batch norms folded (as deployed) and all timed in turn in one run
-    (`measure.time_images`, default layout). With `speedup` 1 the rates at `prune_tol`, nothing
-    timed. Also a table of the candidates: tolerance, rates (%), parameters, ms, speedup."""
+    runs at least `speedup` times as fast as `model` on the batch `images` (N, 3, 32, 32), timed
+    by `measured_speedups` (batch norms folded, all candidates in turn in one run). With `speedup`
+    1 the rates at `prune_tol`, nothing timed. Also a table of the candidates: tolerance,
+    rates (%), parameters, ms, speedup."""
     if not train.finite(speedup) or speedup < 1:
         raise ValueError(f"target_speedup={speedup!r} is out of range; allowed: a number of at least 1")
     if speedup == 1:
@@ -93,17 +112,14 @@ def rates_for_speedup(
     candidates = tolerance_candidates(sensitivity, base_acc, prune_tol, max_rate)
     report_progress(stage="timing the pruning candidates")
     pruned = {tol: prune_filters(model, rates, multiple_of) for tol, rates in candidates.items()}
-    named = {f"{tol:g}": fold_batch_norm(m) for tol, m in pruned.items()}
-    named["unpruned"] = fold_batch_norm(model)
-    seconds = measure.time_images(named, images, batch_size=len(images), repeats=repeats)
-    speedups = {tol: seconds["unpruned"] / seconds[f"{tol:g}"] for tol in candidates}
+    seconds, speedups = measured_speedups(model, pruned, images, repeats=repeats)
     table = pd.DataFrame(
         [
             {
                 "tolerance (points)": tol,
                 "rates (%)": rates_text(rates),
                 "parameters": models.count_parameters(pruned[tol]),
-                "ms per batch": 1000 * seconds[f"{tol:g}"],
+                "ms per batch": 1000 * seconds[tol],
                 "speedup": speedups[tol],
             }  # fmt: skip
             for tol, rates in candidates.items()

@@ -1,0 +1,207 @@
+"""The VGG-16 case study's peer (V-T3, V-F3): Torch-Pruning's filter pruning beside the book's
+sensitivity-based rates, from the same trained network, at the same measured CPU speedup target
+and with the same fine-tuning.
+
+The book's row is the chapter's own pruned and fine-tuned network (`reduce_vgg`'s step before
+Tucker-2, from the cache). Each Torch-Pruning configuration takes the smallest ratio on a grid
+whose network runs the target speedup faster, timed as the chapter times its own candidates
+(`vgg_rates.measured_speedups`), and is fine-tuned by the same call with the same arguments
+(`Reduction.fine_tuning`); then every network is timed beside the original in one run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from netshrink import data, measure, models
+from netshrink.cache import TrainResult
+from netshrink.compress import peer_importance
+from netshrink.compress.fold import fold_batch_norm
+from netshrink.compress.peer_pruning import Reach, ratio_for_speedup, torch_pruning_filters
+from netshrink.experiments.tensor_decomposition import FineTune
+from netshrink.experiments.vgg_case_study import Reduction
+from netshrink.experiments.vgg_rates import measured_speedups
+from netshrink.findings import Findings
+from netshrink.progress import update as report_progress
+
+__all__ = ["OURS", "PEERS", "PRUNED_STEP", "PeerChoice", "PeerConfig", "choose_ratio", "peer_line",
+           "peers_findings", "vgg_peers"]  # fmt: skip
+
+OURS = "netshrink, sensitivity rates"
+PRUNED_STEP = "filters pruned, fine-tuned"  # the chapter's step the peers stand beside
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """One Torch-Pruning configuration: its criterion, whether the ratio is global, and the
+    name its glue values take."""
+
+    criterion: str
+    global_pruning: bool
+    slug: str
+
+
+PEERS = {
+    f"{peer_importance.PEER}, L1, uniform": PeerConfig("l1", False, "tp_l1_uniform"),
+    f"{peer_importance.PEER}, group norm, global": PeerConfig("group-norm", True, "tp_group_norm_global"),
+}
+
+
+def peer_line() -> str:
+    """One line on where the peer's rows come from, or that they are left out."""
+    v = peer_importance.version()
+    if v is None:
+        return (f"{peer_importance.PEER} is not installed here (`pip install torch-pruning`), so the table "
+                "has the book's pruning only.")  # fmt: skip
+    return f"The {peer_importance.PEER} rows are pruned by torch-pruning {v}'s `MetaPruner`, in one step."
+
+
+@dataclass
+class PeerChoice:
+    """A configuration's search: the ratio chosen (`Reach`), its network pruned at that ratio
+    (not fine-tuned) and what the row must say ('' when nothing)."""
+
+    reach: Reach
+    model: nn.Module
+    note: str
+
+
+def _whole_layers(base: nn.Module, pruned: nn.Module) -> list[str]:
+    """The convs of `pruned` that kept all of `base`'s filters."""
+    return [n for n in models.conv_layers(base)
+            if pruned.get_submodule(n).out_channels == base.get_submodule(n).out_channels]  # fmt: skip
+
+
+def choose_ratio(
+    model: nn.Module,
+    images: torch.Tensor,
+    config: PeerConfig,
+    *,
+    ratios: Sequence[float],
+    target: float,
+    round_to: int,
+    repeats: int,
+) -> PeerChoice:
+    """The smallest of `ratios` at which Torch-Pruning's `config` makes `model` run at least
+    `target` times as fast on the batch `images` (N, 3, 32, 32), all ratios timed in one run
+    with `model` (`measured_speedups`), or the fastest with a note saying the target is out of
+    reach. Only convs lose filters (the classifier's Linear layers are kept, as in the book's
+    pruning); with a uniform ratio, the note names the layers the library left whole."""
+    ignored = models.layer_names(model, nn.Linear)
+    kwargs = {"criterion": config.criterion, "global_pruning": config.global_pruning,
+              "ignored_layers": ignored, "round_to": round_to}  # fmt: skip
+    pruned = {r: torch_pruning_filters(model, images[:1], ratio=r, **kwargs) for r in ratios}
+    _, speedups = measured_speedups(model, pruned, images, repeats=repeats)
+    reach = ratio_for_speedup(speedups, target)
+    notes = [reach.note()]
+    whole = _whole_layers(model, pruned[reach.ratio])
+    if not config.global_pruning and whole:
+        notes.append(f"{', '.join(whole)} left whole (ratio {reach.ratio:g} with channels kept in multiples "
+                     f"of {round_to} would remove all their filters)")  # fmt: skip
+    return PeerChoice(reach, pruned[reach.ratio], "; ".join(n for n in notes if n))
+
+
+def _origin(base: TrainResult, config: PeerConfig, ratio: float, round_to: int) -> str:
+    return json.dumps({"model": base.key, "peer": f"{peer_importance.PEER} {peer_importance.version()}",
+                       "criterion": config.criterion, "global_pruning": config.global_pruning,
+                       "ratio": ratio, "round_to": round_to}, sort_keys=True)  # fmt: skip
+
+
+def _kept_text(base: nn.Module, pruned: nn.Module) -> str:
+    """The filters each conv keeps, % of `base`'s, in layer order: '50, 50, 75'."""
+    return ", ".join(f"{100 * pruned.get_submodule(n).out_channels / base.get_submodule(n).out_channels:.0f}"
+                     for n in models.conv_layers(base))  # fmt: skip
+
+
+def vgg_peers(
+    base: TrainResult,
+    reduction: Reduction,
+    splits: data.DataSplits,
+    fine_tune: FineTune,
+    *,
+    target: float,
+    ratios: Sequence[float],
+    round_to: int,
+    images: torch.Tensor,
+    batch_size: int,
+    repeats: int,
+) -> pd.DataFrame:
+    """V-T3: the original, the book's pruned and fine-tuned network (`reduction`'s PRUNED_STEP)
+    and each of `PEERS` at the ratio `choose_ratio` finds for `target`, fine-tuned by
+    `fine_tune` with `reduction.fine_tuning`; without Torch-Pruning, the first two only. One
+    row per network: ratio, filters kept per conv (%), parameters, MFLOPs per image, median
+    seconds to classify `images` in batches of `batch_size` (batch norm folded, all timed in turn
+    in one run, `repeats`), speedup over the original, test accuracy (a fraction), points lost
+    and a note (why a row misses the target)."""
+    report_progress(stage=f"{peer_importance.PEER} beside the book's filter pruning")
+    ours = reduction.models[PRUNED_STEP], reduction.accuracy[PRUNED_STEP], float("nan"), ""
+    rows = {"original": (base.model, base.test["acc"], float("nan"), ""), OURS: ours}
+    if peer_importance.version() is not None:
+        for name, config in PEERS.items():
+            found = choose_ratio(base.model, images, config, ratios=ratios, target=target, round_to=round_to,
+                                 repeats=repeats)  # fmt: skip
+            origin = _origin(base, config, found.reach.ratio, round_to)
+            tuned = fine_tune(copy.deepcopy(found.model), origin, splits, **reduction.fine_tuning)
+            rows[name] = (tuned.model, tuned.test["acc"], found.reach.ratio, found.note)
+    folded = {name: fold_batch_norm(model) for name, (model, *_) in rows.items()}
+    seconds = measure.time_images(folded, images, batch_size=batch_size, repeats=repeats)
+    table = pd.DataFrame(
+        {
+            "ratio": {k: r for k, (_, _, r, _) in rows.items()},
+            "filters kept (%)": {k: _kept_text(base.model, m) for k, (m, *_) in rows.items()},
+            "parameters": {k: models.count_parameters(m) for k, (m, *_) in rows.items()},
+            "MFLOPs per image": {k: measure.flops(m, images[:1]) / 1e6 for k, m in folded.items()},
+            "seconds": seconds,
+            "speedup": seconds["original"] / seconds,
+            "test accuracy": {k: a for k, (_, a, _, _) in rows.items()},
+            "points lost": {k: 100 * (base.test["acc"] - a) for k, (_, a, _, _) in rows.items()},
+            "note": {k: n for k, (*_, n) in rows.items()},
+        }
+    )
+    return table.rename_axis("model")
+
+
+def _slug(name: str) -> str:
+    return "ours" if name == OURS else PEERS[name].slug
+
+
+def _verdict(table: pd.DataFrame) -> str:
+    """Which reached network is the most accurate, and by how much over the book's or the best peer."""
+    reached = table.drop(index="original")
+    reached = reached[~reached["note"].str.startswith("cannot reach")]
+    order = reached.sort_values("test accuracy", ascending=False, kind="stable")
+    speeds = ", ".join(f"{name} {row['speedup']:.2f}x" for name, row in reached.iterrows())
+    if len(order) < 2:
+        return f"Only {order.index[0]} reached the target ({speeds})."
+    best, best_acc = order.index[0], order["test accuracy"].iloc[0]
+    other = order.drop(index=OURS).index[0] if best == OURS else OURS
+    diff = 100 * (best_acc - order.loc[other, "test accuracy"])
+    who = "the book's sensitivity rates are" if best == OURS else f"{best} is"
+    return (f"At the measured speedups ({speeds}), {who} the most accurate after fine-tuning: "
+            f"{100 * best_acc:.2f} % against {100 * order.loc[other, 'test accuracy']:.2f} % for {other} "
+            f"({diff:.2f} points, one seed each).")  # fmt: skip
+
+
+def peers_findings(table: pd.DataFrame) -> Findings:
+    """Per network, its speedup, accuracy (%) and points lost as glue, and `peers_sentence`: which
+    network wins in accuracy at the measured speedups and by how much, and which configuration
+    cannot reach the target."""
+    glue: dict[str, object] = {}
+    for name, row in table.drop(index="original").iterrows():
+        slug = _slug(str(name))
+        glue |= {f"peers_{slug}_speedup": float(row["speedup"]),
+                 f"peers_{slug}_acc": 100 * float(row["test accuracy"]),
+                 f"peers_{slug}_lost": float(row["points lost"])}  # fmt: skip
+    if len(table) <= 2:
+        glue["peers_sentence"] = f"No {peer_importance.PEER} configuration was built."
+        return Findings(glue)
+    missed = [f"{name}: {note}." for name, note in table["note"].items() if note.startswith("cannot reach")]
+    glue["peers_sentence"] = " ".join([_verdict(table), *missed])
+    return Findings(glue)
