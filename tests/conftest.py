@@ -220,3 +220,18 @@ def _no_model_listener_left():
     from netshrink import progress
 
     progress.listen_for_models(None)
+
+
+@pytest.fixture()
+def tiny_mnist():
+    """120 MNIST-shaped images whose label is one bright pixel (y, y): learnable in an epoch."""
+    import torch
+
+    from netshrink import data
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (120,), generator=g)
+    images = torch.rand(120, 1, 28, 28, generator=g) * 0.1
+    images[torch.arange(120), 0, labels, labels] = 1.0  # a learnable signal: the pixel (y, y)
+    ds = data.ImageDataset(images, labels)
+    return data.DataSplits("mnist", "tiny", tuple(map(str, range(10))), ds, ds, ds, {"n": 120})

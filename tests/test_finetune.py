@@ -9,18 +9,8 @@ import json
 import pytest
 import torch
 
-from netshrink import cache, data, keys, models, train
+from netshrink import cache, keys, models, train
 from netshrink.finetune import FineTuneConfig
-
-
-@pytest.fixture()
-def tiny_mnist():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 10, (120,), generator=g)
-    images = torch.rand(120, 1, 28, 28, generator=g) * 0.1
-    images[torch.arange(120), 0, labels, labels] = 1.0  # a learnable signal: the pixel (y, y)
-    ds = data.ImageDataset(images, labels)
-    return data.DataSplits("mnist", "tiny", tuple(map(str, range(10))), ds, ds, ds, {"n": 120})
 
 
 def _config(**kw):

@@ -182,3 +182,12 @@ def test_the_peers_own_per_example_accumulation_keeps_only_the_last_example():
         layer.weight.grad = torch.full_like(layer.weight, g)
         scorer.accumulate_grad(layer)
     assert torch.equal(scorer._accu_grad[layer.weight], torch.full_like(layer.weight, 9.0))
+
+
+def test_the_peer_line_names_the_version_or_says_the_peer_is_missing():
+    from netshrink.findings import peer_line
+
+    assert peer_line("P", "p-pkg", "1.2", "made by P {version}", "ours") == "The P rows are made by P 1.2."
+    assert peer_line("P", "p-pkg", None, "made by P {version}", "ours") == (
+        "P is not installed here (`pip install p-pkg`), so the table has ours only."
+    )

@@ -10,16 +10,6 @@ from netshrink.compress import decompose
 from netshrink.experiments import tensor_decomposition as td
 
 
-@pytest.fixture()
-def tiny_mnist():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 10, (120,), generator=g)
-    images = torch.rand(120, 1, 28, 28, generator=g) * 0.1
-    images[torch.arange(120), 0, labels, labels] = 1.0  # a learnable signal: the pixel (y, y)
-    ds = data.ImageDataset(images, labels)
-    return data.DataSplits("mnist", "tiny", tuple(map(str, range(10))), ds, ds, ds, {"n": 120})
-
-
 def test_time_images_times_every_model_in_both_layouts():
     torch.manual_seed(0)
     named = {"a": models.LeNet(), "b": decompose.decompose_model(models.LeNet(), {"l1": ["tucker1", 8]})}

@@ -61,3 +61,11 @@ def compression_rows(
                     "base_accuracy": b[acc] / scale, "speedup": r["speedup"],
                     "how": how.format(row=name)})  # fmt: skip
     return out
+
+
+def peer_line(peer: str, package: str, version: str | None, rows: str, alone: str) -> str:
+    """One line on where a peer library's rows come from (`rows`, with its `version`), or, when
+    it is not installed (`version` None), that the table has `alone` only."""
+    if version is None:
+        return f"{peer} is not installed here (`pip install {package}`), so the table has {alone} only."
+    return f"The {peer} rows are {rows.format(version=version)}."

@@ -21,6 +21,7 @@ from netshrink.compress import peer_importance
 from netshrink.compress.masking import evaluate_masks
 from netshrink.experiments.random_pruning import glue_key
 from netshrink.findings import Findings
+from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
 
 __all__ = ["ORACLE", "TAYLOR", "budget_removals", "criteria_table", "criteria_findings", "peer_line"]
@@ -141,11 +142,13 @@ def criteria_table(
 
 def peer_line() -> str:
     """One line on where the peers' rows come from, or that they are left out."""
-    v = peer_importance.version()
-    if v is None:
-        return (f"{peer_importance.PEER} is not installed here (`pip install torch-pruning`), so "
-                "the table has the book's criteria only.")  # fmt: skip
-    return f"The {peer_importance.PEER} rows are computed by Torch-Pruning {v}, with its criteria's defaults."
+    return peer_line_of(
+        peer_importance.PEER,
+        "torch-pruning",
+        peer_importance.version(),
+        "computed by Torch-Pruning {version}, with its criteria's defaults",
+        "the book's criteria",
+    )
 
 
 def criteria_findings(summary: pd.DataFrame, per_network: pd.DataFrame, dataset: str) -> Findings:

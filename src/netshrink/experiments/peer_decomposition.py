@@ -20,6 +20,7 @@ from netshrink.compress import decompose, peer_layers
 from netshrink.experiments.cifar_decomposition import budget_plan
 from netshrink.experiments.tensor_decomposition import FineTune, describe_plan, measure_models, origin
 from netshrink.findings import Findings
+from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
 
 __all__ = ["peer_decompositions", "peer_findings", "peer_line"]
@@ -29,12 +30,13 @@ OURS = "netshrink"
 
 def peer_line() -> str:
     """One line on where the peer's rows come from, or that they are left out."""
-    v = peer_layers.version()
-    if v is None:
-        return (f"{peer_layers.PEER} is not installed here (`pip install tensorly-torch`), so the table has "
-                "the book's layers only.")  # fmt: skip
-    return (f"The {peer_layers.PEER} rows are `tltorch.FactorizedConv` layers of tensorly-torch {v}, "
-            "convolving through their factors.")  # fmt: skip
+    return peer_line_of(
+        peer_layers.PEER,
+        "tensorly-torch",
+        peer_layers.version(),
+        "`tltorch.FactorizedConv` layers of tensorly-torch {version}, convolving through their factors",
+        "the book's layers",
+    )
 
 
 def _peer_origin(base: TrainResult, plan: dict) -> str:

@@ -29,6 +29,7 @@ from netshrink.experiments.tensor_decomposition import FineTune
 from netshrink.experiments.vgg_case_study import Reduction
 from netshrink.experiments.vgg_rates import measured_speedups
 from netshrink.findings import Findings
+from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
 
 __all__ = ["OURS", "PEERS", "PRUNED_STEP", "PeerChoice", "PeerConfig", "choose_ratio", "peer_line",
@@ -56,11 +57,13 @@ PEERS = {
 
 def peer_line() -> str:
     """One line on where the peer's rows come from, or that they are left out."""
-    v = peer_importance.version()
-    if v is None:
-        return (f"{peer_importance.PEER} is not installed here (`pip install torch-pruning`), so the table "
-                "has the book's pruning only.")  # fmt: skip
-    return f"The {peer_importance.PEER} rows are pruned by torch-pruning {v}'s `MetaPruner`, in one step."
+    return peer_line_of(
+        peer_importance.PEER,
+        "torch-pruning",
+        peer_importance.version(),
+        "pruned by torch-pruning {version}'s `MetaPruner`, in one step",
+        "the book's pruning",
+    )
 
 
 @dataclass
