@@ -137,7 +137,8 @@ def _compression_section(manifest: dict[str, Any], profile: str) -> list[str]:
         "Every compressed model of the table below: test accuracy lost against the CPU speedup "
         "measured side by side with its original, the marker's area the share of parameters "
         "kept; black crosses: the drafts' own points where a draft gives both numbers (draft 002's "
-        "LeNet; draft 003's text at k = 4, whose parameters it does not give).",
+        "LeNet; draft 003's text at k = 4, which its own log prints at k = 5 and whose parameters "
+        "it does not give).",
         "```",
         "",
     ]
