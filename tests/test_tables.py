@@ -40,6 +40,16 @@ def test_the_index_is_a_named_first_column_and_a_grouped_index_is_written_once()
     assert list(tables.readable(pd.DataFrame({"x": [1, 2]})).columns) == ["x"]  # a plain 0..n-1 is left out
 
 
+def test_fractions_named_in_percent_are_shown_in_percent_and_kept_as_fractions():
+    df = pd.DataFrame(
+        {"test accuracy": [0.9123, None], "acc": [0.9123, 0.5]}, index=pd.Index(["a", "b"], name="m")
+    )
+    out = tables.readable(df)
+    assert list(out.columns) == ["m", "test accuracy (%)", "acc"]  # only the declared labels
+    assert out["test accuracy (%)"].tolist() == ["91.23", "–"] and out["acc"].tolist() == ["0.9123", "0.5000"]
+    assert df["test accuracy"].iloc[0] == 0.9123  # the data is not touched
+
+
 def test_the_csv_keeps_every_digit_and_the_page_shows_the_readable_table(results_dir, monkeypatch):
     shown = []
     monkeypatch.setattr(report, "display", lambda obj, **kw: shown.append((obj, kw)))

@@ -4,8 +4,10 @@ The CSV under `results/` keeps every digit; what a page shows goes through `read
 counts with thousands separators, other numbers with four significant digits at the column's
 largest value and the fewest decimals that say the same (0.1 stays `0.1`, 89.35 `89.35`),
 missing values as a dash, the index as the first column(s) under its name (no row of index
-names of its own), repeated labels of a grouped index written once. `to_html` wraps the result in
-a frame that scrolls sideways with its first column kept (`book/_static/netshrink.css`).
+names of its own), repeated labels of a grouped index written once. A column of fractions named
+in `PERCENT` (results keep accuracies as fractions) is shown in percent, its label marked (%).
+`to_html` wraps the result in a frame that scrolls sideways with its first column kept
+(`book/_static/netshrink.css`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pandas as pd
 
 __all__ = [
     "OUTPUT_KEY",
+    "PERCENT",
     "SIGNIFICANT",
     "format_column",
     "from_html",
@@ -42,6 +45,8 @@ FRAME_CLASS = "netshrink-table"
 ITEM = re.compile(r"^[A-Z]-[A-Z]+\d+")
 NUMBER = re.compile(r"-?[\d,]*\.?\d+(?:e[+-]?\d+)?")
 WIDE = 9  # columns beyond which a table prints smaller in the PDF
+PERCENT = frozenset({"test accuracy", "accuracy before fine-tuning", "accuracy lost"})
+"""Column labels whose values are fractions (0.9 for 90 %) and a page shows in percent."""
 OUTPUT_KEY = "netshrink"  # a displayed table's metadata: {"netshrink": {"table": "<chapter>/<file>.csv"}}
 
 
@@ -116,7 +121,12 @@ def readable(df: pd.DataFrame) -> pd.DataFrame:
         names = [n if n is not None else f"Unnamed: {i}" for i, n in enumerate(frame.index.names)]
         frame.index = frame.index.set_names(names)
         frame = frame.reset_index()
-    frame.columns = [_label(c) for c in frame.columns]
+    labels = [_label(c) for c in frame.columns]
+    for i, label in enumerate(labels):
+        if label in PERCENT:  # shown in percent: the one place a fraction becomes a percent
+            frame.isetitem(i, 100 * pd.to_numeric(frame.iloc[:, i], errors="coerce"))
+            labels[i] = f"{label} (%)"
+    frame.columns = labels
     out = pd.DataFrame({i: format_column(list(frame.iloc[:, i])) for i in range(frame.shape[1])})
     out.columns = list(frame.columns)
     for i in range(max(n_labels - 1, 0)):  # the outer levels of a grouped index, written once
