@@ -196,6 +196,20 @@ def test_withdraw_removes_only_that_chapters_folder_and_manifest_entries(tmp_pat
     assert not list((root / "smoke").glob(".demo*")), "no parked folder is left behind"
 
 
+def test_a_withdraw_cut_short_never_leaves_an_entry_whose_folder_is_gone(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    made = report.Report("demo", "smoke", {}, root=root, display=False)
+    made.table("X-T1", pd.DataFrame({"a": [1]}), "t")
+
+    def crash(*args, **kwargs):
+        raise OSError("cut short")
+
+    monkeypatch.setattr(Path, "rename", crash)  # the crash comes when the folder is moved aside
+    with pytest.raises(OSError, match="cut short"):
+        report.withdraw("demo", "smoke", root)
+    assert report.read_manifest("smoke", root)["items"] == {}  # the manifest went first
+
+
 def test_a_name_glued_twice_with_one_value_is_one_glue_key(results_dir, monkeypatch):
     glued = []
     monkeypatch.setattr(report, "glue", lambda name, value, display=False: glued.append((name, value)))

@@ -120,19 +120,21 @@ def publish(chapter: str, profile: str, staging: Path, root: Path | None = None)
 
 def withdraw(chapter: str, profile: str, root: Path) -> None:
     """Remove chapter `chapter`'s folder and manifest entries from `root` (the roll-back of a
-    publish that had no previous results), under the manifest's lock."""
+    publish that had no previous results), under the manifest's lock. The manifest goes first
+    (one atomic write): a crash after it leaves at most a folder no manifest entry names, never
+    an entry whose folder is gone."""
     manifest_path = root / profile / "manifest.json"
     with _locked(manifest_path):
         manifest = read_manifest(profile, root)
         manifest["items"] = {k: v for k, v in manifest["items"].items() if v.get("chapter") != chapter}
         for key in ("comparisons", "compression"):
             manifest.setdefault(key, {}).pop(chapter, None)
+        write_json(manifest_path, manifest)
         target = root / profile / chapter
         old = target.with_name(f".{chapter}.previous")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
             target.rename(old)
-        write_json(manifest_path, manifest)
         shutil.rmtree(old, ignore_errors=True)
 
 
