@@ -44,7 +44,12 @@ def test_network_configs_are_the_drafts_network_with_successive_seeds():
 def test_random_trials_evaluate_each_mask_as_the_pruned_network(nets):
     runs, loader = nets
     trials = rp.random_trials(runs, loader, [1, 8], n_trials=5, seed=2)
-    assert list(trials.columns) == ["network", "n", "trial", "loss", "acc"] and len(trials) == 2 * 2 * 5
+    assert list(trials.columns) == ["network", "n", "trial", "loss", "acc", "intact_loss", "intact_acc"]
+    assert len(trials) == 2 * 2 * 5
+    intact = masking.evaluate_masks(
+        runs[1].model, "hidden.0", loader, keep=torch.ones(1, 128, dtype=torch.bool)
+    )
+    assert trials[trials["network"] == 1]["intact_loss"].to_numpy() == pytest.approx(intact.loss[0].item())
     assert trials.groupby(["network", "n"]).size().eq(5).all()
     again = rp.random_trials(runs, loader, [1, 8], n_trials=5, seed=2)
     pd.testing.assert_frame_equal(trials, again)  # seeded
@@ -113,7 +118,22 @@ def test_findings_quote_our_numbers_beside_the_drafts(nets):
     assert found.glue["draft_where_max_n_mnist"].startswith(where)
     assert acc_64["spread"] == pytest.approx((r_high - 100 * network_means.mean()) / 100)
     assert "one network's mean" in acc_64["spread_what"]
-    assert {c["item"] for c in found.comparisons} == {"R-T1", "R-T2"} and len(found.comparisons) == 4
+    assert {c["item"] for c in found.comparisons} == {"R-T1", "R-T2"} and len(found.comparisons) == 8
+    # and, where the draft gives its intact network, the change from each one's own
+    loss_change = next(
+        c for c in found.comparisons if c["quantity"].startswith("MNIST: change of the mean test loss")
+    )
+    assert "1 random node removed" in loss_change["quantity"] and loss_change["draft"] == pytest.approx(
+        0.0895 - 0.0879
+    )
+    assert rp.nodes_removed(8) == "8 random nodes removed"
+    at_1 = trials[trials["n"] == 1]
+    ours = (at_1["loss"] - at_1["intact_loss"]).groupby(at_1["network"]).mean().mean()
+    assert loss_change["ours"] == pytest.approx(ours)
+    fashion = rp.trial_findings(
+        trials, "fashion-mnist", "Fashion-MNIST"
+    ).comparisons  # no intact network given
+    assert len(fashion) == 4 and not any("change" in c["quantity"] for c in fashion)
     spread = stats.spread_by_source(trials, "n", "network", "acc")
     assert set(rp.spread_findings(spread, "fashion-mnist", 4).glue) == {
         "share_network_max_n_fashion_mnist",

@@ -116,6 +116,12 @@ def test_unknown_rules_and_readings_are_refused_naming_the_allowed_values(nets, 
         prune.shrink_randomly(runs[0].model, "hidden.0", 8, loaders["train"], rule=bad)
     with pytest.raises(ValueError, match=r"reading=.*allowed values"):
         rs.check_reading(bad)
+    with pytest.raises(ValueError, match=r"reading=.*allowed values"):
+        rs.reading_stem("mnist", bad)
+    with pytest.raises(ValueError, match=r"dataset='cifar10' is not known; allowed values: 'mnist'"):
+        rs.reading_stem("cifar10", "draft")
+    assert rs.reading_stem("mnist", "draft") == "R-T3"  # the draft's item; the book's own apart
+    assert rs.reading_stem("fashion-mnist", "validation loss") == "R-S3-fashion-mnist"
     assert prune.check_rule("loss and accuracy") == "loss and accuracy"
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 import pandas as pd
 
 from netshrink.book.numbers import Numbers
+from netshrink.items import nodes_removed
 
 __all__ = ["DRAFT_003_K", "DRAFT_SPREAD_UNKNOWN", "EXTRAS", "REASONS", "ROUNDING", "Declared", "dt6_drops"]
 
@@ -85,7 +86,7 @@ def _input(numbers: Numbers) -> str:
 
 def _random(kind: str, data: str, n: int) -> Callable[[Numbers], str]:
     """Random node removal, our mean over networks against the draft's one network: measured from
-    each one's own start where the draft gives one (MNIST's accuracy)."""
+    each one's own start in rows of their own where the draft gives its intact network (MNIST)."""
     acc = kind == "accuracy"
 
     def why(numbers: Numbers) -> str:
@@ -94,16 +95,17 @@ def _random(kind: str, data: str, n: int) -> Callable[[Numbers], str]:
             f"Our mean over {nets} networks against the draft's one network, which lies outside the range "
             "one of our networks' means takes."
         )
-        if acc and data == "MNIST":
-            s1 = numbers.table("R-S1-mnist").loc[n]
-            base, ours = numbers.glue("base_mean_mnist"), 100 * float(s1["mean"])
-            draft_base = numbers.glue("draft_base_acc_mnist")
-            draft_row = numbers.table("R-T1").query("statistic == 'mean' and source == 'draft 004'")
-            draft = 100 * float(draft_row[str(n)].iloc[0]) if str(n) in draft_row else None
+        if data == "MNIST":
+            ours, draft = (
+                ("base_mean_mnist", "draft_base_acc_mnist")
+                if acc
+                else ("base_loss_mean_mnist", "draft_base_loss_mnist")
+            )
+            unit, digits = (" %", 2) if acc else ("", 4)
+            mine, theirs = numbers.glue(ours), numbers.glue(draft)
             text += (
-                f" Measured from each one's own intact network (our mean {base:.2f} %, the draft's "
-                f"{draft_base:.2f} %), removing {n} node(s) changes ours by {ours - base:+.2f} points"
-                + (f" and the draft's by {draft - draft_base:+.2f} points." if draft is not None else ".")
+                f" The intact networks differ too (our mean {mine:.{digits}f}{unit}, the draft's "
+                f"{theirs:.{digits}f}{unit}): the change from each one's own is judged in its own row."
             )
         elif acc and "init_verdict_fashion_mnist" in numbers.glued and n == numbers.glued.get("max_n"):
             text += (
@@ -119,6 +121,14 @@ def _random(kind: str, data: str, n: int) -> Callable[[Numbers], str]:
         return text
 
     return why
+
+
+_RANDOM_CHANGE = (
+    "Both measured from their own intact network (ours a mean over our networks, the draft's its one "
+    "network of section 3.1.1), and the draft's change lies outside the range one of our networks' "
+    "change takes. Why its network reacts otherwise to the removal is not tested on MNIST (R-S2 tests "
+    "one cause, the initialisation, on Fashion-MNIST): a hypothesis."
+)
 
 
 def _shrink(item: str, reading: str) -> Declared:
@@ -144,12 +154,19 @@ def _rows_random() -> dict[tuple[str, str], Declared]:
         for n in (1, 2, 4, 8, 16, 32, 64):
             acc, loss = ("R-T1", "R-T2") if data == "MNIST" else ("R-T4", "R-T5")
             for tail in ("", " (mean over networks)"):
-                out[acc, f"{data}: mean test accuracy, {n} random nodes removed{tail}"] = Declared(
+                out[acc, f"{data}: mean test accuracy, {nodes_removed(n)}{tail}"] = Declared(
                     "differs", _random("accuracy", data, n)
                 )
-                out[loss, f"{data}: mean test loss, {n} random nodes removed{tail}"] = Declared(
+                out[loss, f"{data}: mean test loss, {nodes_removed(n)}{tail}"] = Declared(
                     "differs", _random("loss", data, n)
                 )
+    for n in (1, 2, 4, 8, 16, 32, 64):  # where the draft gives its intact network
+        for item, what in (("R-T1", "accuracy"), ("R-T2", "loss")):
+            quantity = (
+                f"MNIST: change of the mean test {what} from the intact network, {nodes_removed(n)} "
+                "(mean over networks)"
+            )
+            out[item, quantity] = Declared("differs", _RANDOM_CHANGE)
     for n in (1, 2, 3, 4, 8):
         out["R-T3", f"MNIST: mean nodes removed by Algorithm 2, n = {n}"] = Declared(
             "differs",

@@ -21,6 +21,7 @@ from scipy import stats
 
 from netshrink.book import escape, reasons
 from netshrink.book.numbers import Numbers
+from netshrink.items import reading_stem
 
 __all__ = [
     "KINDS",
@@ -66,7 +67,7 @@ def _t95(n: int) -> float:
 
 
 _RANDOM = re.compile(
-    r"^(MNIST|Fashion-MNIST): mean test accuracy, (\d+) random nodes removed( \(mean over networks\))?$"
+    r"^(MNIST|Fashion-MNIST): mean test accuracy, (\d+) random nodes? removed( \(mean over networks\))?$"
 )
 _SHRINK = re.compile(r"^MNIST: mean nodes removed by Algorithm 2, n = (\d+)$")
 _SHRINK_READINGS = re.compile(
@@ -100,7 +101,7 @@ def committed_spread(row: dict[str, Any], numbers: Numbers) -> tuple[float, str]
         sd = float(numbers.table("R-T3").query("statistic == 'std' and source == 'ours'")[m[1]].iloc[0])
         return _t95(runs) * sd / math.sqrt(runs), f"95 % interval of our mean over {runs} runs"
     if (m := _SHRINK_READINGS.match(quantity)) and row["item"] in ("R-T3", "R-T6"):
-        table = row["item"] + ("" if m[2] == "draft" else "-validation-loss")
+        table = reading_stem(m[1].lower(), m[2])
         t = numbers.table(table).set_index("source", append=True)
         nets = int(numbers.params["shrink_networks"])
         half = float(t.loc[("ci95 high", "ours"), m[3]]) - float(t.loc[("mean over networks", "ours"), m[3]])

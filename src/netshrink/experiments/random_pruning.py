@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -17,12 +18,14 @@ from netshrink.compress.masking import MaskEvaluation, evaluate_masks
 from netshrink.experiments.mask_benchmark import benchmark_findings, mask_benchmark, time_mask_evaluation
 from netshrink.experiments.random_init import init_findings, init_table, init_verdict, keras_init_configs
 from netshrink.findings import Findings
+from netshrink.items import nodes_removed
 from netshrink.progress import update as report_progress
 from netshrink.stats import network_means
 from netshrink.train import TrainConfig
 
 __all__ = [
     "DATASETS",
+    "DRAFT_INTACT",
     "ITEMS",
     "N_VALUES",
     "SHRINK_N_VALUES",
@@ -37,6 +40,7 @@ __all__ = [
     "network_configs",
     "network_findings",
     "network_means",
+    "nodes_removed",
     "random_trials",
     "scores_frame",
     "spread_findings",
@@ -88,7 +92,8 @@ def random_trials(
 ) -> pd.DataFrame:
     """Test loss and accuracy after removing n random nodes, `n_trials` masks per n and network.
 
-    Returns one row per (network, n, trial) with columns `network`, `n`, `trial`, `loss`, `acc`.
+    Returns one row per (network, n, trial) with columns `network`, `n`, `trial`, `loss`, `acc`,
+    and the intact network's `intact_loss` and `intact_acc` (to measure each change from its own start).
     """
     report_progress(stage="random node trials")
     frames = []
@@ -98,8 +103,18 @@ def random_trials(
         for n in n_values:
             masks = prune.random_node_masks(n_nodes, n, n_trials, generator=gen)
             scores = evaluate_masks(net.model, layer, loader, keep=masks)
-            frames.append(scores_frame(scores).assign(network=net_index, n=n, trial=range(n_trials)))
-    return pd.concat(frames, ignore_index=True)[["network", "n", "trial", "loss", "acc"]]
+            frames.append(
+                scores_frame(scores).assign(
+                    network=net_index,
+                    n=n,
+                    trial=range(n_trials),
+                    intact_loss=scores.intact_loss,
+                    intact_acc=scores.intact_acc,
+                )
+            )
+    return pd.concat(frames, ignore_index=True)[
+        ["network", "n", "trial", "loss", "acc", "intact_loss", "intact_acc"]
+    ]
 
 
 def scores_frame(scores: MaskEvaluation) -> pd.DataFrame:
@@ -125,6 +140,9 @@ def statistics_table(trials: pd.DataFrame, value: str, item: str, network: int =
 
 
 DATASETS = ("mnist", "fashion-mnist")
+DRAFT_INTACT = {"mnist": published.MNIST_128}
+"""Per data set where draft 004 gives it: its intact network's test accuracy and loss."""
+
 ITEMS = {"mnist": ("R-T1", "R-T2", "R-F1", "R-F2"), "fashion-mnist": ("R-T4", "R-T5", "R-F4", "R-F4")}
 """Per data set: the accuracy and loss tables and figures of the random trials."""
 
@@ -140,13 +158,17 @@ def network_findings(
     """The prose's numbers about the trained networks of each data set: network 0's test accuracy
     and loss, the mean accuracy over networks with its 95 % interval, the training and validation
     images, beside draft 004's 128-node network."""
-    glue = {"draft_base_acc_mnist": 100 * published.MNIST_128["acc"]}
+    glue = {
+        "draft_base_acc_mnist": 100 * published.MNIST_128["acc"],
+        "draft_base_loss_mnist": published.MNIST_128["loss"],
+    }
     for ds, runs in nets.items():
         mean, low, high = stats.mean_ci([100 * r.test["acc"] for r in runs])
         glue |= {
             f"base_acc_{glue_key(ds)}": 100 * runs[0].test["acc"],
             f"base_loss_{glue_key(ds)}": runs[0].test["loss"],
             f"base_mean_{glue_key(ds)}": mean,
+            f"base_loss_mean_{glue_key(ds)}": float(np.mean([r.test["loss"] for r in runs])),
             f"base_low_{glue_key(ds)}": low,
             f"base_high_{glue_key(ds)}": high,
             f"n_train_{glue_key(ds)}": len(splits[ds].train),
@@ -195,7 +217,7 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
     compare = [
         {
             "item": item,
-            "quantity": f"{label}: mean test {what}, {n} random nodes removed (mean over networks)",
+            "quantity": f"{label}: mean test {what}, {nodes_removed(n)} (mean over networks)",
             "ours": means.loc[n, "mean"],
             "draft": table.loc["mean", n],
             "source": "draft 004",
@@ -208,7 +230,34 @@ def trial_findings(trials: pd.DataFrame, dataset: str, label: str) -> Findings:
             (t_loss, loss, loss_table, "loss"),
         )
     ]
-    return Findings(glue, compare)
+    return Findings(glue, compare + _change_rows(trials, dataset, label))
+
+
+def _change_rows(trials: pd.DataFrame, dataset: str, label: str) -> list[dict]:
+    """Where the draft gives its intact network (`DRAFT_INTACT`): the change of the mean test
+    accuracy and loss from each one's own intact network, ours a mean over networks."""
+    if dataset not in DRAFT_INTACT:
+        return []
+    t_acc, t_loss = ITEMS[dataset][:2]
+    nets, rows = trials["network"].nunique(), []
+    for item, value, what in ((t_acc, "acc", "accuracy"), (t_loss, "loss", "loss")):
+        table = published.RANDOM_PRUNING_TABLES[item]
+        change = network_means(trials.assign(change=trials[value] - trials[f"intact_{value}"]), "change")
+        for n in sorted({int(trials["n"].min()), int(trials["n"].max())} & set(table.columns)):
+            rows.append(
+                {
+                    "item": item,
+                    "quantity": f"{label}: change of the mean test {what} from the intact network, "
+                    f"{nodes_removed(n)} (mean over networks)",
+                    "ours": change.loc[n, "mean"],
+                    "draft": table.loc["mean", n] - DRAFT_INTACT[dataset][value],
+                    "source": "draft 004",
+                    "spread": change.loc[n, "range high"] - change.loc[n, "mean"],
+                    "spread_what": "95 % range of one network's mean change about our mean over "
+                    f"{nets} networks",
+                }
+            )
+    return rows
 
 
 def spread_findings(spread: pd.DataFrame, dataset: str, n_trials: int) -> Findings:

@@ -23,12 +23,30 @@ from netshrink.cache import TrainResult
 from netshrink.compress import prune
 from netshrink.compress.masking import evaluate_masks
 from netshrink.findings import Findings
+from netshrink.items import ACCEPTANCE_ITEM, DRAFT_ITEMS, MEANS_ITEM, READING_ITEM, reading_stem
 from netshrink.progress import update as report_progress
+
+__all__ = [
+    "ACCEPTANCE_ITEM",
+    "DRAFT_ITEMS",
+    "MEANS_ITEM",
+    "READINGS",
+    "READING_ITEM",
+    "acceptance",
+    "acceptance_findings",
+    "check_reading",
+    "draft_positions",
+    "over_networks",
+    "reading_stem",
+    "shrink_findings",
+    "shrink_networks",
+    "shrink_runs",
+    "shrink_steps",
+    "shrink_table",
+]
 
 READINGS = {"draft": ("loss and accuracy", "train"), "validation loss": ("loss", "val")}
 """Reading name -> (`prune.shrink_randomly`'s rule, the split whose loss and accuracy decide)."""
-DRAFT_ITEMS = {"mnist": "R-T3", "fashion-mnist": "R-T6"}
-"""The draft's table of Algorithm 2 (Table 3.3, Table 3.6) for each data set, by item."""
 _EXTRA_ROWS = (
     "mean over networks",
     "ci95 low",
