@@ -29,13 +29,28 @@ def test_configs_are_the_drafts_networks():
 
 def test_layer_importance_and_counts_cover_every_node(mlp3):
     result, loader = mlp3
-    table = di.layer_importance({"16": result, "64": result}, loader, tol=1e-3)
-    assert len(table) == 2 * 3 * 10 and set(table["setting"]) == {"16", "64"}
+    table = di.layer_importance({"16": result, "64": [result, result]}, loader, tol=1e-3)
+    assert len(table) == 3 * 3 * 10 and set(table["setting"]) == {"16", "64"}
+    assert table.groupby("setting")["network"].nunique().to_dict() == {"16": 1, "64": 2}
     counts = di.layer_counts(table)
     assert (counts[["important", "zero", "worse"]].sum(axis=1) == 10).all()
-    found = di.setting_findings(counts, {"16": result, "64": result}, "batch size", 30)
+    assert counts.xs("64", level="setting")["networks"].eq(2).all()
+    found = di.setting_findings(table, "batch size", 30)
     assert found.glue["batch_first"] == "16" and found.glue["batch_last"] == "64"
     assert found.glue["batch_important_first"] == found.glue["batch_important_last"]
+    assert found.glue["batch_networks"] == 1
+    assert found.glue["batch_direction"] == "one network each, so no interval"
+    # paired over networks: a share that rises in every network is "more", one that varies is not resolved
+    rows = pd.DataFrame(
+        {"setting": ["a"] * 3 + ["b"] * 3, "network": [0, 1, 2] * 2, "test acc": 0.9,
+         "class": ["zero"] * 3 + ["important"] * 3}
+    )  # fmt: skip
+    assert (
+        di.setting_findings(rows, "batch size", 1).glue["batch_direction"]
+        == "more important nodes at batch size b"
+    )
+    rows.loc[4, "class"] = "zero"
+    assert "3 networks resolve" in di.setting_findings(rows, "batch size", 1).glue["batch_direction"]
 
 
 def test_pruning_hidden_layers_keeps_the_loss_within_the_tolerance(mlp3):
@@ -63,7 +78,18 @@ def test_rewind_rounds_shrink_and_train_both_initialisations(tmp_path, monkeypat
     assert list(table.index) == [0, 1] and table["parameters"].iloc[1] <= table["parameters"].iloc[0]
     assert table.loc[0, "importance init"] == table.loc[0, "random init"]
     found = di.rewind_findings(table)
-    assert found.glue["rewind_params0"] == table["parameters"].iloc[0]
+    assert found.glue["rewind_params0"] == table["parameters"].iloc[0] and found.glue["rewind_networks"] == 1
+    seeds = di.rewind_seeds(config, splits, data.make_loader(ds, 100), rounds=1, tol=1e-2, seeds=2)
+    assert seeds.index.names == ["network", "round"] and len(seeds) == 4
+    pd.testing.assert_frame_equal(seeds.xs(0, level="network"), table)  # seed 0 is the run above
+    found = di.rewind_findings(seeds)
+    last = seeds.xs(1, level="round")
+    assert found.glue["rewind_diff"] == pytest.approx(
+        100 * (last["importance init"] - last["random init"]).mean()
+    )
+    assert found.glue["rewind_networks"] == 2
+    with pytest.raises(ValueError, match=r"seeds=0 must be an integer >= 1"):
+        di.rewind_seeds(config, splits, data.make_loader(ds, 100), rounds=1, tol=1e-2, seeds=0)
 
 
 def test_a_cnns_channels_by_overall_and_per_class_loss():
@@ -86,6 +112,8 @@ def test_a_cnns_channels_by_overall_and_per_class_loss():
     assert (
         criteria["parameters"].iloc[1:] <= criteria["parameters"].iloc[0]
     ).all()  # channels really removed
+    pruned = criteria.iloc[1:]
+    assert (pruned["channels left"] <= pruned["channels"]).all() and set(pruned["channels"]) == {4, 16}
     found = di.criteria_findings(criteria, "tiny")
     assert found.glue["t5_layers"] == 2 and len(found.compressions) == 4
     assert isinstance(criteria, pd.DataFrame)

@@ -158,10 +158,19 @@ def _findings(taylor: list[float], best: list[float]):
         ]
     )
     summary = pd.DataFrame(
-        {"library": ["netshrink", pi.PEER], "Spearman (mean)": [sum(taylor) / 3, sum(best) / 3]},
-        index=[pc.TAYLOR, "magnitude L1"],
+        {
+            "library": ["netshrink", "netshrink", pi.PEER],
+            "Spearman (mean)": [1.0, sum(taylor) / 3, sum(best) / 3],
+            "nodes removed (mean)": [20.0, 18.0, 9.5],
+        },
+        index=[pc.ORACLE, pc.TAYLOR, "magnitude L1"],
     )
-    return pc.criteria_findings(summary, per_network, "mnist").glue["peer_sentence_mnist"]
+    glue = pc.criteria_findings(summary, per_network, "mnist").glue
+    assert (glue["peer_removed_oracle_mnist"], glue["peer_removed_taylor_mnist"]) == (20.0, 18.0)
+    assert glue["peer_removed_best_mnist"] == 9.5 and glue["peer_sentence_mnist"].endswith(
+        f"{glue['peer_verdict_mnist']}."
+    )
+    return glue["peer_sentence_mnist"]
 
 
 def test_the_sentence_follows_the_paired_difference():

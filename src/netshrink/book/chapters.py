@@ -111,9 +111,10 @@ RANDOM_PRUNING = Chapter(
 
 _IMPORTANCE_FULL = {
     "seed": 0, "val_size": 5000, "train_size": None, "hidden": 128, "epochs": 5, "batch_size": 32,
-    "n_networks": 5, "tol": 1e-4, "prune_tol": 0.0, "important": 1e-3,
+    "n_networks": 5, "tol": 1e-4, "prune_tol": 0.0, "important": 1e-3, "rank_budget": 0.01,
     "latency_batch": 1000, "latency_repeats": 50, "bench_repeats": 5,
     "mlp3_hidden": [128, 128, 128], "mlp3_train_size": None, "mlp3_epochs": 10,  # epochs: ours
+    "mlp3_seeds": 3,  # networks per setting: each trains in under a minute here
     "batch_sizes": [16, 32, 128, 512, 2048], "dropouts": [0.0, 0.2, 0.5],
     "rewind_rounds": 4, "rewind_tol": 1e-3,
     "cnn_dataset": "fashion-mnist", "cnn_train_size": None, "cnn_epochs": 10,  # epochs: ours
@@ -126,7 +127,7 @@ NODE_IMPORTANCE = Chapter(
     name="node_importance",
     notebook="chapters/03_node_importance.ipynb",
     title="Node importance",
-    items=("I-F1", "I-T1", "I-T2", "I-T3", "I-F2", "I-F3", "I-F4", "I-T4", "I-F5", "I-T5"),
+    items=("I-F1", "I-T1", "I-T6", "I-F6", "I-T2", "I-T3", "I-F2", "I-F3", "I-F4", "I-T4", "I-F5", "I-T5"),
     profiles={
         "smoke": {
             **_IMPORTANCE_FULL,
@@ -137,6 +138,7 @@ NODE_IMPORTANCE = Chapter(
             "mlp3_hidden": [64, 64, 64],
             "mlp3_train_size": 2000,
             "mlp3_epochs": 1,
+            "mlp3_seeds": 1,
             "batch_sizes": [32, 256],
             "dropouts": [0.0, 0.5],
             "rewind_rounds": 1,
@@ -154,6 +156,7 @@ NODE_IMPORTANCE = Chapter(
             "bench_repeats": 3,
             "mlp3_train_size": 6000,
             "mlp3_epochs": 3,
+            "mlp3_seeds": 2,
             "batch_sizes": [16, 128, 1024],
             "rewind_rounds": 2,
             "cnn_train_size": 3000,

@@ -151,6 +151,7 @@ RULES: dict[str, Rule] = {
             "hidden",
             "batch_size",
             "n_networks",
+            "mlp3_seeds",
             "n_trials",
             "shrink_runs",
             "shrink_networks",
@@ -189,6 +190,7 @@ RULES: dict[str, Rule] = {
     "target_speedup": Rule("float", low=1),
     "tucker_layers": Rule("str", choices=("all", "faster")),  # vgg_case_study.TUCKER_LAYERS (a test)
     "important": NON_NEGATIVE,
+    "rank_budget": NON_NEGATIVE,
     "rewind_tol": NON_NEGATIVE,
     "cnn_tol": NON_NEGATIVE,
     "lr": POSITIVE,

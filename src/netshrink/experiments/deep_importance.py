@@ -6,7 +6,7 @@ Importance is always measured on the validation split; the test split only repor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -29,7 +29,7 @@ from netshrink.train import TrainConfig
 __all__ = [
     "channel_ablations", "class_accuracy_after_pruning", "class_criteria", "conv4_config",
     "criteria_findings", "layer_counts", "layer_importance", "mlp3_config", "per_class_findings",
-    "rewind_findings", "rewind_rounds", "setting_findings",
+    "rewind_findings", "rewind_rounds", "rewind_seeds", "setting_findings",
 ]  # fmt: skip
 
 
@@ -59,37 +59,44 @@ def mlp3_config(
     )
 
 
-def layer_importance(nets: Mapping[str, TrainResult], loader: Iterable, tol: float) -> pd.DataFrame:
-    """Loss change of every node of every hidden layer, one row per (setting, layer, node), with
-    the setting's test accuracy."""
+def layer_importance(
+    nets: Mapping[str, TrainResult | Sequence[TrainResult]], loader: Iterable, tol: float
+) -> pd.DataFrame:
+    """Loss change of every node of every hidden layer, one row per (setting, network, layer,
+    node), with that network's test accuracy. `nets`: per setting, one network or one per seed
+    (`network` numbers them in order)."""
     report_progress(stage="node importance per layer")
     frames = []
-    for setting, net in nets.items():
-        for layer in prunable_layers(net.model):
-            change = importance.loss_change(net.model, layer, loader)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "setting": setting,
-                        "layer": layer,
-                        "node": range(len(change)),
-                        "loss_change": change.numpy(),
-                        "class": importance.classify(change, tol),
-                        "test acc": net.test["acc"],
-                    }
+    for setting, runs in nets.items():
+        for index, net in enumerate([runs] if isinstance(runs, TrainResult) else runs):
+            for layer in prunable_layers(net.model):
+                change = importance.loss_change(net.model, layer, loader)
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "setting": setting,
+                            "network": index,
+                            "layer": layer,
+                            "node": range(len(change)),
+                            "loss_change": change.numpy(),
+                            "class": importance.classify(change, tol),
+                            "test acc": net.test["acc"],
+                        }
+                    )
                 )
-            )
     return pd.concat(frames, ignore_index=True)
 
 
 def layer_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Nodes of each class per (setting, layer), with the test accuracy of the setting."""
-    counts = pd.crosstab([table["setting"], table["layer"]], table["class"]).reindex(
-        columns=importance.CLASSES, fill_value=0
-    )
-    acc = table.groupby(["setting", "layer"])["test acc"].first()
+    """Nodes of each class per (setting, layer), the mean over the setting's networks, with their
+    mean test accuracy and how many networks (`table`: `layer_importance`)."""
+    keys = [table["setting"], table["network"], table["layer"]]
+    per_net = pd.crosstab(keys, table["class"]).reindex(columns=importance.CLASSES, fill_value=0)
+    per_net["test acc"] = table.groupby(["setting", "network", "layer"])["test acc"].first()
+    means = per_net.groupby(level=["setting", "layer"], sort=False).mean()
+    means["networks"] = per_net.groupby(level=["setting", "layer"], sort=False).size()
     order = list(dict.fromkeys(table["setting"]))
-    return counts.assign(**{"test acc": acc}).reindex(order, level=0).rename_axis(columns=None)
+    return means.reindex(order, level=0).rename_axis(columns=None)
 
 
 def _apply_keeps(model: nn.Module, keeps: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -105,7 +112,7 @@ def rewind_rounds(
     rounds: int,
     tol: float,
     progress: bool = True,
-    device: torch.device | str = "cpu",
+    trainer: Callable[..., TrainResult] = cache.train_cached,
 ) -> pd.DataFrame:
     """Iterative weight initialisation by node importance (our reading of draft 004, section 4.3).
 
@@ -113,15 +120,16 @@ def rewind_rounds(
     removal does not raise the validation loss by more than `tol`, and trains the smaller
     architecture twice for the same epochs: from the surviving nodes' *initial* weights of the
     previous round ("importance init"), and from a fresh random initialisation ("random init").
-    The next round continues from the importance-init network. Networks train on `device`; the
-    initial weights are kept on the CPU. One row per round.
+    The next round continues from the importance-init network. Every network is trained by
+    `trainer(config, splits=..., progress=...)` (a chapter passes its run's `train`, which records
+    each model in `models.json`); the initial weights are kept on the CPU. One row per round.
     """
     report_progress(stage="rewinding rounds")
     if rounds < 0:
         raise ValueError(f"rounds={rounds} must be a non-negative integer")
-    net = cache.train_cached(config, splits=splits, progress=progress, device=device)
+    net = trainer(config, splits=splits, progress=progress)
     start = cache.initial_model(config, device="cpu")
-    test_loader = data.make_loader(splits.test, 10_000, device=device)
+    test_loader = data.make_loader(splits.test, 10_000, device=next(net.model.parameters()).device)
     rows = [
         {
             "round": 0,
@@ -139,8 +147,8 @@ def rewind_rounds(
         model_kwargs = {**config.model_kwargs, "hidden": widths}
         rewound = dataclasses.replace(config, model_kwargs=model_kwargs, init=cache.store_init(start))
         fresh = dataclasses.replace(config, model_kwargs=model_kwargs, seed=config.seed + 1000 * r)
-        net = cache.train_cached(rewound, splits=splits, progress=progress, device=device)
-        plain = cache.train_cached(fresh, splits=splits, progress=progress, device=device)
+        net = trainer(rewound, splits=splits, progress=progress)
+        plain = trainer(fresh, splits=splits, progress=progress)
         rows.append(
             {
                 "round": r,
@@ -152,6 +160,27 @@ def rewind_rounds(
             }
         )
     return pd.DataFrame(rows).set_index("round")
+
+
+def rewind_seeds(
+    config: TrainConfig,
+    splits: data.DataSplits,
+    val_loader: Iterable,
+    rounds: int,
+    tol: float,
+    seeds: int,
+    trainer: Callable[..., TrainResult] = cache.train_cached,
+) -> pd.DataFrame:
+    """`rewind_rounds` from `seeds` initialisations (config.seed, +1, ...): one row per
+    (network, round)."""
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds} must be an integer >= 1")
+    runs = {
+        i: rewind_rounds(dataclasses.replace(config, seed=config.seed + i), splits, val_loader, rounds, tol,
+                         trainer=trainer)
+        for i in range(seeds)
+    }  # fmt: skip
+    return pd.concat(runs, names=["network"])
 
 
 def conv4_config(
@@ -217,8 +246,8 @@ def class_criteria(
 
     "overall loss": the most least-important channels whose joint removal keeps the validation
     loss within `tol` of the original's. "every class's loss": keeps every class's loss within
-    `tol`. One row per (layer, criterion): channels left, test accuracy, lowest class accuracy,
-    largest drop of a class's accuracy, and parameters, FLOPs and the forward time on
+    `tol`. One row per (layer, criterion): channels left of the layer's channels, test accuracy,
+    lowest class accuracy, largest drop of a class's accuracy, and parameters, FLOPs and the forward time on
     `latency_batch` of every pruned model, timed side by side with the original.
     """
     report_progress(stage="pruning by class accuracy")
@@ -227,7 +256,8 @@ def class_criteria(
     base = intact.intact_class_acc
     rows = {
         ("(none)", "original"): {
-            "channels left": "",
+            "channels left": pd.NA,
+            "channels": pd.NA,
             "test acc": intact.intact_acc,
             "lowest class acc": float(base.min()),
             "largest class drop": 0.0,
@@ -241,7 +271,8 @@ def class_criteria(
             after = importance.ablate(pruned.model, layer, test_loader, nodes=[])
             acc = after.intact_class_acc
             rows[(layer, name)] = {
-                "channels left": f"{pruned.nodes_left} of {n}",
+                "channels left": pruned.nodes_left,
+                "channels": n,
                 "test acc": after.intact_acc,
                 "lowest class acc": float(acc.min()),
                 "largest class drop": float((base - acc).max()),
@@ -251,5 +282,6 @@ def class_criteria(
         {f"{k[0]}: {k[1]}": m for k, m in models.items()}, latency_batch, repeats=repeats
     )
     table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table.astype({"channels left": "Int64", "channels": "Int64"})  # empty for the original
     cost.index = table.index
     return table.join(cost).rename_axis(["layer", "criterion"])

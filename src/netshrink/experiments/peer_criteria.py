@@ -173,6 +173,13 @@ def criteria_findings(summary: pd.DataFrame, per_network: pd.DataFrame, dataset:
         f"{glue[f'taylor_rho_{key}']:.3f}, a paired difference of {diff:+.3f}{span} over "
         f"{len(wide)} networks: {verdict}."
     )
+    removed = summary["nodes removed (mean)"]
     return Findings(
-        glue | {f"peer_best_{key}": best, f"peer_diff_{key}": diff, f"peer_sentence_{key}": sentence}
+        glue
+        | {f"peer_best_{key}": best, f"peer_diff_{key}": diff, f"peer_sentence_{key}": sentence}
+        | {f"peer_verdict_{key}": verdict, f"peer_removed_best_{key}": float(removed[best])}
+        | {
+            f"peer_removed_{name}_{key}": float(removed[row])
+            for name, row in (("oracle", ORACLE), ("taylor", TAYLOR))
+        }
     )
