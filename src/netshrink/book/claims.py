@@ -115,6 +115,8 @@ CLAIMS: list[Claim] = [
           lambda n: _g(n, "exh_left_mnist") % 8 != 0
           and _g(n, "exh16_speedup_mnist") > _g(n, "exh_speedup_mnist")),
     Claim(_I, "I-F3", "at every batch size and dropout rate here", _counts_worse_over_zero),
+    Claim(_I, "I-T6", "The oracle's order is not the one that removes the most before the budget is spent",
+          lambda n: all(_g(n, f"peer_removed_best_{d}") > _g(n, f"peer_removed_oracle_{d}") for d in _DATA)),
     Claim(_I, "I-T5", "the per-class criterion bounds the drop the overall loss lets one class take",
           lambda n: _g(n, "t5_drop_class") < _g(n, "t5_drop_overall")),
     Claim(_I, "I-T2", "it stops within a few tenths of a point of the original's test accuracy",
