@@ -24,6 +24,8 @@ from netshrink.book import report, sitecheck, tables
         ([784, 3, 2367, 68.41], ["784", "3", "2,367", "68.41"]),  # a table whose rows are quantities
         ([0.01234, 0.0, 0.0101], ["0.01234", "0", "0.01010"]),  # a zero, not 0.00000
         (["a, b", float("nan"), None], ["a, b", "–", "–"]),
+        ([0.9999999999999999, 0.4709, 0.2073], ["1", "0.4709", "0.2073"]),  # not 1.0000
+        ([1.0, 0.5], ["1.0", "0.5"]),
     ],
 )
 def test_numbers_are_formatted_for_reading(values, shown):

@@ -99,6 +99,9 @@ def _format_value(value: object, fmt: str, counts: bool) -> str:
     text = fmt.format(v)
     if v != 0 and float(text.replace(",", "")) == 0:
         return f"{v:.2g}"  # too small for the column's decimals: not a zero
+    whole, _, fraction = text.partition(".")
+    if len(fraction) >= 4 and not fraction.strip("0"):
+        return whole  # 0.99999999 at four decimals: 1, not a machine's 1.0000
     return text
 
 
