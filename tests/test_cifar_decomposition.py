@@ -39,10 +39,13 @@ def test_magnitude_sweep_and_its_findings(cifar):
     layers = models.conv_layers(result.model)
     sweep = cd.magnitude_sweep(result.model, loader, [layers[0], "fc"], [0.0, 0.5])
     assert len(sweep) == 4 and set(sweep["layer"]) == {layers[0], "fc"}
-    intact = 100 * train.evaluate(result.model, loader)["acc"]
-    assert sweep[sweep["rate"] == 0.0]["test accuracy (%)"].tolist() == pytest.approx([intact, intact])
+    intact = train.evaluate(result.model, loader)["acc"]
+    assert list(sweep.columns) == ["layer", "rate", "test accuracy"]
+    assert sweep["test accuracy"].between(0, 1).all(), "a fraction"
+    assert sweep[sweep["rate"] == 0.0]["test accuracy"].tolist() == pytest.approx([intact, intact])
     found = cd.sweep_findings(sweep, layers)
-    assert found.glue["prune_fc"] == sweep[(sweep["layer"] == "fc") & (sweep["rate"] == 0.5)].iloc[0, 2]
+    at_half = sweep[(sweep["layer"] == "fc") & (sweep["rate"] == 0.5)]["test accuracy"].iloc[0]
+    assert found.glue["prune_fc"] == 100 * at_half, "the prose's %"
     assert found.glue["prune_last"] != found.glue["prune_last"]  # NaN: the last conv was not swept
 
 
@@ -63,14 +66,31 @@ def test_k_sweep_times_every_k_and_sets_the_reports_number_beside_k4_before_fine
                        images=splits.test.images[:8], batch_size=4, repeats=1)  # fmt: skip
     assert list(sweep.table.index) == ["original", "k = 2", "k = 4", "k = 8", "k = 4, fine-tuned"]
     assert sweep.k_ref == 4 and len(sweep.plot) == 3 * 3
-    params = sweep.table["parameters"]
+    table = sweep.table
+    assert list(table.columns) == ["parameters", "MFLOPs per image", "test accuracy", "seconds",
+                                   "seconds, channels last", "speedup", "speedup, channels last"]  # fmt: skip
+    assert table["test accuracy"].between(0, 1).all() and table.attrs["images"] == 8
+    params = table["parameters"]
     assert params["k = 2"] < params["k = 4"] < params["k = 8"]
-    assert sweep.table.loc["k = 8", "test accuracy (%)"] == pytest.approx(
-        sweep.table.loc["original", "test accuracy (%)"], abs=1e-6
+    assert table.loc["k = 8", "test accuracy"] == pytest.approx(
+        table.loc["original", "test accuracy"], abs=1e-8
     ), "k = 8 keeps every rank: the same network"
     before = next(c for c in sweep.findings.comparisons if c["quantity"].endswith("no fine-tuning"))
-    assert before["ours"] == pytest.approx(sweep.table.loc["k = 4", "test accuracy (%)"] / 100)
+    assert before["ours"] == table.loc["k = 4", "test accuracy"]
     assert before["draft"] == 0.8802 and len(sweep.findings.compressions) == 1
+    glue = sweep.findings.glue
+    assert glue["k_acc"] == 100 * table.loc["k = 4", "test accuracy"]
+    assert glue["k_time"] == pytest.approx(
+        100 * table.loc["k = 4", "seconds"] / table.loc["original", "seconds"]
+    )
+    plot = sweep.plot.set_index(["quantity", "k"])["value"]
+    assert set(sweep.plot["quantity"]) == {
+        "test accuracy",
+        "time / original",
+        "time / original, channels last",
+    }
+    assert plot["time / original", 4] == pytest.approx(glue["k_time"] / 100), "fractions, as the table's"
+    assert plot["time / original, channels last", 4] == pytest.approx(glue["k_time_cl"] / 100)
 
 
 def test_methods_at_budget_keep_the_budget_and_fine_tune_each(cifar, fine_tune):
@@ -82,6 +102,10 @@ def test_methods_at_budget_keep_the_budget_and_fine_tune_each(cifar, fine_tune):
         result, splits, methods, layers, 0.25, fine_tune, n_blocks=2, epochs=1, **timing
     )
     assert list(table.index) == ["original", "tucker2", "cp"]
+    accuracies = table[["test accuracy", "accuracy before fine-tuning"]]
+    assert accuracies.stack().between(0, 1).all() and "seconds" in table and table.attrs["images"] == 8
+    assert found.glue["best_method_acc"] == 100 * table.loc[found.glue["best_method"], "test accuracy"]
+    assert {c["accuracy"] for c in found.compressions} == set(table["test accuracy"].iloc[1:])
     budget = table["decomposed layers' parameters"]
     assert (budget[["tucker2", "cp"]] <= 0.25 * budget["original"]).all()
     assert table.loc["original", "ranks"] == "dense" and "tucker2" in table.loc["tucker2", "ranks"]

@@ -25,7 +25,8 @@ def test_input_table_puts_the_draft_beside_ours():
     assert list(table.columns) == ["full data", "CP rank 3", "full data (draft)"]
     assert table.loc["parameters", "CP rank 3"] == 3 * 5 + 5 + 5 * 3 + 3
     assert table.loc["parameters", "full data"] == 120 * 3 + 3 + 3 * 3 + 3
-    assert isinstance(table, pd.DataFrame) and table.loc["test accuracy (%)", "full data (draft)"] == 98.0
+    assert isinstance(table, pd.DataFrame) and table.loc["test accuracy", "full data (draft)"] == 0.98
+    assert table.loc["test accuracy"].between(0, 1).all(), "a fraction, shown in % by tables.readable"
 
 
 def test_input_case_and_tucker_input_on_real_digits():
@@ -34,6 +35,9 @@ def test_input_case_and_tucker_input_on_real_digits():
     assert list(case.table.columns) == ["full data", "CP rank 3", "full data (draft)", "CP rank 3 (draft)"]
     assert [c["draft"] for c in case.findings.comparisons] == [0.98, 0.83]
     assert case.findings.comparisons[1]["ours"] == case.experiment.classifiers[1].test_acc
+    assert case.findings.glue["dt1_dec"] == 100 * case.table.loc["test accuracy", "CP rank 3"], (
+        "the prose's %"
+    )
     grid, histograms = plots.input_case_figures(case)
     assert len(grid.axes) >= 50 and len(histograms.axes) >= 3
     with pytest.raises(ValueError, match="item='D-T9' is not an input case; allowed: D-T1, D-T2, D-T3"):
@@ -46,6 +50,7 @@ def test_input_case_and_tucker_input_on_real_digits():
         "full data (draft)",
         "Tucker rank 15 (draft)",
     ]
+    assert found.glue["dt4_first"] == 100 * table.loc["test accuracy", "Tucker rank 15"]
     assert found.glue["dt4_first_rank"] == 15 and [c["draft"] for c in found.comparisons] == [0.70, 0.93]
 
 

@@ -116,6 +116,17 @@ def test_each_method_the_peer_has_stands_beside_ours_at_the_same_ranks():
     assert len(set(tuned)) == 4  # each fine-tuned model has a cache origin of its own
     assert table.loc[["tt, tensorly-torch"], ["low", "peer / ours, seconds", "high"]].notna().all(axis=None)
     assert table.loc[["original", "tt, netshrink"], "peer / ours, seconds"].isna().all()
+    assert list(table.columns[2:6]) == [
+        "parameters",
+        "MFLOPs per image",
+        "accuracy before fine-tuning",
+        "test accuracy",
+    ]
+    assert table.loc["tt, tensorly-torch", ["accuracy before fine-tuning", "test accuracy"]].tolist() == [
+        0.3,
+        0.4,
+    ]
+    assert "seconds" in table and table.attrs["images"] == 8
 
 
 def test_without_the_peer_the_table_has_the_books_layers_and_the_page_says_so(monkeypatch):
@@ -132,7 +143,7 @@ def _table(ratio: tuple[float, float, float]):
         "cp, netshrink": ["netshrink", "cp", 0.58, 1.3, float("nan"), float("nan"), float("nan")],
         "cp, tensorly-torch": ["tensorly-torch", "cp", 0.57, 1.0, *ratio],
     }
-    cols = ["library", "method", "accuracy", "speedup", "peer / ours, seconds", "low", "high"]
+    cols = ["library", "method", "test accuracy", "speedup", "peer / ours, seconds", "low", "high"]
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
 
 
@@ -147,6 +158,11 @@ def test_the_sentence_calls_a_ratio_whose_quartiles_hold_one_no_difference():
     )
     assert "equally fast" in pdm.peer_findings(_table((1.05, 0.9, 1.2))).glue["peer_layers_sentence"]
     assert "not judged for speed" in pdm.peer_findings(_table((1.3, 1.3, 1.3))).glue["peer_layers_sentence"]
+    glue = pdm.peer_findings(_table((1.3, 1.2, 1.4))).glue  # the table's fractions, the prose's %
+    assert glue["peer_cp_acc"] == pytest.approx(57.0) and glue["ours_cp_acc"] == pytest.approx(58.0)
+    assert (
+        "the book's reach 58.00 % and tensorly-torch's 57.00 % (+1.00 points" in glue["peer_layers_sentence"]
+    )
 
 
 def test_tltorch_rank_maps_our_ranks_one_to_one(conv):

@@ -114,6 +114,13 @@ def test_images_loadings_lines_and_costs():
     )
     fig = plots.lines(table, "rank", "error", "varied", reference=0.3, reference_label="ref")
     assert any(line.get_label() == "ref" for line in fig.axes[0].lines)
+    fig = plots.lines(table, "rank", "error", "varied", reference=0.3, reference_label="ref", percent=True)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "error (%)" and max(
+        y for line in ax.lines for y in line.get_ydata()
+    ) == pytest.approx(60)
+    assert next(line for line in ax.lines if line.get_label() == "ref").get_ydata()[0] == pytest.approx(30)
+    assert table["error"].max() == 0.6  # the data is not touched
     cost = pd.DataFrame(
         {"parameters": [100, 50], "ms": [2.0, 1.0], "test accuracy (%)": [90.0, 88.0]},
         index=["original", "small"],

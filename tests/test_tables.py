@@ -52,6 +52,26 @@ def test_fractions_named_in_percent_are_shown_in_percent_and_kept_as_fractions()
     assert df["test accuracy"].iloc[0] == 0.9123  # the data is not touched
 
 
+def test_a_row_of_fractions_named_in_percent_is_shown_in_percent_in_a_table_of_quantities(tmp_path):
+    df = pd.DataFrame(
+        {
+            "full data": [784.0, 3.0, 2367.0, 0.943046, float("nan")],
+            "CP rank 3": [3.0, 5.0, 38.0, 0.3404, 0.6919],
+        },
+        index=["inputs", "hidden nodes", "parameters", "test accuracy", "fit error of the images"],
+    )  # D-T1..D-T4: one row per quantity
+    df.to_csv(tmp_path / "D-T1.csv")
+    for frame in (df, tables.read_csv(tmp_path / "D-T1.csv")):  # as written, and again from the CSV
+        out = tables.readable(frame)
+        labels = ["inputs", "hidden nodes", "parameters", "test accuracy (%)", "fit error of the images"]
+        assert out.iloc[:, 0].tolist() == labels
+        assert out["full data"].tolist() == ["784", "3", "2,367", "94.3", "–"]
+        assert out["CP rank 3"].tolist() == ["3", "5", "38", "34.04", "0.69"]  # the fit error is left alone
+    assert df.loc["test accuracy", "full data"] == 0.943046  # the data is not touched
+    rates = pd.DataFrame({"acc": [0.5, 0.25]}, index=pd.Index([0.1, 0.5], name="rate"))
+    assert tables.readable(rates)["rate"].tolist() == ["0.1", "0.5"]  # other labels: nothing scaled
+
+
 def test_the_csv_keeps_every_digit_and_the_page_shows_the_readable_table(results_dir, monkeypatch):
     shown = []
     monkeypatch.setattr(report, "display", lambda obj, **kw: shown.append((obj, kw)))

@@ -19,10 +19,10 @@ def test_time_images_times_every_model_in_both_layouts():
         assert list(seconds.index) == ["a", "b"] and (seconds > 0).all()
     table = td.compare_models(named, {"a": 0.9, "b": 0.8}, images, batch_size=32, repeats=1)
     assert table.loc["a", "speedup"] == 1.0 and table.loc["b", "parameters"] < table.loc["a", "parameters"]
-    assert table.loc["b", "test accuracy (%)"] == pytest.approx(80.0)
+    assert table.loc["b", "test accuracy"] == 0.8 and table.attrs["images"] == 64
 
 
-def test_measure_models_keeps_plain_units_and_model_table_prints_them():
+def test_measure_models_and_model_table_keep_plain_units_under_stable_names():
     torch.manual_seed(0)
     named = {"a": models.LeNet(), "b": decompose.decompose_model(models.LeNet(), {"l1": ["tucker1", 8]})}
     measured = td.measure_models(
@@ -30,15 +30,19 @@ def test_measure_models_keeps_plain_units_and_model_table_prints_them():
     )
     assert list(measured.columns[:3]) == ["parameters", "MFLOPs per image", "accuracy"]
     assert measured.loc["b", "accuracy"] == 0.8 and "seconds" in measured
-    table = td.model_table(measured, 1000)
-    assert list(table.columns[:4]) == [
+    assert measured.attrs["images"] == 8 and set(measured.attrs["runs"]) == {"a", "b"}
+    table = td.model_table(measured)
+    assert list(table.columns) == [
         "parameters",
         "MFLOPs per image",
-        "test accuracy (%)",
-        "s for 1,000 images",
+        "test accuracy",
+        "seconds",
+        "seconds, channels last",
+        "speedup",
+        "speedup, channels last",
     ]
-    assert table.loc["b", "test accuracy (%)"] == 100 * 0.8 and "accuracy" not in table
-    assert (table["s for 1,000 images"] == measured["seconds"]).all() and "accuracy" in measured
+    assert table.loc["b", "test accuracy"] == 0.8 and "accuracy" not in table and "accuracy" in measured
+    assert (table["seconds"] == measured["seconds"]).all() and table.attrs["images"] == 8
 
 
 def test_fine_tuning_is_cached_by_origin_and_settings(tmp_path, tiny_mnist):
@@ -133,10 +137,24 @@ def test_the_week6_network_decomposed_by_each_plan_and_compared_like_for_like(tm
     table = td.fine_tuned_table(base, lenet, tiny_mnist.test.images[:20], batch_size=10, repeats=1)
     assert list(table.index) == ["original", "draft's plan, fine-tuned", "our plan, fine-tuned"]
     assert table.loc["original", "parameters"] == 120_382
-    assert table.loc["our plan, fine-tuned", "accuracy before fine-tuning (%)"] == pytest.approx(
-        100 * lenet.tuned["our plan"].before["acc"]
+    assert (
+        table.loc["our plan, fine-tuned", "accuracy before fine-tuning"]
+        == lenet.tuned["our plan"].before["acc"]
     )
+    assert table[["test accuracy", "accuracy before fine-tuning"]].stack().between(0, 1).all()
+    assert (table["seconds"] > 0).all() and table.attrs["images"] == 20
+    assert not [c for c in table.columns if "%" in c or c.startswith("s for ")], "plain units, stable names"
     found = td.lenet_findings(table, lenet, "tiny")
+    ours = table.loc["our plan, fine-tuned"]
+    assert found.glue["lenet_ours_acc"] == 100 * ours["test accuracy"], "the prose's % of the fraction"
+    assert found.glue["lenet_ours_before"] == 100 * ours["accuracy before fine-tuning"]
+    assert (
+        found.glue["lenet_ours_s"] == ours["seconds"]
+        and found.glue["lenet_orig_s"] == table["seconds"].iloc[0]
+    )
+    after = next(c for c in found.comparisons if c["quantity"].endswith("after fine-tuning"))
+    assert after["ours"] == table.loc["draft's plan, fine-tuned", "test accuracy"]
+    assert {c["accuracy"] for c in found.compressions} == set(table["test accuracy"].iloc[1:])
     params = next(c for c in found.comparisons if c["quantity"].endswith("parameters"))
     assert params["ours"] == table.loc["draft's plan, fine-tuned", "parameters"] and params["draft"] == 59_560
     assert found.glue["lenet_draft_params"] == f"{int(params['ours']):,}" and len(found.compressions) == 2

@@ -210,6 +210,7 @@ TENSOR_DECOMPOSITION = Chapter(
         "D-F10",
         "D-T6",
         "D-T7",
+        "D-T8",
     ),  # fmt: skip
     profiles={
         "smoke": {

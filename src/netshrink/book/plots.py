@@ -263,13 +263,17 @@ def loading_histograms(
 
 def lines(
     table: pd.DataFrame, x: str, y: str, hue: str, title: str = "", logy: bool = False,
-    reference: float | None = None, reference_label: str = "",
+    reference: float | None = None, reference_label: str = "", percent: bool = False,
 ) -> plt.Figure:  # fmt: skip
-    """One line per value of `hue` (D-F8, D-F9, D-F10), with an optional horizontal reference."""
+    """One line per value of `hue` (D-F8, D-F9, D-F10), with an optional horizontal reference;
+    with `percent`, `y` and `reference` are fractions drawn in percent, the axis marked (%)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    sns.lineplot(table, x=x, y=y, hue=hue, marker="o", ax=ax)
+    scale = 100 if percent else 1
+    sns.lineplot(table.assign(**{y: scale * table[y]}), x=x, y=y, hue=hue, marker="o", ax=ax)
+    if percent:
+        ax.set_ylabel(f"{y} (%)")
     if reference is not None:
-        ax.axhline(reference, color="gray", ls="--", label=reference_label)
+        ax.axhline(scale * reference, color="gray", ls="--", label=reference_label)
     if logy:
         ax.set_yscale("log")
     if table[hue].nunique() > 6:  # many lines: the legend goes beside the plot, not over it

@@ -272,6 +272,9 @@ SETTINGS: dict[str, list[Setting]] = {
         S("methods at one budget", "", "000, 001 (literature)",
           "{methods} at {budget_fraction} of each layer's parameters, {method_finetune_epochs} epochs "
           "of fine-tuning", "ours", "a new item (D-T7)"),
+        S("tensorly-torch's layers", "", "none of the drafts",
+          "tltorch.FactorizedConv (convolving through the factors) at D-T7's CP, Tucker-2 and TT ranks, "
+          "the same fine-tuning", "ours", "a new item (D-T8): no draft compares libraries"),
         S("MNIST data", "", "001, 002", _input, "ours", "the slides do not say which images train"),
         _SEED,
     ],

@@ -113,6 +113,20 @@ def _label(name: object) -> str:
     return "" if _is_missing(name) or str(name).startswith("Unnamed:") else str(name)
 
 
+def _percent_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (a copy) with each row whose label is in `PERCENT` (a table whose rows are
+    quantities) in percent, its label marked (%); other rows and texts untouched."""
+    if frame.index.nlevels != 1 or not any(_label(r) in PERCENT for r in frame.index):
+        return frame
+    frame = frame.astype(object)
+    for i, row in enumerate(frame.index):
+        if _label(row) in PERCENT:
+            frame.iloc[i] = [100 * float(v) if _numeric(v) else v for v in frame.iloc[i]]
+    labels = [f"{_label(r)} (%)" if _label(r) in PERCENT else r for r in frame.index]
+    frame.index = pd.Index(labels, name=frame.index.name)
+    return frame
+
+
 def readable(df: pd.DataFrame) -> pd.DataFrame:
     """`df` as a frame of strings for a page: the index (unless a plain 0..n-1) as leading columns
     under its names, column labels flattened to text, every column formatted by `format_column`,
@@ -121,6 +135,7 @@ def readable(df: pd.DataFrame) -> pd.DataFrame:
     plain = isinstance(frame.index, pd.RangeIndex) and frame.index.name is None
     n_labels = 0 if plain else frame.index.nlevels
     if not plain:
+        frame = _percent_rows(frame)
         names = [n if n is not None else f"Unnamed: {i}" for i, n in enumerate(frame.index.names)]
         frame.index = frame.index.set_names(names)
         frame = frame.reset_index()

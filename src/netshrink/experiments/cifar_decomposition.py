@@ -50,14 +50,14 @@ def cifar_config(
 def magnitude_sweep(
     model: nn.Module, loader: Iterable, layers: Sequence[str], rates: Sequence[float]
 ) -> pd.DataFrame:
-    """D-F8: test accuracy with the fraction `rate` of one layer's smallest weights zeroed, no
-    retraining; one row per (layer, rate)."""
+    """D-F8: test accuracy (a fraction) with the fraction `rate` of one layer's smallest weights
+    zeroed, no retraining; one row per (layer, rate)."""
     report_progress(stage="magnitude pruning sweep")
     rows = []
     for layer in layers:
         for rate in rates:
             acc = train.evaluate(prune.magnitude_prune(model, layer, rate), loader)["acc"]
-            rows.append({"layer": layer, "rate": rate, "test accuracy (%)": 100 * acc})
+            rows.append({"layer": layer, "rate": rate, "test accuracy": acc})
     return pd.DataFrame(rows)
 
 
@@ -87,9 +87,10 @@ def layers_parameters(model: nn.Module, names: Iterable[str]) -> int:
 
 
 def sweep_findings(sweep: pd.DataFrame, layers: Sequence[str]) -> Findings:
-    """D-F8's numbers for the prose: accuracy with half the weights of the first conv, the last
-    conv and the dense layer zeroed (NaN where 0.5 is not a swept rate)."""
-    at_half = sweep[sweep["rate"] == 0.5].set_index("layer")["test accuracy (%)"]
+    """D-F8's numbers for the prose: accuracy (%) with half the weights of the first conv, the
+    last conv and the dense layer zeroed (NaN where 0.5 is not a swept rate), from
+    `magnitude_sweep` (fractions)."""
+    at_half = 100 * sweep[sweep["rate"] == 0.5].set_index("layer")["test accuracy"]
     return Findings(
         {
             "prune_first": at_half.get(layers[0], math.nan),
@@ -111,7 +112,9 @@ def reconstruction_findings(curves: pd.DataFrame, ranks: Sequence[int]) -> Findi
 
 @dataclass
 class KSweep:
-    """D-T6 and D-F10: the table (one row per model) and the long frame the figure draws."""
+    """D-T6 and D-F10: the table (one row per model, `model_table`'s plain units) and the long
+    frame the figure draws (k, quantity, value; all fractions: `test accuracy`, and
+    `time / original` in either layout)."""
 
     table: pd.DataFrame
     plot: pd.DataFrame
@@ -154,21 +157,28 @@ def k_sweep(
     )
     named[f"k = {k_ref}, fine-tuned"], accuracy[f"k = {k_ref}, fine-tuned"] = tuned.model, tuned.test["acc"]
     measured = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
-    table = model_table(measured, len(images))
-    table["time (% of original)"] = 100 * measured["seconds"] / measured.loc["original", "seconds"]
-    table["time, channels last (% of original)"] = 100 / measured["speedup, channels last"]
-    rows = table.loc[[f"k = {k}" for k in ks]].reset_index(drop=True).assign(k=list(ks))
-    plot = rows.melt(
-        id_vars="k",
-        var_name="quantity",
-        value_vars=["test accuracy (%)", "time (% of original)", "time, channels last (% of original)"],
+    table = model_table(measured)
+    return KSweep(table, _k_plot(table, ks), k_ref, _k_findings(measured, k_ref, splits.label))
+
+
+def _k_plot(table: pd.DataFrame, ks: Sequence[int]) -> pd.DataFrame:
+    """D-F10's long frame from `model_table`'s: per k, the test accuracy and the time over the
+    original's in either layout (the reciprocal of the speedup), all fractions."""
+    rows = table.loc[[f"k = {k}" for k in ks]]
+    wide = pd.DataFrame(
+        {
+            "k": list(ks),
+            "test accuracy": rows["test accuracy"].to_numpy(),
+            "time / original": 1 / rows["speedup"].to_numpy(),
+            "time / original, channels last": 1 / rows["speedup, channels last"].to_numpy(),
+        }
     )
-    return KSweep(table, plot, k_ref, _k_findings(measured, k_ref, splits.label))
+    return wide.melt(id_vars="k", var_name="quantity")
 
 
 def _k_findings(measured: pd.DataFrame, k_ref: int, data_set: str) -> Findings:
-    """D-T6's numbers for the prose (in %), beside the report's and as a compression record,
-    from `measure_models`' table (accuracy as a fraction, seconds)."""
+    """D-T6's numbers for the prose (in %), beside the report's (fractions) and as a compression
+    record, from `measure_models`' table (accuracy as a fraction, seconds)."""
     ref, ref_ft, orig = (
         measured.loc[f"k = {k_ref}"],
         measured.loc[f"k = {k_ref}, fine-tuned"],
@@ -236,7 +246,8 @@ def methods_at_budget(
     seed: int = 0,
 ) -> tuple[pd.DataFrame, Findings]:
     """D-T7: each method of `methods` on every conv of `layers` at the largest ranks within
-    `fraction` of each layer's parameters, fine-tuned `epochs` at lr 1e-4, all timed side by side."""
+    `fraction` of each layer's parameters, fine-tuned `epochs` at lr 1e-4, all timed side by side;
+    accuracies before and after fine-tuning as fractions, `seconds` for `attrs["images"]` images."""
     report_progress(stage="methods at matched budgets")
     plans = {m: budget_plan(cnn.model, m, layers, fraction, n_blocks=n_blocks) for m in methods}
     tuned = {
@@ -248,9 +259,9 @@ def methods_at_budget(
     named = {"original": cnn.model, **{m: t.model for m, t in tuned.items()}}
     accuracy = {"original": cnn.test["acc"], **{m: t.test["acc"] for m, t in tuned.items()}}
     measured = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
-    table = model_table(measured, len(images))
+    table = model_table(measured)
     before = [cnn.test["acc"]] + [t.before["acc"] for t in tuned.values()]
-    table.insert(3, "accuracy before fine-tuning (%)", [100 * a for a in before])
+    table.insert(3, "accuracy before fine-tuning", before)
     table.insert(1, "decomposed layers' parameters", [layers_parameters(m, layers) for m in named.values()])
     table["ranks"] = ["dense"] + [describe_plan(p) for p in plans.values()]
     return table, _budget_findings(measured, splits.label, layers, fraction)

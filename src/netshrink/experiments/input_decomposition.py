@@ -122,14 +122,15 @@ def input_experiment(
 def input_table(
     experiment: InputExperiment, draft_columns: Mapping[str, tuple] | None = None
 ) -> pd.DataFrame:
-    """D-T1..D-T4: inputs, hidden nodes, parameters and test accuracy per classifier, with the
-    draft's values (inputs, hidden, parameters, accuracy) as extra columns."""
+    """D-T1..D-T4: inputs, hidden nodes, parameters, test accuracy (a fraction) and the images'
+    fit error per classifier (one column each, one row per quantity), with the draft's values
+    (inputs, hidden, parameters, accuracy as a fraction) as extra columns."""
     rows = {
         c.label: {
             "inputs": c.inputs,
             "hidden nodes": c.hidden,
             "parameters": c.parameters,
-            "test accuracy (%)": 100 * c.test_acc,
+            "test accuracy": c.test_acc,
             "fit error of the images": next(
                 (b.relative_error for name, b in experiment.bases.items() if name == c.label), float("nan")
             ),
@@ -141,7 +142,7 @@ def input_table(
             "inputs": inputs,
             "hidden nodes": hidden,
             "parameters": params,
-            "test accuracy (%)": 100 * acc,
+            "test accuracy": acc,
             "fit error of the images": float("nan"),
         }
     return pd.DataFrame(rows)

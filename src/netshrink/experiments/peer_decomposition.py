@@ -18,7 +18,13 @@ from netshrink import data
 from netshrink.cache import TrainResult
 from netshrink.compress import decompose, peer_layers
 from netshrink.experiments.cifar_decomposition import budget_plan
-from netshrink.experiments.tensor_decomposition import FineTune, describe_plan, measure_models, origin
+from netshrink.experiments.tensor_decomposition import (
+    FineTune,
+    describe_plan,
+    measure_models,
+    model_table,
+    origin,
+)
 from netshrink.findings import Findings
 from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
@@ -62,8 +68,9 @@ def peer_decompositions(
 ) -> pd.DataFrame:
     """For each method of `methods` that tensorly-torch has (CP, Tucker-2, TT), the book's layers
     and tensorly-torch's at the same ranks on `layers`: one row per (method, library) after the
-    original, with parameters, MFLOPs, test accuracy (fractions) before and after the same
-    fine-tuning (`epochs` at lr 1e-4) and seconds to classify `images`, all timed side by side."""
+    original, with parameters, MFLOPs, `accuracy before fine-tuning` and `test accuracy`
+    (fractions) after the same fine-tuning (`epochs` at lr 1e-4) and `seconds` to classify
+    `images` (`attrs["images"]` of them), all timed side by side."""
     report_progress(stage=f"{peer_layers.PEER} beside the book's layers")
     shared = [m for m in methods if m in peer_layers.FACTORIZATION]
     peer = peer_layers.version() is not None
@@ -86,11 +93,11 @@ def peer_decompositions(
         "original": cnn.test["acc"],
         **{f"{m}, {lib}": t.test["acc"] for (m, lib), t in tuned.items()},
     }
-    table = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
+    table = model_table(measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats))
     table.insert(0, "library", ["PyTorch (dense)"] + [lib for _, lib in tuned])
     table.insert(1, "method", ["dense"] + [m for m, _ in tuned])
     before = [cnn.test["acc"]] + [t.before["acc"] for t in tuned.values()]
-    table.insert(table.columns.get_loc("accuracy"), "accuracy before fine-tuning", before)
+    table.insert(table.columns.get_loc("test accuracy"), "accuracy before fine-tuning", before)
     table["ranks"] = list(ranks.values())
     return _with_paired_ratio(table)
 
@@ -116,7 +123,8 @@ def _with_paired_ratio(table: pd.DataFrame) -> pd.DataFrame:
 
 def peer_findings(table: pd.DataFrame) -> Findings:
     """Per method, the peer's speedup and accuracy (%) beside ours, and one sentence each that says
-    which is faster and which more accurate after fine-tuning (or that they are equal)."""
+    which is faster and which more accurate after fine-tuning (or that they are equal); from
+    `peer_decompositions` (`test accuracy` a fraction)."""
     glue, sentences = {}, []
     speed = "speedup"
     for m in dict.fromkeys(table["method"]):
@@ -124,7 +132,7 @@ def peer_findings(table: pd.DataFrame) -> Findings:
         if m == "dense" or peer_layers.PEER not in rows.index:
             continue
         ours, theirs = rows.loc[OURS], rows.loc[peer_layers.PEER]
-        acc = "accuracy"
+        acc = "test accuracy"
         glue |= {f"peer_{m}_speedup": float(theirs[speed]), f"ours_{m}_speedup": float(ours[speed]),
                  f"peer_{m}_acc": 100 * float(theirs[acc]),
                  f"ours_{m}_acc": 100 * float(ours[acc])}  # fmt: skip

@@ -1,6 +1,6 @@
 """The Tensor decomposition chapter's week-6 network (draft 002): decomposed by plans, fine-tuned
 and timed beside the original, and what the other parts of the chapter share (`origin`,
-`measure_models` and its printed form `model_table`, `compare_models`, `describe_plan`). The input
+`measure_models` and its book form `model_table`, `compare_models`, `describe_plan`). The input
 images: `input_decomposition`; CIFAR-10 (draft 003) and the methods at matched budgets:
 `cifar_decomposition`."""
 
@@ -46,19 +46,20 @@ def measure_models(
 ) -> pd.DataFrame:
     """`measure.side_by_side` (parameters, MFLOPs per image, median seconds to classify all of
     `images` in batches in the default and the channels-last layout, speedups over the first
-    model) with each model's test `accuracy` (a fraction): plain units, stable column names."""
+    model) with each model's test `accuracy` (a fraction): plain units, stable column names; the
+    number of images timed in `table.attrs["images"]`."""
     table = measure.side_by_side(named, images, batch_size, repeats)
     table.insert(2, "accuracy", [accuracy[k] for k in named])
+    table.attrs["images"] = len(images)
     return table
 
 
-def model_table(measured: pd.DataFrame, n_images: int) -> pd.DataFrame:
-    """`measure_models`' table as the book prints it: the accuracy in % (`test accuracy (%)`),
-    the seconds as those for `n_images` images."""
-    table = measured.rename(
-        columns={"seconds": f"s for {n_images:,} images", "seconds, channels last": "s, channels last"}
-    )
-    table.insert(2, "test accuracy (%)", 100 * table.pop("accuracy"))
+def model_table(measured: pd.DataFrame) -> pd.DataFrame:
+    """`measure_models`' table under the book's names: its `accuracy` as `test accuracy` (a
+    fraction, which `tables.readable` shows in percent); seconds, speedups and `attrs` as measured
+    (the number of images timed is in `attrs["images"]` and the caption, not in a column name)."""
+    table = measured.rename(columns={"accuracy": "test accuracy"})
+    table.attrs = dict(measured.attrs)
     return table
 
 
@@ -70,11 +71,11 @@ def compare_models(
     batch_size: int,
     repeats: int,
 ) -> pd.DataFrame:
-    """`model_table` of `measure_models`: parameters, MFLOPs per image, test accuracy (%) and the
-    median seconds to classify all of `images` in batches, in the default and the channels-last
-    layout; `speedup` is over the first model."""
+    """`model_table` of `measure_models`: parameters, MFLOPs per image, test accuracy (a fraction)
+    and the median seconds to classify all of `images` in batches, in the default and the
+    channels-last layout; `speedup` is over the first model."""
     measured = measure_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
-    return model_table(measured, len(images))
+    return model_table(measured)
 
 
 def describe_plan(plan: Mapping[str, Any]) -> str:
@@ -131,7 +132,7 @@ def fine_tuned_table(
     base: TrainResult, decomposed: Decomposed, images: torch.Tensor, *, batch_size: int, repeats: int
 ) -> pd.DataFrame:
     """`compare_models` of the original and every fine-tuned model, with the accuracy before
-    fine-tuning beside the accuracy after (rows: 'original', '<plan>, fine-tuned')."""
+    fine-tuning beside the accuracy after, both fractions (rows: 'original', '<plan>, fine-tuned')."""
     named = {"original": base.model, **{f"{k}, fine-tuned": v.model for k, v in decomposed.tuned.items()}}
     accuracy = {
         "original": base.test["acc"],
@@ -139,29 +140,29 @@ def fine_tuned_table(
     }
     table = compare_models(named, accuracy, images, batch_size=batch_size, repeats=repeats)
     before = [base.test["acc"]] + [v.before["acc"] for v in decomposed.tuned.values()]
-    table.insert(3, "accuracy before fine-tuning (%)", [100 * a for a in before])
+    table.insert(3, "accuracy before fine-tuning", before)
     return table
 
 
 def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -> Findings:
-    """D-T5's numbers for the prose, the draft's three numbers set beside the row of the draft's
-    own plan (like for like), and a compression record per plan."""
-    seconds = next(c for c in table.columns if c.startswith("s for "))
+    """D-T5's numbers for the prose (accuracies in %, seconds), the draft's three numbers set
+    beside the row of the draft's own plan (like for like), and a compression record per plan;
+    from `fine_tuned_table` (accuracies as fractions, `seconds`)."""
     orig, ours, theirs = (
         table.loc[r] for r in ("original", "our plan, fine-tuned", "draft's plan, fine-tuned")
     )
     glue = {
-        "lenet_acc": orig["test accuracy (%)"],
-        "lenet_ours_acc": ours["test accuracy (%)"],
-        "lenet_ours_before": ours["accuracy before fine-tuning (%)"],
+        "lenet_acc": 100 * orig["test accuracy"],
+        "lenet_ours_acc": 100 * ours["test accuracy"],
+        "lenet_ours_before": 100 * ours["accuracy before fine-tuning"],
         "lenet_ours_params": f"{int(ours['parameters']):,}",
         "lenet_ratio": orig["parameters"] / ours["parameters"],
         "lenet_flops_ratio": orig["MFLOPs per image"] / ours["MFLOPs per image"],
         "lenet_speedup": ours["speedup"],
         "lenet_speedup_cl": ours["speedup, channels last"],
-        "lenet_orig_s": orig[seconds],
-        "lenet_ours_s": ours[seconds],
-        "lenet_draft_acc": theirs["test accuracy (%)"],
+        "lenet_orig_s": orig["seconds"],
+        "lenet_ours_s": ours["seconds"],
+        "lenet_draft_acc": 100 * theirs["test accuracy"],
         "lenet_draft_params": f"{int(theirs['parameters']):,}",
         "lenet_draft_speedup": theirs["speedup"],
         "lenet_draft_speedup_cl": theirs["speedup, channels last"],
@@ -179,14 +180,14 @@ def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -
         {
             "item": "D-T5",
             "quantity": "week-6 network, the draft's plan: test accuracy after fine-tuning",
-            "ours": theirs["test accuracy (%)"] / 100,
+            "ours": theirs["test accuracy"],
             "draft": draft["acc"][1],
             "source": source,
         },
         {
             "item": "D-T5",
             "quantity": "week-6 network, the draft's plan: time decomposed / original",
-            "ours": theirs[seconds] / orig[seconds],
+            "ours": theirs["seconds"] / orig["seconds"],
             "draft": draft["seconds"][1] / draft["seconds"][0],
             "source": source,
         },
@@ -194,6 +195,7 @@ def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -
     how = {f"{k}, fine-tuned": describe_plan(p) for k, p in decomposed.plans.items()}
     compressions = [
         {**row, "how": f"Tucker decomposition + fine-tuning: {how[row['how']]}"}
-        for row in compression_rows("D-T5", table, data_set=data_set, model="week-6 Net, {row}", how="{row}")
-    ]
+        for row in compression_rows("D-T5", table, data_set=data_set, model="week-6 Net, {row}", how="{row}",
+                                    accuracy="test accuracy", percent=False)
+    ]  # fmt: skip
     return Findings(glue, compare, compressions)
