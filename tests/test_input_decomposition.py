@@ -27,6 +27,31 @@ def test_input_table_puts_the_draft_beside_ours():
     assert table.loc["parameters", "full data"] == 120 * 3 + 3 + 3 * 3 + 3
     assert isinstance(table, pd.DataFrame) and table.loc["test accuracy", "full data (draft)"] == 0.98
     assert table.loc["test accuracy"].between(0, 1).all(), "a fraction, shown in % by tables.readable"
+    assert table.loc["seeds", "full data"] == 1 and table.loc[list(inp.ACCURACY_ROWS[1:])].isna().all().all()
+
+
+def test_several_seeds_give_the_mean_and_the_range_one_more_seed_would_take():
+    images = low_rank_images(n=90)
+    labels = torch.arange(90) % 3
+    ds = data.ImageDataset(images.unsqueeze(1), labels)
+    splits = data.DataSplits("mnist", "tiny", ("a", "b", "c"), ds, ds, ds, {})
+    run = inp.input_experiment(
+        splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1, seed=4, seeds=3
+    )
+    one = inp.input_experiment(splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1, seed=4)
+    full = run.classifiers[0]
+    assert len(full.seed_accs) == 3 and full.seed_accs[0] == full.test_acc == one.classifiers[0].test_acc
+    assert torch.equal(full.predictions, one.classifiers[0].predictions), (
+        "the first seed's classifier is kept"
+    )
+    table = inp.input_table(run)
+    mean, low, high = (table.loc[row, "full data"] for row in inp.ACCURACY_ROWS)
+    assert mean == pytest.approx(sum(full.seed_accs) / 3) and table.loc["seeds", "full data"] == 3
+    spread = max(full.seed_accs) - min(full.seed_accs)
+    assert low <= mean <= high and (spread == 0 or low < min(full.seed_accs))
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=f"seeds={bad!r}"):
+            inp.input_experiment(splits, "cp", [3], hidden_full=3, hidden_decomposed=5, epochs=1, seeds=bad)
 
 
 def test_input_case_and_tucker_input_on_real_digits():
@@ -34,7 +59,12 @@ def test_input_case_and_tucker_input_on_real_digits():
     assert case.name == "digits 3, 4, 7" and case.rank == 3 and case.splits.classes == ("3", "4", "7")
     assert list(case.table.columns) == ["full data", "CP rank 3", "full data (draft)", "CP rank 3 (draft)"]
     assert [c["draft"] for c in case.findings.comparisons] == [0.98, 0.83]
-    assert case.findings.comparisons[1]["ours"] == case.experiment.classifiers[1].test_acc
+    assert case.findings.comparisons[1]["ours"] == case.experiment.classifiers[1].test_acc, "one seed"
+    assert "spread" not in case.findings.comparisons[1], "no range from one seed"
+    seeded = inp.input_case("D-T2", val_size=100, train_size=300, epochs=1, seeds=2)
+    row = seeded.findings.comparisons[1]
+    assert row["ours"] == pytest.approx(sum(seeded.experiment.classifiers[1].seed_accs) / 2)
+    assert row["spread"] >= 0 and row["spread_what"] == "95 % range of one classifier over our 2 seeds"
     assert case.findings.glue["dt1_dec"] == 100 * case.table.loc["test accuracy", "CP rank 3"], (
         "the prose's %"
     )

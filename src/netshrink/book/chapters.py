@@ -176,7 +176,9 @@ NODE_IMPORTANCE = Chapter(
 _DECOMPOSITION_FULL = {
     "seed": 0, "val_size": 5000,
     "input_train_size": None, "input_epochs": 10, "tucker_ranks": [15, 100, 200],  # epochs: ours
+    "input_seeds": 3,  # classifiers per representation: each trains in well under a minute here
     "lenet_train_size": None, "lenet_epochs": 15, "finetune_epochs": 5, "finetune_lr": 0.001,  # ours
+    "lenet_seeds": 3,  # networks over seeds: each trains in under 10 minutes here
     "lenet_plan": {"conv2": ["tucker2", "vbmf"], "l1": ["tucker2", [16, 16]], "l2": ["tucker1", 16]},
     "time_batch": 100, "time_repeats": 20,
     "cifar_train_size": None, "cifar_test_size": None, "cifar_epochs": 15,  # ours
@@ -218,9 +220,11 @@ TENSOR_DECOMPOSITION = Chapter(
             "val_size": 500,
             "input_train_size": 1500,
             "input_epochs": 2,
+            "input_seeds": 2,
             "tucker_ranks": [15, 50],
             "lenet_train_size": 2000,
             "lenet_epochs": 1,
+            "lenet_seeds": 2,
             "finetune_epochs": 1,
             "time_batch": 250,
             "time_repeats": 1,
@@ -239,8 +243,10 @@ TENSOR_DECOMPOSITION = Chapter(
             "val_size": _QUICK_CIFAR["val_size"],
             "input_train_size": 4000,
             "input_epochs": 3,
+            "input_seeds": 2,
             "lenet_train_size": 10000,
             "lenet_epochs": 3,
+            "lenet_seeds": 2,
             "finetune_epochs": 1,
             "time_repeats": 5,
             "cifar_train_size": _QUICK_CIFAR["cifar_train_size"],

@@ -152,6 +152,8 @@ RULES: dict[str, Rule] = {
             "batch_size",
             "n_networks",
             "mlp3_seeds",
+            "input_seeds",
+            "lenet_seeds",
             "n_trials",
             "shrink_runs",
             "shrink_networks",

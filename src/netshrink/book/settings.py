@@ -234,6 +234,9 @@ SETTINGS: dict[str, list[Setting]] = {
           "the same sizes (3s 4s 7s, 3s 4s 9s: rank 3; all digits: rank 15, hidden 10 / 15)", "draft",
           "stated"),
         S("input MLPs: epochs", "", "001", "{input_epochs}", "ours", "the slides give none"),
+        S("input MLPs: seeds", "", "001, 002",
+          "{input_seeds} classifiers per representation (seeds {seed} on), one decomposition (seed {seed})",
+          "ours", "the slides report one run; a mean and its range need several, each a short run here"),
         S("test images' loadings", "", "001",
           "least-squares projection on the training images' factors; loadings standardised with the "
           "training set's mean and deviation", "ours",
@@ -249,6 +252,9 @@ SETTINGS: dict[str, list[Setting]] = {
           "a rank above the layer's 120 outputs is not a decomposition"),
         S("fine-tuning", "Decomposed network after fine-tuning", "002, week 6",
           "{finetune_epochs} epochs of Adam at {finetune_lr}", "ours", "the slides give no settings"),
+        S("week-6 network: seeds", "", "002, week 6",
+          "{lenet_seeds} networks (seeds {seed} on), each decomposed and fine-tuned alike; D-T5 times the "
+          "first seed's", "ours", "the slides report one run; a mean and its range need several"),
         S("timing", "Mean Time (10,000)", "002, week 6",
           "median of {time_repeats} repeats, batches of {time_batch}, models taking turns", "ours",
           "the slides do not say how they timed"),

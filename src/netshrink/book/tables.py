@@ -45,7 +45,15 @@ FRAME_CLASS = "netshrink-table"
 ITEM = re.compile(r"^[A-Z]-[A-Z]+\d+")
 NUMBER = re.compile(r"-?[\d,]*\.?\d+(?:e[+-]?\d+)?")
 WIDE = 9  # columns beyond which a table prints smaller in the PDF
-PERCENT = frozenset({"test accuracy", "accuracy before fine-tuning", "accuracy lost"})
+PERCENT = frozenset(
+    {
+        "test accuracy",
+        "accuracy before fine-tuning",
+        "accuracy lost",
+        "accuracy range low",
+        "accuracy range high",
+    }
+)
 """Column labels whose values are fractions (0.9 for 90 %) and a page shows in percent."""
 OUTPUT_KEY = "netshrink"  # a displayed table's metadata: {"netshrink": {"table": "<chapter>/<file>.csv"}}
 

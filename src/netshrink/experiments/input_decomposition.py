@@ -5,13 +5,14 @@ full images, draft 001's three digit sets (`input_case`) and draft 002's Tucker 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
 
-from netshrink import data, models, published, train
+from netshrink import data, models, published, stats, train
 from netshrink.compress import input_features
 from netshrink.devices import mode
 from netshrink.findings import Findings
@@ -30,6 +31,13 @@ class Classifier:
     test_acc: float
     predictions: torch.Tensor
     history: pd.DataFrame
+    seed_accs: tuple[float, ...] = ()  # the test accuracy of each seed's classifier, this one's first
+
+    def accuracy(self) -> tuple[float, float, float]:
+        """The mean test accuracy over the seeds and the 95 % range one more seed's classifier
+        would take (`stats.one_more_range`; NaN with one seed): (mean, low, high), fractions."""
+        accs = self.seed_accs or (self.test_acc,)
+        return (float(sum(accs) / len(accs)), *stats.one_more_range(accs))
 
 
 def train_classifier(
@@ -85,19 +93,25 @@ def input_experiment(
     hidden_decomposed: int,
     epochs: int,
     seed: int = 0,
+    seeds: int = 1,
     device: torch.device | str = "cpu",
 ) -> InputExperiment:
     """Train an MLP on the full images and one on the loadings of each rank in `ranks` (the
-    training images decomposed by `method`, the test images projected on their factors); the
-    classifiers train on `device`, the decompositions run on the CPU."""
+    training images decomposed by `method` with `seed`, the test images projected on their
+    factors), each `seeds` times (seeds `seed`, `seed` + 1, ...; the first classifier kept, every
+    seed's accuracy in `seed_accs`); the classifiers train on `device`, the decompositions run on
+    the CPU."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds={seeds!r}: the classifiers per representation must be a positive integer")
+
+    def trained(label: str, train_xy: tuple, test_xy: tuple, hidden: int) -> Classifier:
+        runs = [train_classifier(label, train_xy, test_xy, hidden, splits.n_classes, epochs=epochs,
+                                 seed=seed + i, device=device) for i in range(seeds)]  # fmt: skip
+        return replace(runs[0], seed_accs=tuple(r.test_acc for r in runs))
+
     train_xy = (splits.train.images.flatten(1), splits.train.labels)
     test_xy = (splits.test.images.flatten(1), splits.test.labels)
-    n_classes = splits.n_classes
-    classifiers = [
-        train_classifier(
-            "full data", train_xy, test_xy, hidden_full, n_classes, epochs=epochs, seed=seed, device=device
-        )
-    ]
+    classifiers = [trained("full data", train_xy, test_xy, hidden_full)]
     bases = {}
     for rank in ranks:
         basis = input_features.decompose_images(splits.train.images, method, rank, seed=seed)
@@ -105,46 +119,40 @@ def input_experiment(
         label = f"{method.upper() if method == 'cp' else method.title()} rank {rank}"
         bases[label] = basis
         classifiers.append(
-            train_classifier(
-                label,
-                (tr, splits.train.labels),
-                (te, splits.test.labels),
-                hidden_decomposed,
-                n_classes,
-                epochs=epochs,
-                seed=seed,
-                device=device,
-            )  # fmt: skip
+            trained(label, (tr, splits.train.labels), (te, splits.test.labels), hidden_decomposed)
         )
     return InputExperiment(classifiers, bases, splits.train.labels)
+
+
+ACCURACY_ROWS = ("test accuracy", "accuracy range low", "accuracy range high")
+"""D-T1..D-T4's accuracy rows: the mean over the seeds and the 95 % range of one more seed's."""
 
 
 def input_table(
     experiment: InputExperiment, draft_columns: Mapping[str, tuple] | None = None
 ) -> pd.DataFrame:
-    """D-T1..D-T4: inputs, hidden nodes, parameters, test accuracy (a fraction) and the images'
-    fit error per classifier (one column each, one row per quantity), with the draft's values
-    (inputs, hidden, parameters, accuracy as a fraction) as extra columns."""
+    """D-T1..D-T4: inputs, hidden nodes, parameters, test accuracy (the mean over the seeds, a
+    fraction) with the 95 % range one more seed's classifier would take (`ACCURACY_ROWS`), the
+    seeds, and the images' fit error per classifier (one column each, one row per quantity), with
+    the draft's values (inputs, hidden, parameters, accuracy as a fraction) as extra columns."""
+    nan = float("nan")
     rows = {
         c.label: {
             "inputs": c.inputs,
             "hidden nodes": c.hidden,
             "parameters": c.parameters,
-            "test accuracy": c.test_acc,
+            **dict(zip(ACCURACY_ROWS, c.accuracy(), strict=True)),
+            "seeds": len(c.seed_accs or (c.test_acc,)),
             "fit error of the images": next(
-                (b.relative_error for name, b in experiment.bases.items() if name == c.label), float("nan")
+                (b.relative_error for name, b in experiment.bases.items() if name == c.label), nan
             ),
         }
         for c in experiment.classifiers
     }
     for label, (inputs, hidden, params, acc) in (draft_columns or {}).items():
-        rows[f"{label} (draft)"] = {
-            "inputs": inputs,
-            "hidden nodes": hidden,
-            "parameters": params,
-            "test accuracy": acc,
-            "fit error of the images": float("nan"),
-        }
+        rows[f"{label} (draft)"] = {"inputs": inputs, "hidden nodes": hidden, "parameters": params,
+                                    "test accuracy": acc, **dict.fromkeys(ACCURACY_ROWS[1:], nan),
+                                    "seeds": nan, "fit error of the images": nan}  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -165,6 +173,20 @@ class InputCase:
     findings: Findings
 
 
+def _compare(item: str, quantity: str, classifier: Classifier, draft: float, source: str) -> dict:
+    """A comparison row: our mean accuracy over the seeds against the draft's one network, with
+    the 95 % range one more seed's classifier would take as our spread (none with one seed)."""
+    mean, low, high = classifier.accuracy()
+    row = {"item": item, "quantity": quantity, "ours": mean, "draft": draft, "source": source}
+    if not math.isnan(low):
+        seeds = len(classifier.seed_accs)
+        row |= {
+            "spread": (high - low) / 2,
+            "spread_what": f"95 % range of one classifier over our {seeds} seeds",
+        }
+    return row
+
+
 def input_case(
     item: str,
     *,
@@ -172,10 +194,12 @@ def input_case(
     train_size: int | None,
     epochs: int,
     seed: int = 0,
+    seeds: int = 1,
     device: torch.device | str = "cpu",
 ) -> InputCase:
-    """Draft 001's case `item`: its digits (all for D-T3), an MLP on the full images against one on
-    the loadings of a CP decomposition of the training images (rank 3, or 15 for all digits)."""
+    """Draft 001's case `item`: its digits (all for D-T3), MLPs on the full images against MLPs on
+    the loadings of a CP decomposition of the training images (rank 3, or 15 for all digits),
+    `seeds` of each (`input_experiment`)."""
     report_progress(stage="input decomposition")
     if item not in published.INPUT_CP:
         raise ValueError(f"item={item!r} is not an input case; allowed: {', '.join(published.INPUT_CP)}")
@@ -183,41 +207,22 @@ def input_case(
     digits = draft["digits"]
     splits = data.load_dataset("mnist", val_size=val_size, train_size=train_size, classes=digits, seed=seed)
     rank = 3 if digits else 15
-    experiment = input_experiment(
-        splits,
-        "cp",
-        [rank],
-        hidden_full=draft["full"][1],
-        hidden_decomposed=draft["decomposed"][1],
-        epochs=epochs,
-        seed=seed,
-        device=device,
-    )
+    experiment = input_experiment(splits, "cp", [rank], hidden_full=draft["full"][1],
+                                  hidden_decomposed=draft["decomposed"][1], epochs=epochs, seed=seed,
+                                  seeds=seeds, device=device)  # fmt: skip
     full, dec = experiment.classifiers
     name = "digits " + ", ".join(map(str, digits)) if digits else "all digits"
     key = item.replace("-", "").lower()
     glue = {
-        f"{key}_full": 100 * full.test_acc,
-        f"{key}_dec": 100 * dec.test_acc,
+        f"{key}_full": 100 * full.accuracy()[0],
+        f"{key}_dec": 100 * dec.accuracy()[0],
         f"{key}_full_params": f"{full.parameters:,}",
         f"{key}_dec_params": f"{dec.parameters:,}",
         f"{key}_error": experiment.bases[dec.label].relative_error,
     }
     compare = [
-        {
-            "item": item,
-            "quantity": f"{name}: test accuracy, full images",
-            "ours": full.test_acc,
-            "draft": draft["full"][3],
-            "source": "001 (week 5)",
-        },
-        {
-            "item": item,
-            "quantity": f"{name}: test accuracy, CP rank {rank}",
-            "ours": dec.test_acc,
-            "draft": draft["decomposed"][3],
-            "source": "001 (week 5)",
-        },
+        _compare(item, f"{name}: test accuracy, full images", full, draft["full"][3], "001 (week 5)"),
+        _compare(item, f"{name}: test accuracy, CP rank {rank}", dec, draft["decomposed"][3], "001 (week 5)"),
     ]
     table = input_table(experiment, {"full data": draft["full"], dec.label: draft["decomposed"]})
     return InputCase(item, name, rank, splits, experiment, table, Findings(glue, compare))
@@ -229,42 +234,37 @@ def tucker_input(
     *,
     epochs: int,
     seed: int = 0,
+    seeds: int = 1,
     device: torch.device | str = "cpu",
 ) -> tuple[pd.DataFrame, Findings]:
     """D-T4: 20-node MLPs on the full images and on Tucker loadings of each rank in `ranks`
-    (full rank in the two spatial modes), beside draft 002's values where it gives them."""
-    experiment = input_experiment(
-        splits, "tucker", ranks, hidden_full=20, hidden_decomposed=20, epochs=epochs, seed=seed, device=device
-    )
+    (full rank in the two spatial modes), `seeds` of each, beside draft 002's values where it
+    gives them."""
+    experiment = input_experiment(splits, "tucker", ranks, hidden_full=20, hidden_decomposed=20,
+                                  epochs=epochs, seed=seed, seeds=seeds, device=device)  # fmt: skip
     draft = published.INPUT_TUCKER
     columns = {"full data": (784, 20, *draft["full"][1:])}
     columns.update({f"Tucker rank {r}": (r, 20, *draft[r][1:]) for r in ranks if r in draft})
     full, *decomposed = experiment.classifiers
     glue = {
-        "dt4_full": 100 * full.test_acc,
-        "dt4_best": 100 * decomposed[-1].test_acc,
-        "dt4_best_rank": ranks[-1],
-        "dt4_first": 100 * decomposed[0].test_acc,
+        "dt4_full": 100 * full.accuracy()[0],
+        "dt4_last": 100 * decomposed[-1].accuracy()[0],
+        "dt4_last_rank": ranks[-1],
+        "dt4_first": 100 * decomposed[0].accuracy()[0],
         "dt4_first_rank": ranks[0],
     }
     compare = [
-        {
-            "item": "D-T4",
-            "quantity": f"all digits: test accuracy, Tucker rank {r}",
-            "ours": c.test_acc,
-            "draft": draft[r][2],
-            "source": "002 (week 6)",
-        }
+        _compare("D-T4", f"all digits: test accuracy, Tucker rank {r}", c, draft[r][2], "002 (week 6)")
         for c, r in zip(decomposed, ranks, strict=True)
         if r in draft
     ]
     compare.append(
-        {
-            "item": "D-T4",
-            "quantity": "all digits: test accuracy, full images, 20 hidden",
-            "ours": full.test_acc,
-            "draft": draft["full"][2],
-            "source": "002 (week 6)",
-        }
+        _compare(
+            "D-T4",
+            "all digits: test accuracy, full images, 20 hidden",
+            full,
+            draft["full"][2],
+            "002 (week 6)",
+        )
     )
     return input_table(experiment, columns), Findings(glue, compare)

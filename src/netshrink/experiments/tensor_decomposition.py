@@ -144,10 +144,33 @@ def fine_tuned_table(
     return table
 
 
-def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -> Findings:
+def _over_seeds(summary: pd.DataFrame | None) -> tuple[dict, dict]:
+    """From `lenet_seeds.seed_summary` (None: one seed): glue (means in %) and, for the draft's
+    plan, the mean accuracy with the 95 % range of one more seed's network as its spread."""
+    if summary is None:
+        return {}, {}
+    names = {"original": "lenet_acc_mean", "our plan, fine-tuned": "lenet_ours_acc_mean",
+             "draft's plan, fine-tuned": "lenet_draft_acc_mean"}  # fmt: skip
+    glue = {"lenet_seeds": int(summary["seeds"].iloc[0])}
+    glue |= {name: 100 * float(summary.loc[row, "test accuracy"]) for row, name in names.items()}
+    row = summary.loc["draft's plan, fine-tuned"]
+    compare = {"ours": float(row["test accuracy"])}
+    if row["seeds"] > 1:
+        what = f"95 % range of one network over our {int(row['seeds'])} seeds"
+        compare |= {
+            "spread": (row["accuracy range high"] - row["accuracy range low"]) / 2,
+            "spread_what": what,
+        }
+    return glue, compare
+
+
+def lenet_findings(
+    table: pd.DataFrame, decomposed: Decomposed, data_set: str, over_seeds: pd.DataFrame | None = None
+) -> Findings:
     """D-T5's numbers for the prose (accuracies in %, seconds), the draft's three numbers set
     beside the row of the draft's own plan (like for like), and a compression record per plan;
-    from `fine_tuned_table` (accuracies as fractions, `seconds`)."""
+    from `fine_tuned_table` (accuracies as fractions, `seconds`). With `over_seeds`
+    (`lenet_seeds.seed_summary`), the accuracy beside the draft's is the mean over the seeds."""
     orig, ours, theirs = (
         table.loc[r] for r in ("original", "our plan, fine-tuned", "draft's plan, fine-tuned")
     )
@@ -168,6 +191,8 @@ def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -
         "lenet_draft_speedup_cl": theirs["speedup, channels last"],
         "vbmf_ranks": str(decomposed.plans["our plan"]["conv2"]["rank"]),
     }
+    seed_glue, seed_compare = _over_seeds(over_seeds)
+    glue |= seed_glue
     draft, source = published.LENET, "002 (week 6)"
     compare = [
         {
@@ -183,6 +208,7 @@ def lenet_findings(table: pd.DataFrame, decomposed: Decomposed, data_set: str) -
             "ours": theirs["test accuracy"],
             "draft": draft["acc"][1],
             "source": source,
+            **seed_compare,
         },
         {
             "item": "D-T5",
