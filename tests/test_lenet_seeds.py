@@ -78,5 +78,5 @@ def test_bad_seeds_are_refused():
     train, fine_tune, *_ = _stubs()
     for bad in (0, 2.0, True):
         with pytest.raises(ValueError, match=f"seeds={bad!r}"):
-            ls.lenet_over_seeds(None, train, None, PLANS, fine_tune, seeds=bad, seed=0, epochs=1, finetune_epochs=1,
-                                lr=0.01, data_kwargs={})  # fmt: skip
+            ls.lenet_over_seeds(None, train, None, PLANS, fine_tune, seeds=bad, seed=0, epochs=1,
+                                finetune_epochs=1, lr=0.01, data_kwargs={})  # fmt: skip
