@@ -9,6 +9,7 @@ old sentence standing.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+from scipy import stats
 
 from netshrink.book.chapters import CHAPTERS
 from netshrink.book.numbers import Numbers
@@ -180,6 +182,78 @@ def _batched_pass_a_few_singles(n: Numbers) -> bool:
     return all(1 < r < 4 for r in ratios)
 
 
+def _rows(n: Numbers, table: str, statistic: str, source: str = "ours") -> pd.Series:
+    """One row of a random-pruning table (R-T3, R-T4, R-S3-...): its values by n (as ints)."""
+    t = n.table(table)
+    row = t[t["source"] == source].loc[statistic].drop("source").astype(float)
+    return row.set_axis([int(c) for c in row.index])
+
+
+def _one_network_range(n: Numbers, data: str) -> pd.DataFrame:
+    """R-S1's range of one network's mean accuracy about the mean over networks, by n (fractions)."""
+    s1 = n.table(f"R-S1-{data}")
+    half = [
+        float(stats.t.ppf(0.975, k - 1)) * sd * math.sqrt(1 + 1 / k)
+        for k, sd in zip(s1["networks"].astype(int), s1["sd between networks"], strict=True)
+    ]
+    return pd.DataFrame({"low": s1["mean"] - half, "high": s1["mean"] + half}, index=s1.index)
+
+
+def _fashion_draft_below_from(n: Numbers, first: int) -> bool:
+    """The draft's R-T4 means lie below the range of one network's mean exactly from n = `first` on."""
+    draft, rng = _rows(n, "R-T4", "mean", "draft 004"), _one_network_range(n, "fashion-mnist")
+    below = {k for k in rng.index if draft[k] < rng.loc[k, "low"]}
+    inside = {k for k in rng.index if rng.loc[k, "low"] <= draft[k] <= rng.loc[k, "high"]}
+    return below == {k for k in rng.index if k >= first} and inside == {k for k in rng.index if k < first}
+
+
+def _fashion_first_node(n: Numbers) -> bool:
+    """Table 3.4's 0.8677 at n = 1 lies below our mean over networks but within one network's
+    range, and removing one node costs our networks little (under a fifth of a point)."""
+    draft, rng = _rows(n, "R-T4", "mean", "draft 004")[1], _one_network_range(n, "fashion-mnist").loc[1]
+    ours = _g(n, "mean_acc_first_n_fashion_mnist")
+    return (
+        draft == 0.8677
+        and 100 * draft < ours
+        and rng["low"] <= draft <= rng["high"]
+        and _g(n, "base_mean_fashion_mnist") - ours < 0.2
+    )
+
+
+def _within(n: Numbers, table: str) -> set[int]:
+    """The n at which the draft's mean lies within the range of one network's mean of `table`."""
+    draft = _rows(n, table, "mean", "draft 004")
+    low, high = _rows(n, table, "one network range low"), _rows(n, table, "one network range high")
+    return {k for k in draft.index if low[k] <= draft[k] <= high[k]}
+
+
+def _range_from_zero(n: Numbers, table: str) -> set[int]:
+    low = _rows(n, table, "one network range low")
+    return {k for k in low.index if low[k] == 0}
+
+
+def _alg2_shapes(n: Numbers) -> bool:
+    """The draft's means peak at n = 2 (MNIST) and n = 3 (Fashion-MNIST); ours fall from n = 1 on."""
+    peaks = (
+        _rows(n, "R-T3", "mean", "draft 004").idxmax() == 2
+        and _rows(n, "R-T6", "mean", "draft 004").idxmax() == 3
+    )
+    ours = [_rows(n, t, "mean over networks") for t in ("R-T3", "R-T6", "R-S3-mnist", "R-S3-fashion-mnist")]
+    return peaks and all(bool((r.diff().dropna() < 0).all()) for r in ours)
+
+
+def _paired_init(n: Numbers) -> bool:
+    """Keras's initialisation lowers the mean towards the draft's; the paired interval's upper end
+    lies below 0 by less than a fifth of a point."""
+    paired = n.table("R-S2").loc["paired difference"]
+    draft = _g(n, "draft_mean_acc_max_n_fashion_mnist")
+    return (
+        paired["mean"] < 0
+        and -0.002 < paired["ci95 high"] < 0
+        and draft < _g(n, "init_mean_fashion_mnist") < _g(n, "init_ours_mean_fashion_mnist")
+    )
+
+
 def _v_t2_time(n: Numbers) -> bool:
     t = n.table("V-T2")
     return t["MFLOPs per image"].iloc[0] / t["MFLOPs per image"].iloc[-1] > t["speedup"].iloc[-1]
@@ -187,6 +261,7 @@ def _v_t2_time(n: Numbers) -> bool:
 
 _DATA, _METHODS = ("mnist", "fashion_mnist"), ("cp", "tucker2", "tt", "jaderberg", "btd")
 _B, _I, _D, _V = "baselines", "node_importance", "tensor_decomposition", "vgg_case_study"
+_R = "random_pruning"
 CLAIMS: list[Claim] = [
     Claim(_B, "B-F3", "decoupled decay comes within a point of the two-convolution network's 97.1 %",
           lambda n: abs(_g(n, "acc_two_conv") - 97.1) < 1),
@@ -244,6 +319,29 @@ CLAIMS: list[Claim] = [
     Claim(_I, "I-F5", "Pruning hurts the classes unequally",
           lambda n: _g(n, "f5_best_acc") - _g(n, "f5_worst_acc") > 10),
     Claim(_I, "I-T2", "Importance computed once removes the wrong set of nodes", _once_wrong_set),
+    Claim(_R, "R-T4", "Its Table 3.4 gives a mean of 0.8677 after removing one", _fashion_first_node),
+    Claim(_R, "R-T4", "already lies below the range of one network's mean from n = 32 on",
+          lambda n: _fashion_draft_below_from(n, 32)),
+    Claim(_R, "R-S1", "here it is the wider on both data sets",
+          lambda n: all(_g(n, f"ci_half_max_n_{d}") > _g(n, f"mask_se_max_n_{d}") for d in _DATA)),
+    Claim(_R, "R-S2", "the negative change is a fall of the mean, towards the draft's lower one; the paired "
+          "interval only just excludes no change", _paired_init),
+    Claim(_R, "R-S3", "a closer fit on MNIST than the draft's reading gives",
+          lambda n: len(_within(n, "R-S3-mnist")) > len(_within(n, "R-T3"))),
+    Claim(_R, "R-S3", "its range, too, reaches down to no nodes",
+          lambda n: _range_from_zero(n, "R-S3-mnist") == {int(_g(n, "alg2_last_n"))}),
+    Claim(_R, "R-T3", "low* of R-T3 at every n, of R-T6 at n = 3, 4 and 8",
+          lambda n: _range_from_zero(n, "R-T3") == set(n.params["shrink_n_values"])
+          and _range_from_zero(n, "R-T6") == {3, 4, 8}),
+    Claim(_R, "R-T3", "a peak at n = 2 on MNIST and at n = 3 on Fashion-MNIST", _alg2_shapes),
+    Claim(_R, "R-T3", "ours fall from n = 1 on, under both readings and on both data sets", _alg2_shapes),
+    Claim(_R, "R-S5", "our draft reading never keeps a group (R-S5), where the draft's Table 3.3 holds runs "
+          "that removed 8 nodes",
+          lambda n: n.table("R-S5").loc[8, "share kept"] == 0 == _g(n, "alg2_kept_last_mnist")
+          and _rows(n, "R-T3", "max", "draft 004")[8] == 8),
+    Claim(_R, "R-T3", "a range that reaches down to no nodes at every n, and they peak at n = 2 where ours "
+          "fall from n = 1 on",
+          lambda n: _range_from_zero(n, "R-T3") == set(n.params["shrink_n_values"]) and _alg2_shapes(n)),
     Claim(_D, "D-T1", "our rank-3 loadings fall short on 3, 4 and 7", lambda n: _g(n, "dt1_dec") < 83 - 5),
     Claim(_D, "D-T2", "come close on 3, 4 and 9", lambda n: abs(_g(n, "dt2_dec") - 68) < 5),
     Claim(_D, "D-T3", "our 15 loadings on all digits lie far above its 64 %",
