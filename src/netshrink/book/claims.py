@@ -9,16 +9,14 @@ old sentence standing.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import pandas as pd
-from scipy import stats
 
+from netshrink.book import table_checks as tc
 from netshrink.book.chapters import CHAPTERS
 from netshrink.book.numbers import Numbers
 from netshrink.book.reasons import DRAFT_003_K, dt6_drops
@@ -80,180 +78,6 @@ def _d_t7_spread(n: Numbers) -> bool:
     )
 
 
-def _t6(n: Numbers, data: str) -> pd.DataFrame:
-    """I-T6 of one data set ("mnist", "fashion_mnist"), its criteria as the index."""
-    return n.table(f"I-T6-{data.replace('_', '-')}").dropna(subset=["nodes removed (mean)"])
-
-
-def _t6_taylor_fewest(n: Numbers) -> bool:
-    """The book's estimate removes the fewest nodes of all the orders, fewer than random's."""
-    for d in _DATA:
-        removed = _t6(n, d)["nodes removed (mean)"]
-        book = removed["Taylor estimate (book)"]
-        if not (book < removed["random"] and book == removed.min()):
-            return False
-    return True
-
-
-def _t6_ties(n: Numbers) -> bool:
-    """The criteria within a thousandth of the closest one's mean Spearman, as the prose names them."""
-    named = {
-        "mnist": {"magnitude L2 (group norm)", "LAMP", "Hessian (OBD)"},
-        "fashion_mnist": {"magnitude L1", "Hessian (OBD)"},
-    }
-    for d in _DATA:
-        t = _t6(n, d)
-        peers = t[t["library"] == "Torch-Pruning"]["Spearman (mean)"]
-        if peers.idxmax() != n.glue(f"peer_best_{d}"):
-            return False
-        if set(peers[peers > peers.max() - 1e-3].index) != named[d]:
-            return False
-    t = _t6(n, "mnist")
-    same = ["Spearman (mean)", "nodes removed (mean)", "test acc (mean)"]
-    return bool((t.loc["LAMP", same] == t.loc["magnitude L2 (group norm)", same]).all())
-
-
-def _t6_obd_removes_more(n: Numbers) -> bool:
-    return all(
-        _t6(n, d).loc["Hessian (OBD)", "nodes removed (mean)"] > _g(n, f"peer_removed_best_{d}")
-        for d in _DATA
-    )
-
-
-def _t6_taylor_ranks_closer_than_random(n: Numbers) -> bool:
-    return all(
-        (s := _t6(n, d)["Spearman (mean)"])["Taylor estimate (book)"] > s["random"] + 0.3 for d in _DATA
-    )
-
-
-def _it2(n: Numbers, data: str, column: str) -> dict:
-    return _col(n, f"I-T2-{data.replace('_', '-')}", column)
-
-
-def _timing_noise(n: Numbers) -> float:
-    """How far from 1 I-T5's speedup of the original CNN timed against itself lies (the layer's
-    row that keeps every channel)."""
-    t = n.table("I-T5").reset_index()
-    same = t[(t["channels left"] == t["channels"]) & t["channels"].notna()]
-    return float((same["speedup"] - 1).abs().max())
-
-
-def _no_faster_than_noise(n: Numbers) -> bool:
-    flops = _it2(n, "mnist", "MFLOPs")
-    return abs(_g(n, "exh_speedup_mnist") - 1) <= _timing_noise(n) and flops["exhaustive"] < flops["original"]
-
-
-def _width_rows(n: Numbers) -> bool:
-    """The widths that are not multiples of 8 run slower than a multiple of 16 with as much or
-    more work: MNIST once: worse + zero against the 16-multiple exhaustive; Fashion-MNIST once:
-    worse against exhaustive."""
-    m_flops, f_flops = _it2(n, "mnist", "MFLOPs"), _it2(n, "fashion_mnist", "MFLOPs")
-    sixteen = "exhaustive, width a multiple of 16"
-    return (
-        _g(n, "once_zero_left_mnist") % 8 != 0
-        and _g(n, "exh16_left_mnist") % 16 == 0
-        and m_flops["once: worse + zero"] < m_flops[sixteen]
-        and _g(n, "once_zero_speedup_mnist") < _g(n, "exh16_speedup_mnist")
-        and _g(n, "once_left_fashion_mnist") % 8 != 0
-        and _g(n, "exh_left_fashion_mnist") % 16 == 0
-        and f_flops["once: worse"] < 1.02 * f_flops["exhaustive"]
-        and _g(n, "once_speedup_fashion_mnist") < _g(n, "exh_speedup_fashion_mnist")
-    )
-
-
-def _once_wrong_set(n: Numbers) -> bool:
-    return (
-        _g(n, "once_acc_mnist") < _g(n, "orig_acc_mnist") - 1
-        and _g(n, "once_left_fashion_mnist") > _g(n, "exh_left_fashion_mnist")
-        and _g(n, "once_acc_fashion_mnist") < _g(n, "exh_acc_fashion_mnist") - 1
-    )
-
-
-def _batched_pass_a_few_singles(n: Numbers) -> bool:
-    """One batched evaluation of all nodes costs between one and four single-node evaluations:
-    in I-B1 (nodes / speedup) and in I-T3 (the exhaustive search's seconds per batched pass, one
-    pass per node removed plus the last, against the greedy search's per evaluation)."""
-    b1 = n.table("I-B1")
-    ratios = [float(b1["nodes"].iloc[0]) / _g(n, "bench_speedup")]
-    for d in _DATA:
-        passes = _g(n, f"orig_left_{d}") - _g(n, f"exh_left_{d}") + 1
-        per_pass = _g(n, f"exh_seconds_{d}") / passes
-        ratios.append(per_pass / (_g(n, f"greedy_seconds_{d}") / _g(n, f"greedy_evals_{d}")))
-    return all(1 < r < 4 for r in ratios)
-
-
-def _rows(n: Numbers, table: str, statistic: str, source: str = "ours") -> pd.Series:
-    """One row of a random-pruning table (R-T3, R-T4, R-S3-...): its values by n (as ints)."""
-    t = n.table(table)
-    row = t[t["source"] == source].loc[statistic].drop("source").astype(float)
-    return row.set_axis([int(c) for c in row.index])
-
-
-def _one_network_range(n: Numbers, data: str) -> pd.DataFrame:
-    """R-S1's range of one network's mean accuracy about the mean over networks, by n (fractions)."""
-    s1 = n.table(f"R-S1-{data}")
-    half = [
-        float(stats.t.ppf(0.975, k - 1)) * sd * math.sqrt(1 + 1 / k)
-        for k, sd in zip(s1["networks"].astype(int), s1["sd between networks"], strict=True)
-    ]
-    return pd.DataFrame({"low": s1["mean"] - half, "high": s1["mean"] + half}, index=s1.index)
-
-
-def _fashion_draft_below_from(n: Numbers, first: int) -> bool:
-    """The draft's R-T4 means lie below the range of one network's mean exactly from n = `first` on."""
-    draft, rng = _rows(n, "R-T4", "mean", "draft 004"), _one_network_range(n, "fashion-mnist")
-    below = {k for k in rng.index if draft[k] < rng.loc[k, "low"]}
-    inside = {k for k in rng.index if rng.loc[k, "low"] <= draft[k] <= rng.loc[k, "high"]}
-    return below == {k for k in rng.index if k >= first} and inside == {k for k in rng.index if k < first}
-
-
-def _fashion_first_node(n: Numbers) -> bool:
-    """Table 3.4's 0.8677 at n = 1 lies below our mean over networks but within one network's
-    range, and removing one node costs our networks little (under a fifth of a point)."""
-    draft, rng = _rows(n, "R-T4", "mean", "draft 004")[1], _one_network_range(n, "fashion-mnist").loc[1]
-    ours = _g(n, "mean_acc_first_n_fashion_mnist")
-    return (
-        draft == 0.8677
-        and 100 * draft < ours
-        and rng["low"] <= draft <= rng["high"]
-        and _g(n, "base_mean_fashion_mnist") - ours < 0.2
-    )
-
-
-def _within(n: Numbers, table: str) -> set[int]:
-    """The n at which the draft's mean lies within the range of one network's mean of `table`."""
-    draft = _rows(n, table, "mean", "draft 004")
-    low, high = _rows(n, table, "one network range low"), _rows(n, table, "one network range high")
-    return {k for k in draft.index if low[k] <= draft[k] <= high[k]}
-
-
-def _range_from_zero(n: Numbers, table: str) -> set[int]:
-    low = _rows(n, table, "one network range low")
-    return {k for k in low.index if low[k] == 0}
-
-
-def _alg2_shapes(n: Numbers) -> bool:
-    """The draft's means peak at n = 2 (MNIST) and n = 3 (Fashion-MNIST); ours fall from n = 1 on."""
-    peaks = (
-        _rows(n, "R-T3", "mean", "draft 004").idxmax() == 2
-        and _rows(n, "R-T6", "mean", "draft 004").idxmax() == 3
-    )
-    ours = [_rows(n, t, "mean over networks") for t in ("R-T3", "R-T6", "R-S3-mnist", "R-S3-fashion-mnist")]
-    return peaks and all(bool((r.diff().dropna() < 0).all()) for r in ours)
-
-
-def _paired_init(n: Numbers) -> bool:
-    """Keras's initialisation lowers the mean towards the draft's; the paired interval's upper end
-    lies below 0 by less than a fifth of a point."""
-    paired = n.table("R-S2").loc["paired difference"]
-    draft = _g(n, "draft_mean_acc_max_n_fashion_mnist")
-    return (
-        paired["mean"] < 0
-        and -0.002 < paired["ci95 high"] < 0
-        and draft < _g(n, "init_mean_fashion_mnist") < _g(n, "init_ours_mean_fashion_mnist")
-    )
-
-
 def _v_t2_time(n: Numbers) -> bool:
     t = n.table("V-T2")
     return t["MFLOPs per image"].iloc[0] / t["MFLOPs per image"].iloc[-1] > t["speedup"].iloc[-1]
@@ -280,32 +104,32 @@ CLAIMS: list[Claim] = [
           lambda n: abs(_g(n, "acc_two_conv_l2") - 97.1) > 1 and abs(_g(n, "acc_one_conv_l2") - 80.1) > 1),
     Claim(_B, "B-F7", "The augmented run also trains longest",
           lambda n: n.params["cifar_aug_epochs"] > n.params["cifar_epochs"]),
-    Claim(_I, "I-T2", "Removing all worse nodes at once removes the wrong set of nodes", _once_wrong_set),
-    Claim(_I, "I-T2", "more than the exhaustive search keeps there, yet at", _once_wrong_set),
+    Claim(_I, "I-T2", "Removing all worse nodes at once removes the wrong set of nodes", tc.once_wrong_set),
+    Claim(_I, "I-T2", "more than the exhaustive search keeps there, yet at", tc.once_wrong_set),
     Claim(_I, "I-T3", "one evaluation of all nodes costs a few single-node evaluations, not one per node",
-          _batched_pass_a_few_singles),
+          tc.batched_pass_a_few_singles),
     Claim(_I, "I-T3", "although it makes more loss evaluations",
           lambda n: all(_g(n, f"exh_evals_{d}") > _g(n, f"greedy_evals_{d}")
                         and _g(n, f"exh_seconds_{d}") < _g(n, f"greedy_seconds_{d}") for d in _DATA)),
     Claim(_I, "I-T2", "no faster than the timing noise allows although it does fewer multiply-adds",
-          _no_faster_than_noise),
+          tc.no_faster_than_noise),
     Claim(_I, "I-T2", "that network also does fewer multiply-adds still, so it cannot tell width from work",
-          lambda n: (f := _it2(n, "mnist", "MFLOPs"))["exhaustive, width a multiple of 16"]
+          lambda n: (f := tc.it2(n, "mnist", "MFLOPs"))["exhaustive, width a multiple of 16"]
           < f["exhaustive"]),
-    Claim(_I, "I-T2", "multiples of 8 or 16, which the slower widths are not", _width_rows),
-    Claim(_I, "I-T2", "a multiple of 16 with more multiply-adds", _width_rows),
+    Claim(_I, "I-T2", "multiples of 8 or 16, which the slower widths are not", tc.width_rows),
+    Claim(_I, "I-T2", "a multiple of 16 with more multiply-adds", tc.width_rows),
     Claim(_I, "I-F3", "at every batch size and dropout rate here", _counts_worse_over_zero),
     Claim(_I, "I-T6", "The book's estimate removes the fewest nodes of all the orders before the budget is "
-          "spent, fewer than a random order on both data sets", _t6_taylor_fewest),
+          "spent, fewer than a random order on both data sets", tc.t6_taylor_fewest),
     Claim(_I, "I-T6", "the book's estimate removes the fewest nodes of all the orders, fewer than a "
-          "random one", _t6_taylor_fewest),
+          "random one", tc.t6_taylor_fewest),
     Claim(_I, "I-T6", "ranking far closer to the oracle than a random order does not make it the better "
-          "order", _t6_taylor_ranks_closer_than_random),
+          "order", tc.t6_taylor_ranks_closer_than_random),
     Claim(_I, "I-T6", "LAMP's row is the same as magnitude L2's and Hessian (OBD)'s mean Spearman lies "
           "within a thousandth of theirs; on Fashion-MNIST, Hessian (OBD)'s lies within a thousandth of "
-          "magnitude L1's", _t6_ties),
-    Claim(_I, "I-T6", "tied with LAMP and Hessian (OBD);", _t6_ties),
-    Claim(_I, "I-T6", "its count of nodes removed, a larger one on both data sets", _t6_obd_removes_more),
+          "magnitude L1's", tc.t6_ties),
+    Claim(_I, "I-T6", "tied with LAMP and Hessian (OBD);", tc.t6_ties),
+    Claim(_I, "I-T6", "its count of nodes removed, a larger one on both data sets", tc.t6_obd_removes_more),
     Claim(_I, "I-T6", "The oracle's order is not the one that removes the most before the budget is spent",
           lambda n: all(_g(n, f"peer_removed_best_{d}") > _g(n, f"peer_removed_oracle_{d}") for d in _DATA)),
     Claim(_I, "I-T5", "the per-class criterion bounds the drop the overall loss lets one class take",
@@ -318,30 +142,30 @@ CLAIMS: list[Claim] = [
           lambda n: _g(n, "bench_speedup") > 1 and bool(n.table("I-B1")["agree"].all())),
     Claim(_I, "I-F5", "Pruning hurts the classes unequally",
           lambda n: _g(n, "f5_best_acc") - _g(n, "f5_worst_acc") > 10),
-    Claim(_I, "I-T2", "Importance computed once removes the wrong set of nodes", _once_wrong_set),
-    Claim(_R, "R-T4", "Its Table 3.4 gives a mean of 0.8677 after removing one", _fashion_first_node),
+    Claim(_I, "I-T2", "Importance computed once removes the wrong set of nodes", tc.once_wrong_set),
+    Claim(_R, "R-T4", "Its Table 3.4 gives a mean of 0.8677 after removing one", tc.fashion_first_node),
     Claim(_R, "R-T4", "already lies below the range of one network's mean from n = 32 on",
-          lambda n: _fashion_draft_below_from(n, 32)),
+          lambda n: tc.fashion_draft_below_from(n, 32)),
     Claim(_R, "R-S1", "here it is the wider on both data sets",
           lambda n: all(_g(n, f"ci_half_max_n_{d}") > _g(n, f"mask_se_max_n_{d}") for d in _DATA)),
     Claim(_R, "R-S2", "the negative change is a fall of the mean, towards the draft's lower one; the paired "
-          "interval only just excludes no change", _paired_init),
+          "interval only just excludes no change", tc.paired_init),
     Claim(_R, "R-S3", "a closer fit on MNIST than the draft's reading gives",
-          lambda n: len(_within(n, "R-S3-mnist")) > len(_within(n, "R-T3"))),
+          lambda n: len(tc.within(n, "R-S3-mnist")) > len(tc.within(n, "R-T3"))),
     Claim(_R, "R-S3", "its range, too, reaches down to no nodes",
-          lambda n: _range_from_zero(n, "R-S3-mnist") == {int(_g(n, "alg2_last_n"))}),
+          lambda n: tc.range_from_zero(n, "R-S3-mnist") == {int(_g(n, "alg2_last_n"))}),
     Claim(_R, "R-T3", "low* of R-T3 at every n, of R-T6 at n = 3, 4 and 8",
-          lambda n: _range_from_zero(n, "R-T3") == set(n.params["shrink_n_values"])
-          and _range_from_zero(n, "R-T6") == {3, 4, 8}),
-    Claim(_R, "R-T3", "a peak at n = 2 on MNIST and at n = 3 on Fashion-MNIST", _alg2_shapes),
-    Claim(_R, "R-T3", "ours fall from n = 1 on, under both readings and on both data sets", _alg2_shapes),
+          lambda n: tc.range_from_zero(n, "R-T3") == set(n.params["shrink_n_values"])
+          and tc.range_from_zero(n, "R-T6") == {3, 4, 8}),
+    Claim(_R, "R-T3", "a peak at n = 2 on MNIST and at n = 3 on Fashion-MNIST", tc.alg2_shapes),
+    Claim(_R, "R-T3", "ours fall from n = 1 on, under both readings and on both data sets", tc.alg2_shapes),
     Claim(_R, "R-S5", "our draft reading never keeps a group (R-S5), where the draft's Table 3.3 holds runs "
           "that removed 8 nodes",
           lambda n: n.table("R-S5").loc[8, "share kept"] == 0 == _g(n, "alg2_kept_last_mnist")
-          and _rows(n, "R-T3", "max", "draft 004")[8] == 8),
+          and tc.rows(n, "R-T3", "max", "draft 004")[8] == 8),
     Claim(_R, "R-T3", "a range that reaches down to no nodes at every n, and they peak at n = 2 where ours "
           "fall from n = 1 on",
-          lambda n: _range_from_zero(n, "R-T3") == set(n.params["shrink_n_values"]) and _alg2_shapes(n)),
+          lambda n: tc.range_from_zero(n, "R-T3") == set(n.params["shrink_n_values"]) and tc.alg2_shapes(n)),
     Claim(_D, "D-T1", "our rank-3 loadings fall short on 3, 4 and 7", lambda n: _g(n, "dt1_dec") < 83 - 5),
     Claim(_D, "D-T2", "come close on 3, 4 and 9", lambda n: abs(_g(n, "dt2_dec") - 68) < 5),
     Claim(_D, "D-T3", "our 15 loadings on all digits lie far above its 64 %",
