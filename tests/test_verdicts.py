@@ -86,6 +86,44 @@ def test_committed_spreads_come_from_the_runs_tables():
     t3 = numbers.table("R-T3").set_index("source", append=True)
     ci = float(t3.loc[("ci95 high", "ours"), "1"]) - float(t3.loc[("mean over networks", "ours"), "1"])
     assert half == pytest.approx(ci * (int(numbers.params["shrink_networks"]) + 1) ** 0.5) and "R-T3" in what
+    text = verdicts.verdict(rows["R-T3", shrink.replace("n = 1", "n = 2")], numbers).reason
+    assert "the draft's by its own loop, which is lost" in text, "the draft's counts are not our reading's"
+
+
+def test_the_intact_mnist_network_is_judged_with_the_spread_over_random_prunings_networks(tmp_path):
+    rows = dict(((r["item"], r["quantity"]), r) for _, r in _committed_rows())
+    numbers = Numbers(FULL / "node_importance")
+    sibling = Numbers(FULL / "random_pruning")
+    assert numbers.glue("base_acc_mnist") == sibling.glue("base_acc_mnist"), "network 0 is the same network"
+    row = rows["I-T2", "MNIST: test accuracy of the 128-node network"]
+    half, what = verdicts.committed_spread(row, numbers)
+    nets = int(sibling.params["n_networks"])
+    ci = (sibling.glue("base_high_mnist") - sibling.glue("base_low_mnist")) / 2 / 100
+    assert half == pytest.approx(ci * (nets + 1) ** 0.5) and f"{nets} networks" in what
+    assert "Random node pruning" in what
+    found = verdicts.verdict(row, numbers)
+    assert found.kind == ("agrees" if abs(row["ours"] - row["draft"]) <= half + 0.00005 else "differs")
+    # no sibling run (or none with this network 0): no spread, and the verdict says so
+    (tmp_path / "node_importance").mkdir()
+    (tmp_path / "node_importance" / "glue.json").write_text(json.dumps(numbers.glued))
+    assert verdicts.committed_spread(row, Numbers(tmp_path / "node_importance")) is None
+    (tmp_path / "random_pruning").mkdir()
+    (tmp_path / "random_pruning" / "glue.json").write_text(
+        json.dumps({**sibling.glued, "base_acc_mnist": 1.0})
+    )
+    (tmp_path / "random_pruning" / "parameters.json").write_text(json.dumps(sibling.params))
+    assert verdicts.committed_spread(row, Numbers(tmp_path / "node_importance")) is None
+
+
+def test_the_intact_loss_reason_compares_one_network_with_one_and_says_where_the_mean_lies():
+    numbers, sibling = Numbers(FULL / "node_importance"), Numbers(FULL / "random_pruning")
+    text = reasons.REASONS["I-T2", "MNIST: test loss of the 128-node network"].text(numbers)
+    assert "one network with one" in text and "neither spread is known" not in text
+    draft, mean = sibling.glue("draft_base_loss_mnist"), sibling.glue("base_loss_mean_mnist")
+    nearer = abs(mean - draft) < abs(sibling.glue("base_loss_mnist") - draft)
+    assert (f"{mean:.4f}, nearer the draft's" in text) == nearer
+    accuracy = reasons.REASONS["I-T2", "MNIST: test accuracy of the 128-node network"].text(numbers)
+    assert "neither spread is known" not in accuracy and "network 0" in accuracy
 
 
 def test_dt6_compares_drops_from_each_networks_own_original_and_flags_the_drafts_off_by_one():

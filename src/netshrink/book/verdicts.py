@@ -69,6 +69,7 @@ def _t95(n: int) -> float:
 _RANDOM = re.compile(
     r"^(MNIST|Fashion-MNIST): mean test accuracy, (\d+) random nodes? removed( \(mean over networks\))?$"
 )
+_INTACT_MNIST = "MNIST: test accuracy of the 128-node network"
 _SHRINK = re.compile(r"^MNIST: mean nodes removed by Algorithm 2, n = (\d+)$")
 _SHRINK_READINGS = re.compile(
     r"^(MNIST|Fashion-MNIST): mean nodes removed by Algorithm 2 "
@@ -79,13 +80,17 @@ _SHRINK_READINGS = re.compile(
 def committed_spread(row: dict[str, Any], numbers: Numbers) -> tuple[float, str] | None:
     """(95 % half-width of ours, what it is) where a committed run's tables give one, else None.
 
-    The draft's number is one network's; ours is one network's or a mean over networks. Random
+    The draft's number is one network's; ours is one network's or a mean over networks. Node
+    importance's intact MNIST network: the range one network's accuracy takes over Random node
+    pruning's networks, of which it is the first (`_intact_spread`). Random
     pruning: one network's mean accuracy varies between networks as R-S1's sd between networks
     (a mean over `m` networks against one network: the prediction range, sqrt(1 + 1/m) wider).
     Algorithm 2: one network's mean over runs has R-T3's sd over the runs; a mean over networks
     has the 95 % interval of its table, widened to the prediction range of one network's mean.
     """
     quantity = row["quantity"]
+    if row["item"] == "I-T2" and quantity == _INTACT_MNIST:
+        return _intact_spread(numbers)
     if (m := _RANDOM.match(quantity)) and row["item"] in ("R-T1", "R-T4"):
         line = numbers.table(f"R-S1-{m[1].lower()}").loc[int(m[2])]
         nets, sd = int(line["networks"]), float(line["sd between networks"])
@@ -109,6 +114,27 @@ def committed_spread(row: dict[str, Any], numbers: Numbers) -> tuple[float, str]
             f"95 % range of one network's mean about our mean over {nets} networks ({table})"
         )
     return None
+
+
+def _intact_spread(numbers: Numbers) -> tuple[float, str] | None:
+    """Node importance's network 0 on MNIST is Random node pruning's network 0 (the same recipe
+    and seeds): the range one network's test accuracy takes is read from that chapter's 95 %
+    interval of the mean over its networks (`base_low_mnist`, `base_high_mnist`, in %), widened
+    by sqrt(n + 1). None where that run, its values, or the same network 0 are missing."""
+    sibling = Numbers(numbers.folder.parent / "random_pruning")
+    try:
+        low, high = float(sibling.glue("base_low_mnist")), float(sibling.glue("base_high_mnist"))
+        nets = int(sibling.params["n_networks"])
+        same = float(sibling.glue("base_acc_mnist")) == float(numbers.glue("base_acc_mnist"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not same or nets < 2 or not math.isfinite(high - low):
+        return None
+    half = (high - low) / 2 / 100 * math.sqrt(nets + 1)  # % -> fraction, as the row's numbers
+    return half, (
+        f"95 % range of one network's accuracy about the mean over {nets} networks: the 95 % interval "
+        f"of that mean in Random node pruning, widened by sqrt({nets} + 1); its network 0 is this one"
+    )
 
 
 def _is_percent(row: dict[str, Any]) -> bool:
@@ -191,7 +217,8 @@ def verdicts_section(chapter: str, rows: list[dict[str, Any]], numbers: Numbers)
     out = ["## Beside the drafts", ""]
     if rows:
         out += [
-            "Every number a draft reports, beside ours, with a verdict: *agrees* within the draft's "
+            "The drafts' numbers that this chapter sets beside its own (not every number a draft "
+            "prints), each with a verdict: *agrees* within the draft's "
             "rounding and the spreads known, *differs* (with the reason, a hypothesis where no run here "
             "tests it) or *not comparable* (with why).",
             "",
