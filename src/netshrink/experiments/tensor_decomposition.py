@@ -167,10 +167,9 @@ def _over_seeds(summary: pd.DataFrame | None) -> tuple[dict, dict]:
 def lenet_findings(
     table: pd.DataFrame, decomposed: Decomposed, data_set: str, over_seeds: pd.DataFrame | None = None
 ) -> Findings:
-    """D-T5's numbers for the prose (accuracies in %, seconds), the draft's three numbers set
-    beside the row of the draft's own plan (like for like), and a compression record per plan;
-    from `fine_tuned_table` (accuracies as fractions, `seconds`). With `over_seeds`
-    (`lenet_seeds.seed_summary`), the accuracy beside the draft's is the mean over the seeds."""
+    """D-T5's numbers for the prose (accuracies in %, seconds), the draft's three numbers beside the
+    row of the draft's own plan, a compression record per plan, from `fine_tuned_table`; with
+    `over_seeds` (`lenet_seeds.seed_summary`) the accuracy beside the draft's is the seeds' mean."""
     orig, ours, theirs = (
         table.loc[r] for r in ("original", "our plan, fine-tuned", "draft's plan, fine-tuned")
     )
