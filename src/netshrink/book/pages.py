@@ -75,7 +75,7 @@ def glance_sections(
 def _drafts_section(
     manifest: dict[str, Any], results: Path, chapters: Mapping[str, Chapter], profile: str
 ) -> list[str]:
-    """Every number a draft reports beside ours, with its verdict."""
+    """Every draft number the chapters set beside ours, with its verdict."""
     comparisons = [r for rows in manifest.get("comparisons", {}).values() for r in rows]
     chapter_of = {r["id"]: c for c, rows in manifest.get("comparisons", {}).items() for r in rows}
     out = ["## Our numbers beside the drafts'", ""]
@@ -95,9 +95,9 @@ def _drafts_section(
         for r in comparisons
     ]
     caption = (
-        "Every number a draft reports, beside ours, with the profile that made ours and a "
-        "verdict: agrees (within the draft's rounding and the spreads known), differs (why) or "
-        "not comparable."
+        "Every draft number the chapters set beside ours (not every number a draft prints), with "
+        "the profile that made ours and a verdict: agrees (within the draft's rounding and the "
+        "spreads known), differs (why) or not comparable."
     )
     header = ["item", "quantity", "ours", "draft's", "source", "profile", "chapter", "verdict"]
     return out + [_table("glance-drafts", caption, header, rows)]
