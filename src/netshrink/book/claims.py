@@ -170,13 +170,16 @@ CLAIMS: list[Claim] = [
     Claim(_D, "D-T2", "come close on 3, 4 and 9", lambda n: abs(_g(n, "dt2_dec") - 68) < 5),
     Claim(_D, "D-T3", "our 15 loadings on all digits lie far above its 64 %",
           lambda n: _g(n, "dt3_dec") > 64 + 10),
-    Claim(_D, "D-T4", "lies between them and closest to the full images",
+    Claim(_D, "D-T4", "rank 100 (table D-T4) lies above both, level with the full images",
           lambda n: (a := _d_t4(n))["Tucker rank 100"] > max(a["Tucker rank 15"], a["Tucker rank 200"])
-          and a["Tucker rank 100"] < a["full data"]),
+          and abs(a["Tucker rank 100"] - a["full data"]) < 0.5),
+    Claim(_D, "D-T4", "only rank 15's mean lies below the full images' range",
+          lambda n: (low := 100 * n.table("D-T4").loc["accuracy range low", "full data"])
+          > _d_t4(n)["Tucker rank 15"] and all(_d_t4(n)[f"Tucker rank {r}"] >= low for r in (100, 200))),
     Claim(_D, "D-T4", "accuracy does not rise with every added component",
           lambda n: (a := _d_t4(n))["Tucker rank 200"] < a["Tucker rank 100"]),
-    Claim(_D, "D-T4", "ours stays within 3 points of the full images at every rank",
-          lambda n: all((a := _d_t4(n))["full data"] - a[f"Tucker rank {r}"] < 3 for r in (15, 100, 200))),
+    Claim(_D, "D-T4", "ours stays within a few points of the full images at every rank",
+          lambda n: all((a := _d_t4(n))["full data"] - a[f"Tucker rank {r}"] < 5 for r in (15, 100, 200))),
     Claim(_D, "D-T5", "Neither plan's speedup comes near its saving in operations",
           lambda n: _g(n, "lenet_speedup") < 0.75 * _g(n, "lenet_flops_ratio")
           and _g(n, "lenet_draft_speedup") < 0.75 * (lambda f: f["original"] / f["draft's plan, fine-tuned"])(
