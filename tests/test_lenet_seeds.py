@@ -10,6 +10,7 @@ import torch
 from netshrink import models
 from netshrink.experiments import lenet_seeds as ls
 from netshrink.experiments import tensor_decomposition as td
+from netshrink.findings import seed_spread
 
 PLANS = {"our plan": {"conv2": ["tucker2", [8, 8]]}, "draft's plan": {"l2": ["tucker1", 30]}}
 
@@ -80,3 +81,12 @@ def test_bad_seeds_are_refused():
         with pytest.raises(ValueError, match=f"seeds={bad!r}"):
             ls.lenet_over_seeds(None, train, None, PLANS, fine_tune, seeds=bad, seed=0, epochs=1,
                                 finetune_epochs=1, lr=0.01, data_kwargs={})  # fmt: skip
+
+
+def test_seed_spread_is_half_the_range_and_nothing_for_one_seed():
+    assert seed_spread(0.90, 0.96, 3, "network") == {
+        "spread": pytest.approx(0.03),
+        "spread_what": "95 % range of one network over our 3 seeds",
+    }
+    assert seed_spread(float("nan"), float("nan"), 1, "classifier") == {}
+    assert seed_spread(0.9, 0.96, 1, "classifier") == {}

@@ -4,6 +4,7 @@ none of the book's stack (IPython, myst-nb, seaborn); `book.report` shows and st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,14 @@ class Findings:
             self.comparisons + other.comparisons,
             self.compressions + other.compressions,
         )
+
+
+def seed_spread(low: float, high: float, seeds: int, unit: str) -> dict[str, Any]:
+    """A comparison row's `spread` and `spread_what` from the 95 % range one more seed's `unit`
+    (classifier, network) would take (`stats.one_more_range`); empty with one seed (NaN range)."""
+    if seeds < 2 or math.isnan(low) or math.isnan(high):
+        return {}
+    return {"spread": (high - low) / 2, "spread_what": f"95 % range of one {unit} over our {seeds} seeds"}
 
 
 def compression_rows(

@@ -5,7 +5,6 @@ full images, draft 001's three digit sets (`input_case`) and draft 002's Tucker 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -15,7 +14,7 @@ import torch
 from netshrink import data, models, published, stats, train
 from netshrink.compress import input_features
 from netshrink.devices import mode
-from netshrink.findings import Findings
+from netshrink.findings import Findings, seed_spread
 from netshrink.progress import model_trained as report_model
 from netshrink.progress import update as report_progress
 
@@ -177,14 +176,8 @@ def _compare(item: str, quantity: str, classifier: Classifier, draft: float, sou
     """A comparison row: our mean accuracy over the seeds against the draft's one network, with
     the 95 % range one more seed's classifier would take as our spread (none with one seed)."""
     mean, low, high = classifier.accuracy()
-    row = {"item": item, "quantity": quantity, "ours": mean, "draft": draft, "source": source}
-    if not math.isnan(low):
-        seeds = len(classifier.seed_accs)
-        row |= {
-            "spread": (high - low) / 2,
-            "spread_what": f"95 % range of one classifier over our {seeds} seeds",
-        }
-    return row
+    spread = seed_spread(low, high, len(classifier.seed_accs), "classifier")
+    return {"item": item, "quantity": quantity, "ours": mean, "draft": draft, "source": source, **spread}
 
 
 def input_case(

@@ -18,7 +18,7 @@ from torch import nn
 from netshrink import data, measure, published
 from netshrink.cache import FineTuned, TrainResult
 from netshrink.compress import decompose
-from netshrink.findings import Findings, compression_rows
+from netshrink.findings import Findings, compression_rows, seed_spread
 from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
@@ -154,14 +154,8 @@ def _over_seeds(summary: pd.DataFrame | None) -> tuple[dict, dict]:
     glue = {"lenet_seeds": int(summary["seeds"].iloc[0])}
     glue |= {name: 100 * float(summary.loc[row, "test accuracy"]) for row, name in names.items()}
     row = summary.loc["draft's plan, fine-tuned"]
-    compare = {"ours": float(row["test accuracy"])}
-    if row["seeds"] > 1:
-        what = f"95 % range of one network over our {int(row['seeds'])} seeds"
-        compare |= {
-            "spread": (row["accuracy range high"] - row["accuracy range low"]) / 2,
-            "spread_what": what,
-        }
-    return glue, compare
+    spread = seed_spread(row["accuracy range low"], row["accuracy range high"], int(row["seeds"]), "network")
+    return glue, {"ours": float(row["test accuracy"]), **spread}
 
 
 def lenet_findings(
