@@ -11,7 +11,7 @@ from torch import nn
 from netshrink import data, measure, models, train
 from netshrink.compress import decompose
 from netshrink.experiments import vgg_case_study as vc
-from netshrink.experiments import vgg_prose
+from netshrink.experiments import vgg_prose, vgg_rates
 
 
 @pytest.fixture(scope="module")
@@ -31,22 +31,27 @@ def test_sensitivity_reuses_the_prefix_and_matches_a_full_evaluation(vgg, loader
     layers = models.conv_layers(vgg)
     assert len(layers) == 13 and layers[0] == "features.0" and layers[-1] == "features.40"
     table = vc.sensitivity(vgg, loader, [layers[2], layers[-1]], [0.0, 0.5])
-    assert list(table.columns) == ["layer", "rate", "filters left", "accuracy (%)"] and len(table) == 4
-    full = 100 * train.evaluate(vgg, loader)["acc"]
-    assert list(table[table["rate"] == 0.0]["accuracy (%)"]) == pytest.approx([full, full])
+    assert list(table.columns) == ["layer", "rate", "filters left", "validation accuracy"] and len(table) == 4
+    assert vgg_rates.ACCURACY == "validation accuracy"
+    full = train.evaluate(vgg, loader)["acc"]  # a fraction, as the table keeps it
+    assert list(table[table["rate"] == 0.0]["validation accuracy"]) == pytest.approx([full, full])
     pruned = vc.prune_filters(vgg, {layers[2]: 0.5})
     row = table[(table["layer"] == layers[2]) & (table["rate"] == 0.5)].iloc[0]
-    assert row["accuracy (%)"] == pytest.approx(100 * train.evaluate(pruned, loader)["acc"])
+    assert row["validation accuracy"] == pytest.approx(train.evaluate(pruned, loader)["acc"])
     assert row["filters left"] == pruned.get_submodule(layers[2]).out_channels == 4
 
 
 def test_rates_follow_the_tolerance():
     table = pd.DataFrame({
         "layer": ["a"] * 3 + ["b"] * 3, "rate": [0.25, 0.5, 0.75] * 2,
-        "accuracy (%)": [90.0, 89.5, 80.0, 85.0, 70.0, 60.0],
+        "validation accuracy": [0.90, 0.894, 0.80, 0.85, 0.70, 0.60],
     })  # fmt: skip
-    assert vc.rates_from_sensitivity(table, 90.0, 1.0, 0.9) == {"a": 0.5, "b": 0.0}
-    assert vc.rates_from_sensitivity(table, 90.0, 20.0, 0.5) == {"a": 0.5, "b": 0.5}
+    # accuracies are fractions, the tolerance is in points
+    assert vc.rates_from_sensitivity(table, 0.90, 1.0, 0.9) == {"a": 0.5, "b": 0.0}
+    assert vc.rates_from_sensitivity(table, 0.90, 20.0, 0.5) == {"a": 0.5, "b": 0.5}
+    in_percent = table.rename(columns={"validation accuracy": "accuracy (%)"})  # the old printed column
+    with pytest.raises(ValueError, match=r"no column 'validation accuracy'; its columns: layer, rate, acc"):
+        vc.rates_from_sensitivity(in_percent, 0.9, 1.0, 0.9)
 
 
 def test_the_pipeline_shrinks_the_network_and_keeps_it_working(vgg):
@@ -104,32 +109,37 @@ def test_reduce_vgg_keeps_every_step_as_it_was_made(vgg, loader, tmp_path):
     assert reduction.plans["rates"] == rates and list(reduction.plans["classifier"]) == ["classifier.0"]
     table = vc.step_table(reduction.models, reduction.accuracy, images[:4], batch_size=2, repeats=1)
     assert list(table.columns) == [
-        "parameters", "MFLOPs per image", "test accuracy (%)", "ms per 2 images", "ms, channels last",
+        "parameters", "MFLOPs per image", "test accuracy", "seconds", "seconds, channels last",
         "file size (kB)", "parameters ratio", "speedup", "speedup, channels last",
     ]  # fmt: skip
-    assert table["test accuracy (%)"].tolist() == [100 * reduction.accuracy[k] for k in reduction.models]
+    assert table["test accuracy"].tolist() == [reduction.accuracy[k] for k in reduction.models], "fractions"
+    assert (table["seconds"] > 0).all() and table["speedup"].iloc[0] == 1
     found = vc.reduction_findings(table, network="VGG", data_set="tiny", tucker_rule=0.8)
     assert found.glue["final_ratio"] == table.iloc[-1]["parameters ratio"] > 1
+    acc = reduction.accuracy  # the glue in %, as the prose quotes it
+    last, tucker = "+ Tucker-2 classifier, fine-tuned", "+ Tucker-2 convs"
+    assert found.glue["final_acc"] == pytest.approx(100 * acc[last])
+    assert found.glue["final_drop"] == pytest.approx(100 * (acc["original"] - acc[last]))
+    assert found.glue["pruned_acc"] == pytest.approx(100 * acc["filters pruned, fine-tuned"])
+    assert found.glue["tucker_before"] == pytest.approx(100 * acc[tucker])
+    assert found.glue["tucker_after"] == pytest.approx(100 * acc[f"{tucker}, fine-tuned"])
     assert [c["model"] for c in found.compressions] == [f"VGG, {r}" for r in table.index if "fine-tuned" in r]
+    assert [c["accuracy"] for c in found.compressions] == [acc[r] for r in table.index if "fine-tuned" in r]
+    assert all(c["base_accuracy"] == acc["original"] for c in found.compressions), "fractions, as measured"
     base_found = vc.base_findings(base, splits, table, width=0.0625)
     assert base_found.glue["network"] == "VGG-16 at 0.0625 of its width" == vc.network_name(0.0625)
     assert vc.network_name(1) == "VGG-16"
-    sens = vc.sensitivity_findings(vgg, {"a": 0.5, "b": 0.0}, prune_tol=2.0, max_rate=0.9, tucker_rule="vbmf")
-    assert sens.glue["rates"] == "50, 0" and sens.glue["n_spared"] == 1
-    assert sens.glue["rank_rule"].startswith("VBMF on the unfolded kernels")
-    # two tolerances with the same printed rates: the one `rates_for_speedup` chose, by its speedup
-    candidates = pd.DataFrame(
-        {
-            "tolerance (points)": [2.0, 4.0, 6.0],
-            "rates (%)": ["50, 0", "50, 0", "60, 10"],
-            "speedup": [1.1, 1.25, 1.4],
-        }
-    )
     rates, rule = {"a": 0.5, "b": 0.0}, {"prune_tol": 2.0, "max_rate": 0.9, "tucker_rule": "vbmf"}
-    timed = vc.sensitivity_findings(vgg, rates, **rule, candidates=candidates, target_speedup=1.2)
-    assert (
-        timed.glue["prune_tol"] == 4.0 and "at 4 points it measured 1.25 times" in timed.glue["pruning_rule"]
-    )
+    sens = vc.sensitivity_findings(vgg, vc.ChosenRates(rates, 2.0), **rule)
+    assert sens.glue["rates"] == "50, 0" and sens.glue["n_spared"] == 1 and sens.glue["prune_tol"] == 2.0
+    assert sens.glue["rank_rule"].startswith("VBMF on the unfolded kernels")
+    assert "within 2 points of the unpruned network's (at most 0.9)" in sens.glue["pruning_rule"]
+    # the tolerance and the speedup are the chosen values, carried by ChosenRates, never read from text
+    chosen = vc.ChosenRates(rates, 4.0, 1.25)
+    timed = vc.sensitivity_findings(vgg, chosen, **rule, target_speedup=1.2)
+    assert timed.glue["prune_tol"] == 4.0 and timed.glue["rates"] == "50, 0"
+    assert "in steps of 2 points" in timed.glue["pruning_rule"]
+    assert "at 4 points it measured 1.25 times" in timed.glue["pruning_rule"]
 
 
 def test_file_size_and_config():
@@ -194,21 +204,21 @@ def test_the_page_names_the_fine_tuning_of_each_step(args, words):
 
 
 def _long_sensitivity(layers, rates, drops):
-    """A sensitivity table from 90 % with each layer losing `drops[layer] * rate * 10` points."""
+    """A sensitivity table from 0.9 (fractions) with each layer losing `drops[layer] * rate * 10` points."""
     return pd.DataFrame(
-        [{"layer": n, "rate": r, "accuracy (%)": 90.0 - drops[n] * r * 10} for n in layers for r in rates]
+        [{"layer": n, "rate": r, vgg_rates.ACCURACY: 0.9 - drops[n] * r / 10} for n in layers for r in rates]
     )
 
 
 def test_tolerance_candidates_step_up_to_the_largest_rates():
     layers, rates = ["a", "b"], [0.25, 0.5, 0.75]
     sens = _long_sensitivity(layers, rates, {"a": 1.0, "b": 4.0})  # a: 2.5, 5, 7.5 points; b: 10, 20, 30
-    found = vc.tolerance_candidates(sens, 90.0, 5.0, 0.9)
+    found = vc.tolerance_candidates(sens, 0.9, 5.0, 0.9)  # accuracy a fraction, steps in points
     assert list(found) == [5.0, 10.0, 20.0, 30.0]
     assert found[5.0] == {"a": 0.5, "b": 0.0} and found[30.0] == {"a": 0.75, "b": 0.75}
     assert len({tuple(r.values()) for r in found.values()}) == len(found), "each set of rates once"
     with pytest.raises(ValueError, match=r"prune_tol=0 is out of range; allowed: a number above 0"):
-        vc.tolerance_candidates(sens, 90.0, 0, 0.9)
+        vc.tolerance_candidates(sens, 0.9, 0, 0.9)
 
 
 def test_rates_for_speedup_take_the_smallest_tolerance_fast_enough(vgg, monkeypatch):
@@ -222,24 +232,37 @@ def test_rates_for_speedup_take_the_smallest_tolerance_fast_enough(vgg, monkeypa
 
     monkeypatch.setattr(vc.measure, "time_images", time_by_parameters)
     x = torch.rand(2, 3, 32, 32)
-    rates, table = vc.rates_for_speedup(vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9, speedup=1.5)
-    assert list(table.columns) == ["tolerance (points)", "rates (%)", "parameters", "ms per batch", "speedup"]
-    fast = table[table["speedup"] >= 1.5]
-    assert len(fast) and (table["speedup"].iloc[: fast.index[0]] < 1.5).all()
-    first = fast.iloc[0]
-    assert first["rates (%)"] == vgg_prose.rates_text(rates)
-    assert first["rates (%)"] == ", ".join(f"{100 * r:.0f}" for r in rates.values())
-    assert first["parameters"] == models.count_parameters(vc.prune_filters(vgg, rates))
+    chosen = vc.rates_for_speedup(vgg, sens, 0.9, x, prune_tol=2.0, max_rate=0.9, speedup=1.5)
+    assert isinstance(chosen, vc.ChosenRates)
+    assert all(isinstance(c, vgg_rates.Candidate) for c in chosen.candidates)
+    tolerances = [c.tolerance for c in chosen.candidates]
+    assert tolerances == sorted(tolerances) and all(t % 2.0 == 0 for t in tolerances), "steps of prune_tol"
+    fast = [c for c in chosen.candidates if c.speedup >= 1.5]
+    assert fast and all(c.speedup < 1.5 for c in chosen.candidates if c.tolerance < fast[0].tolerance)
+    first = fast[0]  # the chosen values are carried, in plain units
+    assert (chosen.tolerance, chosen.speedup, chosen.rates) == (first.tolerance, first.speedup, first.rates)
+    assert first.parameters == models.count_parameters(vc.prune_filters(vgg, chosen.rates))
+    assert all(c.seconds > 0 and min(c.rates.values()) >= 0 for c in chosen.candidates)
+    # the page's table is made from those numbers: the rates as text for reading only
+    table = chosen.table()
+    assert table.index.name == "tolerance (points)" and list(table.index) == tolerances
+    assert list(table.columns) == ["rates (%)", "parameters", "seconds", "speedup"]
+    shown = table.loc[chosen.tolerance]
+    assert shown["rates (%)"] == vgg_prose.rates_text(chosen.rates)
+    assert shown["rates (%)"] == ", ".join(f"{100 * r:.0f}" for r in chosen.rates.values())
+    assert list(shown.iloc[1:]) == [first.parameters, first.seconds, first.speedup]
     # rounded to multiples of 2, the same rates prune more
-    choose = functools.partial(vc.rates_for_speedup, vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9)
-    rounded, _ = choose(speedup=1.5, multiple_of=2)
-    assert models.count_parameters(vc.prune_filters(vgg, rounded, 2)) <= first["parameters"]
+    choose = functools.partial(vc.rates_for_speedup, vgg, sens, 0.9, x, prune_tol=2.0, max_rate=0.9)
+    rounded = choose(speedup=1.5, multiple_of=2).rates
+    assert models.count_parameters(vc.prune_filters(vgg, rounded, 2)) <= first.parameters
     # no timing at speedup 1: the rates of the tolerance itself
     timed.clear()
-    plain, empty = vc.rates_for_speedup(vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9, speedup=1.0)
-    assert plain == vc.rates_from_sensitivity(sens, 90.0, 2.0, 0.9) and empty.empty and not timed
+    plain = vc.rates_for_speedup(vgg, sens, 0.9, x, prune_tol=2.0, max_rate=0.9, speedup=1.0)
+    assert plain.rates == vc.rates_from_sensitivity(sens, 0.9, 2.0, 0.9) and not timed
+    assert (plain.tolerance, plain.speedup, plain.candidates) == (2.0, None, ())
+    assert plain.table().empty and list(plain.table().columns) == list(table.columns)
     with pytest.raises(ValueError, match=r"target_speedup=1000 is out of reach: .* measured \d+\.\d\dx"):
-        vc.rates_for_speedup(vgg, sens, 90.0, x, prune_tol=2.0, max_rate=0.9, speedup=1000)
+        vc.rates_for_speedup(vgg, sens, 0.9, x, prune_tol=2.0, max_rate=0.9, speedup=1000)
     with pytest.raises(ValueError, match=r"target_speedup=0.5 is out of range; allowed: a number of at"):
         choose(speedup=0.5)
 

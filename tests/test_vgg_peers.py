@@ -116,30 +116,36 @@ def _run(target, ratios=(0.25, 0.5)):
             model=model, test={"acc": acc}, before={"acc": 0.1}, history=pd.DataFrame()
         )
 
-    table = vp.vgg_peers(base, reduction, None, fine_tune, target=target, ratios=ratios, round_to=1,
+    peers = vp.vgg_peers(base, reduction, None, fine_tune, target=target, ratios=ratios, round_to=1,
                          images=IMAGES, batch_size=4, repeats=1)  # fmt: skip
-    return table, calls, reduction
+    return peers, calls, reduction
 
 
 @needs_peer
 def test_an_unreachable_target_is_said_in_its_row_and_the_other_rows_stand():
-    table, calls, reduction = _run(1000.0)
+    peers, calls, reduction = _run(1000.0)
+    table = peers.table  # plain units: fractions, seconds, counts, and whether the target was missed
     assert list(table.index) == ["original", vp.OURS, *vp.PEERS]
+    assert list(table.columns) == ["ratio", "parameters", "MFLOPs per image", "seconds", "speedup",
+                                   "test accuracy", "accuracy lost", "target missed"]  # fmt: skip
+    assert table["target missed"].tolist() == [False, False, True, True]
     for name in vp.PEERS:
-        assert table.loc[name, "note"].startswith("cannot reach 1000x: best ")
+        assert peers.notes[name].startswith("cannot reach 1000x: best ")
         assert table.loc[name, "ratio"] in (0.25, 0.5)
-    assert list(table.loc[["original", vp.OURS], "note"]) == ["", ""]
-    numbers = table.drop(columns=["ratio", "filters kept (%)", "note"])
+    assert [peers.notes["original"], peers.notes[vp.OURS]] == ["", ""]
+    numbers = table.drop(columns=["ratio"])
     assert numbers.notna().all().all() and (table["parameters"].iloc[1:] < table["parameters"].iloc[0]).all()
     assert table["test accuracy"].tolist() == [0.5, 0.45, 0.40, 0.42]
-    assert table["points lost"].tolist() == pytest.approx([0, 5, 10, 8])
-    assert (
-        table.loc["original", "filters kept (%)"] == "100, 100"
-        and table.loc[vp.OURS, "filters kept (%)"] == "50, 50"
-    )
+    assert table["accuracy lost"].tolist() == pytest.approx([0, 0.05, 0.10, 0.08]), "fractions"
+    assert peers.kept["original"] == {"0": 1.0, "3": 1.0} and peers.kept[vp.OURS] == {"0": 0.5, "3": 0.5}
+    # the page's table: the filters kept as text made from those fractions, and the notes
+    shown = peers.shown()
+    assert list(shown.columns) == ["ratio", "filters kept (%)", *table.columns[1:], "note"]
+    assert list(shown["filters kept (%)"].iloc[:2]) == ["100, 100", "50, 50"]
+    assert shown["note"].to_dict() == peers.notes
     assert all(kwargs == reduction.fine_tuning for _, kwargs in calls), "fine-tuned exactly as ours"
     assert len({json.dumps(origin, sort_keys=True) for origin, _ in calls}) == 2, "one cache origin each"
-    sentence = vp.peers_findings(table).glue["peers_sentence"]
+    sentence = vp.peers_findings(peers).glue["peers_sentence"]
     assert sentence.startswith(f"Only {vp.OURS} reached the target")
     assert all(f"{name}: cannot reach 1000x" in sentence for name in vp.PEERS)
 
@@ -162,13 +168,14 @@ def test_the_search_takes_the_smallest_ratio_fast_enough_and_names_layers_left_w
 
 
 def test_the_sentence_says_who_wins_and_by_how_much():
+    names = ["original", vp.OURS, *vp.PEERS]
     table = pd.DataFrame(
         {"speedup": [1.0, 2.1, 2.3, 1.6], "test accuracy": [0.9, 0.88, 0.885, 0.87],
-         "points lost": [0.0, 2.0, 1.5, 3.0],
-         "note": ["", "", "", "cannot reach 2x: best 1.60x at ratio 0.9"]},
-        index=["original", vp.OURS, *vp.PEERS],
+         "accuracy lost": [0.0, 0.02, 0.015, 0.03], "target missed": [False, False, False, True]},
+        index=names,
     )  # fmt: skip
-    glue = vp.peers_findings(table).glue
+    notes = dict(zip(names, ["", "", "", "cannot reach 2x: best 1.60x at ratio 0.9"], strict=True))
+    glue = vp.peers_findings(vp.Peers(table, {}, notes)).glue
     fig = plots.accuracy_against_speedup(table, "peers")
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.lines[:4]] == [*table.index[1:], "original"]
@@ -181,6 +188,10 @@ def test_the_sentence_says_who_wins_and_by_how_much():
         f"{group}: cannot reach 2x: best 1.60x at ratio 0.9."
     )
     assert glue["peers_ours_acc"] == pytest.approx(88.0) and glue["peers_tp_l1_uniform_speedup"] == 2.3
+    assert (glue["peers_ours_lost"], glue["peers_tp_l1_uniform_lost"]) == pytest.approx((2.0, 1.5)), "points"
+    # the target missed is read from its column, not from the note's words
+    quiet = vp.peers_findings(vp.Peers(table, {}, dict.fromkeys(names, ""))).glue["peers_sentence"]
+    assert quiet.startswith(f"At the measured speedups ({vp.OURS} 2.10x, {l1} 2.30x), {l1} is the most")
 
 
 def test_without_the_peer_the_table_has_the_books_rows_and_the_page_says_so(monkeypatch):
@@ -189,7 +200,41 @@ def test_without_the_peer_the_table_has_the_books_rows_and_the_page_says_so(monk
         _prune(_tiny())
     with pytest.raises(ImportError, match="pip install torch-pruning"):
         pi.require()
-    table, calls, _ = _run(2.0)
-    assert list(table.index) == ["original", vp.OURS] and calls == []
+    peers, calls, _ = _run(2.0)
+    assert list(peers.table.index) == ["original", vp.OURS] and calls == []
     assert "not installed" in vp.peer_line()
-    assert vp.peers_findings(table).glue["peers_sentence"] == "No Torch-Pruning configuration was built."
+    assert vp.peers_findings(peers).glue["peers_sentence"] == "No Torch-Pruning configuration was built."
+
+
+@needs_peer
+def test_a_shorter_budget_fine_tunes_the_books_pruned_network_and_the_peers_alike():
+    base = types.SimpleNamespace(model=_tiny(), test={"acc": 0.5}, key="k")
+    pruned = prune_filters(base.model, {"0": 0.5, "3": 0.5})
+    teacher = types.SimpleNamespace(weight=0.9, temperature=4.0)
+    settings = {"epochs": 20, "lr": 0.01, "optimizer": "sgd", "label_smoothing": 0.1, "distill": teacher}
+    reduction = vc.Reduction(
+        {vp.UNTUNED_STEP: pruned, vp.PRUNED_STEP: pruned}, {vp.UNTUNED_STEP: 0.3, vp.PRUNED_STEP: 0.45}, {},
+        None, settings, {vp.UNTUNED_STEP: '{"model": "k", "rates": {}}'},
+    )  # fmt: skip
+    calls = []
+
+    def fine_tune(model, origin, splits, **kwargs):
+        calls.append((origin, kwargs))
+        return types.SimpleNamespace(
+            model=model, test={"acc": 0.44}, before={"acc": 0.1}, history=pd.DataFrame()
+        )
+
+    peers = vp.vgg_peers(base, reduction, None, fine_tune, target=1000.0, ratios=(0.5,), round_to=1,
+                         images=IMAGES, batch_size=4, repeats=1, epochs=5)  # fmt: skip
+    assert len(calls) == 3 and all(kwargs == {**settings, "epochs": 5} for _, kwargs in calls)
+    assert calls[0][0] == reduction.origins[vp.UNTUNED_STEP], "ours again from its untuned network's origin"
+    assert peers.table.loc[vp.OURS, "test accuracy"] == 0.44, "not the chapter's 20-epoch step"
+    assert "5 epochs" in vp.budget_sentence(reduction, 5) and "V-T2's row, has 20" in vp.budget_sentence(
+        reduction, 5
+    )
+    assert vp.budget_sentence(reduction, 20).startswith("Each peer network is fine-tuned exactly as")
+    assert vp.peer_recipe(reduction, 5).startswith("5 epochs of SGD")
+    assert vp.peer_fine_tuning(reduction, None) is settings
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match=f"epochs={bad!r}"):
+            vp.peer_fine_tuning(reduction, bad)

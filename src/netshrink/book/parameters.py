@@ -141,6 +141,7 @@ RULES: dict[str, Rule] = {
             "finetune_epochs",
             "k_finetune_epochs",
             "method_finetune_epochs",
+            "peer_finetune_epochs",
             "rewind_rounds",
         ],
         EPOCHS,
@@ -184,6 +185,7 @@ RULES: dict[str, Rule] = {
     "cnn_fractions": Rule("list[float]", low=0, high=0.99),
     "prune_rates": Rule("list[float]", low=0, high=0.99),
     "sensitivity_rates": Rule("list[float]", low=0, high=0.99),
+    "peer_ratios": Rule("list[float]", low=0, low_open=True, high=0.99),  # vgg_peers: Torch-Pruning's ratios
     "cnn_layers": Rule("list[str]", choices=("conv1", "conv2", "conv3", "conv4", "fc")),
     "methods": Rule("list[str]", choices=CONV_METHODS),
     "cnn_dataset": Rule("str", choices=("mnist", "fashion-mnist")),

@@ -302,6 +302,16 @@ SETTINGS: dict[str, list[Setting]] = {
         S("fine-tuning", "", "004",
           "{finetune_epochs} epochs, {finetune_optimizer} from {finetune_lr}, distilled from the original",
           "ours", "the draft has a heading only"),
+        S("a pruning library beside ours", "", "none of the drafts",
+          "Torch-Pruning's filter pruning (L1 per layer; group norm over all layers) at the smallest of the "
+          "ratios {peer_ratios} that is {target_speedup} times as fast; it and the book's pruned network "
+          "each fine-tuned {peer_finetune_epochs} epochs, otherwise as above", "ours",
+          "no draft compares libraries; one shorter, equal budget keeps the chapter within its time"),
+        S("the report's k sweep", "at k=8 [...] R1 = c and R2 = f", "003, 3.4",
+          "ranks k/8 of each dimension, k in {ks}, the first convolution left dense, no fine-tuning, on this "
+          "chapter's VGG-16", "draft's, read by us",
+          "the network is ours: one near the report's 90 %, which the Tensor decomposition chapter's CNN "
+          "is not"),
         _SEED,
     ],
 }

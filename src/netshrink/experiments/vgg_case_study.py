@@ -35,6 +35,7 @@ from netshrink.experiments.vgg_prose import (  # the page's words: the chapter i
     tucker_findings,
 )  # fmt: skip
 from netshrink.experiments.vgg_rates import (  # the rates, imported from here by the chapter
+    ChosenRates,
     rates_for_speedup,
     rates_from_sensitivity,
     sensitivity,
@@ -44,10 +45,11 @@ from netshrink.progress import update as report_progress
 from netshrink.train import TrainConfig
 
 __all__ = [
-    "TUCKER_LAYERS", "Reduction", "base_findings", "classifier_plan", "data_kwargs", "faster_in_tucker",
-    "fine_tuning_recipe", "network_name", "prune_filters", "published_table", "rates_for_speedup",
-    "rates_from_sensitivity", "reduce_vgg", "reduction_findings", "sensitivity", "sensitivity_findings",
-    "step_table", "tolerance_candidates", "training_recipe", "tucker_findings", "tucker_plan", "vgg_config",
+    "TUCKER_LAYERS", "ChosenRates", "Reduction", "base_findings", "classifier_plan", "data_kwargs",
+    "faster_in_tucker", "fine_tuning_recipe", "network_name", "prune_filters", "published_table",
+    "rates_for_speedup", "rates_from_sensitivity", "reduce_vgg", "reduction_findings", "sensitivity",
+    "sensitivity_findings", "step_table", "tolerance_candidates", "training_recipe", "tucker_findings",
+    "tucker_plan", "vgg_config",
 ]  # fmt: skip
 
 TUCKER_LAYERS = ("all", "faster")  # Tucker-2 of every conv but the first, or of those it makes faster
@@ -114,24 +116,25 @@ def step_table(
     steps: Mapping[str, nn.Module], accuracy: Mapping[str, float], images: torch.Tensor, *, batch_size: int,
     repeats: int,
 ) -> pd.DataFrame:  # fmt: skip
-    """V-T2: `measure.side_by_side` as milliseconds per batch, with the test accuracy, the saved
-    file size and the parameter ratio to the first model. The models are timed with their batch
-    norms folded into the convs, as deployed (`fold_batch_norm`); parameters and file sizes are
-    those of the models as trained."""
+    """V-T2 in plain units: `measure_models`' parameters, MFLOPs per image, `test accuracy` (a
+    fraction), median `seconds` to classify `images` in batches of `batch_size` in the default
+    and the channels-last layout and the speedups over the first model, with the saved file size
+    and the parameter ratio to the first model. The models are timed with their batch norms
+    folded into the convs, as deployed (`fold_batch_norm`); parameters and file sizes are those
+    of the models as trained. The caption says the batch."""
     folded = {name: fold_batch_norm(model) for name, model in steps.items()}
     table = measure_models(folded, accuracy, images, batch_size=batch_size, repeats=repeats)
     table["parameters"] = [models.count_parameters(m) for m in steps.values()]
-    per_batch = 1000 * batch_size / len(images)
-    table.insert(2, "test accuracy (%)", 100 * table.pop("accuracy"))
-    table.insert(3, f"ms per {batch_size} images", table.pop("seconds") * per_batch)
-    table.insert(4, "ms, channels last", table.pop("seconds, channels last") * per_batch)
+    table.insert(2, "test accuracy", table.pop("accuracy"))
     table.insert(5, "file size (kB)", [measure.file_size(m) / 1000 for m in steps.values()])
     table.insert(6, "parameters ratio", table["parameters"].iloc[0] / table["parameters"])
     return table
 
 
 def published_table() -> pd.DataFrame:
-    """The published results, with our untrained VGG-16 at full width counted the same way."""
+    """The published results, with our untrained VGG-16 at full width counted the same way.
+    The papers' numbers stay as printed (typed by hand from their tables, accuracy in %, column
+    `test accuracy (%)`): a record of what they print, not a result of ours for other code to read."""
     full = models.vgg16(width=1.0)
     mult_adds = measure.flops(full, torch.zeros(1, 3, 32, 32)) / 2e6
     ours = {
@@ -155,22 +158,24 @@ class Reduction:
     """Every step of `reduce_vgg`: the models and their test accuracy (fractions), by step name;
     the plans; with `tucker_layers="faster"`, the layer timings that chose the convs; and the
     keyword arguments every step was fine-tuned with (`fine_tune`'s, the teacher included), for
-    any other network to be fine-tuned alike."""
+    any other network to be fine-tuned alike; `origins`: the cache origin of each fine-tuned step's
+    starting network, by the name of that untuned step (to fine-tune it again on another budget)."""
 
     models: dict[str, nn.Module]
     accuracy: dict[str, float]
     plans: dict[str, dict]
     tucker_timing: pd.DataFrame | None = None
     fine_tuning: dict = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(
         cls, steps: Mapping[str, tuple[nn.Module, float]], plans: dict, timing: pd.DataFrame | None,
-        fine_tuning: dict,
+        fine_tuning: dict, origins: dict[str, str] | None = None,
     ):  # fmt: skip
         """From (model, accuracy) by step name."""
         models_, accuracy = {k: m for k, (m, _) in steps.items()}, {k: a for k, (_, a) in steps.items()}
-        return cls(models_, accuracy, plans, timing, fine_tuning)
+        return cls(models_, accuracy, plans, timing, fine_tuning, dict(origins or {}))
 
 
 def _teacher(
@@ -231,7 +236,8 @@ def reduce_vgg(
 
     pruned = prune_filters(base.model, rates, multiple_of)
     extra = {"multiple_of": multiple_of} if multiple_of != 1 else {}  # earlier runs' keys stay as they were
-    pruned_ft = tuned(pruned, {"model": base.key, "rates": dict(rates), **extra})
+    pruned_origin = {"model": base.key, "rates": dict(rates), **extra}
+    pruned_ft = tuned(pruned, pruned_origin)
     convs, timing = tucker_plan(pruned_ft.model, tucker_rule), None
     if tucker_layers == "faster":
         convs, timing = faster_in_tucker(pruned_ft.model, convs, timing_images, repeats=timing_repeats)
@@ -249,4 +255,6 @@ def reduce_vgg(
         "+ Tucker-2 convs, fine-tuned": (decomposed_ft.model, decomposed_ft.test["acc"]),
         "+ Tucker-2 classifier, fine-tuned": (compact_ft.model, compact_ft.test["acc"]),
     }
-    return Reduction.of(steps, {"rates": dict(rates), "convs": convs, "classifier": head}, timing, settings)
+    plans = {"rates": dict(rates), "convs": convs, "classifier": head}
+    origins = {"filters pruned": json.dumps(pruned_origin, sort_keys=True)}
+    return Reduction.of(steps, plans, timing, settings, origins)

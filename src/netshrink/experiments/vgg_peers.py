@@ -27,16 +27,20 @@ from netshrink.compress.fold import fold_batch_norm
 from netshrink.compress.peer_pruning import Reach, ratio_for_speedup, torch_pruning_filters
 from netshrink.experiments.tensor_decomposition import FineTune
 from netshrink.experiments.vgg_case_study import Reduction
+from netshrink.experiments.vgg_prose import fine_tuning_recipe, rates_text
 from netshrink.experiments.vgg_rates import measured_speedups
 from netshrink.findings import Findings
 from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
 
-__all__ = ["OURS", "PEERS", "PRUNED_STEP", "PeerChoice", "PeerConfig", "choose_ratio", "peer_line",
-           "peers_findings", "vgg_peers"]  # fmt: skip
+__all__ = [
+    "OURS", "PEERS", "PRUNED_STEP", "UNTUNED_STEP", "PeerChoice", "PeerConfig", "Peers", "budget_sentence",
+    "choose_ratio", "peer_fine_tuning", "peer_line", "peer_recipe", "peers_findings", "vgg_peers",
+]  # fmt: skip
 
 OURS = "netshrink, sensitivity rates"
 PRUNED_STEP = "filters pruned, fine-tuned"  # the chapter's step the peers stand beside
+UNTUNED_STEP = "filters pruned"  # the same network before its fine-tuning
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,71 @@ def _origin(base: TrainResult, config: PeerConfig, ratio: float, round_to: int) 
                        "ratio": ratio, "round_to": round_to}, sort_keys=True)  # fmt: skip
 
 
-def _kept_text(base: nn.Module, pruned: nn.Module) -> str:
-    """The filters each conv keeps, % of `base`'s, in layer order: '50, 50, 75'."""
-    return ", ".join(f"{100 * pruned.get_submodule(n).out_channels / base.get_submodule(n).out_channels:.0f}"
-                     for n in models.conv_layers(base))  # fmt: skip
+def _kept(base: nn.Module, pruned: nn.Module) -> dict[str, float]:
+    """The fraction of `base`'s filters each conv of `pruned` keeps, in layer order."""
+    return {n: pruned.get_submodule(n).out_channels / base.get_submodule(n).out_channels
+            for n in models.conv_layers(base)}  # fmt: skip
+
+
+def peer_fine_tuning(reduction: Reduction, epochs: int | None) -> dict:
+    """The fine-tuning every network of V-T3 gets: the chapter's (`reduction.fine_tuning`), for
+    `epochs` when given (a whole number, 0 for none)."""
+    if epochs is None or epochs == reduction.fine_tuning.get("epochs"):
+        return reduction.fine_tuning
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(
+            f"epochs={epochs!r}: the peers' fine-tuning takes a whole number of epochs, 0 or more"
+        )
+    return {**reduction.fine_tuning, "epochs": epochs}
+
+
+def budget_sentence(reduction: Reduction, epochs: int | None) -> str:
+    """How V-T3's networks are fine-tuned, for the page: the chapter's step itself, or one
+    shorter, equal budget for all (`peer_fine_tuning`)."""
+    chapter = reduction.fine_tuning.get("epochs")
+    settings = peer_fine_tuning(reduction, epochs)
+    if settings == reduction.fine_tuning:
+        return (
+            f"Each peer network is fine-tuned exactly as the book's pruned network was ({chapter} "
+            f"epoch{'s' * (chapter != 1)}); the book's row is that network, before Tucker-2."
+        )
+    return (f"Each peer network is fine-tuned for {settings['epochs']} epochs with the chapter's recipe, "
+            "and so is the book's pruned network, again from its state before fine-tuning: one budget for "
+            f"all (the chapter's own step, V-T2's row, has {chapter}). The book's row is that network, "
+            "before Tucker-2.")  # fmt: skip
+
+
+def peer_recipe(reduction: Reduction, epochs: int | None) -> str:
+    """V-T3's fine-tuning in words (`fine_tuning_recipe` of `peer_fine_tuning`'s settings)."""
+    settings = peer_fine_tuning(reduction, epochs)
+    distill = settings.get("distill")
+    teacher = (
+        {"distill_weight": distill.weight, "distill_temperature": distill.temperature} if distill else {}
+    )
+    return fine_tuning_recipe(settings["optimizer"], settings["lr"], settings["epochs"],
+                              settings.get("label_smoothing", 0.0), **teacher)  # fmt: skip
+
+
+@dataclass
+class Peers:
+    """V-T3's networks, by name (`original`, `OURS`, then those of `PEERS` built): `table` in
+    plain units (ratio, parameters, MFLOPs per image, seconds, speedup, `test accuracy` and
+    `accuracy lost` as fractions, `target missed`: no ratio reached the target), `kept` (network
+    -> conv -> fraction of its filters kept) and `notes` (network -> what its row must say, ''
+    when nothing)."""
+
+    table: pd.DataFrame
+    kept: dict[str, dict[str, float]]
+    notes: dict[str, str]
+
+    def shown(self) -> pd.DataFrame:
+        """V-T3 as the page shows it (and its CSV keeps): `table` with the filters kept per conv
+        as text after the ratio ('50, 50, 75', % in layer order, made here for reading only) and
+        the notes last."""
+        table = self.table.copy()
+        table.insert(1, "filters kept (%)", pd.Series({k: rates_text(v) for k, v in self.kept.items()}))
+        table["note"] = pd.Series(self.notes)
+        return table
 
 
 def vgg_peers(
@@ -135,40 +200,49 @@ def vgg_peers(
     images: torch.Tensor,
     batch_size: int,
     repeats: int,
-) -> pd.DataFrame:
+    epochs: int | None = None,
+) -> Peers:
     """V-T3: the original, the book's pruned and fine-tuned network (`reduction`'s PRUNED_STEP)
     and each of `PEERS` at the ratio `choose_ratio` finds for `target`, fine-tuned by
-    `fine_tune` with `reduction.fine_tuning`; without Torch-Pruning, the first two only. One
-    row per network: ratio, filters kept per conv (%), parameters, MFLOPs per image, median
-    seconds to classify `images` in batches of `batch_size` (batch norm folded, all timed in turn
-    in one run, `repeats`), speedup over the original, test accuracy (a fraction), points lost
-    and a note (why a row misses the target)."""
+    `fine_tune` with `reduction.fine_tuning`; with `epochs` other than the chapter's, the book's
+    pruned network (untuned) and the peers' are all fine-tuned alike for `epochs` instead (one
+    shorter, equal budget); without Torch-Pruning, the first two only. One
+    row per network: ratio, parameters, MFLOPs per image, median seconds to classify `images`
+    in batches of `batch_size` (batch norm folded, all timed in turn in one run, `repeats`),
+    speedup over the original, test accuracy and accuracy lost from the original's (fractions)
+    and whether the target was missed; with the filters kept per conv and the notes (`Peers`)."""
     report_progress(stage=f"{peer_importance.PEER} beside the book's filter pruning")
-    ours = reduction.models[PRUNED_STEP], reduction.accuracy[PRUNED_STEP], float("nan"), ""
-    rows = {"original": (base.model, base.test["acc"], float("nan"), ""), OURS: ours}
+    settings = peer_fine_tuning(reduction, epochs)
+    if settings == reduction.fine_tuning:
+        ours = reduction.models[PRUNED_STEP], reduction.accuracy[PRUNED_STEP], float("nan"), None
+    else:
+        untuned = copy.deepcopy(reduction.models[UNTUNED_STEP])
+        tuned = fine_tune(untuned, reduction.origins[UNTUNED_STEP], splits, **settings)
+        ours = tuned.model, tuned.test["acc"], float("nan"), None
+    rows = {"original": (base.model, base.test["acc"], float("nan"), None), OURS: ours}
     if peer_importance.version() is not None:
         for name, config in PEERS.items():
             found = choose_ratio(base.model, images, config, ratios=ratios, target=target, round_to=round_to,
                                  repeats=repeats)  # fmt: skip
             origin = _origin(base, config, found.reach.ratio, round_to)
-            tuned = fine_tune(copy.deepcopy(found.model), origin, splits, **reduction.fine_tuning)
-            rows[name] = (tuned.model, tuned.test["acc"], found.reach.ratio, found.note)
+            tuned = fine_tune(copy.deepcopy(found.model), origin, splits, **settings)
+            rows[name] = (tuned.model, tuned.test["acc"], found.reach.ratio, found)
     folded = {name: fold_batch_norm(model) for name, (model, *_) in rows.items()}
     seconds = measure.time_images(folded, images, batch_size=batch_size, repeats=repeats)
     table = pd.DataFrame(
         {
             "ratio": {k: r for k, (_, _, r, _) in rows.items()},
-            "filters kept (%)": {k: _kept_text(base.model, m) for k, (m, *_) in rows.items()},
             "parameters": {k: models.count_parameters(m) for k, (m, *_) in rows.items()},
             "MFLOPs per image": {k: measure.flops(m, images[:1]) / 1e6 for k, m in folded.items()},
             "seconds": seconds,
             "speedup": seconds["original"] / seconds,
             "test accuracy": {k: a for k, (_, a, _, _) in rows.items()},
-            "points lost": {k: 100 * (base.test["acc"] - a) for k, (_, a, _, _) in rows.items()},
-            "note": {k: n for k, (*_, n) in rows.items()},
+            "accuracy lost": {k: base.test["acc"] - a for k, (_, a, _, _) in rows.items()},
+            "target missed": {k: c is not None and not c.reach.reached for k, (*_, c) in rows.items()},
         }
-    )
-    return table.rename_axis("model")
+    ).rename_axis("model")
+    kept = {k: _kept(base.model, m) for k, (m, *_) in rows.items()}
+    return Peers(table, kept, {k: c.note if c is not None else "" for k, (*_, c) in rows.items()})
 
 
 def _slug(name: str) -> str:
@@ -178,7 +252,7 @@ def _slug(name: str) -> str:
 def _verdict(table: pd.DataFrame) -> str:
     """Which reached network is the most accurate, and by how much over the book's or the best peer."""
     reached = table.drop(index="original")
-    reached = reached[~reached["note"].str.startswith("cannot reach")]
+    reached = reached[~reached["target missed"].astype(bool)]
     order = reached.sort_values("test accuracy", ascending=False, kind="stable")
     speeds = ", ".join(f"{name} {row['speedup']:.2f}x" for name, row in reached.iterrows())
     if len(order) < 2:
@@ -192,19 +266,20 @@ def _verdict(table: pd.DataFrame) -> str:
             f"({diff:.2f} points, one seed each).")  # fmt: skip
 
 
-def peers_findings(table: pd.DataFrame) -> Findings:
+def peers_findings(peers: Peers) -> Findings:
     """Per network, its speedup, accuracy (%) and points lost as glue, and `peers_sentence`: which
     network wins in accuracy at the measured speedups and by how much, and which configuration
-    cannot reach the target."""
+    cannot reach the target (its note)."""
+    table = peers.table
     glue: dict[str, object] = {}
     for name, row in table.drop(index="original").iterrows():
         slug = _slug(str(name))
         glue |= {f"peers_{slug}_speedup": float(row["speedup"]),
                  f"peers_{slug}_acc": 100 * float(row["test accuracy"]),
-                 f"peers_{slug}_lost": float(row["points lost"])}  # fmt: skip
+                 f"peers_{slug}_lost": 100 * float(row["accuracy lost"])}  # fmt: skip
     if len(table) <= 2:
         glue["peers_sentence"] = f"No {peer_importance.PEER} configuration was built."
         return Findings(glue)
-    missed = [f"{name}: {note}." for name, note in table["note"].items() if note.startswith("cannot reach")]
+    missed = [f"{name}: {peers.notes[name]}." for name, out in table["target missed"].items() if out]
     glue["peers_sentence"] = " ".join([_verdict(table), *missed])
     return Findings(glue)

@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from torch import nn
 
 from netshrink import data, models
 from netshrink.cache import TrainResult
-from netshrink.compress import filters
 from netshrink.compress.plans import tucker_plan
 from netshrink.findings import Findings, compression_rows
 from netshrink.finetune import SGD_FINE_TUNING_WORDS
 from netshrink.train import TrainConfig
+
+if TYPE_CHECKING:  # vgg_rates imports this module's rates_text
+    from netshrink.experiments.vgg_rates import ChosenRates
 
 __all__ = [
     "base_findings",
@@ -95,17 +98,17 @@ def base_findings(
 
 def sensitivity_findings(
     model: nn.Module,
-    rates: Mapping[str, float],
+    chosen: ChosenRates,
     *,
     prune_tol: float,
     max_rate: float,
     tucker_rule: str | float,
-    candidates: pd.DataFrame | None = None,
     target_speedup: float = 1.0,
     channel_multiple: int = 1,
 ) -> Findings:
-    """The numbers and sentences the prose quotes about the chosen pruning rates (`candidates`:
-    the table of `rates_for_speedup`, empty or None when nothing was timed) and the rank rule."""
+    """The numbers and sentences the prose quotes about the chosen pruning rates (`chosen`: the
+    `vgg_rates.ChosenRates` of `rates_for_speedup`, its tolerance and measured speedup carried as
+    values) and the rank rule."""
     vbmf_max = max(max(spec["rank"]) for spec in tucker_plan(model, "vbmf").values())
     rule = (
         "VBMF on the unfolded kernels, as Kim et al. do"
@@ -115,23 +118,17 @@ def sensitivity_findings(
         f"{vbmf_max} components of any kernel (too few to fine-tune back: with VBMF ranks, an earlier "
         f"`full` run fell to chance before fine-tuning and recovered to 48 % only)"
     )
-    tolerance = prune_tol
     pruning = (
         f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy within "
-        f"{prune_tol:g} points of the unpruned network's (at most {max_rate:g})"
+        f"{chosen.tolerance:g} points of the unpruned network's (at most {max_rate:g})"
     )
-    if candidates is not None and len(candidates):
-        # the choice `rates_for_speedup` made, from the measured numbers (not the printed rates)
-        columns = candidates["tolerance (points)"], candidates["speedup"]
-        speedups = {float(tol): float(x) for tol, x in zip(*columns, strict=True)}
-        tolerance = filters.first_fast_enough(speedups, target_speedup, max_rate)
-        speedup = speedups[tolerance]
+    if chosen.speedup is not None:
         pruning = (
             f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy "
             f"within a tolerance of the unpruned network's (at most {max_rate:g}), the tolerance rising in "
             f"steps of {prune_tol:g} points until the pruned network, timed beside the unpruned one, runs "
-            f"at least {target_speedup:g} times as fast (the table below): at {tolerance:g} points it "
-            f"measured {speedup:.2f} times"
+            f"at least {target_speedup:g} times as fast (the table below): at {chosen.tolerance:g} points it "
+            f"measured {chosen.speedup:.2f} times"
         )
     if channel_multiple > 1:
         pruning += (
@@ -142,12 +139,12 @@ def sensitivity_findings(
         )
     return Findings(
         {
-            "prune_tol": tolerance,
+            "prune_tol": chosen.tolerance,
             "rank_rule": rule,
             "max_rate": max_rate,
             "pruning_rule": pruning,
-            "rates": rates_text(rates),
-            "n_spared": sum(r == 0 for r in rates.values()),
+            "rates": rates_text(chosen.rates),
+            "n_spared": sum(r == 0 for r in chosen.rates.values()),
         }
     )
 
@@ -155,30 +152,39 @@ def sensitivity_findings(
 def reduction_findings(
     table: pd.DataFrame, *, network: str, data_set: str, tucker_rule: str | float
 ) -> Findings:
-    """The prose's numbers about the reduction (`table`: `step_table` of a `Reduction`) and a
-    compression record for each fine-tuned step."""
+    """The prose's numbers about the reduction (`table`: `step_table` of a `Reduction`, its test
+    accuracy a fraction; the glue in %, as the prose quotes it) and a compression record for each
+    fine-tuned step."""
     first, last = table.iloc[0], table.iloc[-1]
     pruned, tucker = table.loc["filters pruned, fine-tuned"], "+ Tucker-2 convs"
+    percent = 100 * table["test accuracy"]  # the prose quotes accuracies in %
     glue = {
         "final_ratio": last["parameters ratio"],
         "final_speedup": last["speedup"],
         "final_speedup_cl": last["speedup, channels last"],
-        "final_acc": last["test accuracy (%)"],
-        "final_drop": first["test accuracy (%)"] - last["test accuracy (%)"],
+        "final_acc": percent.iloc[-1],
+        "final_drop": percent.iloc[0] - percent.iloc[-1],
         "final_size": last["file size (kB)"],
         "base_size": first["file size (kB)"],
         "pruned_ratio": pruned["parameters ratio"],
-        "pruned_acc": pruned["test accuracy (%)"],
+        "pruned_acc": percent["filters pruned, fine-tuned"],
         "pruned_speedup": pruned["speedup"],
-        "tucker_before": table.loc[tucker, "test accuracy (%)"],
-        "tucker_after": table.loc[f"{tucker}, fine-tuned", "test accuracy (%)"],
+        "tucker_before": percent[tucker],
+        "tucker_after": percent[f"{tucker}, fine-tuned"],
     }
     rows = [r for r in table.index if "fine-tuned" in r]
     how = f"L1 filter pruning by sensitivity, then Tucker-2 (ranks: {tucker_rule}), each fine-tuned"
     return Findings(
         glue,
         compressions=compression_rows(
-            "V-T2", table, data_set=data_set, rows=rows, model=f"{network}, {{row}}", how=how
+            "V-T2",
+            table,
+            data_set=data_set,
+            rows=rows,
+            model=f"{network}, {{row}}",
+            how=how,
+            accuracy="test accuracy",
+            percent=False,
         ),
     )
 
