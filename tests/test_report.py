@@ -73,16 +73,15 @@ def test_findings_are_glued_compared_and_recorded_in_one_call(results_dir):
         {"parameters": [100, 40], "MFLOPs": [2.0, 1.0], "test acc": [0.9, 0.85], "speedup": [1.0, 1.8]},
         index=["original", "pruned"],
     )
-    fraction = {"mflops": "MFLOPs", "accuracy": "test acc", "percent": False}
+    fraction = {"mflops": "MFLOPs", "accuracy": "test acc"}
     rows = report.compression_rows(
         "X-T1", table, data_set="MNIST", model="MLP, {row}", how="by {row}", **fraction
     )
     assert rows == [{"item": "X-T1", "model": "MLP, pruned", "data_set": "MNIST", "parameters": 40,
                      "base_parameters": 100, "mflops": 1.0, "base_mflops": 2.0, "accuracy": 0.85,
                      "base_accuracy": 0.9, "speedup": 1.8, "how": "by pruned"}]  # fmt: skip
-    percent = table.rename(columns={"test acc": "test accuracy (%)", "MFLOPs": "MFLOPs per image"})
-    percent["test accuracy (%)"] *= 100
-    assert report.compression_rows("X-T1", percent, data_set="M", model="m", how="h")[0]["accuracy"] == 0.85
+    named = table.rename(columns={"test acc": "test accuracy", "MFLOPs": "MFLOPs per image"})
+    assert report.compression_rows("X-T1", named, data_set="M", model="m", how="h")[0]["accuracy"] == 0.85
     with pytest.raises(
         ValueError, match=r"table has no column 'MFLOPs per image'; its columns: parameters, MFLOPs"
     ):

@@ -47,18 +47,17 @@ def compression_rows(
     rows: list[str] | None = None,
     base: str | None = None,
     mflops: str = "MFLOPs per image",
-    accuracy: str = "test accuracy (%)",
-    percent: bool = True,
+    accuracy: str = "test accuracy",
 ) -> list[dict[str, Any]]:
     """Keyword arguments of `Report.compression` for each row of a model table (`rows`, default
     all but `base`) against its `base` row (default the first). The table has `parameters`,
     `speedup`, the MFLOPs per image in column `mflops` (`measure.side_by_side`'s name by default;
-    `measure.compare_latency` calls it `MFLOPs`) and the test accuracy in column `accuracy`, in
-    percent unless `percent` is False (a fraction). `model` and `how` are formats with `{row}`."""
+    `measure.compare_latency` calls it `MFLOPs`) and the test accuracy, a fraction, in column
+    `accuracy`. `model` and `how` are formats with `{row}`."""
     for column in ("parameters", "speedup", mflops, accuracy):
         if column not in table:
             raise ValueError(f"table has no column {column!r}; its columns: {', '.join(map(str, table))}")
-    scale, acc = (100 if percent else 1), accuracy
+    acc = accuracy
     base = table.index[0] if base is None else base
     b = table.loc[base]
     out = []
@@ -66,8 +65,8 @@ def compression_rows(
         r = table.loc[name]
         out.append({"item": item, "model": model.format(row=name), "data_set": data_set,
                     "parameters": r["parameters"], "base_parameters": b["parameters"],
-                    "mflops": r[mflops], "base_mflops": b[mflops], "accuracy": r[acc] / scale,
-                    "base_accuracy": b[acc] / scale, "speedup": r["speedup"],
+                    "mflops": r[mflops], "base_mflops": b[mflops], "accuracy": r[acc],
+                    "base_accuracy": b[acc], "speedup": r["speedup"],
                     "how": how.format(row=name)})  # fmt: skip
     return out
 

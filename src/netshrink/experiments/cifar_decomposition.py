@@ -225,7 +225,6 @@ def _k_findings(measured: pd.DataFrame, k_ref: int, data_set: str) -> Findings:
         model=f"CIFAR CNN, Tucker-2 k = {k_ref}, fine-tuned",
         how=f"Tucker-2 of every conv, ranks {k_ref}/8, fine-tuned",
         accuracy="accuracy",
-        percent=False,
     )
     return Findings(glue, compare, compressions)
 
@@ -294,6 +293,5 @@ def _budget_findings(
         how=f"{{row}} of {', '.join(layers)} + fine-tuning",
         model=f"CIFAR CNN, {{row}} at {100 * fraction:.0f} % budget",
         accuracy="accuracy",
-        percent=False,
     )
     return Findings(glue, compressions=compressions)

@@ -123,6 +123,5 @@ def criteria_findings(criteria: pd.DataFrame, label: str) -> Findings:
         how="channels removed within a loss bound ({row})",
         mflops="MFLOPs",  # measure.compare_latency's table, accuracy as a fraction
         accuracy="test acc",
-        percent=False,
     )
     return Findings(glue, compressions=records)

@@ -224,7 +224,7 @@ def strategy_findings(table: pd.DataFrame, dataset: str, label: str) -> Findings
     once = [r for r in table.index if r not in ("original", "greedy")]
     # measure.compare_latency's table: MFLOPs per image as `MFLOPs`, the accuracy as a fraction
     kw = {"data_set": label, "model": "MLP 128, {row}", "how": "nodes removed by importance ({row})",
-          "mflops": "MFLOPs", "accuracy": "test acc", "percent": False}  # fmt: skip
+          "mflops": "MFLOPs", "accuracy": "test acc"}  # fmt: skip
     compressions = compression_rows("I-T2", table, rows=once, **kw) + compression_rows(
         "I-T3", table, rows=["greedy"], **kw
     )

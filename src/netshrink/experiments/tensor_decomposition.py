@@ -215,6 +215,6 @@ def lenet_findings(
     compressions = [
         {**row, "how": f"Tucker decomposition + fine-tuning: {how[row['how']]}"}
         for row in compression_rows("D-T5", table, data_set=data_set, model="week-6 Net, {row}", how="{row}",
-                                    accuracy="test accuracy", percent=False)
+                                    accuracy="test accuracy")
     ]  # fmt: skip
     return Findings(glue, compare, compressions)

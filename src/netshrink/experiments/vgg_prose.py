@@ -184,7 +184,6 @@ def reduction_findings(
             model=f"{network}, {{row}}",
             how=how,
             accuracy="test accuracy",
-            percent=False,
         ),
     )
 
