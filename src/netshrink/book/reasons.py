@@ -251,8 +251,8 @@ def _dt6(numbers: Numbers) -> str:
     k4 = numbers.table("D-T6")
     base, at4 = (100 * float(k4.loc[row, "test accuracy"]) for row in ("original", "k = 4"))  # fractions -> %
     return (
-        "Different networks: the report's Part-3 network is not described (\"a large pre-trained "
-        f"model\") and reaches about 90 % (89.94 % at k = 8, full rank); ours is the book's CNN at "
+        "Different networks: the report does not describe its Part-3 network, which reaches about 90 % "
+        f"(89.94 % at k = 8, full rank); ours is the book's CNN at "
         f"{base:.2f} %. And the report's "
         f"88.02 % is printed on the line of k = 5 of its own log: its k = 4 is 84.59 %. From each "
         f"original, k = 4 costs the report {DRAFT_003_K[8] - DRAFT_003_K[4]:.2f} points and ours "
@@ -264,8 +264,8 @@ def _dt6(numbers: Numbers) -> str:
 def _vt4(numbers: Numbers) -> str:
     base = 100 * float(numbers.table("V-T4").loc["original", "test accuracy"])
     return (
-        "Different networks, both near 90 %: the report's is not described (\"a large pre-trained "
-        f"model\", 89.94 % at full rank); ours is this chapter's VGG-16 at {base:.2f} %. One run each, so "
+        "Different networks: the report does not describe its Part-3 network (89.94 % at k = 8, full "
+        f"rank); ours is this chapter's VGG-16 at {base:.2f} %. One run each, so "
         "neither spread is known. How much accuracy a rank cut costs depends on how much of each kernel "
         "the low ranks hold, which differs from network to network (a hypothesis, untested here)."
     )

@@ -303,15 +303,17 @@ SETTINGS: dict[str, list[Setting]] = {
           "{finetune_epochs} epochs, {finetune_optimizer} from {finetune_lr}, distilled from the original",
           "ours", "the draft has a heading only"),
         S("a pruning library beside ours", "", "none of the drafts",
-          "Torch-Pruning's filter pruning (L1 per layer; group norm over all layers) at the smallest of the "
-          "ratios {peer_ratios} that is {target_speedup} times as fast; it and the book's pruned network "
-          "each fine-tuned {peer_finetune_epochs} epochs, otherwise as above", "ours",
+          "Torch-Pruning's filter pruning (group L1 norm, one ratio per conv; group L2 norm, one ratio over "
+          "all convs) at the smallest of the ratios {peer_ratios} that is {target_speedup} times as fast; it "
+          "and the book's pruned network each fine-tuned {peer_finetune_epochs} epochs, otherwise as above",
+          "ours",
           "no draft compares libraries; one shorter, equal budget keeps the chapter within its time"),
         S("the report's k sweep", "at k=8 [...] R1 = c and R2 = f", "003, 3.4",
           "ranks k/8 of each dimension, k in {ks}, the first convolution left dense, no fine-tuning, on this "
           "chapter's VGG-16", "draft's, read by us",
-          "the network is ours: one near the report's 90 %, which the Tensor decomposition chapter's CNN "
-          "is not"),
+          "the report names neither the convolutions it decomposes nor any fine-tuning: the first left dense "
+          "and none are our reading; the network is ours, nearer the report's 90 % than the Tensor "
+          "decomposition chapter's CNN"),
         _SEED,
     ],
 }
