@@ -144,7 +144,10 @@ def _table(ratio: tuple[float, float, float]):
         "cp, tensorly-torch": ["tensorly-torch", "cp", 0.57, 1.0, *ratio],
     }
     cols = ["library", "method", "test accuracy", "speedup", "peer / ours, seconds", "low", "high"]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    table["parameters"], table["MFLOPs per image"] = [100, 40, 40], [2.0, 0.8, 0.8]
+    table.attrs["data set"] = "CIFAR-10"
+    return table
 
 
 def test_the_sentence_calls_a_ratio_whose_quartiles_hold_one_no_difference():
@@ -175,3 +178,20 @@ def test_tltorch_rank_maps_our_ranks_one_to_one(conv):
     ]  # (out, in, kh, kw) of the (T, S, kh, kw) kernel
     assert pl.tltorch_rank(conv, "tt", (3, 5, 4)) == [1, 3, 5, 4, 1]
     assert pl.tltorch_rank(conv, "tt", 2) == [1, 2, 2, 2, 1]
+
+
+def test_the_peers_models_are_recorded_for_the_glance_page_under_one_marker():
+    found = pdm.peer_findings(_table((1.3, 1.2, 1.4)))
+    assert [c["model"] for c in found.compressions] == ["CIFAR CNN, cp, tensorly-torch"]
+    record = found.compressions[0]
+    assert (record["item"], record["data_set"], record["method"]) == (
+        "D-T8",
+        "CIFAR-10",
+        "tensorly-torch's factorized convolutions",
+    )
+    assert (record["accuracy"], record["base_accuracy"], record["parameters"], record["speedup"]) == (
+        0.57,
+        0.6,
+        40,
+        1.0,
+    )

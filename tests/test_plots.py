@@ -143,7 +143,7 @@ def test_criteria_curves_draws_one_panel_per_data_set_and_the_budget():
     plt.close(fig)
 
 
-def test_compression_map_has_one_marker_set_per_item_and_the_drafts_points():
+def test_compression_map_has_one_marker_set_per_item_or_named_method_and_the_drafts_points():
     row = {
         "how": "nodes removed (x)",
         "accuracy": 0.9,
@@ -155,16 +155,18 @@ def test_compression_map_has_one_marker_set_per_item_and_the_drafts_points():
         {**row, "item": "I-T2", "speedup": 1.2},
         {**row, "item": "I-T2", "speedup": 1.5},
         {**row, "item": "D-T7", "speedup": 2.0, "how": "cp of a"},
+        {**row, "item": "V-T3", "speedup": 2.5, "method": "ours: x (y)"},
+        {**row, "item": "V-T3", "speedup": 3.0, "method": "Torch-Pruning, L1"},
     ]
     fig = plots.compression_map(
         rows, [("draft 002: LeNet", 0.05, 0.93, 0.5), ("draft 003: k = 4", 2.0, 1.3, None)]
     )
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert labels == ["D-T7: cp of a", "I-T2: nodes removed"]
+    assert labels == ["D-T7: cp of a", "I-T2: nodes removed", "V-T3: Torch-Pruning, L1", "V-T3: ours: x (y)"]
     assert [t.get_text() for t in ax.texts] == ["draft 002: LeNet", "draft 003: k = 4 (parameters not given)"]
     offsets = np.concatenate([c.get_offsets() for c in ax.collections])
     assert sorted(map(tuple, offsets.round(2))) == sorted(
-        [(1.2, 5.0), (1.5, 5.0), (2.0, 5.0), (0.93, 0.05), (1.3, 2.0)]
+        [(1.2, 5.0), (1.5, 5.0), (2.0, 5.0), (2.5, 5.0), (3.0, 5.0), (0.93, 0.05), (1.3, 2.0)]
     )
     plt.close(fig)

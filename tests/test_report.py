@@ -82,6 +82,8 @@ def test_findings_are_glued_compared_and_recorded_in_one_call(results_dir):
                      "base_accuracy": 0.9, "speedup": 1.8, "how": "by pruned"}]  # fmt: skip
     named = table.rename(columns={"test acc": "test accuracy", "MFLOPs": "MFLOPs per image"})
     assert report.compression_rows("X-T1", named, data_set="M", model="m", how="h")[0]["accuracy"] == 0.85
+    marked = report.compression_rows("X-T1", named, data_set="M", model="m", how="h", method="lib, {row}")
+    assert marked[0]["method"] == "lib, pruned" and "method" not in rows[0], "a marker of its own when named"
     with pytest.raises(
         ValueError, match=r"table has no column 'MFLOPs per image'; its columns: parameters, MFLOPs"
     ):
@@ -104,6 +106,9 @@ def test_findings_are_glued_compared_and_recorded_in_one_call(results_dir):
     with pytest.raises(ValueError, match="spread=-0.1 must be a half-width >= 0"):
         rep.compare("X-T1", "acc", 0.85, 0.8, "draft 004", spread=-0.1)
     assert manifest["compression"]["demo"][0]["model"] == "MLP, pruned"
+    assert "method" not in manifest["compression"]["demo"][0], "a method is recorded only when named"
+    rep.record(report.Findings({}, compressions=marked))
+    assert report.read_manifest("smoke", results_dir)["compression"]["demo"][-1]["method"] == "lib, pruned"
 
 
 def test_check_profile_and_publish_swap_a_chapters_results_in_whole(tmp_path):

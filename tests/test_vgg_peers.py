@@ -145,8 +145,13 @@ def test_an_unreachable_target_is_said_in_its_row_and_the_other_rows_stand():
     assert shown["note"].to_dict() == peers.notes
     assert all(kwargs == reduction.fine_tuning for _, kwargs in calls), "fine-tuned exactly as ours"
     assert len({json.dumps(origin, sort_keys=True) for origin, _ in calls}) == 2, "one cache origin each"
-    sentence = vp.peers_findings(peers).glue["peers_sentence"]
+    found = vp.peers_findings(peers)
+    sentence = found.glue["peers_sentence"]
     assert sentence.startswith(f"Only {vp.OURS} reached the target")
+    # every network but the original on the glance page, a marker each, missed target or not
+    assert [c["method"] for c in found.compressions] == [vp.OURS, *vp.PEERS]
+    assert {c["item"] for c in found.compressions} == {"V-T3"} and peers.data_set
+    assert [c["accuracy"] for c in found.compressions] == [0.45, 0.40, 0.42]
     assert all(f"{name}: cannot reach 1000x" in sentence for name in vp.PEERS)
 
 
@@ -190,6 +195,8 @@ def test_the_sentence_says_who_wins_and_by_how_much():
     assert glue["peers_ours_acc"] == pytest.approx(88.0) and glue["peers_tp_l1_uniform_speedup"] == 2.3
     assert (glue["peers_ours_lost"], glue["peers_tp_l1_uniform_lost"]) == pytest.approx((2.0, 1.5)), "points"
     # the target missed is read from its column, not from the note's words
+    unnamed = vp.peers_findings(vp.Peers(table, {}, notes))
+    assert unnamed.compressions == [], "no data set named: none recorded"
     quiet = vp.peers_findings(vp.Peers(table, {}, dict.fromkeys(names, ""))).glue["peers_sentence"]
     assert quiet.startswith(f"At the measured speedups ({vp.OURS} 2.10x, {l1} 2.30x), {l1} is the most")
 

@@ -48,12 +48,14 @@ def compression_rows(
     base: str | None = None,
     mflops: str = "MFLOPs per image",
     accuracy: str = "test accuracy",
+    method: str = "",
 ) -> list[dict[str, Any]]:
     """Keyword arguments of `Report.compression` for each row of a model table (`rows`, default
     all but `base`) against its `base` row (default the first). The table has `parameters`,
     `speedup`, the MFLOPs per image in column `mflops` (`measure.side_by_side`'s name by default;
     `measure.compare_latency` calls it `MFLOPs`) and the test accuracy, a fraction, in column
-    `accuracy`. `model` and `how` are formats with `{row}`."""
+    `accuracy`. `model`, `how` and `method` (the glance marker's name, none when empty) are
+    formats with `{row}`."""
     for column in ("parameters", "speedup", mflops, accuracy):
         if column not in table:
             raise ValueError(f"table has no column {column!r}; its columns: {', '.join(map(str, table))}")
@@ -68,6 +70,8 @@ def compression_rows(
                     "mflops": r[mflops], "base_mflops": b[mflops], "accuracy": r[acc],
                     "base_accuracy": b[acc], "speedup": r["speedup"],
                     "how": how.format(row=name)})  # fmt: skip
+        if method:
+            out[-1]["method"] = method.format(row=name)
     return out
 
 

@@ -327,17 +327,19 @@ def compression_map(
 ) -> plt.Figure:
     """The glance page's picture of every compressed model: accuracy lost (points) against the
     CPU speedup measured side by side with its original, the parameter ratio as the marker's
-    area, one marker and colour per report item (a method as its chapter names it), and the
-    drafts' own points (`published.DRAFT_COMPRESSIONS`) as black crosses, labelled.
+    area, one marker and colour per report item (a method as its chapter names it) or per named
+    `method` within an item (a library beside the book), and the drafts' own points
+    (`published.DRAFT_COMPRESSIONS`) as black crosses, labelled.
     rows: `Report.compression` records."""
     import os
 
     frame = pd.DataFrame(list(rows))
+    frame["method"] = frame["method"].fillna("") if "method" in frame else ""
     fig, ax = plt.subplots(figsize=(9, 5.5))
     markers = "osD^vP*Xhp<>"
-    for i, (item, group) in enumerate(frame.groupby("item", sort=True)):
-        how = os.path.commonprefix(list(group["how"])).split(" (")[0]
-        how = how.rsplit(":", 1)[0] if ":" in how else how.rstrip(" ,")
+    for i, ((item, method), group) in enumerate(frame.groupby(["item", "method"], sort=True)):
+        how = method or os.path.commonprefix(list(group["how"])).split(" (")[0]
+        how = how.rsplit(":", 1)[0] if ":" in how and not method else how.rstrip(" ,")
         if not how:  # methods named first, as in one table of several decompositions
             how = ", ".join(dict.fromkeys(h.split(" ")[0] for h in group["how"]))
         lost = 100 * (group["base accuracy"] - group["accuracy"])

@@ -338,9 +338,11 @@ class Report:
         base_accuracy: float,
         speedup: float,
         how: str,
+        method: str = "",
     ) -> None:
         """Record one compressed model beside the model it came from (accuracy as a fraction,
-        `speedup` measured in the same run), for the Results at a glance page."""
+        `speedup` measured in the same run), for the Results at a glance page; `method` names its
+        own marker there (a library's configuration beside the book's), else the item's marker."""
         self._stem(item, None)
         row = {
             "id": f"{item}: {data_set}: {model}",
@@ -357,6 +359,8 @@ class Report:
             "how": how,
             "profile": self.profile,
         }
+        if method:
+            row["method"] = method
         self._append("compression", row)
 
     def record(self, findings: Findings | Mapping[str, Any]) -> None:

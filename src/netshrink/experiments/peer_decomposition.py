@@ -25,7 +25,7 @@ from netshrink.experiments.tensor_decomposition import (
     model_table,
     origin,
 )
-from netshrink.findings import Findings
+from netshrink.findings import Findings, compression_rows
 from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
 
@@ -70,7 +70,8 @@ def peer_decompositions(
     and tensorly-torch's at the same ranks on `layers`: one row per (method, library) after the
     original, with parameters, MFLOPs, `accuracy before fine-tuning` and `test accuracy`
     (fractions) after the same fine-tuning (`epochs` at lr 1e-4) and `seconds` to classify
-    `images` (`attrs["images"]` of them), all timed side by side."""
+    `images` (`attrs["images"]` of them), all timed side by side; `attrs["data set"]` names the
+    data for the glance page's records (`peer_findings`)."""
     report_progress(stage=f"{peer_layers.PEER} beside the book's layers")
     shared = [m for m in methods if m in peer_layers.FACTORIZATION]
     peer = peer_layers.version() is not None
@@ -99,6 +100,7 @@ def peer_decompositions(
     before = [cnn.test["acc"]] + [t.before["acc"] for t in tuned.values()]
     table.insert(table.columns.get_loc("test accuracy"), "accuracy before fine-tuning", before)
     table["ranks"] = list(ranks.values())
+    table.attrs["data set"] = splits.label
     return _with_paired_ratio(table)
 
 
@@ -124,7 +126,9 @@ def _with_paired_ratio(table: pd.DataFrame) -> pd.DataFrame:
 def peer_findings(table: pd.DataFrame) -> Findings:
     """Per method, the peer's speedup and accuracy (%) beside ours, and one sentence each that says
     which is faster and which more accurate after fine-tuning (or that they are equal); from
-    `peer_decompositions` (`test accuracy` a fraction)."""
+    `peer_decompositions` (`test accuracy` a fraction). The peer's models are recorded for the
+    glance page beside the original (on `attrs["data set"]`), one marker for the library; the
+    book's are D-T7's, recorded there."""
     glue, sentences = {}, []
     speed = "speedup"
     for m in dict.fromkeys(table["method"]):
@@ -152,4 +156,12 @@ def peer_findings(table: pd.DataFrame) -> Findings:
             f"{100 * theirs[acc]:.2f} % ({diff:+.2f} points, one seed)."
         )
     glue["peer_layers_sentence"] = " ".join(sentences) if sentences else "No peer layer was built."
-    return Findings(glue)
+    peer_rows = [name for name, library in table["library"].items() if library == peer_layers.PEER]
+    if not peer_rows:
+        return Findings(glue)
+    compressions = compression_rows(
+        "D-T8", table, data_set=table.attrs["data set"], rows=peer_rows, base="original",
+        model="CIFAR CNN, {row}", how="{row} layers at D-T7's ranks + fine-tuning",
+        method=f"{peer_layers.PEER}'s factorized convolutions",
+    )  # fmt: skip
+    return Findings(glue, compressions=compressions)

@@ -29,7 +29,7 @@ from netshrink.experiments.tensor_decomposition import FineTune
 from netshrink.experiments.vgg_case_study import Reduction
 from netshrink.experiments.vgg_prose import fine_tuning_recipe, rates_text
 from netshrink.experiments.vgg_rates import measured_speedups
-from netshrink.findings import Findings
+from netshrink.findings import Findings, compression_rows
 from netshrink.findings import peer_line as peer_line_of
 from netshrink.progress import update as report_progress
 
@@ -177,6 +177,7 @@ class Peers:
     table: pd.DataFrame
     kept: dict[str, dict[str, float]]
     notes: dict[str, str]
+    data_set: str = ""  # the data's label, for the glance page's records; none recorded when ""
 
     def shown(self) -> pd.DataFrame:
         """V-T3 as the page shows it (and its CSV keeps): `table` with the filters kept per conv
@@ -242,7 +243,8 @@ def vgg_peers(
         }
     ).rename_axis("model")
     kept = {k: _kept(base.model, m) for k, (m, *_) in rows.items()}
-    return Peers(table, kept, {k: c.note if c is not None else "" for k, (*_, c) in rows.items()})
+    notes = {k: c.note if c is not None else "" for k, (*_, c) in rows.items()}
+    return Peers(table, kept, notes, splits.label)
 
 
 def _slug(name: str) -> str:
@@ -269,7 +271,8 @@ def _verdict(table: pd.DataFrame) -> str:
 def peers_findings(peers: Peers) -> Findings:
     """Per network, its speedup, accuracy (%) and points lost as glue, and `peers_sentence`: which
     network wins in accuracy at the measured speedups and by how much, and which configuration
-    cannot reach the target (its note)."""
+    cannot reach the target (its note). Every network but the original is recorded for the glance
+    page, a marker each, where `peers.data_set` names the data."""
     table = peers.table
     glue: dict[str, object] = {}
     for name, row in table.drop(index="original").iterrows():
@@ -282,4 +285,10 @@ def peers_findings(peers: Peers) -> Findings:
         return Findings(glue)
     missed = [f"{name}: {peers.notes[name]}." for name, out in table["target missed"].items() if out]
     glue["peers_sentence"] = " ".join([_verdict(table), *missed])
-    return Findings(glue)
+    if not peers.data_set:
+        return Findings(glue)
+    compressions = compression_rows(
+        "V-T3", table, data_set=peers.data_set, base="original", model="VGG-16, {row}",
+        how="filters removed ({row}), fine-tuned alike", method="{row}",
+    )  # fmt: skip
+    return Findings(glue, compressions=compressions)
