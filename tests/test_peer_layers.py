@@ -97,7 +97,8 @@ def _run(methods):
         tuned.append(made_from)
         return types.SimpleNamespace(model=model, test={"acc": 0.4}, before={"acc": 0.3})
 
-    table = pdm.peer_decompositions(cnn, None, methods, ["2"], 0.5, fine_tune, n_blocks=2, epochs=1,
+    splits = types.SimpleNamespace(label="tiny")
+    table = pdm.peer_decompositions(cnn, splits, methods, ["2"], 0.5, fine_tune, n_blocks=2, epochs=1,
                                     images=torch.randn(8, 3, 8, 8), batch_size=4, repeats=3)  # fmt: skip
     return table, tuned
 
@@ -126,7 +127,7 @@ def test_each_method_the_peer_has_stands_beside_ours_at_the_same_ranks():
         0.3,
         0.4,
     ]
-    assert "seconds" in table and table.attrs["images"] == 8
+    assert "seconds" in table and table.attrs["images"] == 8 and table.attrs["data set"] == "tiny"
 
 
 def test_without_the_peer_the_table_has_the_books_layers_and_the_page_says_so(monkeypatch):

@@ -116,7 +116,8 @@ def _run(target, ratios=(0.25, 0.5)):
             model=model, test={"acc": acc}, before={"acc": 0.1}, history=pd.DataFrame()
         )
 
-    peers = vp.vgg_peers(base, reduction, None, fine_tune, target=target, ratios=ratios, round_to=1,
+    splits = types.SimpleNamespace(label="tiny")  # only its label is read, for the glance records
+    peers = vp.vgg_peers(base, reduction, splits, fine_tune, target=target, ratios=ratios, round_to=1,
                          images=IMAGES, batch_size=4, repeats=1)  # fmt: skip
     return peers, calls, reduction
 
@@ -231,7 +232,8 @@ def test_a_shorter_budget_fine_tunes_the_books_pruned_network_and_the_peers_alik
             model=model, test={"acc": 0.44}, before={"acc": 0.1}, history=pd.DataFrame()
         )
 
-    peers = vp.vgg_peers(base, reduction, None, fine_tune, target=1000.0, ratios=(0.5,), round_to=1,
+    splits = types.SimpleNamespace(label="tiny")  # only its label is read, for the glance records
+    peers = vp.vgg_peers(base, reduction, splits, fine_tune, target=1000.0, ratios=(0.5,), round_to=1,
                          images=IMAGES, batch_size=4, repeats=1, epochs=5)  # fmt: skip
     assert len(calls) == 3 and all(kwargs == {**settings, "epochs": 5} for _, kwargs in calls)
     assert calls[0][0] == reduction.origins[vp.UNTUNED_STEP], "ours again from its untuned network's origin"
