@@ -52,7 +52,8 @@ def test_the_sentence_follows_the_numbers():
     )
     assert vk._sentence(table) == (
         "Against the report's log, the VGG-16 base loses less at k = 2, 4; within half a point at k = 8 "
-        "(untuned against untuned, one run each, so half a point is no difference here)."
+        "(untuned against untuned, one run each, so neither spread is known: half a point either way is our "
+        "threshold for no difference, not a measured one)."
     )
 
 

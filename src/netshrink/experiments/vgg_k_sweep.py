@@ -90,7 +90,8 @@ def _sentence(table: pd.DataFrame) -> str:
     parts = [f"{what} at k = {', '.join(map(str, group))}" for what, group in
              (("less", less), ("more", more), ("within half a point", alike)) if group]  # fmt: skip
     return (f"Against the report's log, the VGG-16 base loses {'; '.join(parts)} (untuned against untuned, "
-            "one run each, so half a point is no difference here).")  # fmt: skip
+            "one run each, so neither spread is known: half a point either way is our threshold for no "
+            "difference, not a measured one).")  # fmt: skip
 
 
 def k_drops_findings(drops: KDrops, k_ref: int = 4) -> Findings:

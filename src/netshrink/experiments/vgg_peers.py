@@ -147,12 +147,13 @@ def budget_sentence(reduction: Reduction, epochs: int | None) -> str:
     if settings == reduction.fine_tuning:
         return (
             f"Each peer network is fine-tuned exactly as the book's pruned network was ({chapter} "
-            f"epoch{'s' * (chapter != 1)}); the book's row is that network, before Tucker-2."
+            f"epoch{'s' * (chapter != 1)}); the book's row is that network (V-T2's pruned step, before "
+            "Tucker-2)."
         )
     return (f"Each peer network is fine-tuned for {settings['epochs']} epochs with the chapter's recipe, "
             "and so is the book's pruned network, again from its state before fine-tuning: one budget for "
-            f"all (the chapter's own step, V-T2's row, has {chapter}). The book's row is that network, "
-            "before Tucker-2.")  # fmt: skip
+            f"all. The book's row is therefore not V-T2's pruned step (fine-tuned {chapter} epochs) but the "
+            f"same pruned network fine-tuned {settings['epochs']} epochs here, before Tucker-2.")  # fmt: skip
 
 
 def peer_recipe(reduction: Reduction, epochs: int | None) -> str:
@@ -263,7 +264,14 @@ def _verdict(table: pd.DataFrame) -> str:
     other = order.drop(index=OURS).index[0] if best == OURS else OURS
     diff = 100 * (best_acc - order.loc[other, "test accuracy"])
     who = "the book's sensitivity rates are" if best == OURS else f"{best} is"
-    return (f"At the measured speedups ({speeds}), {who} the most accurate after fine-tuning: "
+    faster = order.loc[best, "speedup"] >= order.loc[other, "speedup"]
+    pace = (
+        f"and at least as fast as {other}"
+        if faster
+        else f"but slower than {other}: at unequal "
+        "speedups accuracy alone does not rank the two (figure V-F3)"
+    )
+    return (f"At the measured speedups ({speeds}), {who} the most accurate after fine-tuning, {pace}: "
             f"{100 * best_acc:.2f} % against {100 * order.loc[other, 'test accuracy']:.2f} % for {other} "
             f"({diff:.2f} points, one seed each).")  # fmt: skip
 
@@ -285,10 +293,8 @@ def peers_findings(peers: Peers) -> Findings:
         return Findings(glue)
     missed = [f"{name}: {peers.notes[name]}." for name, out in table["target missed"].items() if out]
     glue["peers_sentence"] = " ".join([_verdict(table), *missed])
-    if not peers.data_set:
+    if not peers.data_set:  # no data set named: nothing recorded for the glance page
         return Findings(glue)
-    compressions = compression_rows(
-        "V-T3", table, data_set=peers.data_set, base="original", model="VGG-16, {row}",
-        how="filters removed ({row}), fine-tuned alike", method="{row}",
-    )  # fmt: skip
-    return Findings(glue, compressions=compressions)
+    records = compression_rows("V-T3", table, data_set=peers.data_set, base="original", model="VGG-16, {row}",
+                               how="filters removed ({row}), fine-tuned alike", method="{row}")  # fmt: skip
+    return Findings(glue, compressions=records)

@@ -115,27 +115,29 @@ def sensitivity_findings(
         if tucker_rule == "vbmf"
         else f"the fewest singular values of each unfolded kernel that keep {100 * tucker_rule:.0f} % of its "
         f"energy, instead of Kim et al.'s VBMF, which separates signal from noise and here keeps at most "
-        f"{vbmf_max} components of any kernel (too few to fine-tune back: with VBMF ranks, an earlier "
-        f"`full` run fell to chance before fine-tuning and recovered to 48 % only)"
+        f"{vbmf_max} components of any kernel (we read this as too few to fine-tune back, a hypothesis: "
+        f"with VBMF ranks, an earlier `full` run, not recorded in this book, fell to chance before "
+        f"fine-tuning and recovered to 48 % only)"
     )
     pruning = (
-        f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy within "
-        f"{chosen.tolerance:g} points of the unpruned network's (at most {max_rate:g})"
+        f"Each layer is then pruned at the largest tested rate that, with that layer pruned alone, keeps "
+        f"the validation accuracy within {chosen.tolerance:g} points of the unpruned network's (at most "
+        f"{max_rate:g})"
     )
     if chosen.speedup is not None:
         pruning = (
-            f"Each layer is then pruned at the largest tested rate that keeps the validation accuracy "
-            f"within a tolerance of the unpruned network's (at most {max_rate:g}), the tolerance rising in "
+            f"Each layer is then pruned at the largest tested rate that, with that layer pruned alone (as in "
+            f"V-F1), keeps the validation accuracy within a tolerance of the unpruned network's (at most "
+            f"{max_rate:g}), the tolerance rising in "
             f"steps of {prune_tol:g} points until the pruned network, timed beside the unpruned one, runs "
             f"at least {target_speedup:g} times as fast (the table below): at {chosen.tolerance:g} points it "
             f"measured {chosen.speedup:.2f} times"
         )
     if channel_multiple > 1:
         pruning += (
-            f", with the filters kept in each layer rounded down to a multiple of {channel_multiple} (the "
-            f"floats an AVX2 register holds: oneDNN's blocked kernels then run without padding, and a "
-            f"convolution with a few channels fewer but a multiple of {channel_multiple} can run twice as "
-            f"fast)"
+            f", with the filters kept in each layer rounded down to a multiple of {channel_multiple} (our "
+            f"choice: in a one-off timing on an AVX2 machine, not reproduced here, an 8-to-8-channel "
+            f"convolution ran twice as fast as a 10-to-10 one; we suspect oneDNN's channel blocking)"
         )
     return Findings(
         {
