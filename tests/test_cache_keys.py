@@ -71,13 +71,8 @@ def test_the_random_pruning_chapters_training_keys_are_rebuilt_from_its_paramete
     assert rebuilt[0] == "49f07ac8a25c3d71"
 
 
-def test_the_vgg_chapters_first_fine_tuning_key_is_rebuilt_from_its_parameters(monkeypatch):
-    p, keys, precision = _recorded("vgg_case_study")
-    glue = json.loads((FULL / "vgg_case_study" / "glue.json").read_text())
-    columns = (FULL / "vgg_case_study" / "V-F1.csv").read_text().splitlines()[0].split(",")[1:]
-    layers = [c.split("(")[1].rstrip(")") for c in columns]  # "conv 1 (features.0)" -> features.0
-    rates = {layer: int(pct) / 100 for layer, pct in zip(layers, glue["rates"].split(", "), strict=True)}
-    (base,) = keys["vgg16 on cifar10"]
+def _vgg_fine_tuning_key(monkeypatch, p: dict, rates: dict, base: str, precision: str) -> str:
+    """The key of the VGG chapter's first fine-tuning (the pruned network) under parameters `p`."""
     origin = json.dumps({"model": base, "rates": rates, "multiple_of": p["channel_multiple"]}, sort_keys=True)
     teacher = train.Distillation(torch.nn.Linear(1, 1), base, p["distill_weight"], p["distill_temperature"])
     splits = types.SimpleNamespace(identity=CIFAR10_IDENTITY, label="CIFAR-10 (JPEG copy)")
@@ -86,13 +81,42 @@ def test_the_vgg_chapters_first_fine_tuning_key_is_rebuilt_from_its_parameters(m
         batch_size=128, seed=p["seed"], precision=precision, optimizer=p["finetune_optimizer"],
         label_smoothing=p["label_smoothing"], distill=teacher,
     )  # fmt: skip
-    assert key == keys["fine-tuning on CIFAR-10 (JPEG copy)"][0] == "042082d551bd5c6c"
     config = FineTuneConfig(
         origin, CIFAR10_IDENTITY, p["finetune_epochs"], lr=p["finetune_lr"], batch_size=128, seed=p["seed"],
         precision=precision, optimizer=p["finetune_optimizer"], label_smoothing=p["label_smoothing"],
         distill=teacher,
     )  # fmt: skip
     assert config.validate().key() == key
+    return key
+
+
+def test_the_vgg_chapters_first_fine_tuning_key_is_rebuilt_from_its_parameters(monkeypatch):
+    p, keys, precision = _recorded("vgg_case_study")
+    glue = json.loads((FULL / "vgg_case_study" / "glue.json").read_text())
+    columns = (FULL / "vgg_case_study" / "V-F1.csv").read_text().splitlines()[0].split(",")[1:]
+    layers = [c.split("(")[1].rstrip(")") for c in columns]  # "conv 1 (features.0)" -> features.0
+    rates = {layer: int(pct) / 100 for layer, pct in zip(layers, glue["rates"].split(", "), strict=True)}
+    (base,) = keys["vgg16 on cifar10"]
+    key = _vgg_fine_tuning_key(monkeypatch, p, rates, base, precision)
+    assert key == keys["fine-tuning on CIFAR-10 (JPEG copy)"][0]
+
+
+# The VGG chapter's first fine-tuning key of the run committed before its fine-tunings took 10 epochs
+# (its parameters and its rates as that run recorded them): a stored key that stays what it was.
+EARLIER_VGG_RATES = {"features.0": 0.5, "features.3": 0.3, "features.7": 0.3, "features.10": 0.2,
+                     "features.14": 0.2, "features.17": 0.4, "features.20": 0.4, "features.24": 0.5,
+                     "features.27": 0.7, "features.30": 0.8, "features.34": 0.8, "features.37": 0.8,
+                     "features.40": 0.9}  # fmt: skip
+EARLIER_VGG_PARAMETERS = {"channel_multiple": 8, "distill_weight": 0.9, "distill_temperature": 4.0,
+                          "finetune_epochs": 20, "finetune_lr": 0.01, "seed": 0, "finetune_optimizer": "sgd",
+                          "label_smoothing": 0.1}  # fmt: skip
+
+
+def test_the_earlier_vgg_fine_tuning_key_stays(monkeypatch):
+    key = _vgg_fine_tuning_key(
+        monkeypatch, EARLIER_VGG_PARAMETERS, EARLIER_VGG_RATES, "3fc44b5023300671", "bfloat16"
+    )
+    assert key == "042082d551bd5c6c"
 
 
 # Fine-tuning keys of the settings no committed run used, as the code made them before fine-tuning

@@ -307,7 +307,7 @@ SETTINGS: dict[str, list[Setting]] = {
           "all convs) at the smallest of the ratios {peer_ratios} that is {target_speedup} times as fast; it "
           "and the book's pruned network each fine-tuned {peer_finetune_epochs} epochs, otherwise as above",
           "ours",
-          "no draft compares libraries; one shorter, equal budget keeps the chapter within its time"),
+          "no draft compares libraries; one fine-tuning budget for all, so that only the pruning differs"),
         S("the report's k sweep", "at k=8 [...] R1 = c and R2 = f", "003, 3.4",
           "ranks k/8 of each dimension, k in {ks}, the first convolution left dense, no fine-tuning, on this "
           "chapter's VGG-16", "draft's, read by us",
